@@ -1,0 +1,51 @@
+"""narrowflow: gradient flows of narrow two-layer networks as dynamical systems.
+
+Fast ensembles of gradient flows (Cython kernels driving Numba-compiled
+right-hand sides) and the monodromy of their variational equations along
+complex integral curves.
+"""
+from __future__ import annotations
+
+import importlib
+
+__version__ = "0.1.0"
+
+# name -> module that defines it; imported on first use so that
+# `import narrowflow` stays cheap and each part loads only when asked for.
+_LAZY = {
+    "Network": "narrowflow.model",
+    "Dataset": "narrowflow.model",
+    "GradientFlow": "narrowflow.model",
+    "solve_ensemble": "narrowflow.ensemble",
+    "EnsembleResult": "narrowflow.ensemble",
+    "check_integrability": "narrowflow.monodromy",
+}
+_SUBMODULES = ("activations", "model", "rhs", "ensemble", "monodromy", "distributed",
+               "io", "plots", "analysis", "cli")
+
+
+def build_info() -> dict:
+    """How this installation was built: versions, OpenMP, threads available."""
+    import numba
+    import numpy
+
+    from narrowflow._ext import buildinfo
+    return {
+        "narrowflow": __version__,
+        "numpy": numpy.__version__,
+        "numba": numba.__version__,
+        "openmp": buildinfo.openmp_enabled(),
+        "max_threads": buildinfo.max_threads(),
+    }
+
+
+def __getattr__(name: str):
+    if name in _LAZY:
+        return getattr(importlib.import_module(_LAZY[name]), name)
+    if name in _SUBMODULES:
+        return importlib.import_module(f"narrowflow.{name}")
+    raise AttributeError(f"module 'narrowflow' has no attribute {name!r}")
+
+
+def __dir__():
+    return sorted(set(globals()) | set(_LAZY) | set(_SUBMODULES))

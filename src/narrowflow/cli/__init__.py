@@ -1,0 +1,45 @@
+"""The `narrowflow` command line: one sub-command per module in this package.
+
+Each sub-command module defines ``add_parser(subparsers)`` (registers its
+arguments and sets ``func``) and is listed in ``_SUBCOMMANDS``.
+"""
+from __future__ import annotations
+
+import argparse
+import importlib
+import sys
+
+_SUBCOMMANDS = ("run", "monodromy", "report", "info")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="narrowflow",
+        description="Gradient flows of narrow two-layer networks: ensembles and monodromy.")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+    for name in _SUBCOMMANDS:
+        try:
+            module = importlib.import_module(f"narrowflow.cli.{name}")
+        except ModuleNotFoundError as exc:  # a sub-command not built yet
+            if exc.name != f"narrowflow.cli.{name}":
+                raise
+            continue
+        module.add_parser(sub)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if not getattr(args, "func", None):
+        parser.print_help()
+        return 2
+    try:
+        return int(args.func(args) or 0)
+    except (ValueError, TypeError, FileNotFoundError, FileExistsError) as exc:
+        print(f"narrowflow {args.command}: error: {exc}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())
