@@ -10,8 +10,12 @@ pieces meet (dz/ds jumps there); integrators restart at them.
 Elementary pieces also have a flat numeric encoding (``p.encode()``) so that
 compiled transport code can evaluate ``z`` and ``dz`` without Python:
 
-    kind 0, Segment: params (a, b, 0, 0)          z = a + (b - a) s
-    kind 1, Arc:     params (c, r, th0, th1)      z = c + r exp(i (th0 + (th1 - th0) s))
+    kind 0, Segment: params (a, b, 0, 0, d)         z = a + (b - a) s                      + d sin(pi s)
+    kind 1, Arc:     params (c, r, th0, th1, d)     z = c + r exp(i (th0 + (th1 - th0) s)) + d sin(pi s)
+
+The last column ``d`` (the "bump", 0 for ordinary pieces) is a smooth
+deformation that fixes the endpoints; ``Path.deformed`` uses it to check that
+a monodromy matrix does not change under a small homotopy of its loop.
 
 Build paths with ``segment``, ``arc``, ``circle``, ``polyline``, ``polygon``,
 ``lasso``, ``loop_around`` and ``as_path``; combine with ``+`` and
@@ -188,15 +192,31 @@ class Path:
             raise ValueError("scale must be non-zero")
         return Path([p.transformed(scale, shift) for p in self._pieces])
 
+    def deformed(self, amount: float = 0.02, side: int = 1) -> "Path":
+        """A homotopic copy with the same endpoints: every piece pushed sideways by
+        ``amount`` times its length at its middle (``side`` = +1 to the left of the
+        direction of travel, -1 to the right), by the bump d sin(pi s).
+        """
+        amount = _as_real(amount, "amount")
+        if side not in (1, -1):
+            raise ValueError(f"side must be +1 or -1, got {side!r}")
+        out = []
+        for p in self._pieces:
+            t = complex(p.dz(0.5))  # the bump has zero derivative at s = 1/2
+            n = 1j * t / abs(t) if t != 0 else 0.0
+            out.append(p.with_bump(p.bump + side * amount * p.length * n))
+        return Path(out)
+
     # -- numeric encoding -----------------------------------------------------
     def encode(self):
         """Flat encoding for compiled code.
 
-        Returns ``kinds`` (int64 (m,)), ``params`` (complex128 (m, 4)), and
+        Returns ``kinds`` (int64 (m,)), ``params`` (complex128 (m, 5)), and
         ``breakpoints`` (float64 (m+1,)); see the module docstring.
         """
         kinds = np.array([p.kind for p in self._pieces], dtype=np.int64)
-        params = np.array([p.params for p in self._pieces], dtype=np.complex128).reshape(-1, 4)
+        params = np.array([(*p.params, p.bump) for p in self._pieces],
+                          dtype=np.complex128).reshape(-1, 5)
         return kinds, params, self.breakpoints
 
     # -- diagnostics ----------------------------------------------------------
@@ -236,9 +256,10 @@ class Segment(Path):
 
     kind = KIND_SEGMENT
 
-    def __init__(self, a, b):
+    def __init__(self, a, b, bump=0.0):
         self.a = _as_complex(a, "a")
         self.b = _as_complex(b, "b")
+        self.bump = _as_complex(bump, "bump")
         self._pieces = (self,)
         self._bp = np.array([0.0, 1.0])
 
@@ -260,22 +281,26 @@ class Segment(Path):
 
     def z(self, s):
         s = np.asarray(s, dtype=np.float64)
-        out = self.a + (self.b - self.a) * s
+        out = self.a + (self.b - self.a) * s + self.bump * np.sin(np.pi * s)
         return out if np.ndim(out) else complex(out)
 
     def dz(self, s):
         s = np.asarray(s, dtype=np.float64)
-        out = np.full(s.shape, self.b - self.a, dtype=np.complex128)
-        return out if out.ndim else complex(out)
+        out = (self.b - self.a) + self.bump * np.pi * np.cos(np.pi * s) + np.zeros(s.shape)
+        return out if np.ndim(out) else complex(out)
 
     def reversed(self):
-        return Segment(self.b, self.a)
+        return Segment(self.b, self.a, self.bump)
+
+    def with_bump(self, bump):
+        return Segment(self.a, self.b, bump)
 
     def transformed(self, scale=1.0, shift=0.0):
-        return Segment(scale * self.a + shift, scale * self.b + shift)
+        return Segment(scale * self.a + shift, scale * self.b + shift, scale * self.bump)
 
     def __repr__(self):
-        return f"Segment({self.a:.6g} -> {self.b:.6g})"
+        extra = f", bump={self.bump:.3g}" if self.bump else ""
+        return f"Segment({self.a:.6g} -> {self.b:.6g}{extra})"
 
 
 class Arc(Path):
@@ -283,7 +308,8 @@ class Arc(Path):
 
     kind = KIND_ARC
 
-    def __init__(self, center, radius, theta0, theta1):
+    def __init__(self, center, radius, theta0, theta1, bump=0.0):
+        self.bump = _as_complex(bump, "bump")
         self.center = _as_complex(center, "center")
         self.radius = _as_real(radius, "radius")
         if self.radius <= 0:
@@ -311,27 +337,33 @@ class Arc(Path):
 
     def z(self, s):
         s = np.asarray(s, dtype=np.float64)
-        out = self.center + self.radius * np.exp(1j * (self.theta0 + (self.theta1 - self.theta0) * s))
+        out = (self.center + self.radius * np.exp(1j * (self.theta0 + (self.theta1 - self.theta0) * s))
+               + self.bump * np.sin(np.pi * s))
         return out if np.ndim(out) else complex(out)
 
     def dz(self, s):
         s = np.asarray(s, dtype=np.float64)
         dth = self.theta1 - self.theta0
-        out = 1j * dth * self.radius * np.exp(1j * (self.theta0 + dth * s))
+        out = (1j * dth * self.radius * np.exp(1j * (self.theta0 + dth * s))
+               + self.bump * np.pi * np.cos(np.pi * s))
         return out if np.ndim(out) else complex(out)
 
     def reversed(self):
-        return Arc(self.center, self.radius, self.theta1, self.theta0)
+        return Arc(self.center, self.radius, self.theta1, self.theta0, self.bump)
+
+    def with_bump(self, bump):
+        return Arc(self.center, self.radius, self.theta0, self.theta1, bump)
 
     def transformed(self, scale=1.0, shift=0.0):
         # z -> scale z + shift maps the circle to one of radius |scale| r, angles + arg(scale)
         rot = math.atan2(scale.imag, scale.real)
         return Arc(scale * self.center + shift, abs(scale) * self.radius,
-                   self.theta0 + rot, self.theta1 + rot)
+                   self.theta0 + rot, self.theta1 + rot, scale * self.bump)
 
     def __repr__(self):
+        extra = f", bump={self.bump:.3g}" if self.bump else ""
         return (f"Arc(center={self.center:.6g}, r={self.radius:.6g}, "
-                f"theta {self.theta0:.6g} -> {self.theta1:.6g})")
+                f"theta {self.theta0:.6g} -> {self.theta1:.6g}{extra})")
 
 
 # ---------------------------------------------------------------------------
