@@ -1,0 +1,469 @@
+"""Networks, data sets and their gradient flows (MATH.md sections 1 to 4).
+
+numpy reference implementations of the loss, gradient and Hessian, for real
+and complex parameter vectors; the parameter layout; the invariant subspaces.
+Nothing here knows about integrators.
+
+Parameter layout (neuron-major): block j is (a_j[0..k-1], w_j[0..d-1], b_j),
+b_j only with biases, then c[0..k-1] only with biases. NF4 is θ = [a1, w1, a2, w2].
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from narrowflow import activations as _act
+
+
+def _positive_int(value, name: str) -> int:
+    if isinstance(value, bool) or not isinstance(value, (int, np.integer)):
+        raise TypeError(f"{name} must be an integer, got {type(value).__name__}")
+    if value < 1:
+        raise ValueError(f"{name} must be >= 1, got {value}")
+    return int(value)
+
+
+@dataclass(frozen=True)
+class Parameters:
+    """A parameter vector split into its parts (views into θ where possible).
+
+    a: (m, k) output weights; w: (m, d) input weights; b: (m,) hidden biases or None;
+    c: (k,) output bias or None.
+    """
+
+    a: np.ndarray
+    w: np.ndarray
+    b: np.ndarray | None
+    c: np.ndarray | None
+
+
+class Network:
+    """f(x; θ) = Σ_j a_j σ(w_j·x + b_j) + c, with m = width hidden units.
+
+    width m >= 1, input_dim d >= 1, output_dim k >= 1; activation: a name from
+    ``narrowflow.activations.NAMES`` or an Activation; kappa: the quadratic
+    activation's parameter; bias: include b_j and c.
+    """
+
+    def __init__(self, width=2, input_dim=1, output_dim=1, activation="tanh", bias=False,
+                 kappa=None):
+        self.width = _positive_int(width, "width")
+        self.input_dim = _positive_int(input_dim, "input_dim")
+        self.output_dim = _positive_int(output_dim, "output_dim")
+        if not isinstance(bias, (bool, np.bool_)):
+            raise TypeError(f"bias must be True or False, got {bias!r}")
+        self.bias = bool(bias)
+        self.activation = _act.get(activation, kappa=kappa)
+
+    @property
+    def block_size(self) -> int:
+        """Entries per neuron block: k + d (+1 with bias)."""
+        return self.output_dim + self.input_dim + int(self.bias)
+
+    @property
+    def n_params(self) -> int:
+        """p = m (k + d + bias) + k bias."""
+        return self.width * self.block_size + (self.output_dim if self.bias else 0)
+
+    @property
+    def architecture(self) -> tuple:
+        """(d, m, k, bias): what fixes the compiled code's loop bounds."""
+        return (self.input_dim, self.width, self.output_dim, self.bias)
+
+    def __repr__(self) -> str:
+        kap = f", kappa={self.activation.kappa}" if self.activation.name == "quadratic" else ""
+        return (f"Network(width={self.width}, input_dim={self.input_dim}, "
+                f"output_dim={self.output_dim}, activation={self.activation.name!r}, "
+                f"bias={self.bias}{kap})")
+
+    def describe(self) -> dict:
+        """Plain-data description (for configs, file attributes, rebuilding)."""
+        return dict(width=self.width, input_dim=self.input_dim, output_dim=self.output_dim,
+                    activation=self.activation.name, kappa=self.activation.kappa,
+                    bias=self.bias)
+
+    # --- layout ---------------------------------------------------------------------
+
+    def check_theta(self, theta, name: str = "theta") -> np.ndarray:
+        """θ as a 1-D float64 or complex128 array of length p, or a clear error."""
+        arr = np.asarray(theta)
+        if arr.dtype.kind not in "biufc":
+            raise TypeError(f"{name} must be numeric, got dtype {arr.dtype}")
+        if arr.ndim != 1 or arr.shape[0] != self.n_params:
+            raise ValueError(f"{name} must have shape ({self.n_params},) for {self!r}, "
+                             f"got {arr.shape}")
+        return arr.astype(np.complex128 if arr.dtype.kind == "c" else np.float64, copy=False)
+
+    def unpack(self, theta) -> Parameters:
+        """Split θ (p,) into a (m,k), w (m,d), b (m,) or None, c (k,) or None."""
+        th = self.check_theta(theta)
+        m, d, k = self.width, self.input_dim, self.output_dim
+        blocks = th[: m * self.block_size].reshape(m, self.block_size)
+        return Parameters(a=blocks[:, :k], w=blocks[:, k:k + d],
+                          b=blocks[:, k + d] if self.bias else None,
+                          c=th[m * self.block_size:] if self.bias else None)
+
+    def pack(self, a, w, b=None, c=None) -> np.ndarray:
+        """θ (p,) from a (m,k) [or (m,) when k=1], w (m,d) [or (m,) when d=1], b (m,), c (k,)."""
+        m, d, k = self.width, self.input_dim, self.output_dim
+        a = np.asarray(a)
+        w = np.asarray(w)
+        dtype = np.result_type(a, w, *(x for x in (b, c) if x is not None), np.float64)
+        a = a.reshape(m, k) if a.size == m * k else None
+        if a is None:
+            raise ValueError(f"a must have {m * k} entries (shape ({m}, {k}))")
+        if w.size != m * d:
+            raise ValueError(f"w must have {m * d} entries (shape ({m}, {d}))")
+        w = w.reshape(m, d)
+        if self.bias:
+            if b is None or c is None:
+                raise ValueError("b and c are required for a network with bias=True")
+            b = np.asarray(b).reshape(-1)
+            c = np.asarray(c).reshape(-1)
+            if b.size != m:
+                raise ValueError(f"b must have {m} entries, got {b.size}")
+            if c.size != k:
+                raise ValueError(f"c must have {k} entries, got {c.size}")
+            blocks = np.concatenate([a, w, b[:, None]], axis=1)
+            return np.concatenate([blocks.reshape(-1), c]).astype(dtype)
+        if b is not None or c is not None:
+            raise ValueError("b and c must be None for a network with bias=False")
+        return np.concatenate([a, w], axis=1).reshape(-1).astype(dtype)
+
+    def block_indices(self, j: int) -> np.ndarray:
+        """Indices in θ of neuron j's block (a_j, w_j, b_j)."""
+        if not 0 <= j < self.width:
+            raise ValueError(f"neuron index must be in 0..{self.width - 1}, got {j}")
+        return np.arange(j * self.block_size, (j + 1) * self.block_size)
+
+    def parameter_names(self) -> list[str]:
+        """Names of θ's entries: a1, w1, (b1), ..., (c); suffixes _i when d or k > 1."""
+        names = []
+        for j in range(1, self.width + 1):
+            names += [f"a{j}" if self.output_dim == 1 else f"a{j}_{q + 1}"
+                      for q in range(self.output_dim)]
+            names += [f"w{j}" if self.input_dim == 1 else f"w{j}_{i + 1}"
+                      for i in range(self.input_dim)]
+            if self.bias:
+                names.append(f"b{j}")
+        if self.bias:
+            names += ["c" if self.output_dim == 1 else f"c{q + 1}" for q in range(self.output_dim)]
+        return names
+
+    # --- evaluation -----------------------------------------------------------------
+
+    def preactivations(self, theta, x) -> np.ndarray:
+        """z (n, m) = x w_jᵀ + b_j."""
+        P = self.unpack(theta)
+        z = np.asarray(x) @ P.w.T
+        return z + P.b if self.bias else z
+
+    def forward(self, theta, x) -> np.ndarray:
+        """f(x; θ), shape (n, k); x of shape (n, d) (or (n,) when d = 1)."""
+        x = _as_2d(x, "x", self.input_dim)
+        P = self.unpack(theta)
+        out = self.activation.d(self.preactivations(theta, x), 0) @ P.a
+        return out + P.c if self.bias else out
+
+
+def _as_2d(arr, name: str, width: int | None = None) -> np.ndarray:
+    a = np.asarray(arr)
+    if a.dtype.kind not in "biuf":
+        raise TypeError(f"{name} must be a real numeric array, got dtype {a.dtype}")
+    a = a.astype(np.float64)
+    if a.ndim == 1:
+        a = a[:, None]
+    if a.ndim != 2:
+        raise ValueError(f"{name} must be 1-D or 2-D, got shape {np.shape(arr)}")
+    if width is not None and a.shape[1] != width:
+        raise ValueError(f"{name} must have {width} column(s), got shape {a.shape}")
+    return a
+
+
+class Dataset:
+    """Training pairs (x_i, y_i): x (n, d), y (n, k); 1-D arrays mean d = 1 or k = 1."""
+
+    def __init__(self, x, y):
+        x2 = _as_2d(x, "x")
+        y2 = _as_2d(y, "y")
+        if x2.shape[0] == 0:
+            raise ValueError("x must hold at least one data point")
+        if x2.shape[0] != y2.shape[0]:
+            raise ValueError(f"x and y must have the same number of rows, got {x2.shape[0]} "
+                             f"and {y2.shape[0]}")
+        for name, arr in (("x", x2), ("y", y2)):
+            if not np.all(np.isfinite(arr)):
+                raise ValueError(f"{name} contains NaN or infinite values")
+        self.x = x2
+        self.y = y2
+        self.x.setflags(write=False)
+        self.y.setflags(write=False)
+
+    @property
+    def n(self) -> int:
+        return self.x.shape[0]
+
+    @property
+    def input_dim(self) -> int:
+        return self.x.shape[1]
+
+    @property
+    def output_dim(self) -> int:
+        return self.y.shape[1]
+
+    def __repr__(self) -> str:
+        return f"Dataset(n={self.n}, input_dim={self.input_dim}, output_dim={self.output_dim})"
+
+    @classmethod
+    def from_teacher(cls, net: Network, theta, x) -> "Dataset":
+        """Labels y = f(x; θ_teacher) of a teacher network."""
+        x2 = _as_2d(x, "x", net.input_dim)
+        return cls(x2, net.forward(net.check_theta(theta, "theta").real, x2))
+
+
+class GradientFlow:
+    """θ̇ = −∇L(θ), L = (1/2n) Σ ‖f(x_i) − y_i‖² + (λ/2)‖θ‖² (MATH.md §1–3).
+
+    All methods take θ of shape (p,), real or complex (analytic continuation:
+    no complex conjugation anywhere, so complex results are holomorphic in θ).
+    """
+
+    def __init__(self, network: Network, data: Dataset, weight_decay: float = 0.0):
+        if not isinstance(network, Network):
+            raise TypeError(f"network must be a Network, got {type(network).__name__}")
+        if not isinstance(data, Dataset):
+            raise TypeError(f"data must be a Dataset, got {type(data).__name__}")
+        if data.input_dim != network.input_dim:
+            raise ValueError(f"data has input_dim {data.input_dim} but the network expects "
+                             f"{network.input_dim}")
+        if data.output_dim != network.output_dim:
+            raise ValueError(f"data has output_dim {data.output_dim} but the network expects "
+                             f"{network.output_dim}")
+        lam = float(weight_decay)
+        if not np.isfinite(lam) or lam < 0:
+            raise ValueError(f"weight_decay must be finite and >= 0, got {weight_decay!r}")
+        self.network = network
+        self.data = data
+        self.weight_decay = lam
+
+    def __repr__(self) -> str:
+        return f"GradientFlow({self.network!r}, {self.data!r}, weight_decay={self.weight_decay})"
+
+    @property
+    def n_params(self) -> int:
+        return self.network.n_params
+
+    # --- shared pieces --------------------------------------------------------------
+
+    def _parts(self, theta):
+        net = self.network
+        th = net.check_theta(theta)
+        P = net.unpack(th)
+        z = self.data.x @ P.w.T
+        if net.bias:
+            z = z + P.b
+        s = net.activation.derivatives(z)           # 5 arrays (n, m)
+        f = s[0] @ P.a
+        if net.bias:
+            f = f + P.c
+        r = f - self.data.y                          # (n, k)
+        return th, P, s, r
+
+    def residuals(self, theta) -> np.ndarray:
+        """r_i = f(x_i) − y_i, shape (n, k)."""
+        return self._parts(theta)[3]
+
+    def loss(self, theta):
+        """L(θ), a scalar (complex for complex θ)."""
+        th, _, _, r = self._parts(theta)
+        return 0.5 * np.sum(r * r) / self.data.n + 0.5 * self.weight_decay * np.sum(th * th)
+
+    def grad(self, theta) -> np.ndarray:
+        """∇L(θ), shape (p,)."""
+        th, P, s, r = self._parts(theta)
+        net, n, x = self.network, self.data.n, self.data.x
+        rho = r @ P.a.T                              # (n, m): ρ_ij = r_i · a_j
+        g_a = s[0].T @ r / n                         # (m, k)
+        rs1 = rho * s[1]                             # (n, m)
+        g_w = rs1.T @ x / n                          # (m, d)
+        parts = [g_a, g_w]
+        if net.bias:
+            parts.append(rs1.sum(axis=0)[:, None] / n)
+        g = np.concatenate(parts, axis=1).reshape(-1)
+        if net.bias:
+            g = np.concatenate([g, r.sum(axis=0) / n])
+        return g + self.weight_decay * th
+
+    def field(self, theta) -> np.ndarray:
+        """The gradient-flow vector field F(θ) = −∇L(θ), shape (p,)."""
+        return -self.grad(theta)
+
+    def output_jacobian(self, theta) -> np.ndarray:
+        """J_i = ∂f(x_i)/∂θ for every data point, shape (n, k, p)."""
+        th, P, s, _ = self._parts(theta)
+        return self._output_jacobian(P, s, th.dtype)
+
+    def _output_jacobian(self, P, s, dtype):
+        net, x = self.network, self.data.x
+        n, m, d, k, bs = self.data.n, net.width, net.input_dim, net.output_dim, net.block_size
+        J = np.zeros((n, k, net.n_params), dtype=dtype)
+        eye_k = np.eye(k)
+        for j in range(m):
+            o = j * bs
+            J[:, :, o:o + k] = s[0][:, j, None, None] * eye_k                   # ∂f_κ/∂a_jκ'
+            as1 = P.a[j][None, :] * s[1][:, j, None]                           # (n, k)
+            J[:, :, o + k:o + k + d] = as1[:, :, None] * x[:, None, :]          # ∂f/∂w_j
+            if net.bias:
+                J[:, :, o + k + d] = as1                                       # ∂f/∂b_j
+        if net.bias:
+            J[:, :, m * bs:] = eye_k
+        return J
+
+    def hessian(self, theta) -> np.ndarray:
+        """∇²L(θ), shape (p, p), symmetric (MATH.md §2)."""
+        th, P, s, r = self._parts(theta)
+        net, n, x = self.network, self.data.n, self.data.x
+        m, d, k, bs = net.width, net.input_dim, net.output_dim, net.block_size
+        J = self._output_jacobian(P, s, th.dtype)
+        H = np.einsum("ikp,ikq->pq", J, J) / n
+        rho = r @ P.a.T                                                        # (n, m)
+        for j in range(m):
+            o = j * bs
+            ia = slice(o, o + k)
+            iw = slice(o + k, o + k + d)
+            # ∂²f_κ/∂a_jκ ∂w_j = s' x, weighted by r_iκ
+            Haw = (r * s[1][:, j, None]).T @ x / n                             # (k, d)
+            H[ia, iw] += Haw
+            H[iw, ia] += Haw.T
+            # a_jκ s'' x xᵀ weighted by r_iκ, summed over κ: ρ_ij s''_ij x xᵀ
+            rs2 = rho[:, j] * s[2][:, j]                                      # (n,)
+            H[iw, iw] += (x * rs2[:, None]).T @ x / n
+            if net.bias:
+                ib = o + k + d
+                Hab = (r * s[1][:, j, None]).sum(axis=0) / n                   # (k,)
+                H[ia, ib] += Hab
+                H[ib, ia] += Hab
+                Hwb = (x * rs2[:, None]).sum(axis=0) / n                       # (d,)
+                H[iw, ib] += Hwb
+                H[ib, iw] += Hwb
+                H[ib, ib] += rs2.sum() / n
+        return H + self.weight_decay * np.eye(net.n_params)
+
+    def jacobian(self, theta) -> np.ndarray:
+        """Jacobian of the vector field, DF = −∇²L, shape (p, p): the VE is Φ̇ = DF Φ."""
+        return -self.hessian(theta)
+
+
+# --- invariant subspaces (MATH.md §4) ------------------------------------------------
+
+class InvariantSubspace:
+    """A linear subspace S of parameter space that the gradient flow leaves invariant.
+
+    Subclasses give `normal_basis()` (p, q): orthonormal columns spanning S^⊥;
+    S = {θ : Nᵀθ = 0}.
+    """
+
+    def __init__(self, network: Network):
+        if not isinstance(network, Network):
+            raise TypeError(f"network must be a Network, got {type(network).__name__}")
+        self.network = network
+
+    def normal_basis(self) -> np.ndarray:  # pragma: no cover - abstract
+        raise NotImplementedError
+
+    def tangent_basis(self) -> np.ndarray:
+        """(p, p − q): orthonormal columns spanning S."""
+        N = self.normal_basis()
+        q, _ = np.linalg.qr(np.concatenate([N, np.eye(N.shape[0])], axis=1))
+        return q[:, N.shape[1]:N.shape[0]]
+
+    def project(self, theta) -> np.ndarray:
+        """The orthogonal projection of θ onto S (a point on S)."""
+        th = self.network.check_theta(theta)
+        N = self.normal_basis()
+        return th - N @ (N.T @ th)
+
+    def distance(self, theta) -> float:
+        """‖Nᵀθ‖: Euclidean distance from θ to S."""
+        th = self.network.check_theta(theta)
+        return float(np.linalg.norm(self.normal_basis().T @ th))
+
+    def contains(self, theta, tol: float = 1e-12) -> bool:
+        """True when θ lies on S to within `tol` (absolute, Euclidean)."""
+        return self.distance(theta) <= tol
+
+    def _check_neuron(self, j, name):
+        if isinstance(j, bool) or not isinstance(j, (int, np.integer)):
+            raise TypeError(f"{name} must be an integer, got {type(j).__name__}")
+        if not 0 <= j < self.network.width:
+            raise ValueError(f"{name} must be in 0..{self.network.width - 1}, got {j}")
+        return int(j)
+
+
+class DeadNeuron(InvariantSubspace):
+    """{a_j = 0, w_j = 0, b_j = 0}: invariant when σ(0) = 0."""
+
+    def __init__(self, network: Network, j: int = 0):
+        super().__init__(network)
+        self.j = self._check_neuron(j, "j")
+        if not network.activation.zero_at_zero:
+            raise ValueError(f"the dead-neuron plane is invariant only when σ(0) = 0; "
+                             f"{network.activation.name!r} has σ(0) ≠ 0")
+
+    def normal_basis(self) -> np.ndarray:
+        return np.eye(self.network.n_params)[:, self.network.block_indices(self.j)]
+
+
+class Twin(InvariantSubspace):
+    """{block_j = block_l}: invariant for every activation (permutation symmetry)."""
+
+    _sign = 1.0
+
+    def __init__(self, network: Network, j: int = 0, l: int = 1):
+        super().__init__(network)
+        self.j = self._check_neuron(j, "j")
+        self.l = self._check_neuron(l, "l")
+        if self.j == self.l:
+            raise ValueError("j and l must be different neurons")
+
+    def normal_basis(self) -> np.ndarray:
+        """Columns (e_{j,i} − sign·e_{l,i})/√2 for each entry i of a block."""
+        net = self.network
+        bj, bl = net.block_indices(self.j), net.block_indices(self.l)
+        N = np.zeros((net.n_params, net.block_size))
+        N[bj, np.arange(net.block_size)] = 1.0 / np.sqrt(2.0)
+        N[bl, np.arange(net.block_size)] = -self._sign / np.sqrt(2.0)
+        return N
+
+
+class MirrorTwin(Twin):
+    """{block_j = −block_l}: invariant when σ is odd."""
+
+    _sign = -1.0
+
+    def __init__(self, network: Network, j: int = 0, l: int = 1):
+        super().__init__(network, j, l)
+        if not network.activation.odd:
+            raise ValueError(f"the mirror-twin plane is invariant only for odd σ; "
+                             f"{network.activation.name!r} is not odd")
+
+
+# --- the benchmark problem (DESIGN.md) ------------------------------------------------
+
+NF4_SEED = 12345
+
+
+def nf4_benchmark(activation: str = "tanh") -> GradientFlow:
+    """DESIGN.md's NF4 problem: x = linspace(−2, 2, 16), y = tanh(1.5x) − 0.7 tanh(0.4x).
+
+    Initial states: θ0 ~ N(0, 1), rng default_rng(12345) (see `nf4_initial_states`).
+    """
+    x = np.linspace(-2.0, 2.0, 16)
+    y = np.tanh(1.5 * x) - 0.7 * np.tanh(0.4 * x)
+    return GradientFlow(Network(width=2, activation=activation), Dataset(x, y))
+
+
+def nf4_initial_states(n: int, seed: int = NF4_SEED) -> np.ndarray:
+    """θ0 ~ N(0, 1), shape (n, 4), from numpy's default_rng(seed)."""
+    return np.random.default_rng(seed).standard_normal((n, 4))

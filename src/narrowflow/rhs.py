@@ -1,0 +1,479 @@
+"""Compiled right-hand sides of network gradient flows (Numba cfuncs).
+
+The C signature (ext/rhs_abi.pxd; ``RHS_SIGNATURE`` here is its Numba twin)::
+
+    int f(int64 lanes, double t, const double* y, double* dy, const double* params)
+
+evaluates ``lanes`` trajectories at once, structure-of-arrays: ``y[i*lanes + l]``
+is state component i of lane l. It returns 0, or 1 when an output is not
+finite (division by zero or overflow give inf/NaN under ``error_model='numpy'``
+and are reported, never raised). Complex variants take ``complex128`` y/dy.
+
+Source code specialised to one architecture (d, m, k, bias) and activation is
+generated, written to a cache folder and compiled by Numba with ``cache=True``,
+so a second process loads machine code from disk. Everything numeric about the
+problem (n, x, y, λ, κ) travels in ``params`` (see `pack_params`): a new data set
+never recompiles.
+
+The flow and loss loop over data points outside and lanes inside, with every
+neuron unrolled, so the lane loop vectorizes (the activations use
+:mod:`narrowflow.fastmath`). The variational right-hand side builds −H per lane
+with scalar code: it serves accuracy studies, not the hot ensemble path.
+"""
+from __future__ import annotations
+
+import hashlib
+import importlib.util
+import os
+import sys
+import threading
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+from numba import cfunc, njit, types
+
+import narrowflow
+from narrowflow.model import GradientFlow, Network
+
+HEADER = 8  # params[0] = n, [1] = weight decay λ, [2] = activation κ, [3:8] reserved
+RHS_SIGNATURE = types.int32(types.int64, types.float64, types.CPointer(types.float64),
+                            types.CPointer(types.float64), types.CPointer(types.float64))
+COMPLEX_RHS_SIGNATURE = types.int32(types.int64, types.float64, types.CPointer(types.complex128),
+                                    types.CPointer(types.complex128), types.CPointer(types.float64))
+_COMPILE_OPTIONS = dict(error_model="numpy", cache=True)
+_SRC_FILES = ("rhs.py", "activations.py", "fastmath.py")
+
+
+def pack_params(flow: GradientFlow) -> np.ndarray:
+    """The float64 block the compiled functions read: header, then x (n, d), then y (n, k)."""
+    if not isinstance(flow, GradientFlow):
+        raise TypeError(f"flow must be a GradientFlow, got {type(flow).__name__}")
+    head = np.zeros(HEADER)
+    head[0] = flow.data.n
+    head[1] = flow.weight_decay
+    head[2] = flow.network.activation.kappa
+    return np.concatenate([head, flow.data.x.ravel(), flow.data.y.ravel()])
+
+
+def cache_dir() -> Path:
+    """Where generated sources and Numba's cache live (NARROWFLOW_CACHE_DIR to override)."""
+    env = os.environ.get("NARROWFLOW_CACHE_DIR")
+    base = Path(env) if env else Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache")) / "narrowflow"
+    base.mkdir(parents=True, exist_ok=True)
+    return base
+
+
+# --- code generation ---------------------------------------------------------------
+
+def _names(d, m, k, bias):
+    """State-index table: (kind, j, q) -> index in θ (neuron-major layout)."""
+    bs = k + d + int(bias)
+    idx = {}
+    for j in range(m):
+        for q in range(k):
+            idx["a", j, q] = j * bs + q
+        for q in range(d):
+            idx["w", j, q] = j * bs + k + q
+        if bias:
+            idx["b", j, 0] = j * bs + k + d
+    if bias:
+        for q in range(k):
+            idx["c", 0, q] = m * bs + q
+    return idx
+
+
+def _lane_body(d, m, k, bias, want_grad: bool) -> list[str]:
+    """Statements for one data point i and one lane l (indented 8 spaces)."""
+    idx = _names(d, m, k, bias)
+    L = []
+    for key, i in idx.items():
+        L.append(f"{key[0]}_{key[1]}_{key[2]} = y[{i} * lanes + l]")
+    for j in range(m):
+        z = " + ".join(f"w_{j}_{q} * x{q}" for q in range(d)) + (f" + b_{j}_0" if bias else "")
+        L.append(f"s0_{j}, s1_{j}, _s2, _s3, _s4 = act({z}, kappa)")
+    for q in range(k):
+        f = " + ".join(f"a_{j}_{q} * s0_{j}" for j in range(m)) + (f" + c_0_{q}" if bias else "")
+        L.append(f"r_{q} = {f} - y{q}")
+    if not want_grad:
+        L.append("acc[l] += " + " + ".join(f"r_{q} * r_{q}" for q in range(k)))
+        return L
+    for j in range(m):
+        rho = " + ".join(f"r_{q} * a_{j}_{q}" for q in range(k))
+        L.append(f"g_{j} = ({rho}) * s1_{j}")
+        for q in range(k):
+            L.append(f"dy[{idx['a', j, q]} * lanes + l] -= r_{q} * s0_{j}")
+        for q in range(d):
+            L.append(f"dy[{idx['w', j, q]} * lanes + l] -= g_{j} * x{q}")
+        if bias:
+            L.append(f"dy[{idx['b', j, 0]} * lanes + l] -= g_{j}")
+    if bias:
+        for q in range(k):
+            L.append(f"dy[{idx['c', 0, q]} * lanes + l] -= r_{q}")
+    return L
+
+
+def _generate_source(d: int, m: int, k: int, bias: bool, activation: str) -> str:
+    p = m * (k + d + int(bias)) + (k if bias else 0)
+    load_x = "\n".join(f"        x{q} = params[{HEADER} + i * {d} + {q}]" for q in range(d))
+    load_y = "\n".join(f"        y{q} = params[{HEADER} + n * {d} + i * {k} + {q}]" for q in range(k))
+    body_g = "\n".join("            " + s for s in _lane_body(d, m, k, bias, True))
+    body_l = "\n".join("            " + s for s in _lane_body(d, m, k, bias, False))
+    return f'''\
+# Generated by narrowflow.rhs for d={d}, m={m}, k={k}, bias={bias}, activation={activation!r}.
+# Do not edit: regenerated when narrowflow's sources change.
+import numpy as np
+from numba import carray, njit
+from narrowflow.activations import get as _get
+
+_A = _get({activation!r})
+act = _A.real_derivs
+act_c = _A.complex_derivs
+D, M, K, BIAS, P = {d}, {m}, {k}, {bias}, {p}
+
+
+def flow(lanes, t, y, dy, params):
+    n = int(params[0])
+    lam = params[1]
+    kappa = params[2]
+    for c in range(P * lanes):
+        dy[c] = 0.0
+    for i in range(n):
+{load_x}
+{load_y}
+        for l in range(lanes):
+{body_g}
+    inv_n = 1.0 / n
+    bad = 0.0
+    for c in range(P * lanes):
+        v = dy[c] * inv_n - lam * y[c]
+        dy[c] = v
+        bad += v * 0.0
+    return 0 if bad == 0.0 else 1
+
+
+def loss(lanes, t, y, out, params):
+    n = int(params[0])
+    lam = params[1]
+    kappa = params[2]
+    acc = out
+    for l in range(lanes):
+        acc[l] = 0.0
+    for i in range(n):
+{load_x}
+{load_y}
+        for l in range(lanes):
+{body_l}
+    half_inv_n = 0.5 / n
+    for l in range(lanes):
+        acc[l] *= half_inv_n
+    if lam != 0.0:
+        for c in range(P):
+            for l in range(lanes):
+                acc[l] += 0.5 * lam * y[c * lanes + l] * y[c * lanes + l]
+    bad = 0.0
+    for l in range(lanes):
+        bad += acc[l] * 0.0
+    return 0 if bad == 0.0 else 1
+
+
+@njit(error_model="numpy", cache=True)
+def _data(params):
+    n = int(params[0])
+    pa = carray(params, ({HEADER} + n * (D + K),))
+    return n, pa[{HEADER}:{HEADER} + n * D], pa[{HEADER} + n * D:]
+
+
+{_scalar_helpers("real", "act", "np.float64")}
+
+{_scalar_helpers("complex", "act_c", "np.complex128")}
+
+def variational(lanes, t, y, dy, params):
+    return _lane_variational_real(lanes, y, dy, params)
+
+
+def complex_flow(lanes, t, yp, dyp, params):
+    n, x, yd = _data(params)
+    y = carray(yp, (P * lanes,))
+    dy = carray(dyp, (P * lanes,))
+    th = np.empty(P, np.complex128)
+    g = np.empty(P, np.complex128)
+    bad = 0
+    for l in range(lanes):
+        for c in range(P):
+            th[c] = y[c * lanes + l]
+        _field_into_complex(th, x, yd, n, params[1], params[2], g)
+        for c in range(P):
+            dy[c * lanes + l] = g[c]
+            if not (np.isfinite(g[c].real) and np.isfinite(g[c].imag)):
+                bad = 1
+    return bad
+
+
+def complex_variational(lanes, t, y, dy, params):
+    return _lane_variational_complex(lanes, y, dy, params)
+
+
+def complex_field(theta, params):
+    n = int(params[0])
+    g = np.empty(P, np.complex128)
+    _field_into_complex(theta, params[{HEADER}:{HEADER} + n * D],
+                        params[{HEADER} + n * D:{HEADER} + n * (D + K)], n, params[1], params[2], g)
+    return g
+
+
+def complex_jacobian(theta, params):
+    n = int(params[0])
+    H = np.empty((P, P), np.complex128)
+    _hessian_into_complex(theta, params[{HEADER}:{HEADER} + n * D],
+                          params[{HEADER} + n * D:{HEADER} + n * (D + K)], n, params[1], params[2], H)
+    return -H
+'''
+
+
+# --- scalar (one lane at a time) code, generated once for real and once for complex ---
+
+_SCALAR_TEMPLATE = r'''
+@njit(error_model="numpy", cache=True, nogil=True)
+def _field_into_SUFFIX(th, x, yd, n, lam, kappa, g):
+    """g[:] = −∇L(θ) for one parameter vector (real or complex)."""
+    bs = K + D + (1 if BIAS else 0)
+    for c in range(g.shape[0]):
+        g[c] = 0.0
+    s0 = np.empty(M, th.dtype)
+    s1 = np.empty(M, th.dtype)
+    r = np.empty(K, th.dtype)
+    for i in range(n):
+        for j in range(M):
+            z = th[j * bs + K + D] if BIAS else 0.0 * th[0]
+            for q in range(D):
+                z += th[j * bs + K + q] * x[i * D + q]
+            v = ACT(z, kappa)
+            s0[j] = v[0]
+            s1[j] = v[1]
+        for q in range(K):
+            f = th[M * bs + q] if BIAS else 0.0 * th[0]
+            for j in range(M):
+                f += th[j * bs + q] * s0[j]
+            r[q] = f - yd[i * K + q]
+        for j in range(M):
+            rho = 0.0 * th[0]
+            for q in range(K):
+                rho += r[q] * th[j * bs + q]
+                g[j * bs + q] -= r[q] * s0[j]
+            for q in range(D):
+                g[j * bs + K + q] -= rho * s1[j] * x[i * D + q]
+            if BIAS:
+                g[j * bs + K + D] -= rho * s1[j]
+        if BIAS:
+            for q in range(K):
+                g[M * bs + q] -= r[q]
+    for c in range(g.shape[0]):
+        g[c] = g[c] / n - lam * th[c]
+
+
+@njit(error_model="numpy", cache=True, nogil=True)
+def _hessian_into_SUFFIX(th, x, yd, n, lam, kappa, H):
+    """H[:, :] = ∇²L(θ) for one parameter vector (MATH.md §2), real or complex."""
+    bs = K + D + (1 if BIAS else 0)
+    P = H.shape[0]
+    for a in range(P):
+        for b in range(P):
+            H[a, b] = 0.0
+    J = np.empty((K, P), th.dtype)
+    s0 = np.empty(M, th.dtype)
+    s1 = np.empty(M, th.dtype)
+    s2 = np.empty(M, th.dtype)
+    r = np.empty(K, th.dtype)
+    for i in range(n):
+        for j in range(M):
+            z = th[j * bs + K + D] if BIAS else 0.0 * th[0]
+            for q in range(D):
+                z += th[j * bs + K + q] * x[i * D + q]
+            v = ACT(z, kappa)
+            s0[j] = v[0]
+            s1[j] = v[1]
+            s2[j] = v[2]
+        for q in range(K):
+            f = th[M * bs + q] if BIAS else 0.0 * th[0]
+            for j in range(M):
+                f += th[j * bs + q] * s0[j]
+            r[q] = f - yd[i * K + q]
+        for a in range(K):
+            for b in range(P):
+                J[a, b] = 0.0
+        for j in range(M):
+            for q in range(K):
+                J[q, j * bs + q] = s0[j]
+                for e in range(D):
+                    J[q, j * bs + K + e] = th[j * bs + q] * s1[j] * x[i * D + e]
+                if BIAS:
+                    J[q, j * bs + K + D] = th[j * bs + q] * s1[j]
+        if BIAS:
+            for q in range(K):
+                J[q, M * bs + q] = 1.0
+        for a in range(P):
+            for b in range(P):
+                acc = 0.0 * th[0]
+                for q in range(K):
+                    acc += J[q, a] * J[q, b]
+                H[a, b] += acc
+        for j in range(M):
+            o = j * bs
+            rho = 0.0 * th[0]
+            for q in range(K):
+                rho += r[q] * th[o + q]
+            for q in range(K):
+                for e in range(D):
+                    v = r[q] * s1[j] * x[i * D + e]
+                    H[o + q, o + K + e] += v
+                    H[o + K + e, o + q] += v
+                if BIAS:
+                    v = r[q] * s1[j]
+                    H[o + q, o + K + D] += v
+                    H[o + K + D, o + q] += v
+            rs2 = rho * s2[j]
+            for e in range(D):
+                for e2 in range(D):
+                    H[o + K + e, o + K + e2] += rs2 * x[i * D + e] * x[i * D + e2]
+                if BIAS:
+                    H[o + K + e, o + K + D] += rs2 * x[i * D + e]
+                    H[o + K + D, o + K + e] += rs2 * x[i * D + e]
+            if BIAS:
+                H[o + K + D, o + K + D] += rs2
+    for a in range(P):
+        for b in range(P):
+            H[a, b] = H[a, b] / n
+        H[a, a] += lam
+
+
+@njit(error_model="numpy", cache=True)
+def _lane_variational_SUFFIX(lanes, yp, dyp, params):
+    n, x, yd = _data(params)
+    y = carray(yp, ((P + P * P) * lanes,))
+    dy = carray(dyp, ((P + P * P) * lanes,))
+    th = np.empty(P, DTYPE)
+    g = np.empty(P, DTYPE)
+    H = np.empty((P, P), DTYPE)
+    bad = 0
+    for l in range(lanes):
+        for c in range(P):
+            th[c] = y[c * lanes + l]
+        _field_into_SUFFIX(th, x, yd, n, params[1], params[2], g)
+        _hessian_into_SUFFIX(th, x, yd, n, params[1], params[2], H)
+        for c in range(P):
+            dy[c * lanes + l] = g[c]
+        for r in range(P):
+            for c in range(P):
+                s = 0.0 * H[0, 0]
+                for q in range(P):
+                    s -= H[r, q] * y[(P + q * P + c) * lanes + l]
+                dy[(P + r * P + c) * lanes + l] = s
+    for c in range((P + P * P) * lanes):
+        if not (np.isfinite(dy[c].real) and np.isfinite(dy[c].imag)):
+            bad = 1
+    return bad
+'''
+
+
+def _scalar_helpers(suffix: str, act: str, dtype: str) -> str:
+    return _SCALAR_TEMPLATE.replace("SUFFIX", suffix).replace("ACT", act).replace("DTYPE", dtype)
+
+
+# --- compiled bundles ------------------------------------------------------------
+
+def _source_hash() -> str:
+    here = Path(__file__).parent
+    h = hashlib.sha256(narrowflow.__version__.encode())
+    for name in _SRC_FILES:
+        h.update((here / name).read_bytes())
+    return h.hexdigest()[:12]
+
+
+_LOCK = threading.RLock()
+_BUNDLES: dict = {}
+
+
+def _load_generated(net: Network):
+    d, m, k, bias = net.architecture
+    act = net.activation.key
+    tag = f"nf_rhs_d{d}_m{m}_k{k}_b{int(bias)}_{act}_{_source_hash()}"
+    modname = f"narrowflow._generated.{tag}"
+    if modname in sys.modules:
+        return sys.modules[modname]
+    path = cache_dir() / f"{tag}.py"
+    if not path.exists():
+        tmp = path.with_suffix(f".{os.getpid()}.tmp")
+        tmp.write_text(_generate_source(d, m, k, bias, act))
+        os.replace(tmp, path)  # atomic: concurrent processes never see half a file
+    spec = importlib.util.spec_from_file_location(modname, path)
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[modname] = module
+    spec.loader.exec_module(module)
+    return module
+
+
+@dataclass
+class _Lazy:
+    make: object
+    value: object = None
+
+
+class NetworkFunctions:
+    """Compiled functions of one (architecture, activation); each built on first use.
+
+    cfuncs (ext/rhs_abi.pxd), with the number of outputs per lane:
+      ``flow`` (p: dy = −∇L), ``loss`` (1: L), ``variational`` (p + p²: state
+      [θ, Φ row-major], Φ̇ = −HΦ), ``complex_flow`` / ``complex_variational``
+      (complex128 y, dy). ``*_address`` give their C addresses; keep this
+      object alive while an address is in use (it is cached per process).
+    njit functions: ``complex_field(theta, params) -> (p,)``, ``complex_jacobian(theta, params) -> (p, p)``.
+    """
+
+    def __init__(self, net: Network):
+        self.architecture = net.architecture
+        self.activation = net.activation.key
+        self.n_params = net.n_params
+        self._module = _load_generated(net)
+        self._cache: dict = {}
+
+    def _get(self, name: str, sig):
+        with _LOCK:
+            if name not in self._cache:
+                py = getattr(self._module, name)
+                self._cache[name] = cfunc(sig, **_COMPILE_OPTIONS)(py) if sig is not None \
+                    else njit(**_COMPILE_OPTIONS)(py)
+            return self._cache[name]
+
+    flow = property(lambda self: self._get("flow", RHS_SIGNATURE))
+    loss = property(lambda self: self._get("loss", RHS_SIGNATURE))
+    variational = property(lambda self: self._get("variational", RHS_SIGNATURE))
+    complex_flow = property(lambda self: self._get("complex_flow", COMPLEX_RHS_SIGNATURE))
+    complex_variational = property(lambda self: self._get("complex_variational", COMPLEX_RHS_SIGNATURE))
+    complex_field = property(lambda self: self._get("complex_field", None))
+    complex_jacobian = property(lambda self: self._get("complex_jacobian", None))
+
+    flow_address = property(lambda self: self.flow.address)
+    loss_address = property(lambda self: self.loss.address)
+    variational_address = property(lambda self: self.variational.address)
+    complex_flow_address = property(lambda self: self.complex_flow.address)
+    complex_variational_address = property(lambda self: self.complex_variational.address)
+
+    def n_out(self, name: str) -> int:
+        """Outputs per lane of the cfunc `name`."""
+        p = self.n_params
+        return {"flow": p, "loss": 1, "variational": p + p * p, "complex_flow": p,
+                "complex_variational": p + p * p}[name]
+
+
+def compile_network(net) -> NetworkFunctions:
+    """The compiled functions for `net` (a Network or GradientFlow), cached per process."""
+    if isinstance(net, GradientFlow):
+        net = net.network
+    if not isinstance(net, Network):
+        raise TypeError(f"net must be a Network or GradientFlow, got {type(net).__name__}")
+    key = (net.architecture, net.activation.key)
+    with _LOCK:
+        if key not in _BUNDLES:
+            _BUNDLES[key] = NetworkFunctions(net)
+        return _BUNDLES[key]
