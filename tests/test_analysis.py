@@ -46,3 +46,207 @@ def test_loss_quantiles_bad_input():
         analysis.loss_quantiles(ds.drop_vars("loss_saved"))
     with pytest.raises(TypeError, match="result"):
         analysis.loss_quantiles(np.zeros(3))
+
+
+# --- limit points modulo symmetry ------------------------------------------------------
+
+from scipy.optimize import least_squares  # noqa: E402
+
+from narrowflow import model  # noqa: E402
+
+TEACHER = np.array([1.0, 1.5, -0.7, 0.4])
+
+
+@pytest.fixture(scope="module")
+def nf4():
+    return model.nf4_benchmark()
+
+
+@pytest.fixture(scope="module")
+def single_fit(nf4):
+    """Best one-neuron fit (a*, w*) of the NF4 data, to machine precision (scipy)."""
+    x, y = nf4.data.x[:, 0], nf4.data.y[:, 0]
+    sol = least_squares(lambda p: p[0] * np.tanh(p[1] * x) - y, [1.0, 1.0],
+                        xtol=1e-15, ftol=1e-15, gtol=1e-15)
+    return sol.x
+
+
+def fd_hessian(flow, theta, h=1e-6):
+    """Central differences of the gradient: independent of flow.hessian."""
+    p = theta.size
+    H = np.empty((p, p))
+    for i in range(p):
+        e = np.zeros(p)
+        e[i] = h
+        H[:, i] = (flow.grad(theta + e) - flow.grad(theta - e)) / (2 * h)
+    return 0.5 * (H + H.T)
+
+
+def test_symmetry_of_flow_and_attrs(nf4):
+    s = analysis.Symmetry.of(nf4)
+    assert (s.width, s.block_size, s.odd, s.zero_at_zero, s.group_order) == (2, 2, True, True, 8)
+    s2 = analysis.Symmetry.of(model.GradientFlow(model.Network(3, activation="softplus", bias=True),
+                                                 model.Dataset(np.arange(3.0), np.arange(3.0))))
+    assert (s2.odd, s2.zero_at_zero, s2.n_tail, s2.block_size, s2.group_order) == (False, False, 1, 3, 6)
+    ds = xr.Dataset(attrs=dict(width=2, input_dim=1, output_dim=1, activation="tanh", bias=0))
+    assert analysis.Symmetry.of(ds) == s
+    assert analysis.Symmetry.of(nf4, symmetric=False).group_order == 1
+
+
+def test_orbit_leaves_loss_invariant(nf4):
+    theta = np.array([0.3, -1.2, 0.8, 0.5])
+    orb = analysis.Symmetry.of(nf4).orbit(theta)
+    assert orb.shape == (8, 4) and len(np.unique(orb, axis=0)) == 8
+    np.testing.assert_allclose([nf4.loss(o) for o in orb], nf4.loss(theta), rtol=1e-14)
+
+
+def test_canonical_form_same_for_symmetric_copies(nf4):
+    sym = analysis.Symmetry.of(nf4)
+    rng = np.random.default_rng(3)
+    for theta in rng.normal(size=(5, 4)):
+        C, _ = sym.canonicalize(sym.orbit(theta))
+        np.testing.assert_allclose(C, np.broadcast_to(C[0], C.shape), atol=1e-15)
+        assert C[0, 0] >= 0 and C[0, 2] >= 0 and C[0, 0] >= C[0, 2]
+    # dead neuron identified and put last, whatever its position and sign
+    C, n_dead = sym.canonicalize(np.array([[0, 1e-12, 0.6, -2.4], [-0.6, 2.4, 1e-13, 0]]))
+    np.testing.assert_array_equal(C, [[0.6, -2.4, 0, 0], [0.6, -2.4, 0, 0]])
+    np.testing.assert_array_equal(n_dead, [1, 1])
+
+
+def test_clusters_modulo_symmetry_both_ways(nf4, single_fit):
+    a, w = single_fit
+    sym = analysis.Symmetry.of(nf4)
+    rng = np.random.default_rng(0)
+    saddle = np.array([a, w, 0.0, 0.0])
+    twin = np.array([a / 2, w, a / 2, w])
+    states = np.concatenate([sym.orbit(TEACHER), sym.orbit(saddle), sym.orbit(twin)])
+    states = states + 1e-6 * rng.normal(size=states.shape)
+    truth = np.repeat([0, 1, 2], 8)
+    lp = analysis.limit_points(flow=nf4, theta=states, tol=1e-4)
+    assert len(lp) == 3  # three genuinely different critical points stay apart
+    for c in range(3):  # ... and all symmetric copies of each land together
+        assert len(np.unique(lp.labels[truth == c])) == 1
+    # without the symmetry quotient the sign-flipped / permuted copies are separate
+    lp0 = analysis.limit_points(flow=nf4, theta=sym.orbit(TEACHER), symmetric=False, polish=False)
+    assert len(lp0) == 8
+    # the clustering scale decides: a shift of tol/3 merges, 30 tol separates
+    base = np.array([0.3, 1.1, 0.2, -0.9])
+    d = np.array([1.0, 0, 0, 0])
+    tol = 1e-3
+    assert len(np.unique(analysis.cluster_states(np.array([base, base + tol / 3 * d]), tol))) == 1
+    assert len(np.unique(analysis.cluster_states(np.array([base, base + 30 * tol * d]), tol))) == 2
+
+
+def test_sort_ties_merged_modulo_symmetry(nf4):
+    # a1 ≈ a2: the sort order (and so the canonical w's) flips with noise far below tol
+    rng = np.random.default_rng(5)
+    base = np.array([0.5, 1.0, 0.5, -1.0])
+    states = base + 1e-6 * rng.normal(size=(40, 4))
+    C, _ = analysis.Symmetry.of(nf4).canonicalize(states)
+    assert len(np.unique(np.round(C[:, 1]))) == 2  # the canonical form alone splits them
+    lp = analysis.limit_points(flow=nf4, theta=states, tol=1e-4, polish=False)
+    assert len(lp) == 1
+
+
+def test_nonfinite_states_excluded(nf4):
+    states = np.array([TEACHER, [np.nan, 1, 2, 3], [np.inf, 0, 0, 0]])
+    lp = analysis.limit_points(flow=nf4, theta=states)
+    np.testing.assert_array_equal(lp.labels, [0, -1, -1])
+    assert lp.n_excluded == 2
+
+
+# --- Morse index -----------------------------------------------------------------------
+
+def test_morse_known_minimum(nf4):
+    mi = analysis.morse_index(nf4, TEACHER)
+    assert (mi.index, mi.n_zero, mi.n_positive) == (0, 0, 4)
+    np.testing.assert_allclose(mi.eigenvalues, np.linalg.eigvalsh(fd_hessian(nf4, TEACHER)),
+                               atol=1e-8)
+    lp = analysis.limit_points(flow=nf4, theta=TEACHER[None])
+    assert lp.clusters[0].kind == "global minimum" and lp.clusters[0].global_certified
+
+
+def test_morse_dead_neuron_saddle(nf4, single_fit):
+    a, w = single_fit
+    saddle = np.array([a, w, 0.0, 0.0])
+    assert np.linalg.norm(nf4.grad(saddle)) < 1e-9
+    mi = analysis.morse_index(nf4, saddle)
+    # the dead block of the Hessian is [[0, c], [c, 0]], c = mean(r x): eigenvalues ±c
+    x, y = nf4.data.x[:, 0], nf4.data.y[:, 0]
+    c = abs(np.mean((a * np.tanh(w * x) - y) * x))
+    assert c > 1e-3
+    assert np.min(np.abs(mi.eigenvalues + c)) < 1e-10 and np.min(np.abs(mi.eigenvalues - c)) < 1e-10
+    lam_fd = np.linalg.eigvalsh(fd_hessian(nf4, saddle))
+    assert np.sum(lam_fd < -1e-6) == 1
+    assert (mi.index, mi.n_zero) == (1, 0)
+    lp = analysis.limit_points(flow=nf4, theta=saddle[None])
+    assert lp.clusters[0].kind == "saddle" and lp.clusters[0].description == "saddle of index 1"
+    assert lp.clusters[0].n_dead == 1
+
+
+@pytest.mark.parametrize("gamma, index", [(0.5, 0), (1.5, 1)])
+def test_morse_twin_line_degenerate(nf4, single_fit, gamma, index):
+    # Fukumizu–Amari: (γ a*, w*, (1−γ) a*, w*) is a line of critical points, so the
+    # Hessian has a zero eigenvalue along (1, 0, −1, 0); for γ outside [0, 1] also a
+    # negative one
+    a, w = single_fit
+    theta = np.array([gamma * a, w, (1 - gamma) * a, w])
+    mi = analysis.morse_index(nf4, theta)
+    lam_fd = np.linalg.eigvalsh(fd_hessian(nf4, theta))
+    assert np.sum(lam_fd < -1e-6) == index
+    assert mi.n_zero == 1 and mi.index == index
+    v = np.array([1.0, 0, -1.0, 0]) / np.sqrt(2)
+    assert abs(v @ nf4.hessian(theta) @ v) <= mi.tol
+    # still degenerate a little off the line (the tolerance accounts for the distance)
+    mi2 = analysis.morse_index(nf4, theta + 1e-6 * np.random.default_rng(1).normal(size=4))
+    assert mi2.n_zero == 1 and mi2.index == index
+    lp = analysis.limit_points(flow=nf4, theta=theta[None])
+    assert lp.clusters[0].kind == "degenerate"
+    assert ("not a minimum" in lp.clusters[0].description) == (index > 0)
+
+
+def test_classify_local_against_global():
+    def cp(loss, lam):
+        lam = np.sort(np.asarray(lam, float))
+        mi = analysis.MorseInfo(lam, 1e-8, 0.0, int(np.sum(lam < -1e-8)),
+                                int(np.sum(abs(lam) <= 1e-8)), int(np.sum(lam > 1e-8)), 0.0)
+        return analysis.CriticalPoint(0, 1, 1.0, np.zeros(2), loss, 0.0, loss, 0.0, 0, False,
+                                      0.0, mi)
+    pts = [cp(0.2, [1, 2]), cp(0.1, [1, 3]), cp(0.05, [-1, 2]), cp(0.3, [0, 1])]
+    analysis.classify(pts)
+    assert [p.kind for p in pts] == ["local minimum", "global minimum", "saddle", "degenerate"]
+    assert "lowest found" in pts[1].description
+    pts[2].grad_norm = 1.0
+    analysis.classify(pts)
+    assert pts[2].kind == "not critical"
+
+
+# --- escape times ----------------------------------------------------------------------
+
+def test_escape_times_exponential_exact():
+    # L(t) = L0 exp(−k t) crosses c at log(L0/c)/k; log-linear interpolation is exact here
+    k = np.array([0.5, 1.0, 2.0, 0.01])
+    t = np.linspace(0, 10, 41)
+    L = np.exp(-k[:, None] * t)
+    ds = xr.Dataset({"y_final": (("trajectory", "parameter"), np.zeros((4, 4))),
+                     "loss_saved": (("trajectory", "time"), L)}, coords={"time": t})
+    thr = [1e-1, 1e-2]
+    E = analysis.escape_times(ds, thr)
+    exact = np.log(1 / np.array(thr))[:, None] / k[None, :]
+    exact[exact > 10] = np.nan
+    np.testing.assert_allclose(E.values, exact, rtol=1e-12)
+    assert np.isnan(E.values[0, 3]) and E.attrs["resolution"] == pytest.approx(0.25)
+    rows = analysis.escape_time_summary(E, labels=np.array([0, 0, 1, 1]))
+    r = [r for r in rows if r["threshold"] == 1e-1 and r["cluster"] == 1][0]
+    assert (r["n"], r["escaped"]) == (2, 1)
+
+
+def test_default_thresholds():
+    t = np.linspace(0, 10, 11)
+    L = np.exp(-2.0 * t)[None, :].repeat(3, 0)
+    ds = xr.Dataset({"y_final": (("trajectory", "parameter"), np.zeros((3, 4))),
+                     "loss_saved": (("trajectory", "time"), L)}, coords={"time": t})
+    thr = analysis.default_thresholds(ds, n=3)
+    assert thr.size == 3 and np.all((thr < 1) & (thr > L.min()))
+    flat = ds.assign(loss_saved=(("trajectory", "time"), np.ones_like(L)))
+    assert analysis.default_thresholds(flat).size == 0

@@ -140,3 +140,645 @@ def loss_quantiles(result, quantiles=DEFAULT_QUANTILES):
                         name="loss_quantile",
                         attrs={"long_name": "loss quantile across trajectories",
                                "units": "percent (quantile coordinate)"})
+
+
+# ---------------------------------------------------------------------------
+# 2. limit points modulo the network's symmetries
+# ---------------------------------------------------------------------------
+
+_MAX_GROUP = 50_000  # largest symmetry group whose orbits are enumerated (m = 6, odd σ)
+
+
+@dataclass(frozen=True)
+class Symmetry:
+    """The discrete symmetries of L for one architecture.
+
+    width m, block_size B (= k + d + bias), n_tail (entries after the neuron blocks: the
+    output bias c), permute (neurons may be permuted), odd (σ odd: a neuron's block may
+    change sign), zero_at_zero (σ(0) = 0: a zero block is a dead neuron, invariant).
+    Continuous symmetries (e.g. the rescaling of a linear network) are not quotiented out.
+    """
+    width: int
+    block_size: int
+    n_tail: int = 0
+    permute: bool = True
+    odd: bool = False
+    zero_at_zero: bool = False
+
+    @property
+    def n_params(self) -> int:
+        return self.width * self.block_size + self.n_tail
+
+    @classmethod
+    def of(cls, obj, symmetric: bool = True) -> "Symmetry":
+        """The symmetry of a GradientFlow, Network, or result (Dataset attributes / .flow).
+
+        symmetric=False: the trivial group (states compared as they are; dead neurons are
+        still identified where σ(0) = 0).
+        """
+        net = getattr(obj, "network", None)
+        if net is None and hasattr(obj, "activation") and hasattr(obj, "block_size"):
+            net = obj
+        if net is None and getattr(obj, "flow", None) is not None:
+            net = obj.flow.network
+        if net is not None:
+            m, B, bias = net.width, net.block_size, net.bias
+            k, act = net.output_dim, net.activation
+        else:
+            attrs = getattr(obj, "attrs", None)
+            if not attrs or "width" not in attrs:
+                raise TypeError(f"cannot find the network of {type(obj).__name__}: pass a "
+                                "GradientFlow, a Network or a result with its attributes")
+            from narrowflow import activations
+            kappa = attrs.get("kappa", None)
+            act = activations.get(str(attrs["activation"]),
+                                  kappa=None if kappa is None else float(kappa))
+            m, k = int(attrs["width"]), int(attrs["output_dim"])
+            bias = bool(int(attrs.get("bias", 0)))
+            B = k + int(attrs["input_dim"]) + int(bias)
+        return cls(width=m, block_size=B, n_tail=k if bias else 0, permute=symmetric,
+                   odd=bool(act.odd) and symmetric, zero_at_zero=bool(act.zero_at_zero))
+
+    @property
+    def group_order(self) -> int:
+        from math import factorial
+        return (factorial(self.width) if self.permute else 1) * (2 ** self.width if self.odd else 1)
+
+    def _check(self, theta, name="theta") -> np.ndarray:
+        X = np.asarray(theta, dtype=float)
+        if X.ndim not in (1, 2) or X.shape[-1] != self.n_params:
+            raise ValueError(f"{name}: expected shape (N, {self.n_params}) or ({self.n_params},), "
+                             f"got {X.shape}")
+        return X
+
+    def canonicalize(self, theta, dead_tol: float = 1e-8):
+        """Canonical representatives of states modulo the symmetry group.
+
+        theta (N, p) or (p,). Per neuron block: zeroed when its norm <= dead_tol and σ(0) = 0
+        (a dead neuron); for odd σ multiplied by the sign of its first entry larger than
+        dead_tol in magnitude (so a_j > 0 unless a_j ≈ 0); then neurons sorted with live ones
+        first, in descending lexicographic order of their blocks.
+        Returns (canonical (N, p) or (p,), n_dead (N,) or int).
+        """
+        X = self._check(theta)
+        single = X.ndim == 1
+        X = np.array(np.atleast_2d(X), dtype=float, copy=True)
+        N, m, B = X.shape[0], self.width, self.block_size
+        blocks = X[:, :m * B].reshape(N, m, B)
+        dead = np.zeros((N, m), dtype=bool)
+        if self.zero_at_zero:
+            dead = np.linalg.norm(blocks, axis=2) <= dead_tol
+        if self.odd:
+            big = np.abs(blocks) > dead_tol
+            first = np.argmax(big, axis=2)
+            ref = np.take_along_axis(blocks, first[..., None], axis=2)[..., 0]
+            blocks *= np.where(ref < 0, -1.0, 1.0)[..., None]
+        blocks[dead] = 0.0
+        if self.permute and m > 1:
+            # lexicographic sort by successive stable sorts, least significant key first
+            order = np.broadcast_to(np.arange(m), (N, m)).copy()
+            for col in range(B - 1, -1, -1):
+                key = np.take_along_axis(-blocks[:, :, col], order, axis=1)
+                order = np.take_along_axis(order, np.argsort(key, axis=1, kind="stable"), axis=1)
+            key = np.take_along_axis(dead, order, axis=1)
+            order = np.take_along_axis(order, np.argsort(key, axis=1, kind="stable"), axis=1)
+            blocks[:] = np.take_along_axis(blocks, order[:, :, None], axis=1)
+        n_dead = dead.sum(axis=1)
+        return (X[0], int(n_dead[0])) if single else (X, n_dead)
+
+    def orbit(self, theta) -> np.ndarray:
+        """All images g·θ of one state θ (p,) under the group, shape (|G|, p) (with repeats
+        where θ has a stabiliser)."""
+        import itertools
+        th = self._check(theta)
+        if th.ndim != 1:
+            raise ValueError("theta: orbit takes one state of shape (p,)")
+        if self.group_order > _MAX_GROUP:
+            raise ValueError(f"the symmetry group has {self.group_order} elements; orbits are "
+                             f"enumerated only up to {_MAX_GROUP}")
+        m, B = self.width, self.block_size
+        blocks = th[:m * B].reshape(m, B)
+        perms = np.array(list(itertools.permutations(range(m)))) if self.permute else np.arange(m)[None]
+        signs = (np.array(list(itertools.product((1.0, -1.0), repeat=m))) if self.odd
+                 else np.ones((1, m)))
+        img = blocks[perms][:, None, :, :] * signs[None, :, :, None]   # (P, S, m, B)
+        img = img.reshape(-1, m * B)
+        tail = np.broadcast_to(th[m * B:], (img.shape[0], self.n_tail))
+        return np.concatenate([img, tail], axis=1)
+
+    def distance(self, theta1, theta2) -> float:
+        """min over g of ||g·θ1 − θ2||: the distance of two states modulo the group."""
+        return float(np.min(np.linalg.norm(self.orbit(theta1) - np.asarray(theta2, float), axis=1)))
+
+
+def cluster_states(canonical, tol: float):
+    """Single-linkage clusters of (canonical) states at scale ``tol``.
+
+    canonical (N, p) float; rows with non-finite entries get label -1. States closer than
+    tol always share a cluster; a cluster's states are chained by links shorter than 3·tol
+    (states are binned in cells of diagonal tol, cells linked by scipy's cKDTree within
+    3·tol, components by scipy.sparse.csgraph). Returns labels (N,) int64, numbered by
+    cluster size, largest first.
+    """
+    from scipy.sparse import coo_matrix
+    from scipy.sparse.csgraph import connected_components
+    from scipy.spatial import cKDTree
+
+    X = np.asarray(canonical, dtype=float)
+    if X.ndim != 2:
+        raise ValueError(f"canonical: expected shape (N, p), got {X.shape}")
+    tol = float(tol)
+    if not np.isfinite(tol) or tol <= 0:
+        raise ValueError(f"tol: must be finite and > 0, got {tol!r}")
+    labels = np.full(X.shape[0], -1, dtype=np.int64)
+    ok = np.all(np.isfinite(X), axis=1)
+    if not np.any(ok):
+        return labels
+    Y = X[ok]
+    h = tol / np.sqrt(Y.shape[1])
+    cells, inv = np.unique(np.floor(Y / h).astype(np.int64), axis=0, return_inverse=True)
+    inv = inv.reshape(-1)
+    U = cells.shape[0]
+    counts = np.bincount(inv, minlength=U).astype(float)
+    means = np.stack([np.bincount(inv, weights=Y[:, c], minlength=U) for c in range(Y.shape[1])],
+                     axis=1) / counts[:, None]
+    pairs = cKDTree(means).query_pairs(r=3.0 * tol, output_type="ndarray")
+    graph = coo_matrix((np.ones(len(pairs)), (pairs[:, 0], pairs[:, 1])), shape=(U, U))
+    _, comp = connected_components(graph, directed=False)
+    lab = comp[inv]
+    labels[ok] = _relabel_by_size(lab)
+    return labels
+
+
+def _relabel_by_size(lab: np.ndarray) -> np.ndarray:
+    """Renumber non-negative labels 0.. by decreasing count (ties: smaller old label first)."""
+    lab = np.asarray(lab)
+    out = np.full(lab.shape, -1, dtype=np.int64)
+    ok = lab >= 0
+    if not np.any(ok):
+        return out
+    uniq, inv, cnt = np.unique(lab[ok], return_inverse=True, return_counts=True)
+    rank = np.empty(len(uniq), dtype=np.int64)
+    rank[np.lexsort((uniq, -cnt))] = np.arange(len(uniq))
+    out[ok] = rank[inv.reshape(-1)]
+    return out
+
+
+@dataclass
+class MorseInfo:
+    """Second-order type of a point θ: Hessian eigenvalues (ascending), the tolerance used
+    to call an eigenvalue zero, and its parts.
+
+    eigenvalues (p,); tol: max(eig_rtol·max|λ|, 2·shift, rounding); shift: estimate of how far
+    the eigenvalues move between θ and the critical point next to it (the change of the
+    Hessian over one Newton step, spectral norm, Weyl's bound); index: #λ < −tol;
+    n_zero: #|λ| <= tol; n_positive: #λ > tol; grad_norm: ||∇L(θ)||.
+    """
+    eigenvalues: np.ndarray
+    tol: float
+    shift: float
+    index: int
+    n_zero: int
+    n_positive: int
+    grad_norm: float
+
+    @property
+    def degenerate(self) -> bool:
+        return self.n_zero > 0
+
+
+def morse_index(flow, theta, eig_rtol: float = 1e-6) -> MorseInfo:
+    """Morse index of the Hessian of ``flow``'s loss at θ (p,), with a tolerance.
+
+    An eigenvalue is negative if below −tol, zero ("degenerate") if |λ| <= tol, where
+    tol = max(eig_rtol·max|λ|, 2·shift, 100·p·ε·||H||) and shift is the spectral-norm change
+    of the Hessian over the Newton step to the nearest critical point (so an eigenvalue
+    that only looks non-zero because θ is not exactly critical is called zero).
+    """
+    if not (np.isfinite(eig_rtol) and eig_rtol >= 0):
+        raise ValueError(f"eig_rtol: must be finite and >= 0, got {eig_rtol!r}")
+    th = np.asarray(theta, dtype=float)
+    if th.ndim != 1 or th.shape[0] != flow.n_params:
+        raise ValueError(f"theta: expected shape ({flow.n_params},), got {th.shape}")
+    g = np.asarray(flow.grad(th), dtype=float)
+    H = np.asarray(flow.hessian(th), dtype=float)
+    H = 0.5 * (H + H.T)
+    lam = np.linalg.eigvalsh(H)
+    hnorm = float(np.max(np.abs(lam))) if lam.size else 0.0
+    # Newton step restricted to eigenvalues above the relative tolerance: the others count
+    # as zero anyway, and dividing by them would throw the step (and the estimate) away
+    step = np.linalg.lstsq(H, -g, rcond=max(eig_rtol, 1e-12))[0]
+    shift = float(np.linalg.norm(np.asarray(flow.hessian(th + step), float) - H, 2)) \
+        if np.any(g) else 0.0
+    tol = max(eig_rtol * hnorm, 2.0 * shift, 100.0 * th.size * np.finfo(float).eps * hnorm)
+    return MorseInfo(eigenvalues=lam, tol=tol, shift=shift, index=int(np.sum(lam < -tol)),
+                     n_zero=int(np.sum(np.abs(lam) <= tol)), n_positive=int(np.sum(lam > tol)),
+                     grad_norm=float(np.linalg.norm(g)))
+
+
+def polish_critical_point(flow, theta, max_shift: float = np.inf):
+    """Refine θ (p,) to a nearby critical point by solving ∇L = 0 with scipy's
+    Levenberg–Marquardt (``least_squares``, Jacobian = Hessian). Returns (θ*, accepted):
+    θ* is kept only if it lowers ||∇L|| and moved at most max_shift; otherwise θ."""
+    from scipy.optimize import least_squares
+    th = np.asarray(theta, dtype=float)
+    g0 = float(np.linalg.norm(flow.grad(th)))
+    if g0 == 0.0:
+        return th.copy(), True
+    try:
+        sol = least_squares(lambda t: np.asarray(flow.grad(t), float), th,
+                            jac=lambda t: np.asarray(flow.hessian(t), float), method="lm",
+                            xtol=1e-15, ftol=1e-15, gtol=1e-15, max_nfev=200 * th.size)
+    except (ValueError, np.linalg.LinAlgError, FloatingPointError):
+        return th.copy(), False
+    x = sol.x
+    if (np.all(np.isfinite(x)) and np.linalg.norm(x - th) <= max_shift
+            and float(np.linalg.norm(flow.grad(x))) < g0):
+        return x, True
+    return th.copy(), False
+
+
+@dataclass
+class CriticalPoint:
+    """One limit cluster: where a set of trajectories ended, modulo symmetry.
+
+    label: cluster number (0 = largest); size, fraction: member count and share of all
+    trajectories; theta (p,): canonical representative, refined to a critical point when
+    that succeeded (polished); loss, grad_norm: at theta; loss_median: median final loss of
+    the members; spread: largest distance of a member's canonical state from theta (before
+    polishing); n_dead: dead neurons at theta; morse: MorseInfo at theta; kind: "global
+    minimum", "local minimum", "saddle", "degenerate" or "not critical"; global_certified:
+    True when the global minimum is certified (zero loss without weight decay) rather than
+    the lowest found; description: a one-line summary.
+    """
+    label: int
+    size: int
+    fraction: float
+    theta: np.ndarray
+    loss: float
+    grad_norm: float
+    loss_median: float
+    spread: float
+    n_dead: int
+    polished: bool
+    polish_shift: float
+    morse: MorseInfo | None
+    kind: str = ""
+    global_certified: bool = False
+    description: str = ""
+
+    @property
+    def index(self) -> int | None:
+        return None if self.morse is None else self.morse.index
+
+
+def _describe(cp: CriticalPoint) -> str:
+    m = cp.morse
+    if cp.kind == "not critical":
+        return f"not a critical point (‖∇L‖ = {cp.grad_norm:.2e})"
+    if cp.kind == "saddle":
+        return f"saddle of index {m.index}"
+    if cp.kind == "degenerate":
+        extra = f", index ≥ {m.index}: not a minimum" if m.index else ""
+        return f"degenerate ({m.n_zero} zero eigenvalue{'s' if m.n_zero > 1 else ''}{extra})"
+    txt = cp.kind
+    if cp.kind == "global minimum":
+        txt += " (zero loss)" if cp.global_certified else " (lowest found)"
+    if m is not None and m.n_zero:
+        txt += f", degenerate ({m.n_zero} zero eigenvalues)"
+    return txt
+
+
+def classify(points, weight_decay: float = 0.0, gtol: float = 1e-6, loss_rtol: float = 1e-6,
+             loss_atol: float = 1e-12) -> None:
+    """Set ``kind``, ``global_certified`` and ``description`` of each CriticalPoint in place.
+
+    not critical: ||∇L|| > gtol. saddle: Morse index >= 1 and no zero eigenvalue.
+    degenerate: an eigenvalue within tolerance of 0 (and the loss not certifiably minimal).
+    minima: index 0 and no zero eigenvalue; the global one is the lowest loss among the
+    minima found (within loss_rtol·|L| + loss_atol), certified when L <= loss_atol and there
+    is no weight decay (L >= 0, so L = 0 is a global minimum even if degenerate).
+    """
+    pts = list(points)
+    for cp in pts:
+        m = cp.morse
+        certified = weight_decay == 0.0 and cp.loss <= loss_atol
+        if m is None or not np.isfinite(cp.grad_norm) or cp.grad_norm > gtol:
+            cp.kind = "not critical"
+        elif certified and m.index == 0:
+            cp.kind, cp.global_certified = "global minimum", True
+        elif m.n_zero:
+            cp.kind = "degenerate"
+        elif m.index:
+            cp.kind = "saddle"
+        else:
+            cp.kind = "local minimum"
+    minima = [cp for cp in pts if cp.kind in ("local minimum", "global minimum")]
+    if minima:
+        best = min(cp.loss for cp in minima)
+        for cp in minima:
+            if cp.loss <= best + loss_rtol * abs(best) + loss_atol:
+                cp.kind = "global minimum"
+    for cp in pts:
+        cp.description = _describe(cp)
+
+
+class LimitPoints:
+    """Final states of an ensemble clustered modulo symmetry, each cluster classified.
+
+    labels (N,) int64: cluster of each trajectory, -1 for diverged / non-finite states;
+    canonical (N, p); clusters: list of CriticalPoint, largest first; symmetry; tol;
+    n_excluded: trajectories with label -1; parameter_names.
+    """
+
+    def __init__(self, labels, canonical, clusters, symmetry, tol, flow, parameter_names=None,
+                 assign_tol=None):
+        self.labels = labels
+        self.canonical = canonical
+        self.clusters = clusters
+        self.symmetry = symmetry
+        self.tol = tol
+        self.flow = flow
+        self.parameter_names = parameter_names
+        self.assign_tol = assign_tol if assign_tol is not None else 3.0 * tol
+
+    @property
+    def n_excluded(self) -> int:
+        return int(np.sum(self.labels < 0))
+
+    def __len__(self) -> int:
+        return len(self.clusters)
+
+    def __repr__(self) -> str:
+        return (f"LimitPoints({len(self.clusters)} clusters of {self.labels.size} trajectories, "
+                f"{self.n_excluded} excluded, tol={self.tol:g})")
+
+    def assign(self, theta) -> np.ndarray:
+        """Cluster labels for new states θ (N, p): the cluster whose representative (or a
+        symmetric image of it) is nearest, if within max(3·tol, 1.5·spread); else -1."""
+        from scipy.spatial import cKDTree
+        X = self.symmetry._check(theta)
+        X = np.atleast_2d(X)
+        out = np.full(X.shape[0], -1, dtype=np.int64)
+        ok = np.all(np.isfinite(X), axis=1)
+        if not self.clusters or not np.any(ok):
+            return out
+        C, _ = self.symmetry.canonicalize(X[ok])
+        imgs, owner = [], []
+        for cp in self.clusters:
+            o = self.symmetry.orbit(cp.theta) if self.symmetry.group_order <= _MAX_GROUP \
+                else cp.theta[None]
+            imgs.append(o)
+            owner.append(np.full(o.shape[0], cp.label))
+        imgs, owner = np.concatenate(imgs), np.concatenate(owner)
+        radius = np.array([max(self.assign_tol, 1.5 * cp.spread) for cp in self.clusters])
+        order = np.argsort([cp.label for cp in self.clusters])
+        radius = radius[order]
+        dist, idx = cKDTree(imgs).query(C, k=1)
+        lab = owner[idx]
+        lab[dist > radius[lab]] = -1
+        out[ok] = lab
+        return out
+
+    def table(self) -> list[dict]:
+        """One dict per cluster: label, size, fraction, kind, description, index, n_zero,
+        loss, grad_norm, lambda_min, lambda_max, eig_tol, n_dead, spread, theta (list)."""
+        rows = []
+        for cp in self.clusters:
+            m = cp.morse
+            rows.append(dict(label=cp.label, size=cp.size, fraction=cp.fraction, kind=cp.kind,
+                             description=cp.description, index=cp.index,
+                             n_zero=None if m is None else m.n_zero, loss=cp.loss,
+                             grad_norm=cp.grad_norm,
+                             lambda_min=None if m is None else float(m.eigenvalues[0]),
+                             lambda_max=None if m is None else float(m.eigenvalues[-1]),
+                             eig_tol=None if m is None else m.tol, n_dead=cp.n_dead,
+                             spread=cp.spread, theta=[float(v) for v in cp.theta]))
+        return rows
+
+    def to_markdown(self, max_rows: int = 20) -> str:
+        """The cluster table as Markdown (largest clusters first)."""
+        names = self.parameter_names
+        head = ("| # | trajectories | type | loss | ‖∇L‖ | λ_min | λ_max | dead | θ (canonical) |\n"
+                "|---|---|---|---|---|---|---|---|---|\n")
+        lines = []
+        for r in self.table()[:max_rows]:
+            th = ", ".join(f"{n}={v:.4g}" for n, v in zip(names, r["theta"])) if names else \
+                ", ".join(f"{v:.4g}" for v in r["theta"])
+            lmin = "—" if r["lambda_min"] is None else f"{r['lambda_min']:.3g}"
+            lmax = "—" if r["lambda_max"] is None else f"{r['lambda_max']:.3g}"
+            lines.append(f"| {r['label']} | {r['size']} ({100 * r['fraction']:.1f}%) | "
+                         f"{r['description']} | {r['loss']:.6g} | {r['grad_norm']:.2e} | "
+                         f"{lmin} | {lmax} | {r['n_dead']} | {th} |")
+        more = len(self.clusters) - max_rows
+        tail = f"\n\n({more} smaller clusters not shown)" if more > 0 else ""
+        return head + "\n".join(lines) + tail
+
+
+def _merge_symmetric(reps: np.ndarray, symmetry: Symmetry, radius: float) -> np.ndarray:
+    """Components of clusters whose representatives are within radius modulo the group
+    (catches states the canonical form splits at ties); returns new label per cluster."""
+    from scipy.sparse import coo_matrix
+    from scipy.sparse.csgraph import connected_components
+    K = reps.shape[0]
+    if K <= 1 or symmetry.group_order == 1 or symmetry.group_order > _MAX_GROUP:
+        return np.arange(K)
+    rows, cols = [], []
+    for i in range(K):
+        orb = symmetry.orbit(reps[i])
+        d = np.min(np.linalg.norm(orb[:, None, :] - reps[None, i + 1:, :], axis=2), axis=0)
+        for j in np.nonzero(d <= radius)[0]:
+            rows.append(i)
+            cols.append(i + 1 + j)
+    if not rows:
+        return np.arange(K)
+    g = coo_matrix((np.ones(len(rows)), (rows, cols)), shape=(K, K))
+    return connected_components(g, directed=False)[1]
+
+
+def limit_points(result=None, flow=None, *, theta=None, loss=None, tol: float = 1e-3,
+                 symmetric: bool = True, dead_tol: float | None = None, polish: bool = True,
+                 eig_rtol: float = 1e-6, gtol: float = 1e-6, max_clusters: int = 50,
+                 parameter_names=None) -> LimitPoints:
+    """Cluster final states modulo the network's symmetries and classify each cluster.
+
+    result: EnsembleResult or Dataset (its y_final, loss_final and, for a Dataset without
+    ``flow``, the flow rebuilt by ``narrowflow.io.flow_from_xarray``); or pass ``theta``
+    (N, p) final states and ``flow`` directly. tol: clustering scale in parameter units
+    (see :func:`cluster_states`); symmetric: quotient by permutations / sign flips;
+    dead_tol: a block of norm <= dead_tol is a dead neuron (default tol/10);
+    polish: refine each representative to a critical point (moves at most 10·tol);
+    eig_rtol, gtol: see :func:`morse_index` and :func:`classify`; max_clusters: clusters
+    beyond this many (the smallest) keep their labels but get no Hessian analysis.
+    """
+    if result is not None:
+        f = fields(result)
+        theta = f.y_final if theta is None else theta
+        loss = f.loss_final if loss is None else loss
+        parameter_names = parameter_names or f.parameter_names
+        if flow is None:
+            flow = getattr(f.source, "flow", None)
+        if flow is None:
+            from narrowflow import io
+            flow = io.flow_from_xarray(f.source)
+    if flow is None or theta is None:
+        raise ValueError("limit_points: pass a result, or theta and flow")
+    if not np.isfinite(tol) or tol <= 0:
+        raise ValueError(f"tol: must be finite and > 0, got {tol!r}")
+    sym = Symmetry.of(flow, symmetric)
+    X = sym._check(theta, "theta")
+    X = np.atleast_2d(X)
+    N = X.shape[0]
+    if parameter_names is None:
+        parameter_names = flow.network.parameter_names()
+    dead_tol = tol / 10 if dead_tol is None else float(dead_tol)
+    ok = np.all(np.isfinite(X), axis=1)
+    canon = np.full(X.shape, np.nan)
+    if np.any(ok):
+        canon[ok] = sym.canonicalize(X[ok], dead_tol)[0]
+    labels = cluster_states(canon, tol)
+    # merge components the canonical form split (ties in the sort / sign choice)
+    K = int(labels.max()) + 1 if np.any(labels >= 0) else 0
+    if K > 1:
+        reps = np.stack([_medoid(canon[labels == c]) for c in range(min(K, 10 * max_clusters))])
+        merged = _merge_symmetric(reps, sym, 3.0 * tol)
+        full = np.arange(K)
+        full[:merged.size] = merged
+        full[merged.size:] = merged.max() + 1 + np.arange(K - merged.size)
+        labels = _relabel_by_size(np.where(labels >= 0, full[np.maximum(labels, 0)], -1))
+        K = int(labels.max()) + 1
+    loss_arr = None if loss is None else np.asarray(loss, dtype=float)
+    clusters = []
+    for c in range(min(K, max_clusters)):
+        members = canon[labels == c]
+        rep = _medoid(members)
+        spread = float(np.max(np.linalg.norm(members - rep, axis=1)))
+        th, polished = (polish_critical_point(flow, rep, max_shift=10 * tol) if polish
+                        else (rep, False))
+        th, n_dead = sym.canonicalize(th, dead_tol)  # the polish may cross a sign tie
+        mi = morse_index(flow, th, eig_rtol=eig_rtol)
+        lm = float(np.nanmedian(loss_arr[labels == c])) if loss_arr is not None else float("nan")
+        clusters.append(CriticalPoint(
+            label=c, size=int(members.shape[0]), fraction=members.shape[0] / N, theta=th,
+            loss=float(np.real(flow.loss(th))), grad_norm=mi.grad_norm, loss_median=lm,
+            spread=spread, n_dead=int(n_dead), polished=bool(polished),
+            polish_shift=float(np.linalg.norm(th - rep)), morse=mi))
+    classify(clusters, weight_decay=float(getattr(flow, "weight_decay", 0.0)), gtol=gtol)
+    return LimitPoints(labels, canon, clusters, sym, float(tol), flow, list(parameter_names))
+
+
+def _medoid(members: np.ndarray) -> np.ndarray:
+    """The member nearest the component-wise median (a real final state, robust)."""
+    if members.shape[0] > 20000:  # the median of a sample suffices for the choice
+        sel = np.random.default_rng(0).choice(members.shape[0], 20000, replace=False)
+        med = np.median(members[sel], axis=0)
+    else:
+        med = np.median(members, axis=0)
+    return members[int(np.argmin(np.linalg.norm(members - med, axis=1)))].copy()
+
+
+# ---------------------------------------------------------------------------
+# 3. escape times
+# ---------------------------------------------------------------------------
+
+def escape_times(result, thresholds=None):
+    """First time each trajectory's loss falls below each threshold.
+
+    result: EnsembleResult or Dataset. thresholds: losses (T,); None uses the solver's own
+    ``escape_time`` (exact crossing from dense output) for its ``escape_threshold``.
+    With thresholds given, crossings come from the saved losses: the first save time with
+    L < threshold, interpolated linearly in log L from the save before (resolution: the
+    save spacing, stored as attribute ``resolution``); a trajectory already below at t0
+    gets t0. Returns an ``xarray.DataArray`` (threshold, trajectory), NaN where the loss
+    never fell below the threshold.
+    """
+    import xarray as xr
+    f = fields(result)
+    N = f.n_trajectories
+    if thresholds is None:
+        if f.escape_time is None or f.escape_threshold is None:
+            raise ValueError("thresholds: the result has no escape times; pass thresholds "
+                             "(losses) to compute them from the saved losses")
+        return xr.DataArray(np.asarray(f.escape_time, float)[None, :],
+                            dims=("threshold", "trajectory"),
+                            coords={"threshold": [f.escape_threshold]}, name="escape_time",
+                            attrs={"resolution": 0.0, "source": "solver dense output"})
+    thr = np.atleast_1d(np.asarray(thresholds, dtype=float))
+    if thr.ndim != 1 or thr.size == 0 or not np.all(np.isfinite(thr)):
+        raise ValueError(f"thresholds: expected finite losses, got {thresholds!r}")
+    if f.loss_saved is None or f.t_saved is None:
+        raise ValueError("result: no saved losses to compute escape times from "
+                         "(run the ensemble with save_at=...)")
+    L = np.asarray(f.loss_saved, float)
+    t = np.asarray(f.t_saved, float)
+    out = np.full((thr.size, N), np.nan)
+    rows = np.arange(N)
+    for i, c in enumerate(thr):
+        below = L < c  # NaN compares False: unreached times never count
+        hit = np.any(below, axis=1)
+        k = np.argmax(below, axis=1)
+        te = t[k].astype(float)
+        inner = hit & (k > 0)
+        k1 = k[inner]
+        l0, l1 = L[rows[inner], k1 - 1], L[rows[inner], k1]
+        t0, t1 = t[k1 - 1], t[k1]
+        with np.errstate(divide="ignore", invalid="ignore"):
+            pos = (l0 > 0) & (l1 > 0) & (c > 0)
+            frac = np.where(pos, (np.log(l0) - np.log(c)) / (np.log(l0) - np.log(l1)),
+                            (l0 - c) / (l0 - l1))
+        frac = np.clip(np.nan_to_num(frac, nan=1.0), 0.0, 1.0)
+        te[inner] = t0 + frac * (t1 - t0)
+        te[~hit] = np.nan
+        out[i] = te
+    res = float(np.max(np.diff(t))) if t.size > 1 else 0.0
+    return xr.DataArray(out, dims=("threshold", "trajectory"), coords={"threshold": thr},
+                        name="escape_time",
+                        attrs={"resolution": res, "source": "saved losses, log-linear"})
+
+
+def default_thresholds(result, n: int = 3) -> np.ndarray:
+    """Up to n thresholds for escape-time studies: decades strictly between the median
+    loss at the first save time and the median final loss (empty if the loss never fell
+    by a decade)."""
+    f = fields(result)
+    if f.loss_saved is None:
+        return np.array([])
+    L = np.asarray(f.loss_saved, float)
+    with np.errstate(all="ignore"):
+        hi = np.nanmedian(L[:, 0])
+        lo = np.nanmedian(np.nanmin(np.where(np.isfinite(L), L, np.nan), axis=1))
+    if not (np.isfinite(hi) and np.isfinite(lo) and hi > 0 and hi > 10 * max(lo, 0)):
+        return np.array([])
+    lo = max(lo, hi * 1e-12)
+    decades = np.arange(np.floor(np.log10(hi)), np.ceil(np.log10(lo)) - 1, -1)
+    cand = 10.0 ** decades
+    cand = cand[(cand < hi) & (cand > lo)]
+    if cand.size > n:
+        cand = cand[np.round(np.linspace(0, cand.size - 1, n)).astype(int)]
+    return cand
+
+
+def escape_time_summary(escape, labels=None) -> list[dict]:
+    """Per threshold and cluster: count, how many escaped, median and 10/90% escape times.
+
+    escape: DataArray from :func:`escape_times`; labels (N,) cluster per trajectory (None:
+    one group). The median's error estimate is the bootstrap-free order-statistic interval
+    (binomial ±1.96 sqrt(n)/2 ranks, about 95%)."""
+    E = np.asarray(escape.values, float)
+    lab = np.zeros(E.shape[1], dtype=np.int64) if labels is None else np.asarray(labels)
+    rows = []
+    for i, thr in enumerate(np.asarray(escape["threshold"].values)):
+        for c in np.unique(lab):
+            e = E[i, lab == c]
+            done = np.sort(e[np.isfinite(e)])
+            n = done.size
+            row = dict(threshold=float(thr), cluster=int(c), n=int(e.size), escaped=int(n),
+                       median=np.nan, median_lo=np.nan, median_hi=np.nan, q10=np.nan, q90=np.nan)
+            if n:
+                half = 1.96 * np.sqrt(n) / 2
+                row.update(median=float(np.median(done)),
+                           median_lo=float(done[max(int(np.floor(n / 2 - half)), 0)]),
+                           median_hi=float(done[min(int(np.ceil(n / 2 + half)), n - 1)]),
+                           q10=float(np.quantile(done, 0.1)), q90=float(np.quantile(done, 0.9)))
+            rows.append(row)
+    return rows
