@@ -66,18 +66,26 @@ _GELU_A = 0.044715
 
 
 @register_jitable(inline='always')
-def _gelu_chain(z, t):
-    """GELU, tanh form 0.5 z (1 + tanh(u)), u = c (z + a z³), from t = tanh(u)."""
-    _, t1, t2, t3, t4 = _tanh_chain(t)
+def _gelu_chain(z, s):
+    """GELU, tanh form 0.5 z (1 + tanh(u)), u = c (z + a z³), from s = sigmoid(2u).
+
+    1 + tanh(u) = 2s and tanh'(u) = 4s(1 − s) avoid the cancellation of
+    1 ± tanh(u) where tanh(u) ≈ ∓1.
+    """
+    t = 2.0 * s - 1.0
+    t1 = 4.0 * s * (1.0 - s)
+    t2 = -2.0 * t * t1
+    t3 = t1 * (6.0 * t * t - 2.0)
+    t4 = t * t1 * (16.0 - 24.0 * t * t)
     u1 = _GELU_C * (1.0 + 3.0 * _GELU_A * z * z)
     u2 = 6.0 * _GELU_C * _GELU_A * z
     u3 = 6.0 * _GELU_C * _GELU_A
-    # derivatives of T(z) = tanh(u(z)) by Faà di Bruno (u'''' = 0)
+    # derivatives of T(z) = tanh(u(z)) by Faà di Bruno (the fourth derivative of u is 0)
     T1 = t1 * u1
     T2 = t2 * u1 * u1 + t1 * u2
     T3 = t3 * u1 * u1 * u1 + 3.0 * t2 * u1 * u2 + t1 * u3
     T4 = t4 * u1 ** 4 + 6.0 * t3 * u1 * u1 * u2 + t2 * (3.0 * u2 * u2 + 4.0 * u1 * u3)
-    return (0.5 * z * (1.0 + t), 0.5 * (1.0 + t) + 0.5 * z * T1, T1 + 0.5 * z * T2,
+    return (z * s, s + 0.5 * z * T1, T1 + 0.5 * z * T2,
             1.5 * T2 + 0.5 * z * T3, 2.0 * T3 + 0.5 * z * T4)
 
 
@@ -126,7 +134,7 @@ def _np_silu_d(z, kappa):
 
 
 def _np_gelu_d(z, kappa):
-    return _gelu_chain(z, np.tanh(_GELU_C * (z + _GELU_A * z ** 3)))
+    return _gelu_chain(z, _np_sigmoid(2.0 * _GELU_C * (z + _GELU_A * z ** 3)))
 
 
 def _np_quadratic_d(z, kappa):
@@ -190,12 +198,12 @@ def _silu_complex(z, kappa):
 
 @njit(**_JIT)
 def _gelu_real(z, kappa):
-    return _gelu_chain(z, fm.tanh(_GELU_C * (z + _GELU_A * z * z * z)))
+    return _gelu_chain(z, fm.sigmoid(2.0 * _GELU_C * (z + _GELU_A * z * z * z)))
 
 
 @njit(**_JIT)
 def _gelu_complex(z, kappa):
-    return _gelu_chain(z, cmath.tanh(_GELU_C * (z + _GELU_A * z * z * z)))
+    return _gelu_chain(z, _sigmoid_c(2.0 * _GELU_C * (z + _GELU_A * z * z * z)))
 
 
 @njit(**_JIT)

@@ -1,0 +1,121 @@
+"""Compiled right-hand sides: agreement with the model layer, lane independence, ABI, errors."""
+import numpy as np
+import pytest
+
+import narrowflow as nf
+from narrowflow import rhs
+from narrowflow._ext import rhscall
+
+CASES = [(1, 2, 1, False, "tanh"), (2, 3, 2, True, "softplus"), (1, 2, 1, True, "silu"),
+         (3, 1, 1, False, "gelu_tanh"), (1, 2, 1, False, "quadratic")]
+
+
+def _problem(case, rng, n=11, lam=0.02):
+    d, m, k, bias, act = case
+    net = nf.Network(width=m, input_dim=d, output_dim=k, activation=act, bias=bias)
+    data = nf.Dataset(rng.normal(size=(n, d)), rng.normal(size=(n, k)))
+    return nf.GradientFlow(net, data, weight_decay=lam)
+
+
+def _soa(states):
+    """(lanes, n) -> structure-of-arrays vector y[i*lanes + l]."""
+    return np.ascontiguousarray(np.asarray(states).T).ravel()
+
+
+@pytest.mark.parametrize("case", CASES)
+def test_flow_and_loss_match_model(case, rng):
+    flow = _problem(case, rng)
+    F, prm, p = rhs.compile_network(flow), rhs.pack_params(flow), flow.n_params
+    for lanes in (1, 3, 16):
+        th = rng.normal(size=(lanes, p))
+        out, status = rhscall.call(F.flow_address, lanes, 0.0, _soa(th), prm, p)
+        ref = np.array([flow.field(t) for t in th])
+        assert status == 0
+        assert np.allclose(out.reshape(p, lanes).T, ref, rtol=1e-13, atol=1e-14)
+        loss, status = rhscall.call(F.loss_address, lanes, 0.0, _soa(th), prm, 1)
+        assert status == 0
+        assert np.allclose(loss, [flow.loss(t) for t in th], rtol=1e-13)
+
+
+@pytest.mark.parametrize("case", CASES[:3])
+def test_variational_rhs_is_minus_hessian_times_phi(case, rng):
+    flow = _problem(case, rng)
+    F, prm, p = rhs.compile_network(flow), rhs.pack_params(flow), flow.n_params
+    lanes = 4
+    th = rng.normal(size=(lanes, p))
+    Phi = rng.normal(size=(lanes, p, p))
+    y = _soa(np.concatenate([th, Phi.reshape(lanes, -1)], axis=1))
+    out, status = rhscall.call(F.variational_address, lanes, 0.0, y, prm, p + p * p)
+    assert status == 0
+    got = out.reshape(p + p * p, lanes).T
+    for l in range(lanes):
+        assert np.allclose(got[l, :p], flow.field(th[l]), rtol=1e-13, atol=1e-14)
+        assert np.allclose(got[l, p:].reshape(p, p), -flow.hessian(th[l]) @ Phi[l], rtol=1e-12, atol=1e-13)
+
+
+@pytest.mark.parametrize("case", CASES[:2])
+def test_complex_versions(case, rng):
+    flow = _problem(case, rng)
+    F, prm, p = rhs.compile_network(flow), rhs.pack_params(flow), flow.n_params
+    th = rng.normal(size=p) + 0.3j * rng.normal(size=p)
+    assert np.allclose(F.complex_field(th, prm), flow.field(th), rtol=1e-13, atol=1e-14)
+    assert np.allclose(F.complex_jacobian(th, prm), flow.jacobian(th), rtol=1e-12, atol=1e-13)
+    import ctypes
+    y = np.concatenate([th, np.eye(p, dtype=complex).ravel()])
+    dy = np.zeros_like(y)
+    cptr = ctypes.POINTER(ctypes.c_double)
+    status = F.complex_variational.ctypes(
+        1, 0.0, y.ctypes.data_as(cptr), dy.ctypes.data_as(cptr), prm.ctypes.data_as(cptr))
+    assert status == 0
+    assert np.allclose(dy[p:].reshape(p, p), flow.jacobian(th), rtol=1e-12, atol=1e-13)
+
+
+def test_lane_results_are_bitwise_independent_of_lane_count(rng):
+    """A trajectory's bits must not depend on which lane or how many lanes it ran with."""
+    flow = _problem(CASES[0], rng, n=16)
+    F, prm, p = rhs.compile_network(flow), rhs.pack_params(flow), flow.n_params
+    th = rng.normal(size=(37, p))
+    solo = [rhscall.call(F.flow_address, 1, 0.0, _soa(t[None]), prm, p)[0] for t in th]
+    for lanes in (8, 16, 37):
+        out, _ = rhscall.call(F.flow_address, lanes, 0.0, _soa(th[:lanes]), prm, p)
+        got = out.reshape(p, lanes).T
+        for l in range(lanes):
+            assert np.array_equal(got[l], solo[l])
+
+
+def test_new_data_does_not_recompile(rng):
+    f1, f2 = _problem(CASES[0], rng), _problem(CASES[0], rng, n=5)
+    F1, F2 = rhs.compile_network(f1), rhs.compile_network(f2)
+    assert F1 is F2 and F1.flow_address == F2.flow_address
+    p = f2.n_params
+    th = rng.normal(size=(2, p))
+    out, _ = rhscall.call(F2.flow_address, 2, 0.0, _soa(th), rhs.pack_params(f2), p)
+    assert np.allclose(out.reshape(p, 2).T, [f2.field(t) for t in th], rtol=1e-13)
+
+
+def test_overflow_is_reported_not_swallowed(rng):
+    flow = _problem(CASES[0], rng)
+    F, prm, p = rhs.compile_network(flow), rhs.pack_params(flow), flow.n_params
+    th = np.array([[1e308, 1.0, 1e308, 1.0], [0.1, 0.2, 0.3, 0.4]])
+    out, status = rhscall.call(F.flow_address, 2, 0.0, _soa(th), prm, p)
+    got = out.reshape(p, 2).T
+    assert status == 1
+    assert not np.all(np.isfinite(got[0]))
+    assert np.allclose(got[1], flow.field(th[1]), rtol=1e-13)        # the other lane is intact
+    nan_state = np.array([[np.nan, 1.0, 0.5, 0.5]])
+    out, status = rhscall.call(F.flow_address, 1, 0.0, _soa(nan_state), prm, p)
+    assert status == 1 and np.isnan(out).any()
+    loss, status = rhscall.call(F.loss_address, 1, 0.0, _soa(nan_state), prm, 1)
+    assert status == 1 and np.isnan(loss[0])
+
+
+def test_signature_constants():
+    assert str(rhs.RHS_SIGNATURE.return_type) == "int32"
+    assert [str(a) for a in rhs.RHS_SIGNATURE.args] == ["int64", "float64", "float64*", "float64*", "float64*"]
+
+
+def test_bad_input():
+    with pytest.raises(TypeError, match="flow"):
+        rhs.pack_params("not a flow")
+    with pytest.raises(TypeError, match="net"):
+        rhs.compile_network(3)
