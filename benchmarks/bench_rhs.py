@@ -1,0 +1,88 @@
+"""Cost of the compiled right-hand sides per lane, and their compile / cached-load times.
+
+    python benchmarks/bench_rhs.py [--repeats 200000]
+
+Prints, for the NF4 benchmark problem (DESIGN.md), the time per lane-RHS of the
+flow and loss cfuncs called through their C address from nogil Cython, for
+lane counts 1..64 (the per-lane cost must fall once the lane loop vectorizes),
+next to the same evaluation by numpy (the model layer) and, as a scalar
+reference, a Numba function calling math.tanh. Then the first-call compile time
+and the cached-load time of `compile_network`, each in a fresh process.
+"""
+from __future__ import annotations
+
+import argparse
+import math
+import subprocess
+import sys
+import tempfile
+import time
+
+import numpy as np
+from numba import njit
+
+from narrowflow import model, rhs
+from narrowflow._ext import rhscall
+
+_LOAD = ("import time; t=time.perf_counter(); import narrowflow as nf; from narrowflow import rhs, model; "
+         "F=rhs.compile_network(model.nf4_benchmark()); F.flow_address; F.loss_address; "
+         "print(time.perf_counter()-t)")
+
+
+@njit(error_model="numpy")
+def _scalar_libm_flow(th, x, y, out):
+    a1, w1, a2, w2 = th[0], th[1], th[2], th[3]
+    g = np.zeros(4)
+    for i in range(x.size):
+        s1, s2 = math.tanh(w1 * x[i]), math.tanh(w2 * x[i])
+        r = a1 * s1 + a2 * s2 - y[i]
+        g[0] -= r * s1
+        g[1] -= r * a1 * (1 - s1 * s1) * x[i]
+        g[2] -= r * s2
+        g[3] -= r * a2 * (1 - s2 * s2) * x[i]
+    for c in range(4):
+        out[c] = g[c] / x.size
+
+
+def main(argv=None) -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--repeats", type=int, default=200_000, help="lane-evaluations per measurement")
+    args = ap.parse_args(argv)
+    flow = model.nf4_benchmark()
+    F, prm = rhs.compile_network(flow), rhs.pack_params(flow)
+    rng = np.random.default_rng(0)
+    print("NF4 (n=16, p=4), ns per lane-evaluation, one thread")
+    print(f"{'lanes':>6} {'flow':>8} {'loss':>8}")
+    for lanes in (1, 2, 4, 8, 16, 32, 64):
+        y = rng.normal(size=4 * lanes)
+        reps = max(args.repeats // lanes, 10)
+        t_flow = rhscall.time_per_call(F.flow_address, lanes, y, prm, 4, reps) / lanes
+        t_loss = rhscall.time_per_call(F.loss_address, lanes, y, prm, 1, reps) / lanes
+        print(f"{lanes:>6} {t_flow * 1e9:>8.1f} {t_loss * 1e9:>8.1f}")
+    th = rng.normal(size=4)
+    out = np.empty(4)
+    x, yv = flow.data.x[:, 0].copy(), flow.data.y[:, 0].copy()
+    _scalar_libm_flow(th, x, yv, out)
+    reps = 20_000
+    t0 = time.perf_counter()
+    for _ in range(reps):
+        _scalar_libm_flow(th, x, yv, out)
+    t_libm = (time.perf_counter() - t0) / reps
+    t0 = time.perf_counter()
+    for _ in range(2000):
+        flow.grad(th)
+    t_np = (time.perf_counter() - t0) / 2000
+    print(f"scalar Numba with math.tanh (incl. Python call overhead): {t_libm * 1e9:.0f} ns")
+    print(f"numpy model layer flow.grad: {t_np * 1e9:.0f} ns")
+    with tempfile.TemporaryDirectory() as cache:
+        env = {"NARROWFLOW_CACHE_DIR": cache, "NUMBA_CACHE_DIR": cache}
+        import os
+        env = {**os.environ, **env}
+        first = float(subprocess.check_output([sys.executable, "-c", _LOAD], env=env, text=True))
+        again = float(subprocess.check_output([sys.executable, "-c", _LOAD], env=env, text=True))
+    print(f"compile_network(NF4) flow+loss: first call {first:.2f} s, cached load {again:.2f} s "
+          f"(each in a fresh process, incl. imports)")
+
+
+if __name__ == "__main__":
+    main()
