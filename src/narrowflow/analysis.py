@@ -14,6 +14,7 @@ import numpy as np
 __all__ = ["fields", "EnsembleFields", "loss_quantiles"]
 
 DEFAULT_QUANTILES = (5, 25, 50, 75, 95)
+_DIVERGED = 2  # narrowflow.ensemble.Status.DIVERGED (the shared result contract)
 
 
 # ---------------------------------------------------------------------------
@@ -613,7 +614,10 @@ def limit_points(result=None, flow=None, *, theta=None, loss=None, tol: float = 
     """
     if result is not None:
         f = fields(result)
-        theta = f.y_final if theta is None else theta
+        if theta is None:
+            theta = f.y_final
+            if f.status is not None:  # a diverged run has no limit point
+                theta = np.where((f.status == _DIVERGED)[:, None], np.nan, theta)
         loss = f.loss_final if loss is None else loss
         parameter_names = parameter_names or f.parameter_names
         if flow is None:
@@ -782,3 +786,238 @@ def escape_time_summary(escape, labels=None) -> list[dict]:
                            q10=float(np.quantile(done, 0.1)), q90=float(np.quantile(done, 0.9)))
             rows.append(row)
     return rows
+
+
+# ---------------------------------------------------------------------------
+# 4. basin maps
+# ---------------------------------------------------------------------------
+
+def _param_index(flow, param, name="params") -> int:
+    names = flow.network.parameter_names()
+    if isinstance(param, str):
+        if param not in names:
+            raise ValueError(f"{name}: unknown parameter {param!r}; expected one of {names}")
+        return names.index(param)
+    if isinstance(param, (int, np.integer)) and not isinstance(param, bool) \
+            and 0 <= int(param) < len(names):
+        return int(param)
+    raise ValueError(f"{name}: expected a parameter name or an index in 0..{len(names) - 1}, "
+                     f"got {param!r}")
+
+
+@dataclass
+class BasinMap:
+    """Limit cluster of each initial condition on a 2-D grid.
+
+    labels (ny, nx) int64: cluster (index into limit_points.clusters), -1 where the
+    trajectory diverged; x (nx,), y (ny,): values of the two varied parameters (x = first,
+    columns; y = second, rows); names: their names; params: their indices in θ;
+    base (p,): the fixed state; status (ny, nx) int8; loss_final (ny, nx);
+    limit_points: the clusters (LimitPoints over all grid points); settings: how it was run.
+    """
+    labels: np.ndarray
+    x: np.ndarray
+    y: np.ndarray
+    names: tuple
+    params: tuple
+    base: np.ndarray
+    status: np.ndarray
+    loss_final: np.ndarray
+    limit_points: LimitPoints
+    settings: dict
+
+    def to_xarray(self):
+        """An xarray.Dataset with labels, status, loss_final on (y, x) coordinates named
+        after the two parameters, and the cluster table as attributes."""
+        import xarray as xr
+        nx_, ny_ = self.names
+        ds = xr.Dataset({"cluster": ((ny_, nx_), self.labels), "status": ((ny_, nx_), self.status),
+                         "loss_final": ((ny_, nx_), self.loss_final)},
+                        coords={nx_: self.x, ny_: self.y})
+        ds.attrs.update({k: v for k, v in self.settings.items()
+                         if isinstance(v, (int, float, str))})
+        ds.attrs["clusters"] = "; ".join(f"{c.label}: {c.description}, loss {c.loss:.6g}"
+                                         for c in self.limit_points.clusters)
+        return ds
+
+
+def basin_map(flow, base, params=(0, 1), ranges=((-2.0, 2.0), (-2.0, 2.0)), shape=(200, 200),
+              *, t_span=(0.0, 100.0), method="dp5", rtol=1e-8, atol=1e-10, gtol=None,
+              max_steps=10**6, chunk=65_536, tol=1e-3, symmetric=True, polish=True,
+              threads=None, progress=False, **solve_kwargs) -> BasinMap:
+    """Basins of attraction on a 2-D slice of initial conditions.
+
+    flow: GradientFlow; base (p,): the initial state whose other entries stay fixed;
+    params: the two varied parameters (names such as "w1" or indices); ranges: ((x0, x1),
+    (y0, y1)); shape: (nx, ny) grid points (an int for a square grid), up to 1000×1000 and
+    beyond: the grid is integrated by ``narrowflow.solve_ensemble`` in chunks of ``chunk``
+    trajectories (memory: the final states, N·p float64). The final states are clustered
+    modulo symmetry (``symmetric``) at scale ``tol`` and classified (:func:`limit_points`).
+    Other keywords go to solve_ensemble.
+    """
+    from narrowflow.ensemble import solve_ensemble
+    p = flow.n_params
+    base = np.asarray(base, dtype=float)
+    if base.shape != (p,) or not np.all(np.isfinite(base)):
+        raise ValueError(f"base: expected a finite state of shape ({p},), got {base.shape}")
+    if len(params) != 2:
+        raise ValueError(f"params: expected two parameters, got {params!r}")
+    i, j = (_param_index(flow, q) for q in params)
+    if i == j:
+        raise ValueError(f"params: the two parameters must differ, got {params!r}")
+    nx, ny = (shape, shape) if isinstance(shape, (int, np.integer)) else tuple(shape)
+    if int(nx) < 2 or int(ny) < 2:
+        raise ValueError(f"shape: need at least 2 points per axis, got {shape!r}")
+    nx, ny = int(nx), int(ny)
+    try:
+        (x0, x1), (y0, y1) = ranges
+    except (TypeError, ValueError):
+        raise ValueError(f"ranges: expected ((x0, x1), (y0, y1)), got {ranges!r}") from None
+    if not all(np.isfinite([x0, x1, y0, y1])) or x0 >= x1 or y0 >= y1:
+        raise ValueError(f"ranges: expected finite increasing intervals, got {ranges!r}")
+    if int(chunk) < 1:
+        raise ValueError(f"chunk: must be >= 1, got {chunk!r}")
+    xs, ys = np.linspace(x0, x1, nx), np.linspace(y0, y1, ny)
+    N = nx * ny
+    finals = np.empty((N, p))
+    status = np.empty(N, dtype=np.int8)
+    loss = np.empty(N)
+    for start in range(0, N, int(chunk)):
+        k = np.arange(start, min(start + int(chunk), N))
+        th0 = np.broadcast_to(base, (k.size, p)).copy()
+        th0[:, i] = xs[k % nx]
+        th0[:, j] = ys[k // nx]
+        res = solve_ensemble(flow, th0, t_span=t_span, method=method, rtol=rtol, atol=atol,
+                             gtol=gtol, max_steps=max_steps, threads=threads, progress=progress,
+                             **solve_kwargs)
+        finals[k] = res.y_final
+        status[k] = res.status
+        loss[k] = res.loss_final
+    theta = np.where((status == _DIVERGED)[:, None], np.nan, finals)
+    lp = limit_points(flow=flow, theta=theta, loss=loss, tol=tol, symmetric=symmetric,
+                      polish=polish)
+    names = tuple(flow.network.parameter_names()[q] for q in (i, j))
+    settings = dict(t0=float(t_span[0]), t1=float(t_span[1]), method=str(method),
+                    rtol=float(rtol), atol=float(atol), tol=float(tol),
+                    symmetric=int(bool(symmetric)), nx=nx, ny=ny)
+    return BasinMap(labels=lp.labels.reshape(ny, nx), x=xs, y=ys, names=names, params=(i, j),
+                    base=base, status=status.reshape(ny, nx), loss_final=loss.reshape(ny, nx),
+                    limit_points=lp, settings=settings)
+
+
+# ---------------------------------------------------------------------------
+# 5. gradient descent against gradient flow
+# ---------------------------------------------------------------------------
+
+@dataclass
+class GDComparison:
+    """Gradient descent θ_{k+1} = θ_k − η∇L(θ_k) against the flow from the same θ0.
+
+    learning_rates (R,); times (R, T): the comparison times k·η (multiples of η nearest a
+    common grid); distance (R, N, T): ||θ_GD(k η) − θ_flow(k η)||; changed (R,): fraction of
+    trajectories whose limit cluster differs (GD at t_end assigned to the flow's clusters
+    modulo symmetry; a diverged or unassigned GD run counts as changed); changed_ci (R, 2):
+    95% Wilson interval of that fraction; diverged (R,): fraction of GD runs that diverged;
+    limit_points: the flow's clusters; gd_labels (R, N); t_end.
+    """
+    learning_rates: np.ndarray
+    times: np.ndarray
+    distance: np.ndarray
+    changed: np.ndarray
+    changed_ci: np.ndarray
+    diverged: np.ndarray
+    limit_points: LimitPoints
+    gd_labels: np.ndarray
+    t_end: float
+
+    def distance_quantiles(self, q=(10, 50, 90)) -> np.ndarray:
+        """Quantiles across trajectories of the distance, shape (len(q), R, T) (NaN where
+        GD diverged are ignored)."""
+        q = _check_quantiles(q)
+        with np.errstate(invalid="ignore"):
+            return np.nanpercentile(self.distance, q, axis=1)
+
+
+def wilson_interval(k, n, z: float = 1.96):
+    """Wilson score interval (about 95% for z = 1.96) of a binomial fraction k/n."""
+    k, n = np.asarray(k, float), np.asarray(n, float)
+    p = np.where(n > 0, k / np.maximum(n, 1), np.nan)
+    den = 1 + z * z / n
+    mid = (p + z * z / (2 * n)) / den
+    half = z * np.sqrt(p * (1 - p) / n + z * z / (4 * n * n)) / den
+    return np.clip(np.stack([mid - half, mid + half], axis=-1), 0.0, 1.0)
+
+
+def gd_vs_flow(flow, theta0, learning_rates, t_end: float = 100.0, *, t_compare=None,
+               n_times: int = 40, method="dp5", rtol=1e-10, atol=1e-12, tol=1e-3,
+               symmetric=True, max_steps=10**7, threads=None, limit_points_flow=None,
+               **solve_kwargs) -> GDComparison:
+    """Compare gradient descent with learning rates η against the gradient flow.
+
+    flow: GradientFlow; theta0 (N, p) initial states; learning_rates: η values (> 0);
+    t_end: time (GD: t_end/η steps) at which limit clusters are compared; t_compare: the
+    window [0, t_compare] for distances (default t_end), on n_times points rounded to
+    multiples of each η. The flow runs once with ``method`` at (rtol, atol) and saves at
+    every comparison time (dense output); GD runs through ``solve_ensemble(method="gd",
+    dt=η)``, segment by segment (GD is memoryless, so restarting from the last iterate is
+    exact). Clusters: the flow's final states clustered modulo symmetry at ``tol``.
+    """
+    from narrowflow.ensemble import solve_ensemble
+    th0 = np.asarray(theta0, dtype=float)
+    if th0.ndim != 2 or th0.shape[1] != flow.n_params:
+        raise ValueError(f"theta0: expected shape (N, {flow.n_params}), got {th0.shape}")
+    lrs = np.atleast_1d(np.asarray(learning_rates, dtype=float))
+    if lrs.ndim != 1 or lrs.size == 0 or not np.all(np.isfinite(lrs) & (lrs > 0)):
+        raise ValueError(f"learning_rates: expected positive numbers, got {learning_rates!r}")
+    if not (np.isfinite(t_end) and t_end > 0):
+        raise ValueError(f"t_end: must be > 0, got {t_end!r}")
+    t_compare = float(t_end if t_compare is None else t_compare)
+    if not (0 < t_compare <= t_end):
+        raise ValueError(f"t_compare: must be in (0, t_end], got {t_compare!r}")
+    N = th0.shape[0]
+    grid = np.linspace(0.0, t_compare, int(n_times))
+    steps = [np.unique(np.round(grid / eta).astype(np.int64)) for eta in lrs]
+    T = max(len(s) for s in steps)
+    # pad so every η has T comparison steps (repeat the last one: distances identical)
+    steps = [np.concatenate([s, np.full(T - len(s), s[-1])]) for s in steps]
+    times = np.array([s * eta for s, eta in zip(steps, lrs)])
+    save = np.unique(times)
+    flow_run = solve_ensemble(flow, th0, t_span=(0.0, float(max(t_end, save[-1]))),
+                              save_at=save, method=method, rtol=rtol, atol=atol,
+                              max_steps=max_steps, threads=threads, **solve_kwargs)
+    y_flow = np.asarray(flow_run.y_saved)
+    lp = limit_points_flow
+    if lp is None:
+        fin = np.where((np.asarray(flow_run.status) == _DIVERGED)[:, None], np.nan,
+                       flow_run.y_final)
+        lp = limit_points(flow=flow, theta=fin, loss=flow_run.loss_final, tol=tol,
+                          symmetric=symmetric)
+    R = lrs.size
+    dist = np.full((R, N, T), np.nan)
+    gd_labels = np.full((R, N), -1, dtype=np.int64)
+    changed, diverged = np.zeros(R), np.zeros(R)
+    for r, eta in enumerate(lrs):
+        y = th0.copy()
+        done = 0
+        alive = np.ones(N, dtype=bool)
+        seg_end = list(steps[r]) + [int(np.round(t_end / eta))]
+        for idx, k in enumerate(seg_end):
+            if k > done:
+                res = solve_ensemble(flow, y, t_span=(0.0, (k - done) * eta), method="gd",
+                                     dt=eta, max_steps=max_steps, threads=threads,
+                                     **solve_kwargs)
+                y = np.array(res.y_final, dtype=float)
+                alive &= (np.asarray(res.status) != _DIVERGED) & np.all(np.isfinite(y), axis=1)
+                done = k
+            if idx < T:
+                col = np.searchsorted(save, times[r, idx])
+                d = np.linalg.norm(y - y_flow[:, col], axis=1)
+                dist[r, :, idx] = np.where(alive, d, np.nan)
+        lab = lp.assign(np.where(alive[:, None], y, np.nan))
+        gd_labels[r] = lab
+        changed[r] = np.mean(lab != lp.labels)
+        diverged[r] = 1.0 - np.mean(alive)
+    ci = wilson_interval(np.round(changed * N), np.full(R, N))
+    return GDComparison(learning_rates=lrs, times=times, distance=dist, changed=changed,
+                        changed_ci=ci, diverged=diverged, limit_points=lp, gd_labels=gd_labels,
+                        t_end=float(t_end))

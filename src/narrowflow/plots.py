@@ -7,7 +7,8 @@ import numpy as np
 
 from narrowflow import analysis
 
-__all__ = ["loss_bands", "savefig"]
+__all__ = ["loss_bands", "limit_points", "escape_histogram", "basin_map", "gd_vs_flow",
+           "cluster_colors", "savefig"]
 
 
 def _figure_axes(ax, figsize=(6.4, 4.2)):
@@ -61,4 +62,224 @@ def loss_bands(result, ax=None, quantiles=analysis.DEFAULT_QUANTILES):
     ax.set_title(f"loss across {n_traj} trajectories")
     ax.legend(loc="best", fontsize="small")
     ax.grid(True, which="major", alpha=0.3)
+    return fig
+
+
+# ---------------------------------------------------------------------------
+# cluster colours shared by every figure
+# ---------------------------------------------------------------------------
+
+_OTHER = (0.55, 0.55, 0.55, 1.0)  # diverged / unassigned
+
+
+def cluster_colors(n: int):
+    """RGBA colours for clusters 0..n-1 (tab10, then tab20, then a hsv cycle)."""
+    from matplotlib import colormaps
+    if n <= 10:
+        base = colormaps["tab10"]
+        return [base(i) for i in range(n)]
+    if n <= 20:
+        base = colormaps["tab20"]
+        return [base(i) for i in range(n)]
+    base = colormaps["hsv"]
+    return [base(i / n) for i in range(n)]
+
+
+def _cluster_name(cp) -> str:
+    return f"#{cp.label}: {cp.description}, L={cp.loss:.3g}"
+
+
+# ---------------------------------------------------------------------------
+# limit points
+# ---------------------------------------------------------------------------
+
+def limit_points(lp, max_clusters: int = 12, figsize=(10.0, 4.6)):
+    """Limit clusters: their sizes (left) and Hessian spectra with the zero tolerance
+    (right). lp: LimitPoints (``narrowflow.analysis.limit_points``). Returns the Figure."""
+    from matplotlib.figure import Figure
+    from matplotlib.patches import Patch
+    if not isinstance(lp, analysis.LimitPoints):
+        raise TypeError(f"lp: expected a LimitPoints, got {type(lp).__name__}")
+    fig = Figure(figsize=figsize, dpi=100, layout="constrained")
+    ax1, ax2 = fig.subplots(1, 2, width_ratios=(1.0, 1.2))
+    cps = lp.clusters[:max_clusters]
+    colors = cluster_colors(max(len(lp.clusters), 1))
+    ypos = np.arange(len(cps))[::-1]
+    sizes = [cp.size for cp in cps]
+    ax1.barh(ypos, sizes, color=[colors[cp.label] for cp in cps])
+    for yv, cp in zip(ypos, cps):
+        ax1.text(0, yv, f"  #{cp.label} {cp.description}", va="center", ha="left",
+                 fontsize="x-small")
+    extra = []
+    if lp.n_excluded:
+        extra.append(f"{lp.n_excluded} diverged")
+    if len(lp.clusters) > max_clusters:
+        extra.append(f"{len(lp.clusters) - max_clusters} smaller clusters not shown")
+    ax1.set_yticks(ypos, [f"L={cp.loss:.3g}" for cp in cps], fontsize="x-small")
+    ax1.set_xlabel("trajectories")
+    ax1.set_title(f"{lp.labels.size} trajectories, {len(lp.clusters)} limit clusters"
+                  + (f"\n({'; '.join(extra)})" if extra else ""), fontsize="medium")
+    tol_max = 0.0
+    for xi, cp in enumerate(cps):
+        if cp.morse is None:
+            continue
+        lam = cp.morse.eigenvalues
+        col = np.where(lam < -cp.morse.tol, "C3", np.where(lam > cp.morse.tol, "C0", "k"))
+        ax2.scatter(np.full(lam.size, xi), lam, c=list(col), s=22, zorder=3)
+        ax2.plot([xi - 0.3, xi + 0.3], [cp.morse.tol] * 2, color="0.5", lw=0.8)
+        ax2.plot([xi - 0.3, xi + 0.3], [-cp.morse.tol] * 2, color="0.5", lw=0.8)
+        tol_max = max(tol_max, cp.morse.tol)
+    ax2.axhline(0.0, color="0.3", lw=0.6)
+    finite = [abs(v) for cp in cps if cp.morse is not None for v in cp.morse.eigenvalues if v != 0]
+    lin = max(min(finite) if finite else 1e-8, tol_max, 1e-14)
+    ax2.set_yscale("symlog", linthresh=lin)
+    ax2.set_xticks(range(len(cps)), [f"#{cp.label}" for cp in cps], fontsize="small")
+    ax2.set_xlim(-0.7, max(len(cps) - 0.3, 0.7))
+    ax2.set_ylabel("Hessian eigenvalue")
+    ax2.set_title("Hessian spectra (grey bars: ±tolerance)", fontsize="medium")
+    ax2.legend(handles=[Patch(color="C3", label="negative"), Patch(color="k", label="zero (±tol)"),
+                        Patch(color="C0", label="positive")], fontsize="x-small", loc="best")
+    return fig
+
+
+# ---------------------------------------------------------------------------
+# escape times
+# ---------------------------------------------------------------------------
+
+def escape_histogram(result, thresholds=None, lp=None, bins: int = 30, figsize=None,
+                     max_clusters: int = 6, min_share: float = 0.02):
+    """Histograms of the escape times (first time L < threshold), one panel per threshold:
+    all trajectories as grey bars, and one step curve per limit cluster (lp: LimitPoints)
+    holding at least ``min_share`` of the trajectories (at most ``max_clusters``).
+
+    result: EnsembleResult or Dataset; thresholds: losses, None for the solver's own
+    escape times. Log-spaced bins when the times span more than a decade; the legend
+    counts the trajectories that never crossed. Returns the Figure.
+    """
+    from matplotlib.figure import Figure
+    E = analysis.escape_times(result, thresholds)
+    thr = np.asarray(E["threshold"].values)
+    n = thr.size
+    N = E.shape[1]
+    fig = Figure(figsize=figsize or (4.4 * min(n, 3), 3.9), dpi=100, layout="constrained")
+    axes = fig.subplots(1, n, squeeze=False)[0]
+    groups = []
+    if lp is not None:
+        if lp.labels.size != N:
+            raise ValueError(f"lp: {lp.labels.size} labels for {N} trajectories")
+        colors = cluster_colors(max(len(lp.clusters), 1))
+        groups = [cp for cp in lp.clusters[:max_clusters]
+                  if cp.size >= max(2, min_share * N)]
+    for ax, i in zip(axes, range(n)):
+        e = E.values[i]
+        fin = e[np.isfinite(e)]
+        if fin.size == 0:
+            ax.text(0.5, 0.5, "no trajectory crossed", ha="center", va="center",
+                    transform=ax.transAxes)
+            edges = np.linspace(0, 1, bins + 1)
+        else:
+            lo, hi = float(np.min(fin)), float(np.max(fin))
+            if lo > 0 and hi > 10 * lo:
+                edges = np.geomspace(lo, hi, bins + 1)
+                ax.set_xscale("log")
+            else:
+                edges = np.linspace(lo, hi if hi > lo else lo + 1.0, bins + 1)
+        ax.hist(fin, bins=edges, color="0.8",
+                label=f"all (n={fin.size}, never {N - fin.size})")
+        for cp in groups:
+            mask = lp.labels == cp.label
+            sel = e[mask & np.isfinite(e)]
+            ax.hist(sel, bins=edges, histtype="step", lw=1.6, color=colors[cp.label],
+                    label=f"#{cp.label} {cp.description[:28]} (n={sel.size}, "
+                          f"never {int(np.sum(mask)) - sel.size})")
+        ax.set_xlabel("escape time t")
+        ax.set_ylabel("trajectories")
+        ax.set_title(f"first time L < {thr[i]:.3g}", fontsize="medium")
+        ax.legend(fontsize="xx-small", loc="best")
+    return fig
+
+
+# ---------------------------------------------------------------------------
+# basin maps
+# ---------------------------------------------------------------------------
+
+def basin_map(bm, ax=None, max_legend: int = 12):
+    """Image of a BasinMap coloured by limit cluster, with the cluster legend (description,
+    loss, share of the grid); diverged points grey. Returns the Figure."""
+    from matplotlib.colors import ListedColormap, BoundaryNorm
+    from matplotlib.patches import Patch
+    if not isinstance(bm, analysis.BasinMap):
+        raise TypeError(f"bm: expected a BasinMap, got {type(bm).__name__}")
+    fig, ax = _figure_axes(ax, figsize=(7.8, 5.6))
+    K = len(bm.limit_points.clusters)
+    nlab = int(bm.labels.max()) + 1 if bm.labels.size and bm.labels.max() >= 0 else 0
+    cols = [_OTHER] + cluster_colors(max(nlab, 1))[:max(nlab, 1)]
+    cmap = ListedColormap(cols)
+    norm = BoundaryNorm(np.arange(len(cols) + 1) - 1.5, cmap.N)
+    dx = (bm.x[-1] - bm.x[0]) / (bm.x.size - 1) / 2
+    dy = (bm.y[-1] - bm.y[0]) / (bm.y.size - 1) / 2
+    ax.imshow(bm.labels, origin="lower", cmap=cmap, norm=norm, interpolation="nearest",
+              extent=(bm.x[0] - dx, bm.x[-1] + dx, bm.y[0] - dy, bm.y[-1] + dy), aspect="auto")
+    ax.set_xlabel(f"{bm.names[0]}(0)")
+    ax.set_ylabel(f"{bm.names[1]}(0)")
+    total = bm.labels.size
+    handles = []
+    for cp in bm.limit_points.clusters[:max_legend]:
+        share = np.sum(bm.labels == cp.label) / total
+        handles.append(Patch(color=cols[cp.label + 1],
+                             label=f"#{cp.label} {cp.description}, L={cp.loss:.3g} ({100 * share:.1f}%)"))
+    if K > max_legend:
+        handles.append(Patch(color="white", label=f"… {K - max_legend} more clusters"))
+    if np.any(bm.labels < 0):
+        handles.append(Patch(color=_OTHER, label=f"diverged ({100 * np.mean(bm.labels < 0):.1f}%)"))
+    ax.legend(handles=handles, fontsize="x-small", loc="upper left", bbox_to_anchor=(1.01, 1.0),
+              borderaxespad=0.0)
+    fixed = [f"{n}={v:.3g}" for q, (n, v) in enumerate(zip(bm.limit_points.parameter_names, bm.base))
+             if q not in bm.params]
+    ax.set_title("basins of attraction" + (f" ({', '.join(fixed)})" if fixed else ""),
+                 fontsize="medium")
+    return fig
+
+
+# ---------------------------------------------------------------------------
+# gradient descent against gradient flow
+# ---------------------------------------------------------------------------
+
+def gd_vs_flow(cmp, figsize=(10.0, 4.2)):
+    """Left: median (10–90% band) distance between GD iterates and the flow at matching
+    times, one curve per learning rate; right: fraction of trajectories whose limit
+    cluster changes, with 95% Wilson intervals, and the fraction that diverged.
+    cmp: GDComparison (``narrowflow.analysis.gd_vs_flow``). Returns the Figure."""
+    from matplotlib.figure import Figure
+    if not isinstance(cmp, analysis.GDComparison):
+        raise TypeError(f"cmp: expected a GDComparison, got {type(cmp).__name__}")
+    fig = Figure(figsize=figsize, dpi=100, layout="constrained")
+    ax1, ax2 = fig.subplots(1, 2)
+    q = cmp.distance_quantiles((10, 50, 90))
+    positive = True
+    for r, eta in enumerate(cmp.learning_rates):
+        t = cmp.times[r]
+        sel = t > 0
+        col = f"C{r % 10}"
+        ax1.fill_between(t[sel], q[0, r, sel], q[2, r, sel], color=col, alpha=0.2, lw=0)
+        ax1.plot(t[sel], q[1, r, sel], color=col, lw=1.6, label=f"η = {eta:g}")
+        vals = q[:, r, sel]
+        positive &= bool(np.all(vals[np.isfinite(vals)] > 0))
+    if positive:
+        ax1.set_yscale("log")
+    ax1.set_xlabel("time t = k η")
+    ax1.set_ylabel("‖θ_GD − θ_flow‖")
+    ax1.set_title("GD against the flow (median, 10–90%)", fontsize="medium")
+    ax1.legend(fontsize="x-small")
+    ci = cmp.changed_ci
+    err = np.abs(np.stack([cmp.changed - ci[:, 0], ci[:, 1] - cmp.changed]))
+    ax2.errorbar(cmp.learning_rates, cmp.changed, yerr=err, marker="o", capsize=3,
+                 label="limit cluster changed")
+    ax2.plot(cmp.learning_rates, cmp.diverged, marker="x", ls="--", color="C3", label="diverged")
+    ax2.set_xscale("log")
+    ax2.set_ylim(-0.03, 1.03)
+    ax2.set_xlabel("learning rate η")
+    ax2.set_ylabel("fraction of trajectories")
+    ax2.set_title(f"limit at t = {cmp.t_end:g} (95% intervals)", fontsize="medium")
+    ax2.legend(fontsize="x-small")
     return fig
