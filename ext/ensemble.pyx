@@ -1,0 +1,819 @@
+# cython: language_level=3
+"""Ensemble kernel: lane-batched explicit Runge-Kutta integration of many trajectories.
+
+One table-driven step routine serves every method (narrowflow.tableaus describes the
+layout): classical RK4 and gradient descent (fixed step), Dormand-Prince 5(4), Tsitouras 5(4)
+and DOP853 (adaptive, Hairer's PI controller, dense output).
+
+Work is organised as follows. Each worker (one per OpenMP thread) owns `L` SIMD lanes in
+structure-of-arrays layout (`y[i*L + l]`); every right-hand-side call evaluates all lanes at
+once through the C function pointer of a Numba cfunc (ext/rhs_abi.pxd). Each lane carries
+its own trajectory, time, step size, accept/reject decision and status; a lane whose
+trajectory finishes is refilled at once with the next trajectory from a queue shared by the
+workers (an atomic counter). Lanes with nothing to do are padded with a zero state, so every
+trajectory goes through the same arithmetic whatever lane, group, thread or chunk it lands
+in: results are bitwise identical across thread counts, chunkings and lane counts as long as
+the right-hand side computes each lane independently (narrowflow.rhs does).
+
+Systems must be autonomous: the time argument passed to the right-hand side is t0.
+"""
+from libc.stdint cimport int64_t, int8_t, uintptr_t
+from libc.stdlib cimport malloc, free
+from libc.string cimport memcpy, memset
+from libc.math cimport sqrt, fabs, pow, isfinite, NAN
+from cython.parallel cimport prange
+from rhs_abi cimport rhs_fn, lane_fn
+from nf_openmp cimport NF_HAVE_OPENMP, nf_max_threads
+
+import numpy as np
+
+cdef extern from "ensemble_queue.h" nogil:
+    int64_t nf_fetch_add(int64_t* p, int64_t v)
+
+cdef enum:
+    MAXK = 16      # stage slots
+    MAXD = 8       # degree of the dense-output polynomials
+
+# Status codes: the same numbers as narrowflow.ensemble.Status.
+cdef enum:
+    ST_RUNNING = -1
+    ST_SUCCESS = 0
+    ST_CONVERGED = 1
+    ST_DIVERGED = 2
+    ST_MAX_STEPS = 3
+    ST_STEP_TOO_SMALL = 4
+
+cdef struct Tab:
+    int S, fsal, knew, nk, n_extra, err_kind, order, deg
+    double A[MAXK][MAXK]
+    double b[MAXK]
+    double e[MAXK]
+    double e3[MAXK]
+    double P[MAXK][MAXD]
+    double safe, fac1, fac2, beta, expo1
+
+cdef struct Job:
+    rhs_fn f
+    lane_fn loss
+    const double* params
+    int64_t n, L, N
+    const double* y0
+    double t0, t1, rtol, atol, h_init, dt, gtol, bound
+    int64_t max_steps
+    int64_t K
+    const double* tsave
+    int escape_on
+    double escape
+    double* y_final
+    double* t_final
+    int8_t* status
+    int64_t* nfev
+    int64_t* nacc
+    int64_t* nrej
+    double* y_saved
+    double* loss_saved
+    double* escape_time
+    int64_t next            # the queue: index of the next trajectory to start
+
+# Per-worker state: lane arrays and SoA buffers.
+cdef struct Work:
+    int64_t n, L, nL
+    double* Y        # current states
+    double* YN       # proposed new states
+    double* YT       # stage inputs / interpolated states
+    double* ACC      # combination scratch
+    double* W        # scratch
+    double* K        # nk stage slots
+    double* t
+    double* h
+    double* tn       # time at the end of the proposed step
+    double* hnew
+    double* facold
+    double* lossprev
+    double* lossnew
+    double* lbuf
+    double* errv
+    double* err3v
+    double* ra       # escape root bracket [ra, rb] in theta, with loss - threshold ga >= 0 > gb
+    double* rb
+    double* ga
+    double* gb
+    double* rth
+    int64_t* idx
+    int64_t* steps
+    int64_t* nf
+    int64_t* na
+    int64_t* nr
+    int64_t* nsave
+    int* st
+    int* init
+    int* rej
+    int* last
+    int* acc
+    int* cross
+    int* side
+    int* escaped
+    int* pend
+    int* niter
+    int64_t calls
+    int64_t used
+
+
+cdef int work_alloc(Work* w, int64_t n, int64_t L, int nk) noexcept nogil:
+    cdef int64_t nL = n * L
+    w.n = n
+    w.L = L
+    w.nL = nL
+    w.calls = 0
+    w.used = 0
+    w.Y = <double*> malloc((5 + nk) * nL * sizeof(double))
+    w.t = <double*> malloc(18 * L * sizeof(double))
+    w.idx = <int64_t*> malloc(6 * L * sizeof(int64_t))
+    w.st = <int*> malloc(11 * L * sizeof(int))
+    if w.Y == NULL or w.t == NULL or w.idx == NULL or w.st == NULL:
+        free(w.Y); free(w.t); free(w.idx); free(w.st)
+        return -1
+    memset(w.Y, 0, (5 + nk) * nL * sizeof(double))
+    memset(w.t, 0, 18 * L * sizeof(double))
+    w.YN = w.Y + nL
+    w.YT = w.Y + 2 * nL
+    w.ACC = w.Y + 3 * nL
+    w.W = w.Y + 4 * nL
+    w.K = w.Y + 5 * nL
+    w.h = w.t + L
+    w.tn = w.t + 2 * L
+    w.hnew = w.t + 3 * L
+    w.facold = w.t + 4 * L
+    w.lossprev = w.t + 5 * L
+    w.lossnew = w.t + 6 * L
+    w.lbuf = w.t + 7 * L
+    w.errv = w.t + 8 * L
+    w.err3v = w.t + 9 * L
+    w.ra = w.t + 10 * L
+    w.rb = w.t + 11 * L
+    w.ga = w.t + 12 * L
+    w.gb = w.t + 13 * L
+    w.rth = w.t + 14 * L
+    w.steps = w.idx + L
+    w.nf = w.idx + 2 * L
+    w.na = w.idx + 3 * L
+    w.nr = w.idx + 4 * L
+    w.nsave = w.idx + 5 * L
+    w.init = w.st + L
+    w.rej = w.st + 2 * L
+    w.last = w.st + 3 * L
+    w.acc = w.st + 4 * L
+    w.cross = w.st + 5 * L
+    w.side = w.st + 6 * L
+    w.escaped = w.st + 7 * L
+    w.pend = w.st + 8 * L
+    w.niter = w.st + 9 * L
+    memset(w.idx, 0, 6 * L * sizeof(int64_t))
+    memset(w.st, 0, 11 * L * sizeof(int))
+    return 0
+
+
+cdef void work_free(Work* w) noexcept nogil:
+    free(w.Y)
+    free(w.t)
+    free(w.idx)
+    free(w.st)
+
+
+cdef inline void call_f(Job* job, Work* w, const double* y, double* out) noexcept nogil:
+    job.f(w.L, job.t0, y, out, job.params)
+    w.calls += 1
+
+
+cdef inline void combine(const double* coef, int count, Work* w, double* dst) noexcept nogil:
+    """dst[q] = sum_{j<count} coef[j] K_j[q] for every q (all lanes), j ascending."""
+    cdef int64_t q, nL = w.nL
+    cdef int j
+    cdef double a
+    cdef const double* Kj
+    memset(dst, 0, nL * sizeof(double))
+    for j in range(count):
+        a = coef[j]
+        if a != 0.0:
+            Kj = w.K + j * nL
+            for q in range(nL):
+                dst[q] += a * Kj[q]
+
+
+cdef inline void stage_input(const double* coef, int count, Work* w, double* dst) noexcept nogil:
+    """dst = Y + h * sum_j coef[j] K_j, lane by lane."""
+    cdef int64_t i, l, L = w.L
+    combine(coef, count, w, w.ACC)
+    for i in range(w.n):
+        for l in range(L):
+            dst[i * L + l] = w.Y[i * L + l] + w.h[l] * w.ACC[i * L + l]
+
+
+cdef inline void dense_lane(const Tab* tb, Work* w, int64_t l, double theta) noexcept nogil:
+    """YT[:, l] = y(t + theta h) from the dense-output polynomials."""
+    cdef double wt[MAXK]
+    cdef double acc, s
+    cdef int j, d
+    cdef int64_t i, L = w.L, nL = w.nL
+    for j in range(tb.nk):
+        acc = tb.P[j][tb.deg - 1]
+        for d in range(tb.deg - 2, -1, -1):
+            acc = acc * theta + tb.P[j][d]
+        wt[j] = acc * theta
+    for i in range(w.n):
+        s = 0.0
+        for j in range(tb.nk):
+            if wt[j] != 0.0:
+                s += wt[j] * w.K[j * nL + i * L + l]
+        w.YT[i * L + l] = w.Y[i * L + l] + w.h[l] * s
+
+
+cdef inline void copy_lane(Work* w, const double* src, double* dst, int64_t l) noexcept nogil:
+    cdef int64_t i, L = w.L
+    for i in range(w.n):
+        dst[i * L + l] = src[i * L + l]
+
+
+cdef inline double lane_norm2(Work* w, const double* v, int64_t l) noexcept nogil:
+    cdef int64_t i, L = w.L
+    cdef double s = 0.0
+    for i in range(w.n):
+        s += v[i * L + l] * v[i * L + l]
+    return sqrt(s)
+
+
+cdef void load_lane(Job* job, Work* w, int nk, int64_t l) noexcept nogil:
+    """Start the next trajectory of the queue in lane l, or pad the lane with zeros."""
+    cdef int64_t i, j, L = w.L, nL = w.nL, n = w.n
+    cdef int64_t k = nf_fetch_add(&job.next, 1)
+    for j in range(nk):
+        for i in range(n):
+            w.K[j * nL + i * L + l] = 0.0
+    w.h[l] = 0.0
+    w.t[l] = job.t0
+    w.steps[l] = 0
+    w.nf[l] = 0
+    w.na[l] = 0
+    w.nr[l] = 0
+    w.nsave[l] = 0
+    w.rej[l] = 0
+    w.last[l] = 0
+    w.escaped[l] = 0
+    w.facold[l] = 1e-4
+    w.lossprev[l] = 0.0
+    if k < job.N:
+        w.idx[l] = k
+        w.st[l] = ST_RUNNING
+        w.init[l] = 1
+        for i in range(n):
+            w.Y[i * L + l] = job.y0[k * n + i]
+    else:
+        w.idx[l] = -1
+        w.st[l] = ST_SUCCESS
+        w.init[l] = 0
+        for i in range(n):
+            w.Y[i * L + l] = 0.0
+
+
+cdef void finish_lane(Job* job, Work* w, int64_t l) noexcept nogil:
+    """Write lane l's trajectory out (state Y, time t, status st)."""
+    cdef int64_t i, k = w.idx[l], n = w.n, L = w.L
+    for i in range(n):
+        job.y_final[k * n + i] = w.Y[i * L + l]
+    job.t_final[k] = w.t[l]
+    job.status[k] = <int8_t> w.st[l]
+    job.nfev[k] = w.nf[l]
+    job.nacc[k] = w.na[l]
+    job.nrej[k] = w.nr[l]
+    w.used += w.nf[l]
+
+
+cdef int refill(Job* job, Work* w, int nk) noexcept nogil:
+    """Write out finished lanes and refill them; returns the number of live lanes."""
+    cdef int64_t l
+    cdef int live = 0
+    for l in range(w.L):
+        if w.idx[l] >= 0 and w.st[l] != ST_RUNNING:
+            finish_lane(job, w, l)
+            load_lane(job, w, nk, l)
+        if w.idx[l] >= 0:
+            live += 1
+    return live
+
+
+cdef void init_round(Job* job, const Tab* tb, Work* w) noexcept nogil:
+    """f(y0), loss(y0), save points at t0, and the initial step for lanes just loaded."""
+    cdef int64_t i, l, L = w.L, n = w.n, nL = w.nL, k
+    cdef double sk, d0, d1, d2, h0, h1, der, hmax = job.t1 - job.t0, v
+    cdef int need_h = 0
+    call_f(job, w, w.Y, w.W)
+    if job.escape_on or job.K > 0:
+        job.loss(L, job.t0, w.Y, w.lbuf, job.params)
+    for l in range(L):
+        if not w.init[l]:
+            continue
+        copy_lane(w, w.W, w.K, l)
+        w.nf[l] += 1
+        k = w.idx[l]
+        if job.escape_on or job.K > 0:
+            w.lossprev[l] = w.lbuf[l]
+        if job.escape_on and w.lbuf[l] < job.escape:
+            job.escape_time[k] = job.t0
+            w.escaped[l] = 1
+        while w.nsave[l] < job.K and job.tsave[w.nsave[l]] <= job.t0:
+            for i in range(n):
+                job.y_saved[(k * job.K + w.nsave[l]) * n + i] = w.Y[i * L + l]
+            job.loss_saved[k * job.K + w.nsave[l]] = w.lbuf[l]
+            w.nsave[l] += 1
+        v = lane_norm2(w, w.K, l)
+        if not isfinite(v):
+            w.st[l] = ST_DIVERGED
+        elif job.gtol > 0.0 and v < job.gtol:
+            w.st[l] = ST_CONVERGED
+        if tb.err_kind == 0:
+            w.h[l] = job.dt
+        elif job.h_init > 0.0:
+            w.h[l] = job.h_init if job.h_init < hmax else hmax
+        else:
+            need_h = 1
+    if need_h:
+        # Hairer's initial step heuristic (hinit in DOPRI5/DOP853), lane by lane.
+        for l in range(L):
+            if w.init[l] and tb.err_kind != 0 and not job.h_init > 0.0:
+                d0 = 0.0
+                d1 = 0.0
+                for i in range(n):
+                    sk = job.atol + job.rtol * fabs(w.Y[i * L + l])
+                    d0 += (w.Y[i * L + l] / sk) ** 2
+                    d1 += (w.K[i * L + l] / sk) ** 2
+                d0 = sqrt(d0 / n)
+                d1 = sqrt(d1 / n)
+                if d0 <= 1e-10 or d1 <= 1e-10:
+                    h0 = 1e-6
+                else:
+                    h0 = 0.01 * d0 / d1
+                if h0 > hmax:
+                    h0 = hmax
+                w.h[l] = h0
+                w.errv[l] = d1
+                for i in range(n):
+                    w.YT[i * L + l] = w.Y[i * L + l] + h0 * w.K[i * L + l]
+            else:
+                copy_lane(w, w.Y, w.YT, l)
+        call_f(job, w, w.YT, w.W)
+        for l in range(L):
+            if w.init[l] and tb.err_kind != 0 and not job.h_init > 0.0:
+                w.nf[l] += 1
+                h0 = w.h[l]
+                d2 = 0.0
+                for i in range(n):
+                    sk = job.atol + job.rtol * fabs(w.Y[i * L + l])
+                    d2 += ((w.W[i * L + l] - w.K[i * L + l]) / sk) ** 2
+                d2 = sqrt(d2 / n) / h0
+                der = d2 if d2 > w.errv[l] else w.errv[l]
+                if der <= 1e-15:
+                    h1 = h0 * 1e-3
+                    if h1 < 1e-6:
+                        h1 = 1e-6
+                else:
+                    h1 = pow(0.01 / der, 1.0 / tb.order)
+                h0 = 100.0 * h0
+                if h1 < h0:
+                    h0 = h1
+                if hmax < h0:
+                    h0 = hmax
+                w.h[l] = h0
+    for l in range(L):
+        w.init[l] = 0
+
+
+cdef void save_points(Job* job, const Tab* tb, Work* w) noexcept nogil:
+    """Fill the save points inside the accepted steps from dense output, with their loss."""
+    cdef int64_t i, l, L = w.L, n = w.n, k, s
+    cdef int anyp
+    cdef double ts
+    while True:
+        anyp = 0
+        for l in range(L):
+            w.pend[l] = 0
+            if w.acc[l] and w.st[l] == ST_RUNNING and w.nsave[l] < job.K:
+                ts = job.tsave[w.nsave[l]]
+                if ts <= w.tn[l]:
+                    w.pend[l] = 1
+                    anyp = 1
+                    if ts == w.tn[l]:
+                        copy_lane(w, w.YN, w.YT, l)
+                    else:
+                        dense_lane(tb, w, l, (ts - w.t[l]) / w.h[l])
+                    continue
+            copy_lane(w, w.YN, w.YT, l)
+        if not anyp:
+            return
+        job.loss(L, job.t0, w.YT, w.lbuf, job.params)
+        for l in range(L):
+            if w.pend[l]:
+                k = w.idx[l]
+                s = w.nsave[l]
+                for i in range(n):
+                    job.y_saved[(k * job.K + s) * n + i] = w.YT[i * L + l]
+                job.loss_saved[k * job.K + s] = w.lbuf[l]
+                w.nsave[l] += 1
+
+
+cdef void escape_roots(Job* job, const Tab* tb, Work* w) noexcept nogil:
+    """First time the loss falls below the threshold inside the accepted step.
+
+    Illinois (modified regula falsi) on g(theta) = loss(y(t + theta h)) - threshold with
+    g(0) >= 0 > g(1), lane by lane; every lane iterates on its own bracket.
+    """
+    cdef int64_t l, L = w.L
+    cdef int anyr
+    cdef double th, g, thr = job.escape
+    for l in range(L):
+        w.pend[l] = w.cross[l]
+        if w.pend[l]:
+            w.ra[l] = 0.0
+            w.rb[l] = 1.0
+            w.ga[l] = w.lossprev[l] - thr
+            w.gb[l] = w.lossnew[l] - thr
+            w.side[l] = 0
+            w.niter[l] = 0
+    while True:
+        anyr = 0
+        for l in range(L):
+            if w.pend[l]:
+                anyr = 1
+                th = (w.ra[l] * w.gb[l] - w.rb[l] * w.ga[l]) / (w.gb[l] - w.ga[l])
+                if not (th > w.ra[l] and th < w.rb[l]):
+                    th = 0.5 * (w.ra[l] + w.rb[l])
+                w.rth[l] = th
+                dense_lane(tb, w, l, th)
+            else:
+                copy_lane(w, w.YN, w.YT, l)
+        if not anyr:
+            return
+        job.loss(L, job.t0, w.YT, w.lbuf, job.params)
+        for l in range(L):
+            if not w.pend[l]:
+                continue
+            th = w.rth[l]
+            g = w.lbuf[l] - thr
+            w.niter[l] += 1
+            if g >= 0.0:
+                w.ra[l] = th
+                w.ga[l] = g
+                if w.side[l] == 1:
+                    w.gb[l] *= 0.5
+                w.side[l] = 1
+            else:
+                w.rb[l] = th
+                w.gb[l] = g
+                if w.side[l] == -1:
+                    w.ga[l] *= 0.5
+                w.side[l] = -1
+            if (w.rb[l] - w.ra[l] <= 1e-12 or fabs(g) <= 1e-15 * fabs(thr)
+                    or w.niter[l] >= 100 or not isfinite(g)):
+                job.escape_time[w.idx[l]] = w.t[l] + th * w.h[l]
+                w.escaped[l] = 1
+                w.pend[l] = 0
+
+
+cdef int run_worker(Job* job, const Tab* tb, int64_t* stats) noexcept nogil:
+    cdef Work w
+    cdef int64_t i, l, L = job.L, n = job.n, nL, k
+    cdef int s, x, live, anyacc, anyinit, needd
+    cdef double err, sk, d, fac11, fac, hn, v, tn, facc1, facc2
+    cdef double eps = 2.220446049250313e-16
+    cdef const double* Kn
+    if work_alloc(&w, n, L, tb.nk) != 0:
+        return -1
+    nL = w.nL
+    facc1 = 1.0 / tb.fac1
+    facc2 = 1.0 / tb.fac2
+    for l in range(L):
+        load_lane(job, &w, tb.nk, l)
+    live = refill(job, &w, tb.nk)
+    while live > 0:
+        anyinit = 0
+        for l in range(L):
+            if w.init[l]:
+                anyinit = 1
+        if anyinit:
+            init_round(job, tb, &w)
+            live = refill(job, &w, tb.nk)
+            continue
+        # --- the step: end time and step size per lane
+        for l in range(L):
+            if w.idx[l] < 0:
+                w.h[l] = 0.0
+                w.tn[l] = job.t0
+                continue
+            if tb.err_kind == 0:
+                tn = job.t0 + (w.na[l] + 1) * job.dt
+                w.last[l] = 0
+                if tn >= job.t1 - 1e-9 * job.dt:
+                    tn = job.t1
+                    w.last[l] = 1
+                w.tn[l] = tn
+                w.h[l] = tn - w.t[l]
+            else:
+                w.last[l] = 0
+                if w.t[l] + 1.01 * w.h[l] >= job.t1:
+                    w.h[l] = job.t1 - w.t[l]
+                    w.last[l] = 1
+                    w.tn[l] = job.t1
+                else:
+                    w.tn[l] = w.t[l] + w.h[l]
+        # --- stages 1..S-1
+        for s in range(1, tb.S):
+            stage_input(&tb.A[s][0], s, &w, w.YT)
+            call_f(job, &w, w.YT, w.K + s * nL)
+        if tb.fsal:
+            memcpy(w.YN, w.YT, nL * sizeof(double))
+        else:
+            stage_input(&tb.b[0], tb.S, &w, w.YN)
+        # --- error estimate and accept/reject, lane by lane
+        if tb.err_kind == 0:
+            for l in range(L):
+                w.acc[l] = w.idx[l] >= 0
+        else:
+            combine(&tb.e[0], tb.S, &w, w.ACC)
+            if tb.err_kind == 2:
+                combine(&tb.e3[0], tb.S, &w, w.W)
+            for l in range(L):
+                w.errv[l] = 0.0
+                w.err3v[l] = 0.0
+            for i in range(n):
+                for l in range(L):
+                    v = fabs(w.Y[i * L + l])
+                    d = fabs(w.YN[i * L + l])
+                    sk = job.atol + job.rtol * (v if v > d else d)
+                    w.errv[l] += (w.ACC[i * L + l] / sk) ** 2
+                    if tb.err_kind == 2:
+                        w.err3v[l] += (w.W[i * L + l] / sk) ** 2
+            for l in range(L):
+                w.acc[l] = 0
+                if w.idx[l] < 0:
+                    continue
+                if tb.err_kind == 1:
+                    err = fabs(w.h[l]) * sqrt(w.errv[l] / n)
+                else:
+                    err = w.errv[l] + 0.01 * w.err3v[l]
+                    if err > 0.0:
+                        err = fabs(w.h[l]) * w.errv[l] / sqrt(err * n)
+                    elif err == 0.0:
+                        err = 0.0
+                if not isfinite(err):
+                    # an overflow inside the step: shrink hard and retry
+                    w.hnew[l] = w.h[l] * tb.fac1
+                    continue
+                # Hairer's PI step-size controller
+                fac11 = pow(err, tb.expo1)
+                fac = fac11 / pow(w.facold[l], tb.beta)
+                fac = fac / tb.safe
+                if fac > facc1:
+                    fac = facc1
+                if fac < facc2:
+                    fac = facc2
+                if err <= 1.0:
+                    w.acc[l] = 1
+                    w.facold[l] = err if err > 1e-4 else 1e-4
+                    hn = w.h[l] / fac
+                    if w.rej[l] and hn > w.h[l]:
+                        hn = w.h[l]
+                    w.hnew[l] = hn
+                else:
+                    fac = fac11 / tb.safe
+                    if fac > facc1:
+                        fac = facc1
+                    w.hnew[l] = w.h[l] / fac
+        anyacc = 0
+        for l in range(L):
+            if w.acc[l]:
+                anyacc = 1
+        if anyacc and not tb.fsal:
+            call_f(job, &w, w.YN, w.K + tb.knew * nL)
+        # --- accepted lanes: count, check for divergence
+        for l in range(L):
+            if not w.acc[l]:
+                continue
+            w.nf[l] += tb.S - 1 + (0 if tb.fsal else 1)
+            x = 0
+            for i in range(n):
+                if not (fabs(w.YN[i * L + l]) <= job.bound):   # also true for NaN
+                    x = 1
+            if x:
+                copy_lane(&w, w.YN, w.Y, l)
+                w.t[l] = w.tn[l]
+                w.na[l] += 1
+                w.st[l] = ST_DIVERGED
+        # --- escape crossings (loss along the accepted steps)
+        if job.escape_on:
+            job.loss(L, job.t0, w.YN, w.lossnew, job.params)
+            for l in range(L):
+                w.cross[l] = (w.acc[l] and w.st[l] == ST_RUNNING and not w.escaped[l]
+                              and w.lossprev[l] >= job.escape and w.lossnew[l] < job.escape)
+        # --- extra stages for dense output (DOP853) where a lane needs the interpolant
+        if tb.n_extra > 0 and anyacc:
+            needd = 0
+            for l in range(L):
+                w.pend[l] = 0
+                if w.acc[l] and w.st[l] == ST_RUNNING:
+                    if (job.escape_on and w.cross[l]) or (
+                            w.nsave[l] < job.K and job.tsave[w.nsave[l]] < w.tn[l]):
+                        w.pend[l] = 1
+                        needd = 1
+            if needd:
+                for x in range(tb.n_extra):
+                    s = tb.knew + 1 + x
+                    stage_input(&tb.A[s][0], s, &w, w.YT)
+                    call_f(job, &w, w.YT, w.K + s * nL)
+                for l in range(L):
+                    if w.pend[l]:
+                        w.nf[l] += tb.n_extra
+        if job.K > 0 and anyacc:
+            save_points(job, tb, &w)
+        if job.escape_on and anyacc:
+            escape_roots(job, tb, &w)
+        # --- advance accepted lanes, update rejected ones
+        Kn = w.K + tb.knew * nL
+        for l in range(L):
+            if w.idx[l] < 0 or w.st[l] != ST_RUNNING:
+                continue
+            w.steps[l] += 1
+            if w.acc[l]:
+                for i in range(n):
+                    w.Y[i * L + l] = w.YN[i * L + l]
+                    w.K[i * L + l] = Kn[i * L + l]
+                w.t[l] = w.tn[l]
+                w.na[l] += 1
+                w.rej[l] = 0
+                if job.escape_on:
+                    w.lossprev[l] = w.lossnew[l]
+                if tb.err_kind != 0:
+                    w.h[l] = w.hnew[l]
+                if w.last[l]:
+                    w.st[l] = ST_SUCCESS
+                    continue
+                if job.gtol > 0.0 and lane_norm2(&w, w.K, l) < job.gtol:
+                    w.st[l] = ST_CONVERGED
+                    continue
+            else:
+                w.nr[l] += 1
+                w.rej[l] = 1
+                w.h[l] = w.hnew[l]
+                if not (0.1 * fabs(w.h[l]) > fabs(w.t[l]) * eps and w.h[l] > 0.0):
+                    w.st[l] = ST_STEP_TOO_SMALL
+                    continue
+            if w.steps[l] >= job.max_steps:
+                w.st[l] = ST_MAX_STEPS
+        live = refill(job, &w, tb.nk)
+    stats[0] = w.calls
+    stats[1] = w.used
+    work_free(&w)
+    return 0
+
+
+cdef void fill_tab(Tab* tb, tab) except *:
+    A = np.ascontiguousarray(tab.A, dtype=np.float64)
+    P = np.ascontiguousarray(tab.P, dtype=np.float64)
+    nk = int(tab.nk)
+    if nk > MAXK or P.shape[1] > MAXD:
+        raise ValueError("tableau too large for the kernel")
+    memset(tb, 0, sizeof(Tab))
+    tb.S = tab.S
+    tb.fsal = 1 if tab.fsal else 0
+    tb.knew = tab.knew
+    tb.nk = nk
+    tb.n_extra = tab.n_extra
+    tb.err_kind = tab.err_kind
+    tb.order = tab.order
+    tb.deg = P.shape[1]
+    for i in range(nk):
+        tb.b[i] = tab.b[i]
+        tb.e[i] = tab.e[i]
+        tb.e3[i] = tab.e3[i]
+        for j in range(nk):
+            tb.A[i][j] = A[i, j]
+        for j in range(tb.deg):
+            tb.P[i][j] = P[i, j]
+    tb.safe = tab.safe
+    tb.fac1 = tab.fac1
+    tb.fac2 = tab.fac2
+    tb.beta = tab.beta
+    tb.expo1 = tab.expo1
+
+
+def openmp_enabled():
+    """True when the kernel was compiled with OpenMP."""
+    return bool(NF_HAVE_OPENMP)
+
+
+def integrate(uintptr_t f_address, uintptr_t loss_address, const double[::1] params,
+              const double[:, ::1] y0, tab, double t0, double t1, double rtol, double atol,
+              double h_init, double dt, double gtol, double bound, int64_t max_steps,
+              const double[::1] tsave, double escape,
+              double[:, ::1] y_final, double[::1] t_final, int8_t[::1] status,
+              int64_t[::1] nfev, int64_t[::1] n_accepted, int64_t[::1] n_rejected,
+              double[:, :, ::1] y_saved=None, double[:, ::1] loss_saved=None,
+              double[::1] escape_time=None, int64_t lanes=16, int threads=1):
+    """Integrate the trajectories y0 (N, n) from t0 to t1; fills the output arrays in place.
+
+    f_address / loss_address: addresses of cfuncs with the signature of ext/rhs_abi.pxd
+    (the flow, n outputs per lane, and a scalar per lane). tab: a narrowflow.tableaus.Tableau.
+    h_init > 0 fixes the first step of adaptive methods; dt is the step of fixed-step ones.
+    gtol <= 0 disables the convergence test; escape = NaN disables the escape time.
+    Save-point arrays are only touched when tsave is non-empty. Arguments are assumed
+    validated by narrowflow.ensemble. Returns (rhs_calls, lane_evaluations_used).
+    """
+    cdef Tab tb
+    cdef Job job
+    cdef int64_t N = y0.shape[0], n = y0.shape[1], w, nw
+    cdef int64_t[:, ::1] st
+    cdef int[::1] errs
+    fill_tab(&tb, tab)
+    if lanes < 1:
+        raise ValueError(f"lanes must be >= 1, got {lanes}")
+    if threads < 1:
+        raise ValueError(f"threads must be >= 1, got {threads}")
+    if N == 0:
+        return 0, 0
+    memset(&job, 0, sizeof(Job))
+    job.f = <rhs_fn> f_address
+    job.loss = <lane_fn> loss_address
+    job.params = &params[0]
+    job.n = n
+    job.L = lanes
+    job.N = N
+    job.y0 = &y0[0, 0]
+    job.t0 = t0
+    job.t1 = t1
+    job.rtol = rtol
+    job.atol = atol
+    job.h_init = h_init
+    job.dt = dt
+    job.gtol = gtol
+    job.bound = bound
+    job.max_steps = max_steps
+    job.K = tsave.shape[0]
+    job.tsave = &tsave[0] if job.K > 0 else NULL
+    job.escape_on = 0 if escape != escape else 1
+    job.escape = escape
+    job.y_final = &y_final[0, 0]
+    job.t_final = &t_final[0]
+    job.status = &status[0]
+    job.nfev = &nfev[0]
+    job.nacc = &n_accepted[0]
+    job.nrej = &n_rejected[0]
+    if job.K > 0:
+        job.y_saved = &y_saved[0, 0, 0]
+        job.loss_saved = &loss_saved[0, 0]
+    if job.escape_on:
+        job.escape_time = &escape_time[0]
+    job.next = 0
+    # one worker per thread, each pulling trajectories from the shared queue
+    nw = threads
+    if nw > (N + lanes - 1) // lanes:
+        nw = (N + lanes - 1) // lanes
+    st = np.zeros((nw, 2), dtype=np.int64)
+    errs = np.zeros(nw, dtype=np.intc)
+    with nogil:
+        for w in prange(nw, schedule='dynamic', chunksize=1, num_threads=threads):
+            errs[w] = run_worker(&job, &tb, &st[w, 0])
+    for w in range(nw):
+        if errs[w] != 0:
+            raise MemoryError("ensemble kernel: could not allocate the lane buffers")
+    return int(np.asarray(st)[:, 0].sum()), int(np.asarray(st)[:, 1].sum())
+
+
+def eval_lanes(uintptr_t address, const double[::1] params, const double[:, ::1] y,
+               int64_t lanes=16, int threads=1):
+    """Scalar function per trajectory (e.g. the loss) of the states y (N, n), in padded groups.
+
+    Every state is evaluated in a group of exactly `lanes` lanes (the last group padded with
+    zeros), so each value is independent of N and of the group it falls in.
+    """
+    cdef int64_t N = y.shape[0], n = y.shape[1], g, ng, i, l, k
+    cdef lane_fn f = <lane_fn> address
+    cdef double* buf
+    out = np.full(N, np.nan)
+    cdef double[::1] o = out
+    if N == 0:
+        return out
+    ng = (N + lanes - 1) // lanes
+    with nogil:
+        for g in prange(ng, schedule='static', num_threads=threads):
+            buf = <double*> malloc((n + 1) * lanes * sizeof(double))
+            if buf == NULL:
+                continue
+            for l in range(lanes):
+                k = g * lanes + l
+                for i in range(n):
+                    buf[i * lanes + l] = y[k, i] if k < N else 0.0
+            f(lanes, 0.0, buf, buf + n * lanes, &params[0])
+            for l in range(lanes):
+                k = g * lanes + l
+                if k < N:
+                    o[k] = buf[n * lanes + l]
+            free(buf)
+    return out

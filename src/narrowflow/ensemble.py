@@ -1,0 +1,460 @@
+"""Ensembles of gradient flows: `solve_ensemble` and its result type.
+
+The work is done by the Cython kernel ``narrowflow._ext.ensemble`` (lane-batched explicit
+Runge-Kutta, one table-driven step routine, OpenMP over workers); this module validates
+the inputs, sizes and allocates the outputs once, runs the kernel chunk by chunk and wraps
+the arrays in an `EnsembleResult`.
+
+Distributed runs (narrowflow.distributed) use the same pieces: an `EnsembleProblem` is a
+picklable description of everything but the initial states, and `solve_chunk(problem,
+theta0)` integrates one block of trajectories on a worker. A trajectory's result depends
+only on its initial state and the problem, never on the chunk, lane or thread it ran in.
+"""
+from __future__ import annotations
+
+import math
+import os
+import time
+from dataclasses import dataclass, field, replace
+from enum import IntEnum
+from numbers import Integral, Real
+
+import numpy as np
+
+from narrowflow import tableaus
+
+METHODS = tableaus.METHODS
+DEFAULT_LANES = 16
+DEFAULT_BOUND = 1e10
+
+
+class Status(IntEnum):
+    """Per-trajectory outcome (int8 in the result arrays)."""
+
+    SUCCESS = 0         # reached t_span[1]
+    CONVERGED = 1       # ||grad L|| < gtol before t_span[1]
+    DIVERGED = 2        # non-finite state or |theta|_inf > divergence_bound
+    MAX_STEPS = 3       # max_steps attempted steps without reaching t_span[1]
+    STEP_TOO_SMALL = 4  # the adaptive step fell below round-off of t
+
+
+@dataclass
+class CompiledSystem:
+    """An autonomous ODE system y' = F(y) given by compiled functions (ext/rhs_abi.pxd).
+
+    flow_address: address of the lane-batched right-hand side (n outputs per lane);
+    loss_address: address of a scalar per lane (used for loss_saved / escape times);
+    params: the float64 block both receive; n: the state dimension; keepalive: objects
+    (e.g. Numba cfuncs) that must stay alive while the addresses are in use.
+    """
+
+    flow_address: int
+    loss_address: int
+    params: np.ndarray
+    n: int
+    keepalive: tuple = ()
+
+    @property
+    def n_params(self) -> int:
+        return self.n
+
+
+def _compiled(system):
+    """(flow_address, loss_address, params, n, keepalive) of a GradientFlow or CompiledSystem."""
+    if isinstance(system, CompiledSystem):
+        return (int(system.flow_address), int(system.loss_address),
+                np.ascontiguousarray(system.params, dtype=np.float64), int(system.n),
+                system.keepalive)
+    from narrowflow.model import GradientFlow
+    if not isinstance(system, GradientFlow):
+        raise TypeError(f"flow must be a GradientFlow or CompiledSystem, got {type(system).__name__}")
+    from narrowflow import rhs
+    fns = rhs.compile_network(system.network)
+    params = rhs.pack_params(system)
+    return fns.flow_address, fns.loss_address, params, system.n_params, (fns,)
+
+
+@dataclass(frozen=True)
+class EnsembleProblem:
+    """Everything `solve_chunk` needs except the initial states (picklable).
+
+    Build it with `make_problem` (which validates); the fields mirror `solve_ensemble`'s
+    arguments, with defaults resolved: save_at is a sorted float64 array (possibly empty),
+    gtol/escape_threshold are None when off, dt is None for adaptive methods without a
+    fixed first step.
+    """
+
+    flow: object
+    method: str = "dp5"
+    t_span: tuple = (0.0, 100.0)
+    rtol: float = 1e-8
+    atol: float = 1e-10
+    dt: float | None = None
+    max_steps: int = 10**6
+    gtol: float | None = None
+    save_at: np.ndarray = field(default_factory=lambda: np.empty(0))
+    escape_threshold: float | None = None
+    divergence_bound: float = DEFAULT_BOUND
+    lanes: int = DEFAULT_LANES
+
+    @property
+    def n_params(self) -> int:
+        return int(self.flow.n_params)
+
+    @property
+    def n_save(self) -> int:
+        return int(self.save_at.shape[0])
+
+
+def _real(value, name, positive=False, finite=True):
+    if isinstance(value, bool) or not isinstance(value, (Real, np.floating, np.integer)):
+        raise TypeError(f"{name} must be a real number, got {value!r}")
+    v = float(value)
+    if finite and not math.isfinite(v):
+        raise ValueError(f"{name} must be finite, got {value!r}")
+    if positive and not v > 0:
+        raise ValueError(f"{name} must be positive, got {value!r}")
+    return v
+
+
+def _int(value, name, minimum=1):
+    if isinstance(value, bool) or not isinstance(value, (Integral, np.integer)):
+        raise TypeError(f"{name} must be an integer, got {value!r}")
+    v = int(value)
+    if v < minimum:
+        raise ValueError(f"{name} must be >= {minimum}, got {value!r}")
+    return v
+
+
+def make_problem(flow, *, method="dp5", t_span=(0.0, 100.0), save_at=None, rtol=1e-8,
+                 atol=1e-10, dt=None, max_steps=10**6, gtol=None, escape_threshold=None,
+                 divergence_bound=DEFAULT_BOUND, lanes=DEFAULT_LANES) -> EnsembleProblem:
+    """Validate the solver settings and return an `EnsembleProblem` (errors name the argument)."""
+    from narrowflow.model import GradientFlow
+    if not isinstance(flow, (GradientFlow, CompiledSystem)):
+        raise TypeError(f"flow must be a GradientFlow or CompiledSystem, got {type(flow).__name__}")
+    if not isinstance(method, str) or method not in METHODS:
+        raise ValueError(f"method must be one of {', '.join(METHODS)}; got {method!r}")
+    try:
+        t0, t1 = t_span
+    except (TypeError, ValueError):
+        raise ValueError(f"t_span must be a pair (t0, t1), got {t_span!r}") from None
+    t0 = _real(t0, "t_span[0]")
+    t1 = _real(t1, "t_span[1]")
+    if not t1 > t0:
+        raise ValueError(f"t_span must satisfy t0 < t1 (forward integration), got {t_span!r}")
+    rtol = _real(rtol, "rtol", positive=True)
+    atol = _real(atol, "atol", positive=True)
+    if rtol < 1e-15:
+        raise ValueError(f"rtol must be >= 1e-15 (round-off), got {rtol!r}")
+    fixed = method in ("rk4", "gd")
+    if dt is not None:
+        dt = _real(dt, "dt", positive=True)
+    elif fixed:
+        what = "a learning rate" if method == "gd" else "a step size"
+        raise ValueError(f"dt is required for method={method!r} ({what}; fixed-step method)")
+    max_steps = _int(max_steps, "max_steps")
+    if gtol is not None:
+        gtol = _real(gtol, "gtol", positive=True)
+    if escape_threshold is not None:
+        escape_threshold = _real(escape_threshold, "escape_threshold")
+    divergence_bound = _real(divergence_bound, "divergence_bound", positive=True, finite=False)
+    lanes = _int(lanes, "lanes")
+    if lanes > 1024:
+        raise ValueError(f"lanes must be <= 1024, got {lanes}")
+    if save_at is None:
+        ts = np.empty(0)
+    else:
+        ts = np.asarray(save_at)
+        if ts.dtype.kind not in "iuf":
+            raise TypeError(f"save_at must be an array of real times, got dtype {ts.dtype}")
+        ts = np.atleast_1d(ts.astype(np.float64))
+        if ts.ndim != 1:
+            raise ValueError(f"save_at must be 1-D, got shape {ts.shape}")
+        if not np.all(np.isfinite(ts)):
+            raise ValueError("save_at must be finite")
+        if np.any(np.diff(ts) < 0):
+            raise ValueError("save_at must be sorted in increasing order")
+        if ts.size and (ts[0] < t0 or ts[-1] > t1):
+            raise ValueError(f"save_at must lie inside t_span [{t0}, {t1}], got "
+                             f"[{ts[0]}, {ts[-1]}]")
+    return EnsembleProblem(flow=flow, method=method, t_span=(t0, t1), rtol=rtol, atol=atol,
+                           dt=dt, max_steps=max_steps, gtol=gtol,
+                           save_at=np.ascontiguousarray(ts), escape_threshold=escape_threshold,
+                           divergence_bound=divergence_bound, lanes=lanes)
+
+
+def check_theta0(theta0, n_params: int) -> np.ndarray:
+    """theta0 as a C-contiguous float64 (N, p) array of finite values, or a clear error."""
+    arr = np.asarray(theta0)
+    if arr.dtype.kind not in "iuf":
+        raise TypeError(f"theta0 must be a real array, got dtype {arr.dtype}")
+    if arr.ndim != 2 or arr.shape[1] != n_params:
+        raise ValueError(f"theta0 must have shape (N, {n_params}) (one row per trajectory), "
+                         f"got {arr.shape}")
+    arr = np.ascontiguousarray(arr, dtype=np.float64)
+    if not np.all(np.isfinite(arr)):
+        bad = np.flatnonzero(~np.all(np.isfinite(arr), axis=1))
+        raise ValueError(f"theta0 must be finite; rows {bad[:5].tolist()} contain NaN or inf")
+    return arr
+
+
+def output_nbytes(problem: EnsembleProblem, n_traj: int) -> int:
+    """Bytes `solve_ensemble` allocates for the outputs of n_traj trajectories."""
+    p, K = problem.n_params, problem.n_save
+    per = 8 * p + 8 + 1 + 3 * 8 + 8            # y_final, t_final, status, counts, loss_final
+    if problem.escape_threshold is not None:
+        per += 8
+    per += K * (8 * p + 8)                     # y_saved, loss_saved
+    return n_traj * per
+
+
+def allocate(problem: EnsembleProblem, n_traj: int) -> dict:
+    """Output arrays for n_traj trajectories (NaN where not filled by the kernel)."""
+    p, K = problem.n_params, problem.n_save
+    out = dict(
+        y_final=np.empty((n_traj, p)), t_final=np.empty(n_traj),
+        status=np.empty(n_traj, dtype=np.int8), nfev=np.empty(n_traj, dtype=np.int64),
+        n_accepted=np.empty(n_traj, dtype=np.int64), n_rejected=np.empty(n_traj, dtype=np.int64),
+        loss_final=np.empty(n_traj))
+    if K:
+        out["y_saved"] = np.full((n_traj, K, p), np.nan)
+        out["loss_saved"] = np.full((n_traj, K), np.nan)
+    if problem.escape_threshold is not None:
+        out["escape_time"] = np.full(n_traj, np.nan)
+    return out
+
+
+def solve_chunk(problem: EnsembleProblem, theta0, threads: int = 1, out: dict | None = None,
+                _compiled_cache=None) -> dict:
+    """Integrate one block of trajectories theta0 (n, p); returns (or fills) the output dict.
+
+    Keys: y_final (n, p), t_final, status (int8), nfev, n_accepted, n_rejected, loss_final
+    (n,), and y_saved (n, K, p) / loss_saved (n, K) with save points, escape_time (n,) with
+    an escape threshold. `out` may hold preallocated arrays (views into larger ones) of those
+    shapes. Safe to call from a Dask worker: compiles (or loads from Numba's cache) there.
+    """
+    from narrowflow._ext import ensemble as _kernel
+    y0 = check_theta0(theta0, problem.n_params)
+    n = y0.shape[0]
+    if out is None:
+        out = allocate(problem, n)
+    comp = _compiled_cache or _compiled(problem.flow)
+    f_addr, loss_addr, params, dim, keep = comp
+    tab = tableaus.get(problem.method)
+    t0, t1 = problem.t_span
+    K = problem.n_save
+    escape = np.nan if problem.escape_threshold is None else problem.escape_threshold
+    h_init = problem.dt if (problem.dt is not None and tab.adaptive) else 0.0
+    dt = problem.dt if (problem.dt is not None and not tab.adaptive) else 0.0
+    stats = _kernel.integrate(
+        f_addr, loss_addr, params, y0, tab, t0, t1, problem.rtol, problem.atol, h_init, dt,
+        problem.gtol or 0.0, problem.divergence_bound, problem.max_steps, problem.save_at,
+        escape, out["y_final"], out["t_final"], out["status"], out["nfev"], out["n_accepted"],
+        out["n_rejected"], out.get("y_saved") if K else None, out.get("loss_saved") if K else None,
+        out.get("escape_time"), problem.lanes, int(threads))
+    out["loss_final"][...] = _kernel.eval_lanes(loss_addr, params, out["y_final"], problem.lanes,
+                                                int(threads))
+    if K:
+        _hold_converged(problem, out)
+    out.setdefault("_stats", np.zeros(2, dtype=np.int64))
+    out["_stats"] += np.asarray(stats, dtype=np.int64)
+    del keep
+    return out
+
+
+def _hold_converged(problem, out):
+    """Save points after a CONVERGED stop hold the final state (the flow is at rest within gtol)."""
+    conv = out["status"] == Status.CONVERGED
+    if not conv.any():
+        return
+    rows = np.flatnonzero(conv)
+    later = problem.save_at[None, :] > out["t_final"][rows, None]
+    r, k = np.nonzero(later)
+    out["y_saved"][rows[r], k] = out["y_final"][rows[r]]
+    out["loss_saved"][rows[r], k] = out["loss_final"][rows[r]]
+
+
+def default_threads() -> int:
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:  # pragma: no cover - not Linux
+        return os.cpu_count() or 1
+
+
+def default_memory_limit() -> int:
+    """80 % of physical memory (bytes), or 8 GiB when it cannot be found out."""
+    try:
+        return int(0.8 * os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES"))
+    except (ValueError, OSError, AttributeError):  # pragma: no cover
+        return 8 << 30
+
+
+@dataclass
+class EnsembleResult:
+    """Result of `solve_ensemble` (narrowflow schema; shapes with N trajectories, p params)."""
+
+    y_final: np.ndarray
+    t_final: np.ndarray
+    status: np.ndarray
+    nfev: np.ndarray
+    n_accepted: np.ndarray
+    n_rejected: np.ndarray
+    loss_final: np.ndarray
+    t_saved: np.ndarray | None
+    y_saved: np.ndarray | None
+    loss_saved: np.ndarray | None
+    escape_threshold: float | None
+    escape_time: np.ndarray | None
+    flow: object
+    method: str
+    rtol: float
+    atol: float
+    t_span: tuple
+    elapsed: float
+    dt: float | None = None
+    gtol: float | None = None
+    seed: int | None = None
+    rhs_calls: int = 0
+    lane_evaluations: int = 0
+    lanes: int = DEFAULT_LANES
+    threads: int = 1
+
+    @property
+    def n_trajectories(self) -> int:
+        return int(self.y_final.shape[0])
+
+    @property
+    def lane_occupancy(self) -> float:
+        """Fraction of lane evaluations of the right-hand side that served a trajectory."""
+        total = self.rhs_calls * self.lanes
+        return self.lane_evaluations / total if total else float("nan")
+
+    def counts(self) -> dict:
+        """{status name: number of trajectories}."""
+        return {s.name: int(np.count_nonzero(self.status == s)) for s in Status}
+
+    def __repr__(self) -> str:
+        c = ", ".join(f"{k}={v}" for k, v in self.counts().items() if v)
+        return (f"EnsembleResult(N={self.n_trajectories}, method={self.method!r}, "
+                f"t_span={self.t_span}, {c}, elapsed={self.elapsed:.3g} s)")
+
+    def to_xarray(self):
+        """xarray.Dataset in the narrowflow schema (dims trajectory, time, parameter, ...)."""
+        import xarray as xr
+
+        import narrowflow
+        from narrowflow.model import GradientFlow
+        flow = self.flow
+        if isinstance(flow, GradientFlow):
+            names = flow.network.parameter_names()
+        else:
+            names = [f"y{i}" for i in range(self.y_final.shape[1])]
+        dv = {
+            "y_final": (("trajectory", "parameter"), self.y_final),
+            "t_final": (("trajectory",), self.t_final),
+            "status": (("trajectory",), self.status),
+            "nfev": (("trajectory",), self.nfev),
+            "n_accepted": (("trajectory",), self.n_accepted),
+            "n_rejected": (("trajectory",), self.n_rejected),
+            "loss_final": (("trajectory",), self.loss_final),
+        }
+        coords = {"parameter": names, "trajectory": np.arange(self.n_trajectories)}
+        if self.y_saved is not None:
+            dv["y_saved"] = (("trajectory", "time", "parameter"), self.y_saved)
+            dv["loss_saved"] = (("trajectory", "time"), self.loss_saved)
+            coords["time"] = self.t_saved
+        if self.escape_time is not None:
+            dv["escape_time"] = (("trajectory",), self.escape_time)
+        attrs = dict(method=self.method, rtol=self.rtol, atol=self.atol,
+                     t0=float(self.t_span[0]), t1=float(self.t_span[1]),
+                     narrowflow_version=narrowflow.__version__,
+                     status_codes="; ".join(f"{s.value}={s.name}" for s in Status))
+        if isinstance(flow, GradientFlow):
+            net = flow.network
+            dv["data_x"] = (("sample", "input"), flow.data.x)
+            dv["data_y"] = (("sample", "output"), flow.data.y)
+            attrs.update(width=net.width, input_dim=net.input_dim, output_dim=net.output_dim,
+                         activation=net.activation.name, kappa=float(net.activation.kappa),
+                         bias=int(net.bias), weight_decay=float(flow.weight_decay))
+        for key in ("seed", "escape_threshold", "dt", "gtol"):
+            val = getattr(self, key)
+            if val is not None:
+                attrs[key] = val
+        return xr.Dataset(dv, coords=coords, attrs=attrs)
+
+
+def solve_ensemble(flow, theta0, t_span=(0.0, 100.0), save_at=None, method="dp5", rtol=1e-8,
+                   atol=1e-10, dt=None, max_steps=10**6, gtol=None, threads=None,
+                   progress=False, *, escape_threshold=None, divergence_bound=DEFAULT_BOUND,
+                   lanes=DEFAULT_LANES, chunk_size=None, memory_limit=None,
+                   seed=None) -> EnsembleResult:
+    """Integrate the gradient flow from every row of theta0, each with its own step size.
+
+    flow: a GradientFlow (or a CompiledSystem). theta0: (N, p) float array, finite.
+    t_span: (t0, t1), t0 < t1 (time in the flow's units; for "gd", t advances by dt per step).
+    save_at: sorted times in t_span where y_saved (N, K, p) and loss_saved (N, K) are filled
+    from dense output (4th order for dp5/tsit5, 7th for dop853, 3rd for rk4, linear for gd).
+    method: "dp5" (default), "tsit5", "dop853" (adaptive), "rk4", "gd" (fixed step dt).
+    rtol, atol: local error tolerances (adaptive methods). dt: step (rk4), learning rate
+    (gd), or the first step of an adaptive method (default: Hairer's heuristic).
+    max_steps: attempted steps per trajectory. gtol: stop as CONVERGED when ||grad L||_2 <
+    gtol (checked at every accepted step). escape_threshold: record the first time the
+    loss falls below it (root of the dense-output loss). divergence_bound: DIVERGED when
+    |theta|_inf exceeds it or a state is non-finite. threads: OpenMP threads (default: all
+    available). lanes: trajectories per right-hand-side call. chunk_size: trajectories per
+    kernel call (progress and interrupt granularity; default about 64k). memory_limit: bytes
+    the outputs may take (default 80 % of RAM); larger requests are refused before allocating.
+    progress: show a tqdm bar advancing per chunk. seed: recorded in the result (metadata).
+
+    Returns an EnsembleResult. Results are bitwise identical for any threads, chunk_size and
+    lanes (as long as the right-hand side evaluates lanes independently).
+    """
+    problem = make_problem(flow, method=method, t_span=t_span, save_at=save_at, rtol=rtol,
+                           atol=atol, dt=dt, max_steps=max_steps, gtol=gtol,
+                           escape_threshold=escape_threshold, divergence_bound=divergence_bound,
+                           lanes=lanes)
+    y0 = check_theta0(theta0, problem.n_params)
+    threads = default_threads() if threads is None else _int(threads, "threads")
+    N = y0.shape[0]
+    if chunk_size is None:
+        chunk_size = max(65536, problem.lanes * threads * 64)
+    else:
+        chunk_size = _int(chunk_size, "chunk_size")
+    limit = default_memory_limit() if memory_limit is None else _int(memory_limit, "memory_limit")
+    need = output_nbytes(problem, N)
+    if need > limit:
+        raise ValueError(
+            f"memory_limit: the outputs of {N} trajectories ({problem.n_save} save points) need "
+            f"{need / 2**30:.3g} GiB, over memory_limit = {limit / 2**30:.3g} GiB; use fewer "
+            f"trajectories or save points, or raise memory_limit")
+    comp = _compiled(problem.flow)
+    out = allocate(problem, N)
+    bar = None
+    if progress:
+        from tqdm.auto import tqdm
+        bar = tqdm(total=N, unit="traj", desc=f"solve_ensemble[{method}]")
+    start = time.perf_counter()
+    stats = np.zeros(2, dtype=np.int64)
+    try:
+        for lo in range(0, N, chunk_size):
+            hi = min(N, lo + chunk_size)
+            view = {k: v[lo:hi] for k, v in out.items()}
+            solve_chunk(problem, y0[lo:hi], threads=threads, out=view, _compiled_cache=comp)
+            stats += view["_stats"]
+            if bar is not None:
+                bar.update(hi - lo)
+    finally:
+        if bar is not None:
+            bar.close()
+    elapsed = time.perf_counter() - start
+    return EnsembleResult(
+        y_final=out["y_final"], t_final=out["t_final"], status=out["status"], nfev=out["nfev"],
+        n_accepted=out["n_accepted"], n_rejected=out["n_rejected"], loss_final=out["loss_final"],
+        t_saved=problem.save_at.copy() if problem.n_save else None,
+        y_saved=out.get("y_saved"), loss_saved=out.get("loss_saved"),
+        escape_threshold=problem.escape_threshold, escape_time=out.get("escape_time"),
+        flow=flow, method=method, rtol=problem.rtol, atol=problem.atol, t_span=problem.t_span,
+        elapsed=elapsed, dt=problem.dt, gtol=problem.gtol, seed=seed,
+        rhs_calls=int(stats[0]), lane_evaluations=int(stats[1]), lanes=problem.lanes,
+        threads=threads)

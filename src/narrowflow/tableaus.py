@@ -1,0 +1,193 @@
+"""Butcher tables of the ensemble integrators, in the one layout the kernel reads.
+
+Every method is described by the same fields, so the Cython kernel has one step
+routine for all of them (ext/ensemble.pyx):
+
+- ``S`` stages per step; stage 0 is ``f(y)``, carried over from the previous step
+  (first-same-as-last); stages ``1..S-1`` are evaluated at ``y + h * sum_j A[s, j] K[j]``.
+- ``fsal``: the input of stage ``S-1`` *is* the new state (``A[S-1] == b``), so
+  ``f(y_new)`` comes for free; otherwise ``f(y_new)`` is evaluated into slot ``knew = S``.
+- ``b`` (nk,): weights of the propagated solution; ``e`` (nk,): weights of the error
+  estimate (``h * sum_j e_j K_j``); ``e3``: DOP853's 3rd-order estimate (``err_kind == 2``).
+- slots ``knew+1 .. nk-1``: extra stages for dense output (DOP853), rows of ``A``.
+- ``P`` (nk, deg): dense output ``y(t + theta h) = y + h sum_j K_j sum_d P[j, d] theta**(d+1)``.
+- controller constants (Hairer's PI controller): ``safe, fac1, fac2, beta, expo1``;
+  ``order``: the exponent of the initial-step heuristic (Hairer's ``iord``).
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from functools import lru_cache
+
+import numpy as np
+from numpy.polynomial import polynomial as npoly
+
+METHODS = ("rk4", "dp5", "tsit5", "dop853", "gd")
+ADAPTIVE = ("dp5", "tsit5", "dop853")
+
+# Dormand-Prince 5(4): Dormand & Prince (1980); dense output of Shampine (1986),
+# as in scipy.integrate.RK45 (values copied from scipy 1.17, BSD licence).
+_DP5_A = [[0.0, 0.0, 0.0, 0.0, 0.0], [0.2, 0.0, 0.0, 0.0, 0.0], [0.075, 0.225, 0.0, 0.0, 0.0], [0.9777777777777777, -3.7333333333333334, 3.5555555555555554, 0.0, 0.0], [2.9525986892242035, -11.595793324188385, 9.822892851699436, -0.2908093278463649, 0.0], [2.8462752525252526, -10.757575757575758, 8.906422717743473, 0.2784090909090909, -0.2735313036020583]]
+_DP5_B = [0.09114583333333333, 0.0, 0.44923629829290207, 0.6510416666666666, -0.322376179245283, 0.13095238095238096]
+_DP5_E = [-0.0012326388888888888, 0.0, 0.0042527702905061394, -0.03697916666666667, 0.05086379716981132, -0.0419047619047619, 0.025]
+_DP5_P = [[1.0, -2.8535800653862835, 3.0717434641059005, -1.1270175653862835], [0.0, 0.0, 0.0, 0.0], [0.0, 4.023133379230305, -6.249321565289, 2.675424484351598], [0.0, -3.7324019615885042, 10.068970589843675, -5.685526961588504], [0.0, 2.5548038301849423, -6.399112377351017, 3.5219323679207912], [0.0, -1.3744241142186024, 3.272657752246729, -1.7672812570757455], [0.0, 1.3824689317781436, -3.764937863556287, 2.382468931778144]]
+
+# DOP853: Hairer, Norsett & Wanner, Solving ODEs I, 2nd ed. (Fortran DOP853); values
+# copied from scipy.integrate._ivp.dop853_coefficients (scipy 1.17, BSD licence).
+# Rows 0..11: main stages; row 12: y_new (unused, FSAL); rows 13..15: extra dense-output stages.
+_DOP853_A = [[0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0], [0.05260015195876773, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0], [0.0197250569845379, 0.0591751709536137, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0], [0.02958758547680685, 0.0, 0.08876275643042054, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0], [0.2413651341592667, 0.0, -0.8845494793282861, 0.924834003261792, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0], [0.037037037037037035, 0.0, 0.0, 0.17082860872947386, 0.12546768756682242, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0], [0.037109375, 0.0, 0.0, 0.17025221101954405, 0.06021653898045596, -0.017578125, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0], [0.03709200011850479, 0.0, 0.0, 0.17038392571223998, 0.10726203044637328, -0.015319437748624402, 0.008273789163814023, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0], [0.6241109587160757, 0.0, 0.0, -3.3608926294469414, -0.868219346841726, 27.59209969944671, 20.154067550477894, -43.48988418106996, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0], [0.47766253643826434, 0.0, 0.0, -2.4881146199716677, -0.590290826836843, 21.230051448181193, 15.279233632882423, -33.28821096898486, -0.020331201708508627, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0], [-0.9371424300859873, 0.0, 0.0, 5.186372428844064, 1.0914373489967295, -8.149787010746927, -18.52006565999696, 22.739487099350505, 2.4936055526796523, -3.0467644718982196, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0], [2.273310147516538, 0.0, 0.0, -10.53449546673725, -2.0008720582248625, -17.9589318631188, 27.94888452941996, -2.8589982771350235, -8.87285693353063, 12.360567175794303, 0.6433927460157636, 0.0, 0.0, 0.0, 0.0, 0.0], [0.054293734116568765, 0.0, 0.0, 0.0, 0.0, 4.450312892752409, 1.8915178993145003, -5.801203960010585, 0.3111643669578199, -0.1521609496625161, 0.20136540080403034, 0.04471061572777259, 0.0, 0.0, 0.0, 0.0], [0.056167502283047954, 0.0, 0.0, 0.0, 0.0, 0.0, 0.25350021021662483, -0.2462390374708025, -0.12419142326381637, 0.15329179827876568, 0.00820105229563469, 0.007567897660545699, -0.008298, 0.0, 0.0, 0.0], [0.03183464816350214, 0.0, 0.0, 0.0, 0.0, 0.028300909672366776, 0.053541988307438566, -0.05492374857139099, 0.0, 0.0, -0.00010834732869724932, 0.0003825710908356584, -0.00034046500868740456, 0.1413124436746325, 0.0, 0.0], [-0.42889630158379194, 0.0, 0.0, 0.0, 0.0, -4.697621415361164, 7.683421196062599, 4.06898981839711, 0.3567271874552811, 0.0, 0.0, 0.0, -0.0013990241651590145, 2.9475147891527724, -9.15095847217987, 0.0]]
+_DOP853_B = [0.054293734116568765, 0.0, 0.0, 0.0, 0.0, 4.450312892752409, 1.8915178993145003, -5.801203960010585, 0.3111643669578199, -0.1521609496625161, 0.20136540080403034, 0.04471061572777259]
+_DOP853_E3 = [-0.18980075407240762, 0.0, 0.0, 0.0, 0.0, 4.450312892752409, 1.8915178993145003, -5.801203960010585, -0.4226823213237919, -0.1521609496625161, 0.20136540080403034, 0.02265179219836082, 0.0]
+_DOP853_E5 = [0.01312004499419488, 0.0, 0.0, 0.0, 0.0, -1.2251564463762044, -0.4957589496572502, 1.6643771824549864, -0.35032884874997366, 0.3341791187130175, 0.08192320648511571, -0.022355307863886294, 0.0]
+_DOP853_D = [[-8.428938276109013, 0.0, 0.0, 0.0, 0.0, 0.5667149535193777, -3.0689499459498917, 2.38466765651207, 2.117034582445028, -0.871391583777973, 2.2404374302607883, 0.6315787787694688, -0.08899033645133331, 18.148505520854727, -9.194632392478356, -4.436036387594894], [10.427508642579134, 0.0, 0.0, 0.0, 0.0, 242.28349177525817, 165.20045171727028, -374.5467547226902, -22.113666853125306, 7.733432668472264, -30.674084731089398, -9.332130526430229, 15.697238121770845, -31.139403219565178, -9.35292435884448, 35.81684148639408], [19.985053242002433, 0.0, 0.0, 0.0, 0.0, -387.0373087493518, -189.17813819516758, 527.8081592054236, -11.57390253995963, 6.8812326946963, -1.0006050966910838, 0.7777137798053443, -2.778205752353508, -60.19669523126412, 84.32040550667716, 11.99229113618279], [-25.69393346270375, 0.0, 0.0, 0.0, 0.0, -154.18974869023643, -231.5293791760455, 357.6391179106141, 93.40532418362432, -37.45832313645163, 104.0996495089623, 29.8402934266605, -43.53345659001114, 96.32455395918828, -39.17726167561544, -149.72683625798564]]
+
+# Tsitouras 5(4): Ch. Tsitouras, Comput. Math. Appl. 62 (2011) 770-775, with its
+# 4th-order continuous extension (the b_i(theta) of the paper, expanded in powers of theta).
+_TSIT5_C = [0.0, 0.161, 0.327, 0.9, 0.9800255409045097, 1.0, 1.0]
+_TSIT5_A = [
+    [],
+    [0.161],
+    [-0.008480655492356989, 0.335480655492357],
+    [2.8971530571054935, -6.359448489975075, 4.3622954328695815],
+    [5.325864828439257, -11.748883564062828, 7.4955393428898365, -0.09249506636175525],
+    [5.86145544294642, -12.92096931784711, 8.159367898576159, -0.071584973281401,
+     -0.028269050394068383],
+    [0.09646076681806523, 0.01, 0.4798896504144996, 1.379008574103742, -3.290069515436081,
+     2.324710524099774],
+]
+_TSIT5_E = [-0.00178001105222577714, -0.0008164344596567469, 0.007880878010261995,
+            -0.1447110071732629, 0.5823571654525552, -0.45808210592918697, 1.0 / 66.0]
+_TSIT5_P = [
+    [1.0, -2.763706197274826, 2.9132554618219126, -1.0530884977290216],
+    [0.0, 0.1317, -0.2234, 0.1017],
+    [0.0, 3.9302962368947516, -5.941033872131505, 2.490627285651253],
+    [0.0, -12.411077166933676, 30.33818863028232, -16.548102889244902],
+    [0.0, 37.50931341651104, -88.1789048947664, 47.37952196281928],
+    [0.0, -27.896526289197286, 65.09189467479366, -34.87065786149661],
+    [0.0, 1.5, -4.0, 2.5],
+]
+
+
+@dataclass(frozen=True)
+class Tableau:
+    """One method in the kernel's layout (see the module docstring)."""
+
+    name: str
+    S: int
+    fsal: bool
+    nk: int
+    n_extra: int
+    err_kind: int          # 0: none (fixed step), 1: embedded pair, 2: DOP853's 5/3 estimate
+    order: int
+    A: np.ndarray          # (nk, nk)
+    b: np.ndarray          # (nk,)
+    e: np.ndarray          # (nk,)
+    e3: np.ndarray         # (nk,)
+    P: np.ndarray          # (nk, deg)
+    safe: float = 0.9
+    fac1: float = 0.2
+    fac2: float = 10.0
+    beta: float = 0.04
+
+    @property
+    def knew(self) -> int:
+        """Slot of f(y_new)."""
+        return self.S - 1 if self.fsal else self.S
+
+    @property
+    def expo1(self) -> float:
+        """Exponent of the error in the PI controller (Hairer: 1/q - 0.75 beta, q = est. order + 1)."""
+        q = 8.0 if self.name == "dop853" else 5.0
+        return 1.0 / q - self.beta * (0.75 if q == 5.0 else 0.2)
+
+    @property
+    def adaptive(self) -> bool:
+        return self.err_kind != 0
+
+    @property
+    def c(self) -> np.ndarray:
+        """Nodes c_s = sum_j A[s, j] (row sums)."""
+        return self.A.sum(axis=1)
+
+    def dense_weights(self, theta: float) -> np.ndarray:
+        """(nk,) weights w_j(theta) with y(t + theta h) = y + h sum_j w_j K_j."""
+        powers = theta ** np.arange(1, self.P.shape[1] + 1)
+        return self.P @ powers
+
+
+def _square(rows, n) -> np.ndarray:
+    a = np.zeros((n, n))
+    for i, row in enumerate(rows):
+        a[i, :len(row)] = row
+    return a
+
+
+def _pad(v, n) -> np.ndarray:
+    out = np.zeros(n)
+    out[:len(v)] = v
+    return out
+
+
+def _dop853_dense() -> np.ndarray:
+    """(16, 7) polynomial weights of Hairer's 7th-order DOP853 interpolant.
+
+    Hairer's contd8 writes y(theta) - y = theta(F0 + (1-theta)(F1 + theta(F2 + (1-theta)(F3
+    + theta(F4 + (1-theta)(F5 + theta F6)))))) with F0 = dy, F1 = h f_old - dy,
+    F2 = 2 dy - h (f_new + f_old), F3..F6 = h D K and dy = h sum b_j K_j. Every F is linear
+    in h K, so the interpolant is y + h sum_j K_j p_j(theta); this expands the p_j.
+    """
+    nk = 16
+    b = _pad(_DOP853_B, nk)
+    e0 = np.eye(nk)[0]
+    e12 = np.eye(nk)[12]
+    F = [b, e0 - b, 2 * b - (e12 + e0)] + [np.asarray(r) for r in _DOP853_D]  # (7, nk) coefficients
+    x = np.array([0.0, 1.0])
+    one_minus = np.array([1.0, -1.0])
+    out = np.zeros((nk, 8))
+    for j in range(nk):
+        poly = np.array([F[6][j]])
+        for m in range(5, -1, -1):
+            poly = npoly.polymul(poly, x if m % 2 == 1 else one_minus)
+            # the factor multiplying F[m+1]-bracket: theta after odd m, (1 - theta) after even m
+            poly = npoly.polyadd(poly, [F[m][j]])
+        poly = npoly.polymul(poly, x)
+        out[j, :len(poly)] = poly
+    assert np.all(out[:, 0] == 0.0)
+    return out[:, 1:]
+
+
+@lru_cache(maxsize=None)
+def get(method: str) -> Tableau:
+    """The tableau of `method` (one of METHODS)."""
+    if method == "dp5":
+        nk = 7
+        A = _square(list(_DP5_A) + [list(_DP5_B)], nk)
+        return Tableau("dp5", S=7, fsal=True, nk=nk, n_extra=0, err_kind=1, order=5, A=A,
+                       b=_pad(_DP5_B, nk), e=_pad(_DP5_E, nk), e3=np.zeros(nk),
+                       P=np.asarray(_DP5_P, dtype=float))
+    if method == "tsit5":
+        nk = 7
+        A = _square(_TSIT5_A, nk)
+        return Tableau("tsit5", S=7, fsal=True, nk=nk, n_extra=0, err_kind=1, order=5, A=A,
+                       b=_pad(_TSIT5_A[6], nk), e=_pad(_TSIT5_E, nk), e3=np.zeros(nk),
+                       P=np.asarray(_TSIT5_P, dtype=float))
+    if method == "dop853":
+        nk = 16
+        A = np.asarray(_DOP853_A, dtype=float).copy()
+        return Tableau("dop853", S=12, fsal=False, nk=nk, n_extra=3, err_kind=2, order=8, A=A,
+                       b=_pad(_DOP853_B, nk), e=_pad(_DOP853_E5, nk), e3=_pad(_DOP853_E3, nk),
+                       P=_dop853_dense(), fac1=0.333, fac2=6.0, beta=0.0)
+    if method == "rk4":
+        nk = 5
+        A = _square([[], [0.5], [0.0, 0.5], [0.0, 0.0, 1.0]], nk)
+        # classical RK4 with its 3rd-order continuous extension
+        P = np.array([[1.0, -1.5, 2.0 / 3.0], [0.0, 1.0, -2.0 / 3.0], [0.0, 1.0, -2.0 / 3.0],
+                      [0.0, -0.5, 2.0 / 3.0], [0.0, 0.0, 0.0]])
+        return Tableau("rk4", S=4, fsal=False, nk=nk, n_extra=0, err_kind=0, order=4, A=A,
+                       b=_pad([1 / 6, 1 / 3, 1 / 3, 1 / 6], nk), e=np.zeros(nk), e3=np.zeros(nk), P=P)
+    if method == "gd":
+        nk = 2
+        return Tableau("gd", S=1, fsal=False, nk=nk, n_extra=0, err_kind=0, order=1,
+                       A=np.zeros((nk, nk)), b=_pad([1.0], nk), e=np.zeros(nk), e3=np.zeros(nk),
+                       P=np.array([[1.0], [0.0]]))
+    raise ValueError(f"method must be one of {METHODS}, got {method!r}")
