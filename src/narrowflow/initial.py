@@ -1,0 +1,116 @@
+"""Initial states of an ensemble, reproducible per trajectory.
+
+Trajectory `i` of a run with seed `s` always gets the same initial state, however the run is
+split into chunks, workers or machines: its random numbers come from the counter-based
+generator Philox4x32-10 (Salmon et al., SC'11) with key = seed and counter = (i, block,
+stream), so no state is carried from one trajectory to the next. Uniforms use 53 random
+bits and lie in the open interval (0, 1); normals are their inverse normal CDF
+(scipy.special.ndtri), so every index maps to fixed draws.
+
+    theta0 = initial.sample(n=100_000, p=4, seed=12345)                  # N(0, 1)
+    theta0 = initial.sample(1000, 4, seed=1, distribution="uniform", low=-2, high=2)
+    part   = initial.sample(1000, 4, seed=1, start=500)                  # rows 500..1499
+"""
+from __future__ import annotations
+
+from numbers import Integral
+
+import numpy as np
+from scipy.special import ndtri
+
+DISTRIBUTIONS = ("normal", "uniform")
+
+_M0 = np.uint64(0xD2511F53)
+_M1 = np.uint64(0xCD9E8D57)
+_W0 = 0x9E3779B9
+_W1 = 0xBB67AE85
+_MASK = np.uint64(0xFFFFFFFF)
+_S32 = np.uint64(32)
+
+
+def philox4x32(counter, key) -> np.ndarray:
+    """Philox4x32-10 of counters (n, 4) uint32 under key (2,) uint32 -> (n, 4) uint32."""
+    c = np.asarray(counter, dtype=np.uint64).reshape(-1, 4)
+    c0, c1, c2, c3 = (c[:, j].copy() for j in range(4))
+    k0, k1 = (int(v) & 0xFFFFFFFF for v in key)
+    for r in range(10):
+        if r:
+            k0 = (k0 + _W0) & 0xFFFFFFFF
+            k1 = (k1 + _W1) & 0xFFFFFFFF
+        p0 = _M0 * c0          # 32 x 32 -> 64 bits, exact in uint64
+        p1 = _M1 * c2
+        hi0, lo0 = p0 >> _S32, p0 & _MASK
+        hi1, lo1 = p1 >> _S32, p1 & _MASK
+        c0, c1, c2, c3 = hi1 ^ c1 ^ np.uint64(k0), lo1, hi0 ^ c3 ^ np.uint64(k1), lo0
+    return np.stack([c0, c1, c2, c3], axis=1).astype(np.uint32)
+
+
+def _seed_key(seed) -> tuple[int, int]:
+    if isinstance(seed, bool) or not isinstance(seed, (Integral, np.integer)):
+        raise TypeError(f"seed must be an integer, got {seed!r}")
+    seed = int(seed)
+    if not 0 <= seed < 2**64:
+        raise ValueError(f"seed must be in [0, 2**64), got {seed}")
+    return seed & 0xFFFFFFFF, seed >> 32
+
+
+def uniforms(seed, indices, n_draws: int, stream: int = 0) -> np.ndarray:
+    """(len(indices), n_draws) uniforms in (0, 1): row r depends only on (seed, indices[r], stream)."""
+    key = _seed_key(seed)
+    idx = np.asarray(indices, dtype=np.int64).reshape(-1)
+    if idx.size and (idx.min() < 0 or idx.max() >= 2**63):
+        raise ValueError("indices must be non-negative")
+    n_blocks = (n_draws + 1) // 2
+    out = np.empty((idx.size, 2 * n_blocks))
+    u = idx.astype(np.uint64)
+    for b in range(n_blocks):
+        ctr = np.zeros((idx.size, 4), dtype=np.uint64)
+        ctr[:, 0] = u & _MASK
+        ctr[:, 1] = u >> _S32
+        ctr[:, 2] = b
+        ctr[:, 3] = stream & 0xFFFFFFFF
+        r = philox4x32(ctr, key).astype(np.uint64)
+        for j in range(2):   # 27 + 26 bits -> one double with 53 random bits, never 0 or 1
+            m = ((r[:, 2 * j] >> np.uint64(5)) << np.uint64(26)) | (r[:, 2 * j + 1] >> np.uint64(6))
+            out[:, 2 * b + j] = (m.astype(np.float64) + 0.5) * 2.0**-53
+    return out[:, :n_draws]
+
+
+def sample(n: int, p: int, seed: int, distribution: str = "normal", start: int = 0, *,
+           mean=0.0, std=1.0, low=-1.0, high=1.0) -> np.ndarray:
+    """Initial states (n, p) float64 for trajectories start .. start+n-1.
+
+    distribution "normal": mean + std * N(0, 1) (mean, std scalars or (p,) arrays);
+    "uniform": uniform on [low, high) componentwise.
+    """
+    for name, v in (("n", n), ("p", p), ("start", start)):
+        if isinstance(v, bool) or not isinstance(v, (Integral, np.integer)) or v < 0:
+            raise ValueError(f"{name} must be a non-negative integer, got {v!r}")
+    if p < 1:
+        raise ValueError(f"p must be >= 1, got {p}")
+    if distribution not in DISTRIBUTIONS:
+        raise ValueError(f"distribution must be one of {DISTRIBUTIONS}, got {distribution!r}")
+    u = uniforms(seed, np.arange(start, start + n, dtype=np.int64), p)
+    if distribution == "normal":
+        mean = _vec(mean, p, "mean")
+        std = _vec(std, p, "std")
+        if np.any(std < 0):
+            raise ValueError("std must be >= 0")
+        return mean + std * ndtri(u)
+    low = _vec(low, p, "low")
+    high = _vec(high, p, "high")
+    if np.any(high < low):
+        raise ValueError("high must be >= low")
+    return low + (high - low) * u
+
+
+def _vec(value, p, name) -> np.ndarray:
+    arr = np.asarray(value, dtype=np.float64) if not isinstance(value, str) else None
+    if arr is None or arr.ndim > 1 or (arr.ndim == 1 and arr.size != p):
+        raise ValueError(f"{name} must be a number or a list of {p} numbers, got {value!r}")
+    if not np.all(np.isfinite(arr)):
+        raise ValueError(f"{name} must be finite, got {value!r}")
+    return np.broadcast_to(arr, (p,)).astype(np.float64)
+
+
+__all__ = ["philox4x32", "uniforms", "sample", "DISTRIBUTIONS"]

@@ -1,0 +1,71 @@
+"""initial: Philox4x32-10 against Random123's known answers, per-index reproducibility,
+distribution checks with error bars."""
+import numpy as np
+import pytest
+from scipy import stats
+
+from narrowflow import initial
+
+# Random123 kat_vectors for philox4x32_10 (counter, key, output)
+KAT = [
+    ((0, 0, 0, 0), (0, 0), (0x6627E8D5, 0xE169C58D, 0xBC57AC4C, 0x9B00DBD8)),
+    ((0xFFFFFFFF,) * 4, (0xFFFFFFFF,) * 2, (0x408F276D, 0x41C83B0E, 0xA20BC7C6, 0x6D5451FD)),
+    ((0x243F6A88, 0x85A308D3, 0x13198A2E, 0x03707344), (0xA4093822, 0x299F31D0),
+     (0xD16CFE09, 0x94FDCCEB, 0x5001E420, 0x24126EA1)),
+]
+
+
+@pytest.mark.parametrize("ctr,key,want", KAT)
+def test_philox_known_answers(ctr, key, want):
+    got = initial.philox4x32(np.array([ctr], dtype=np.uint32), key)
+    assert tuple(int(v) for v in got[0]) == want
+    # and a one-bit change of the counter changes the output
+    ctr2 = np.array([ctr], dtype=np.uint64)
+    ctr2[0, 2] ^= 1
+    assert tuple(int(v) for v in initial.philox4x32(ctr2, key)[0]) != want
+
+
+def test_same_index_same_draws_however_split():
+    whole = initial.sample(1000, 5, seed=42)
+    parts = np.concatenate([initial.sample(300, 5, seed=42),
+                            initial.sample(450, 5, seed=42, start=300),
+                            initial.sample(250, 5, seed=42, start=750)])
+    assert np.array_equal(whole, parts)
+    assert np.array_equal(initial.sample(7, 5, seed=42, start=993), whole[993:])
+    assert not np.array_equal(initial.sample(10, 5, seed=43), whole[:10])
+    # odd and even p share the first draws (blocks of two)
+    assert np.array_equal(initial.sample(20, 3, seed=42), whole[:20, :3])
+
+
+def test_uniforms_open_interval_and_uniform():
+    u = initial.uniforms(7, np.arange(200_000), 2)
+    assert u.min() > 0.0 and u.max() < 1.0
+    # Kolmogorov-Smirnov both ways: uniform accepted, a skewed sample rejected
+    assert stats.kstest(u[:, 0], "uniform").pvalue > 1e-3
+    assert stats.kstest(u[:, 1] ** 1.05, "uniform").pvalue < 1e-6
+    # independence of the two columns: correlation within 5 standard errors of 0
+    r = np.corrcoef(u[:, 0], u[:, 1])[0, 1]
+    assert abs(r) < 5 / np.sqrt(len(u))
+
+
+def test_normal_and_uniform_moments():
+    z = initial.sample(100_000, 4, seed=3, mean=[0, 1, 2, 3], std=2.0)
+    se = 2.0 / np.sqrt(len(z))
+    assert np.all(np.abs(z.mean(0) - [0, 1, 2, 3]) < 5 * se)
+    assert np.all(np.abs(z.std(0) - 2.0) < 5 * 2.0 / np.sqrt(2 * len(z)))
+    assert stats.kstest((z[:, 0]) / 2.0, "norm").pvalue > 1e-3
+    x = initial.sample(50_000, 2, seed=3, distribution="uniform", low=-2, high=[2, 4])
+    assert x[:, 0].min() >= -2 and x[:, 0].max() < 2 and x[:, 1].max() < 4
+    assert stats.kstest((x[:, 1] + 2) / 6, "uniform").pvalue > 1e-3
+
+
+@pytest.mark.parametrize("kwargs,match", [
+    (dict(seed=-1), "seed"), (dict(seed=1.5), "seed"), (dict(distribution="cauchy"), "distribution"),
+    (dict(std=[1, 2]), "std"), (dict(n=-1), "n"), (dict(p=0), "p"),
+    (dict(distribution="uniform", low=1, high=0), "high"), (dict(mean=np.nan), "mean"),
+])
+def test_bad_arguments(kwargs, match):
+    args = dict(n=3, p=4, seed=1)
+    args.update(kwargs)
+    with pytest.raises((ValueError, TypeError), match=match):
+        initial.sample(**args)
