@@ -321,8 +321,9 @@ cdef void init_round(Job* job, const Tab* tb, Work* w) noexcept nogil:
             job.escape_time[k] = job.t0
             w.escaped[l] = 1
         while w.nsave[l] < job.K and job.tsave[w.nsave[l]] <= job.t0:
-            for i in range(n):
-                job.y_saved[(k * job.K + w.nsave[l]) * n + i] = w.Y[i * L + l]
+            if job.y_saved != NULL:
+                for i in range(n):
+                    job.y_saved[(k * job.K + w.nsave[l]) * n + i] = w.Y[i * L + l]
             job.loss_saved[k * job.K + w.nsave[l]] = w.lbuf[l]
             w.nsave[l] += 1
         v = lane_norm2(w, w.K, l)
@@ -414,8 +415,9 @@ cdef void save_points(Job* job, const Tab* tb, Work* w) noexcept nogil:
             if w.pend[l]:
                 k = w.idx[l]
                 s = w.nsave[l]
-                for i in range(n):
-                    job.y_saved[(k * job.K + s) * n + i] = w.YT[i * L + l]
+                if job.y_saved != NULL:
+                    for i in range(n):
+                        job.y_saved[(k * job.K + s) * n + i] = w.YT[i * L + l]
                 job.loss_saved[k * job.K + s] = w.lbuf[l]
                 w.nsave[l] += 1
 
@@ -723,7 +725,7 @@ def integrate(uintptr_t f_address, uintptr_t loss_address, const double[::1] par
     (the flow, n outputs per lane, and a scalar per lane). tab: a narrowflow.tableaus.Tableau.
     h_init > 0 fixes the first step of adaptive methods; dt is the step of fixed-step ones.
     gtol <= 0 disables the convergence test; escape = NaN disables the escape time.
-    Save-point arrays are only touched when tsave is non-empty. Arguments are assumed
+    Save-point arrays are only touched when tsave is non-empty; y_saved=None saves losses only. Arguments are assumed
     validated by narrowflow.ensemble. Returns (rhs_calls, lane_evaluations_used).
     """
     cdef Tab tb
@@ -766,7 +768,7 @@ def integrate(uintptr_t f_address, uintptr_t loss_address, const double[::1] par
     job.nacc = &n_accepted[0]
     job.nrej = &n_rejected[0]
     if job.K > 0:
-        job.y_saved = &y_saved[0, 0, 0]
+        job.y_saved = &y_saved[0, 0, 0] if y_saved is not None else NULL
         job.loss_saved = &loss_saved[0, 0]
     if job.escape_on:
         job.escape_time = &escape_time[0]

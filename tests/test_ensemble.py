@@ -426,3 +426,17 @@ def test_memory_limit_refuses_before_allocating(nf4):
 def test_empty_ensemble(nf4):
     res = nf.solve_ensemble(nf4, np.zeros((0, 4)), threads=1)
     assert res.y_final.shape == (0, 4)
+
+
+def test_save_states_false_keeps_losses_only(nf4, nf4_y0):
+    ts = np.linspace(0, 100, 6)
+    full = nf.solve_ensemble(nf4, nf4_y0, save_at=ts, threads=1)
+    lean = nf.solve_ensemble(nf4, nf4_y0, save_at=ts, threads=1, save_states=False)
+    assert lean.y_saved is None
+    assert np.array_equal(lean.loss_saved, full.loss_saved)
+    assert np.array_equal(lean.y_final, full.y_final)
+    ds = lean.to_xarray()
+    assert "y_saved" not in ds and ds["loss_saved"].dims == ("trajectory", "time")
+    prob = ensemble.make_problem(nf4, save_at=ts, save_states=False)
+    assert ensemble.output_nbytes(prob, 10) < ensemble.output_nbytes(
+        ensemble.make_problem(nf4, save_at=ts), 10)

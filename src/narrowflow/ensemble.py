@@ -96,6 +96,7 @@ class EnsembleProblem:
     escape_threshold: float | None = None
     divergence_bound: float = DEFAULT_BOUND
     lanes: int = DEFAULT_LANES
+    save_states: bool = True
 
     @property
     def n_params(self) -> int:
@@ -128,7 +129,8 @@ def _int(value, name, minimum=1):
 
 def make_problem(flow, *, method="dp5", t_span=(0.0, 100.0), save_at=None, rtol=1e-8,
                  atol=1e-10, dt=None, max_steps=10**6, gtol=None, escape_threshold=None,
-                 divergence_bound=DEFAULT_BOUND, lanes=DEFAULT_LANES) -> EnsembleProblem:
+                 divergence_bound=DEFAULT_BOUND, lanes=DEFAULT_LANES,
+                 save_states=True) -> EnsembleProblem:
     """Validate the solver settings and return an `EnsembleProblem` (errors name the argument)."""
     from narrowflow.model import GradientFlow
     if not isinstance(flow, (GradientFlow, CompiledSystem)):
@@ -159,6 +161,8 @@ def make_problem(flow, *, method="dp5", t_span=(0.0, 100.0), save_at=None, rtol=
     if escape_threshold is not None:
         escape_threshold = _real(escape_threshold, "escape_threshold")
     divergence_bound = _real(divergence_bound, "divergence_bound", positive=True, finite=False)
+    if not isinstance(save_states, (bool, np.bool_)):
+        raise TypeError(f"save_states must be True or False, got {save_states!r}")
     lanes = _int(lanes, "lanes")
     if lanes > 1024:
         raise ValueError(f"lanes must be <= 1024, got {lanes}")
@@ -181,7 +185,8 @@ def make_problem(flow, *, method="dp5", t_span=(0.0, 100.0), save_at=None, rtol=
     return EnsembleProblem(flow=flow, method=method, t_span=(t0, t1), rtol=rtol, atol=atol,
                            dt=dt, max_steps=max_steps, gtol=gtol,
                            save_at=np.ascontiguousarray(ts), escape_threshold=escape_threshold,
-                           divergence_bound=divergence_bound, lanes=lanes)
+                           divergence_bound=divergence_bound, lanes=lanes,
+                           save_states=bool(save_states))
 
 
 def check_theta0(theta0, n_params: int) -> np.ndarray:
@@ -205,7 +210,7 @@ def output_nbytes(problem: EnsembleProblem, n_traj: int) -> int:
     per = 8 * p + 8 + 1 + 3 * 8 + 8            # y_final, t_final, status, counts, loss_final
     if problem.escape_threshold is not None:
         per += 8
-    per += K * (8 * p + 8)                     # y_saved, loss_saved
+    per += K * (8 * p * problem.save_states + 8)   # y_saved, loss_saved
     return n_traj * per
 
 
@@ -217,8 +222,9 @@ def allocate(problem: EnsembleProblem, n_traj: int) -> dict:
         status=np.empty(n_traj, dtype=np.int8), nfev=np.empty(n_traj, dtype=np.int64),
         n_accepted=np.empty(n_traj, dtype=np.int64), n_rejected=np.empty(n_traj, dtype=np.int64),
         loss_final=np.empty(n_traj))
-    if K:
+    if K and problem.save_states:
         out["y_saved"] = np.full((n_traj, K, p), np.nan)
+    if K:
         out["loss_saved"] = np.full((n_traj, K), np.nan)
     if problem.escape_threshold is not None:
         out["escape_time"] = np.full(n_traj, np.nan)
@@ -251,7 +257,7 @@ def solve_chunk(problem: EnsembleProblem, theta0, threads: int = 1, out: dict | 
         f_addr, loss_addr, params, y0, tab, t0, t1, problem.rtol, problem.atol, h_init, dt,
         problem.gtol or 0.0, problem.divergence_bound, problem.max_steps, problem.save_at,
         escape, out["y_final"], out["t_final"], out["status"], out["nfev"], out["n_accepted"],
-        out["n_rejected"], out.get("y_saved") if K else None, out.get("loss_saved") if K else None,
+        out["n_rejected"], out.get("y_saved"), out.get("loss_saved"),
         out.get("escape_time"), problem.lanes, int(threads))
     out["loss_final"][...] = _kernel.eval_lanes(loss_addr, params, out["y_final"], problem.lanes,
                                                 int(threads))
@@ -271,7 +277,8 @@ def _hold_converged(problem, out):
     rows = np.flatnonzero(conv)
     later = problem.save_at[None, :] > out["t_final"][rows, None]
     r, k = np.nonzero(later)
-    out["y_saved"][rows[r], k] = out["y_final"][rows[r]]
+    if "y_saved" in out:
+        out["y_saved"][rows[r], k] = out["y_final"][rows[r]]
     out["loss_saved"][rows[r], k] = out["loss_final"][rows[r]]
 
 
@@ -362,6 +369,7 @@ class EnsembleResult:
         coords = {"parameter": names, "trajectory": np.arange(self.n_trajectories)}
         if self.y_saved is not None:
             dv["y_saved"] = (("trajectory", "time", "parameter"), self.y_saved)
+        if self.loss_saved is not None:
             dv["loss_saved"] = (("trajectory", "time"), self.loss_saved)
             coords["time"] = self.t_saved
         if self.escape_time is not None:
@@ -388,7 +396,7 @@ def solve_ensemble(flow, theta0, t_span=(0.0, 100.0), save_at=None, method="dp5"
                    atol=1e-10, dt=None, max_steps=10**6, gtol=None, threads=None,
                    progress=False, *, escape_threshold=None, divergence_bound=DEFAULT_BOUND,
                    lanes=DEFAULT_LANES, chunk_size=None, memory_limit=None,
-                   seed=None) -> EnsembleResult:
+                   save_states=True, seed=None) -> EnsembleResult:
     """Integrate the gradient flow from every row of theta0, each with its own step size.
 
     flow: a GradientFlow (or a CompiledSystem). theta0: (N, p) float array, finite.
@@ -405,6 +413,7 @@ def solve_ensemble(flow, theta0, t_span=(0.0, 100.0), save_at=None, method="dp5"
     available). lanes: trajectories per right-hand-side call. chunk_size: trajectories per
     kernel call (progress and interrupt granularity; default about 64k). memory_limit: bytes
     the outputs may take (default 80 % of RAM); larger requests are refused before allocating.
+    save_states: False keeps only loss_saved (y_saved is None), for large ensembles.
     progress: show a tqdm bar advancing per chunk. seed: recorded in the result (metadata).
 
     Returns an EnsembleResult. Results are bitwise identical for any threads, chunk_size and
@@ -413,7 +422,7 @@ def solve_ensemble(flow, theta0, t_span=(0.0, 100.0), save_at=None, method="dp5"
     problem = make_problem(flow, method=method, t_span=t_span, save_at=save_at, rtol=rtol,
                            atol=atol, dt=dt, max_steps=max_steps, gtol=gtol,
                            escape_threshold=escape_threshold, divergence_bound=divergence_bound,
-                           lanes=lanes)
+                           lanes=lanes, save_states=save_states)
     y0 = check_theta0(theta0, problem.n_params)
     threads = default_threads() if threads is None else _int(threads, "threads")
     N = y0.shape[0]
