@@ -197,6 +197,16 @@ def _py_piece_eval(kind, prm, u):
     return _piece_eval.py_func(kind, prm, u)
 
 
+def _as_data(data):
+    """Parameter array for a rhs: float64 if real (e.g. narrowflow.rhs.pack_params), else complex128."""
+    if data is None:
+        return np.zeros(1, dtype=np.complex128)
+    arr = np.asarray(data)
+    if np.iscomplexobj(arr):
+        return np.ascontiguousarray(arr, dtype=np.complex128).ravel()
+    return np.ascontiguousarray(arr, dtype=np.float64).ravel()
+
+
 def integrate_path(rhs, y0, path, data=None, *, rtol=1e-12, atol=None, max_nfev=DEFAULT_MAX_NFEV,
                    compiled=None):
     """Integrate ``dy/dz = rhs(z, y, data)`` along ``path`` from ``y0``.
@@ -208,9 +218,7 @@ def integrate_path(rhs, y0, path, data=None, *, rtol=1e-12, atol=None, max_nfev=
     """
     path = as_path(path)
     y0 = np.ascontiguousarray(y0, dtype=np.complex128).ravel()
-    if data is None:
-        data = np.zeros(1, dtype=np.complex128)
-    data = np.ascontiguousarray(data, dtype=np.complex128).ravel()
+    data = _as_data(data)
     if not (rtol > 0):
         raise ValueError(f"rtol must be positive, got {rtol!r}")
     if atol is None:
@@ -503,7 +511,7 @@ def transport_linear(A, n, paths, data=None, *, rtol=1e-12, tol_ratio=100.0, def
     rhs = linear_rhs(A, n)
     compiled = _is_jit(rhs)
     if data is not None:
-        data = np.ascontiguousarray(data, dtype=np.complex128).ravel()
+        data = _as_data(data)
     out = []
     for p in plist:
         t0 = time.perf_counter()
@@ -575,7 +583,7 @@ def transport_field(field, jacobian, y0, path, *, rtol=1e-12, tol_ratio=100.0, d
     n = y0.size
     rhs = field_rhs(field, jacobian, n, with_data=data is not None)
     if data is not None:
-        data = np.ascontiguousarray(data, dtype=np.complex128).ravel()
+        data = _as_data(data)
     compiled = _is_jit(rhs)
     t0 = time.perf_counter()
     ye2, M2, w2, nf2, st2 = _run_field(rhs, n, y0, p, rtol, max_nfev, compiled, data)

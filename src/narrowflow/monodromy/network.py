@@ -1,0 +1,444 @@
+"""The network front end: ``check_integrability(flow, curve=...)`` (MATH.md sections 4 and 5).
+
+Integral curves are taken in a two-dimensional invariant plane of a width-2 network with
+scalar input and output (NF4 and its relatives):
+
+- ``curve="twin"``: {block_1 = block_2}, points (a, w, a, w);
+- ``curve="dead-neuron"``: {block_2 = 0}, points (a, w, 0, 0) (needs sigma(0) = 0; a negative
+  control: the normal VE is ``Y' = -rho(t) C Y``, always abelian);
+- ``curve="points"``: any complex base point theta0 and user loops in the complex time plane
+  (the full p x p variational equation; only commutation is decided for p != 2).
+
+On the plane the curve is parametrised by ``w`` (the second coordinate; ``dtheta/dw = F/F_w``,
+the default) or by complex time. The normal variational equation is the normal block
+``N^T J N`` of the full VE (N: the plane's orthonormal normal basis; both the plane and its
+normal space are invariant under the symmetry that defines the plane, so the VE splits
+exactly). Loops: for every point where the curve has a = 0 (found by integrating the inverse
+ODE dtheta/da = F/F_a from the base point to a = 0 along several paths in the a-plane; at such
+points a(w) has a square-root branch point), a loop around it once and twice. Every loop
+goes through the engine's verification (closure at two tolerances, deformation); only
+verified loops enter the group, the others are listed with the reason.
+
+For ``order > 1`` or ``curve="saddle-unstable"`` the work is delegated to
+``narrowflow.monodromy.koenigs.saddle_unstable_check`` (higher-order variational equations).
+"""
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field as dc_field
+
+import numpy as np
+from numba import njit
+
+from .groups import INCONCLUSIVE, MonodromyGroup
+from .paths import Path, as_path, loop_around, polyline
+from .transport import (STATUS_OK, TransportResult, _closure, _maxabs, _make_result,
+                        integrate_path, transport_field)
+
+__all__ = ["check_integrability", "IntegrabilityReport", "LoopRecord", "plane_setup"]
+
+CURVES = ("twin", "dead-neuron", "points", "saddle-unstable")
+
+
+@dataclass
+class LoopRecord:
+    """One loop of the report: ``name``, ``path`` (in the parameter plane), ``result``
+    (TransportResult), ``used`` (entered the group), ``reason`` (why excluded, or '')."""
+    name: str
+    path: Path
+    result: TransportResult
+    used: bool
+    reason: str = ""
+
+
+@dataclass
+class IntegrabilityReport:
+    """What ``check_integrability`` found.
+
+    curve, parametrization: which integral curve and which variable; base_point: complex
+    theta0 (p,); base_parameter: the value of the parameter (w or t) at the base point;
+    singular_points: complex points of the parameter plane the loops go around;
+    loops: list of LoopRecord; group: MonodromyGroup of the verified loops (or None);
+    classification: Classification (or None); verdict: one of groups.VERDICTS;
+    notes: list of str.
+    """
+    curve: str
+    parametrization: str
+    base_point: np.ndarray
+    base_parameter: complex
+    singular_points: list
+    loops: list
+    group: MonodromyGroup | None
+    classification: object
+    verdict: str
+    notes: list = dc_field(default_factory=list)
+
+    @property
+    def used_loops(self):
+        return [r for r in self.loops if r.used]
+
+    @property
+    def all_used_verified(self) -> bool:
+        return all(r.result.verified for r in self.used_loops)
+
+    def __str__(self):
+        th = ", ".join(f"{z.real:.6g}{z.imag:+.3g}i" if z.imag else f"{z.real:.6g}"
+                       for z in self.base_point)
+        lines = [f"integral curve: {self.curve} plane, parametrised by {self.parametrization}",
+                 f"base point theta0 = ({th}); {self.parametrization}0 = {self.base_parameter:.6g}"]
+        if self.singular_points:
+            lines.append("singular points (" + self.parametrization + "-plane): "
+                         + ", ".join(f"{z:.6g}" for z in self.singular_points))
+        lines.append(f"loops: {len(self.loops)} tried, {len(self.used_loops)} verified and used")
+        for r in self.loops:
+            tag = "USED    " if r.used else "EXCLUDED"
+            lines.append(f"  [{tag}] {r.name}: {r.result.summary()}"
+                         + (f" -- {r.reason}" if r.reason and not r.used else ""))
+        if self.classification is not None:
+            lines.append("classification of the normal VE monodromy group:")
+            lines += ["  " + ln for ln in str(self.classification).splitlines()]
+        for n in self.notes:
+            lines.append(f"note: {n}")
+        lines.append(f"VERDICT: {self.verdict}")
+        return "\n".join(lines)
+
+
+# ---------------------------------------------------------------------------
+# the plane, its right-hand sides
+# ---------------------------------------------------------------------------
+_RHS: dict = {}
+
+
+def _rhs_for(cf, cj, N, ipar, p, q):
+    """njit rhs on [theta (p), Phi (q*q), ∫tr] for the normal VE ``Phi' = (N^T J N) Phi``.
+
+    ipar < 0: time parametrisation; else divide by F[ipar] (parametrised by theta[ipar]).
+    """
+    key = (cf, cj, N.tobytes(), N.shape, ipar)
+    if key in _RHS:
+        return _RHS[key]
+    Nc = np.ascontiguousarray(N, dtype=np.float64)
+    qq = q * q
+
+    @njit(error_model="numpy")
+    def rhs(z, y, data):
+        th = y[:p].copy()
+        F = cf(th, data)
+        J = cj(th, data)
+        s = 1.0 + 0j
+        if ipar >= 0:
+            s = 1.0 / F[ipar]
+        # K = N^T J N (q x q)
+        JN = np.zeros((p, q), dtype=np.complex128)
+        for i in range(p):
+            for j in range(q):
+                acc = 0j
+                for k in range(p):
+                    acc += J[i, k] * Nc[k, j]
+                JN[i, j] = acc
+        K = np.zeros((q, q), dtype=np.complex128)
+        for i in range(q):
+            for j in range(q):
+                acc = 0j
+                for k in range(p):
+                    acc += Nc[k, i] * JN[k, j]
+                K[i, j] = acc
+        out = np.empty(p + qq + 1, dtype=np.complex128)
+        for i in range(p):
+            out[i] = F[i] * s
+        tr = 0j
+        for i in range(q):
+            tr += K[i, i]
+            for j in range(q):
+                acc = 0j
+                for k in range(q):
+                    acc += K[i, k] * y[p + k * q + j]
+                out[p + i * q + j] = acc * s
+        out[p + qq] = tr * s
+        return out
+
+    _RHS[key] = rhs
+    return rhs
+
+
+def _inverse_rhs(cf, ia, p):
+    """njit rhs for dtheta/da = F / F[ia] (the curve parametrised by a)."""
+    key = ("inv", cf, ia, p)
+    if key in _RHS:
+        return _RHS[key]
+
+    @njit(error_model="numpy")
+    def rhs(z, y, data):
+        F = cf(y.copy(), data)
+        return F / F[ia]
+
+    _RHS[key] = rhs
+    return rhs
+
+
+@dataclass
+class _Plane:
+    name: str
+    embed: object          # (a, w) -> theta (p,)
+    N: np.ndarray          # (p, q) orthonormal normal basis
+    ia: int
+    iw: int
+
+
+def plane_setup(flow, curve: str) -> _Plane:
+    """The invariant plane of ``flow`` named by ``curve`` ("twin" or "dead-neuron")."""
+    from narrowflow import model
+    net = flow.network
+    if not (net.width == 2 and net.input_dim == 1 and net.output_dim == 1 and not net.bias):
+        raise ValueError("curve='twin'/'dead-neuron' need a width-2 network with scalar input and "
+                         "output and no biases (NF4 layout [a1, w1, a2, w2]); use curve='points' "
+                         "with a base point and loops for other networks")
+    if curve == "twin":
+        sub = model.Twin(net, 0, 1)
+        embed = lambda a, w: np.array([a, w, a, w], dtype=np.complex128)
+    elif curve == "dead-neuron":
+        sub = model.DeadNeuron(net, 1)
+        embed = lambda a, w: np.array([a, w, 0, 0], dtype=np.complex128)
+    else:
+        raise ValueError(f"unknown plane {curve!r}")
+    return _Plane(curve, embed, np.asarray(sub.normal_basis(), dtype=np.float64), 0, 1)
+
+
+def _compiled(flow):
+    from narrowflow.rhs import compile_network, pack_params
+    fn = compile_network(flow.network)
+    return fn.complex_field, fn.complex_jacobian, pack_params(flow)
+
+
+def find_branch_points(flow, plane: _Plane, theta0, *, rtol=1e-11, spreads=(0.0, 1.0, -1.0, 2.0, -2.0)):
+    """Points of the w-plane where the curve through theta0 reaches a = 0.
+
+    Integrates dtheta/da = F/F_a from a0 to 0 along polylines [a0, a0/2 + i s |a0|, 0] of the
+    a-plane (s in ``spreads``): each gives the w where a = 0 on some sheet. Returns a list of
+    distinct complex w (at most len(spreads)), nearest to w0 first.
+    """
+    cf, cj, P = _compiled(flow)
+    p = flow.n_params
+    rhs = _inverse_rhs(cf, plane.ia, p)
+    a0 = complex(theta0[plane.ia])
+    w0 = complex(theta0[plane.iw])
+    found = []
+    for s in spreads:
+        verts = [a0, 0.0] if s == 0 else [a0, a0 / 2 + 1j * s * abs(a0), 0.0]
+        y, nfev, _, _, st = integrate_path(rhs, np.asarray(theta0, dtype=np.complex128),
+                                           polyline(verts), P, rtol=rtol, max_nfev=200_000)
+        if st != STATUS_OK or not np.all(np.isfinite(y)):
+            continue
+        wb = complex(y[plane.iw])
+        if abs(y[plane.ia]) > 1e-6 * max(1.0, abs(a0)):
+            continue
+        if all(abs(wb - f) > 1e-6 * max(1.0, abs(wb)) for f in found):
+            found.append(wb)
+    found.sort(key=lambda z: abs(z - w0))
+    return found
+
+
+def _transport_plane(rhs, theta0, q, path, P, p, rtol, tol_ratio, deform, max_nfev):
+    """Joint transport of the curve and its normal VE along a path of the parameter plane."""
+    import time
+    y0 = np.zeros(p + q * q + 1, dtype=np.complex128)
+    y0[:p] = theta0
+    y0[p:p + q * q] = np.eye(q).ravel()
+
+    def run(pth, tol):
+        y, nfev, _, _, st = integrate_path(rhs, y0, pth, P, rtol=tol, atol=tol, max_nfev=max_nfev)
+        return y[:p].copy(), y[p:p + q * q].reshape(q, q).copy(), y[p + q * q], nfev, st
+
+    t0 = time.perf_counter()
+    ye2, M2, w2, nf2, st2 = run(path, rtol)
+    ye1, M1, _, nf1, st1 = run(path, rtol * tol_ratio)
+    nfev = nf1 + nf2
+    status = st2 if st2 != STATUS_OK else st1
+    err = _maxabs(M2 - M1)
+    ys = max(1.0, _maxabs(theta0))
+    defects = (_maxabs(ye1 - theta0) / ys, _maxabs(ye2 - theta0) / ys)
+    if status == STATUS_OK:
+        closed, note = _closure(defects[0], defects[1], rtol, tol_ratio)
+    else:
+        from .transport import _STATUS_TEXT
+        closed, note = False, _STATUS_TEXT[status]
+    dchange, dok = None, None
+    alts = {"coarse": M1}
+    if deform and status == STATUS_OK and closed:
+        _, Md, _, nfd, std = run(path.deformed(deform), rtol)
+        nfev += nfd
+        dchange = _maxabs(Md - M2) if std == STATUS_OK else float("inf")
+        dok = bool(dchange <= max(10 * err, math.sqrt(rtol) * max(1.0, _maxabs(M2))))
+        if std == STATUS_OK:
+            alts["deformed"] = Md
+        if not dok:
+            note += "; matrix changes under deformation of the loop"
+    return _make_result(path, M2, err, ye2, defects, closed, note, dchange, dok, w2, nfev,
+                        time.perf_counter() - t0, status, (rtol, rtol * tol_ratio), alts)
+
+
+def _record(name, pth, rhs, theta0, q, P, p, rtol, tol_ratio, deform, max_nfev):
+    res = _transport_plane(rhs, theta0, q, pth, P, p, rtol, tol_ratio, deform, max_nfev)
+    return LoopRecord(name, pth, res, res.verified, "" if res.verified else res.closure_note)
+
+
+# poles / branch points of sigma(z) in the complex plane: z = i pi (k + offset) * scale
+_ACT_SING = {"tanh": 0.5, "sigmoid": 1.0, "silu": 1.0, "softplus": 1.0}
+
+
+def activation_singularities(flow, center, radius):
+    """Singular points w of sigma(w x_i) (poles of tanh/sigmoid, log branch points of softplus)
+    within ``radius`` of ``center``: w = i pi (2k + 1) c / x_i with c = 1/2 (tanh) or 1."""
+    name = flow.network.activation.name
+    if name not in _ACT_SING:
+        return []
+    c = _ACT_SING[name]
+    out = []
+    xs = np.unique(np.asarray(flow.data.x, dtype=float).ravel())
+    for x in xs:
+        if x == 0:
+            continue
+        kmax = int(abs(x) * (abs(center) + radius) / (math.pi * c)) + 2
+        for k in range(-kmax - 1, kmax + 1):
+            z = 1j * math.pi * (2 * k + 1) * c / x
+            if abs(z - center) <= radius and all(abs(z - o) > 1e-12 for o in out):
+                out.append(complex(z))
+    return out
+
+
+def _default_base(plane: _Plane):
+    return (0.8 + 0j, 0.3 + 0j)
+
+
+def check_integrability(flow, curve="twin", order=1, *, base=None, parametrization="w",
+                        loops=None, rtol=1e-12, tol_ratio=100.0, deform=0.02,
+                        max_nfev=400_000, margin=100.0, radius=None, **kw):
+    """Test a gradient flow for integrability along an integral curve (MATH.md section 5).
+
+    flow: narrowflow.GradientFlow. curve: "twin", "dead-neuron", "points" or "saddle-unstable".
+    order: order of the variational equation (order > 1 and "saddle-unstable" go to
+    ``monodromy.koenigs.saddle_unstable_check``). base: for planes a pair (a0, w0) (default
+    (0.8, 0.3)); for "points" the complex base point theta0 (p,). parametrization: "w"
+    (planes only) or "time". loops: paths in the parameter plane (Path objects or sequences
+    of complex numbers, relative to nothing: absolute values of w or t); default (planes, w):
+    once and twice around every a = 0 branch point found. radius: loop radius (default:
+    0.3 x the distance to the nearest other special point). Other keywords: the engine's.
+    Returns an IntegrabilityReport; its verdict is one of groups.VERDICTS and rests only on
+    loops that passed verification.
+    """
+    from narrowflow.model import GradientFlow
+    if curve not in CURVES:
+        raise ValueError(f"curve must be one of {CURVES}, got {curve!r}")
+    if isinstance(order, (bool, np.bool_)) or not isinstance(order, (int, np.integer)) or order < 1:
+        raise ValueError(f"order must be a positive integer, got {order!r}")
+    if curve == "saddle-unstable" or order > 1:
+        from .koenigs import saddle_unstable_check
+        return saddle_unstable_check(flow, order=order, base=base, loops=loops, rtol=rtol, **kw)
+    if kw:
+        raise TypeError(f"unexpected keyword arguments: {sorted(kw)}")
+    if not isinstance(flow, GradientFlow):
+        raise TypeError(f"flow must be a narrowflow.GradientFlow, got {type(flow).__name__}")
+    if parametrization not in ("w", "time"):
+        raise ValueError(f"parametrization must be 'w' or 'time', got {parametrization!r}")
+    cf, cj, P = _compiled(flow)
+    p = flow.n_params
+    notes = []
+
+    if curve == "points":
+        if base is None or loops is None:
+            raise ValueError("curve='points' needs base (complex theta0 of shape (p,)) and loops "
+                             "(paths in the complex time plane)")
+        theta0 = np.asarray(base, dtype=np.complex128)
+        if theta0.shape != (p,):
+            raise ValueError(f"base must have shape ({p},), got {theta0.shape}")
+        N = np.eye(p)
+        rhs = _rhs_for(cf, cj, N, -1, p, p)
+        records = []
+        for i, lp in enumerate(loops):
+            pth = as_path(lp)
+            res = _transport_plane(rhs, theta0, p, pth, P, p, rtol, tol_ratio, deform, max_nfev)
+            records.append(LoopRecord(f"loop {i}", pth, res, res.verified,
+                                      "" if res.verified else res.closure_note))
+        return _finish(curve, "time", theta0, 0j, [], records, margin, notes)
+
+    plane = plane_setup(flow, curve)
+    a0, w0 = (complex(v) for v in (base if base is not None else _default_base(plane)))
+    theta0 = plane.embed(a0, w0)
+    q = plane.N.shape[1]
+    ipar = plane.iw if parametrization == "w" else -1
+    rhs = _rhs_for(cf, cj, plane.N, ipar, p, q)
+    F0 = cf(theta0.copy(), P)
+    if parametrization == "w" and abs(F0[plane.iw]) < 1e-8 * max(1.0, _maxabs(F0)):
+        raise ValueError("dw/dt = 0 at the base point: the w-parametrisation is singular there; "
+                         "choose another base point")
+    if _maxabs(F0) == 0:
+        raise ValueError("the base point is an equilibrium: there is no integral curve through it")
+    par0 = w0 if parametrization == "w" else 0j
+
+    singular = []
+    records = []
+    if loops is None:
+        if parametrization != "w":
+            raise ValueError("parametrization='time' needs explicit loops (paths in the t-plane)")
+        singular = find_branch_points(flow, plane, theta0)
+        poles = activation_singularities(flow, w0, 4.0 * max([1.0] + [abs(b - w0) for b in singular]))
+        if not singular:
+            notes.append("no point with a = 0 was found from the base point: no default loops")
+        special = [w0] + singular + poles
+        for k, b in enumerate(singular):
+            dmin = min(abs(b - z) for z in special if z != b)
+            r = radius if radius is not None else 0.3 * dmin
+            avoid = [z for z in singular + poles if z != b]
+            for turns in (1, 2):
+                try:
+                    pth = loop_around(b, w0, r, avoid=avoid, turns=turns)
+                except ValueError as exc:
+                    notes.append(f"no loop around {b:.4g}: {exc}")
+                    break
+                name = f"{'once' if turns == 1 else 'twice'} around w = {b:.5g}"
+                records.append(_record(name, pth, rhs, theta0, q, P, p, rtol, tol_ratio, deform,
+                                       max_nfev))
+        # once around b1, then once around b2: the sheet changes twice, the curve closes
+        singles = {}
+        for b in singular:
+            dmin = min(abs(b - z) for z in special if z != b)
+            r = radius if radius is not None else 0.3 * dmin
+            try:
+                singles[b] = loop_around(b, w0, r, avoid=[z for z in singular + poles if z != b])
+            except ValueError:
+                pass
+        for i in range(len(singular)):
+            for j in range(i + 1, len(singular)):
+                b1, b2 = singular[i], singular[j]
+                if b1 in singles and b2 in singles:
+                    name = f"once around w = {b1:.4g}, then once around w = {b2:.4g}"
+                    records.append(_record(name, singles[b1] + singles[b2], rhs, theta0, q, P, p,
+                                           rtol, tol_ratio, deform, max_nfev))
+        singular = singular + poles
+    else:
+        for i, lp in enumerate(loops):
+            pth = as_path(lp)
+            if abs(pth.start - par0) > 1e-9 * max(1.0, abs(par0)):
+                raise ValueError(f"loops[{i}] must start at the base parameter {par0}, "
+                                 f"starts at {pth.start}")
+            records.append(_record(f"loop {i}", pth, rhs, theta0, q, P, p, rtol, tol_ratio, deform,
+                                   max_nfev))
+    return _finish(curve, parametrization, theta0, par0, singular, records, margin, notes)
+
+
+def _finish(curve, parametrization, theta0, par0, singular, records, margin, notes):
+    informative = [r for r in records if r.used]
+    group = None
+    cls = None
+    if not informative:
+        verdict = INCONCLUSIVE
+        notes.append("no loop passed verification: nothing to classify")
+    else:
+        group = MonodromyGroup([r.result for r in informative],
+                               names=[f"M{i}" for i in range(len(informative))])
+        cls = group.classify(margin=margin)
+        verdict = cls.verdict
+    return IntegrabilityReport(curve=curve, parametrization=parametrization, base_point=theta0,
+                               base_parameter=complex(par0), singular_points=list(singular),
+                               loops=records, group=group, classification=cls, verdict=verdict,
+                               notes=notes)
