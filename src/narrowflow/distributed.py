@@ -1,0 +1,694 @@
+"""Ensembles on a Dask cluster, written chunk by chunk into a resumable Zarr store.
+
+    run = distributed.solve_distributed(flow, seed=1, n=10**6, store="runs/a.zarr",
+                                        chunk=65536, t_span=(0, 100))
+    ds = run.open()                  # xarray.Dataset in the narrowflow result schema
+
+The ensemble is cut into chunks of `chunk` consecutive trajectories. One Dask task per chunk
+rebuilds the compiled right-hand side on its worker from the picklable problem (a Numba
+cfunc cannot be pickled; `narrowflow.rhs` compiles it once per worker process or loads it
+from Numba's cache), makes the chunk's initial states (sampled from (seed, trajectory
+index) by `narrowflow.initial`, or read from the store when the user gave an array), runs
+the Cython kernel (`narrowflow.ensemble.solve_chunk`), writes the chunk's rows straight into
+the store (the Zarr chunks along `trajectory` are exactly the task chunks, so no two tasks
+ever write the same Zarr chunk) and only then sets ``chunk_complete[k]``.
+
+Resume: the same call on an existing store computes only the chunks not marked complete.
+The store's attributes hold the resolved configuration (problem, data digest, initial
+states, N, chunk, narrowflow version); a store made by another configuration is refused
+unless overwrite=True. A worker that dies loses nothing: Dask reruns its tasks elsewhere
+(tasks are idempotent: a chunk's bytes depend only on the configuration). An interrupted
+client leaves every finished chunk marked; the rest is recomputed on the next call.
+
+The store is a Zarr (v3) group that ``xarray.open_zarr`` / ``narrowflow.io.load`` read as
+the schema of ``EnsembleResult.to_xarray()``, plus ``chunk_complete (chunk)`` and, when the
+initial states were given as an array, ``theta0 (trajectory, parameter)``. Trajectories of
+chunks not yet computed have status -1 and NaN floats.
+
+The store must be on a file system that every worker can reach (a shared file system on a
+cluster). dask, distributed and zarr are the ``narrowflow[dist]`` extra.
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+import math
+import os
+import pickle
+import shutil
+import time
+import uuid
+import warnings
+from dataclasses import dataclass, field
+from numbers import Integral
+from pathlib import Path
+
+import numpy as np
+
+FORMAT = "narrowflow-distributed/1"
+DEFAULT_CHUNK = 65536
+CHUNK_BYTES = 64 << 20          # default chunk keeps one chunk's outputs under 64 MiB
+STATUS_PENDING = -1             # status of trajectories whose chunk is not computed yet
+_SOLVER_OPTIONS = ("method", "t_span", "save_at", "rtol", "atol", "dt", "max_steps", "gtol",
+                   "escape_threshold", "divergence_bound", "lanes", "save_states")
+_TRAJ_VARS = ("y_final", "t_final", "status", "nfev", "n_accepted", "n_rejected",
+              "loss_final", "y_saved", "loss_saved", "escape_time")
+
+
+# --- configuration -------------------------------------------------------------------------
+
+def _positive_int(value, name: str) -> int:
+    if isinstance(value, bool) or not isinstance(value, (Integral, np.integer)):
+        raise TypeError(f"{name} must be an integer, got {value!r}")
+    if value < 1:
+        raise ValueError(f"{name} must be >= 1, got {value!r}")
+    return int(value)
+
+
+def _digest(*arrays) -> str:
+    h = hashlib.sha256()
+    for a in arrays:
+        a = np.ascontiguousarray(a)
+        h.update(f"{a.dtype.str}{a.shape}".encode())
+        h.update(a.tobytes())
+    return h.hexdigest()
+
+
+def _jsonable(v):
+    if isinstance(v, np.ndarray):
+        return [_jsonable(x) for x in v.tolist()]
+    if isinstance(v, (list, tuple)):
+        return [_jsonable(x) for x in v]
+    if isinstance(v, dict):
+        return {str(k): _jsonable(x) for k, x in v.items()}
+    if isinstance(v, (np.bool_, bool)):
+        return bool(v)
+    if isinstance(v, (np.integer,)):
+        return int(v)
+    if isinstance(v, (np.floating, float)):
+        v = float(v)
+        return v if math.isfinite(v) else repr(v)   # JSON has no inf/nan
+    return v
+
+
+@dataclass(frozen=True)
+class InitialStates:
+    """Where the initial states come from (picklable; what the tasks need to make them).
+
+    kind "sampled": `narrowflow.initial.sample` with distribution and its parameters
+    (mean/std or low/high) and seed: row i depends only on (seed, i). kind "array": the
+    user's array, stored in the store as ``theta0`` and read back by each task.
+    """
+
+    kind: str
+    n: int
+    seed: int | None = None
+    distribution: str | None = None
+    params: dict = field(default_factory=dict)
+    digest: str | None = None
+
+    def describe(self) -> dict:
+        if self.kind == "array":
+            return {"kind": "array", "n": self.n, "sha256": self.digest}
+        return {"kind": "sampled", "n": self.n, "seed": self.seed,
+                "distribution": self.distribution, **_jsonable(self.params)}
+
+    def rows(self, start: int, stop: int, p: int, group=None) -> np.ndarray:
+        """Initial states of trajectories start..stop-1, (stop - start, p) float64."""
+        if self.kind == "array":
+            return np.asarray(group["theta0"][start:stop], dtype=np.float64)
+        from narrowflow import initial
+        return initial.sample(stop - start, p, self.seed, self.distribution, start=start,
+                              **self.params)
+
+
+def resolve_initial(p: int, theta0=None, initial=None, seed=None, n=None):
+    """(InitialStates, theta0 array or None) from either an array or a distribution spec.
+
+    theta0: (N, p) array; or initial: None (standard normal), a distribution name
+    ("normal", "uniform") or a dict {"distribution": ..., "mean"/"std" or "low"/"high": ...},
+    with seed (int) and n (number of trajectories).
+    """
+    from narrowflow import ensemble
+    if theta0 is not None:
+        if initial is not None or seed is not None or n is not None:
+            raise ValueError("theta0: give either an array theta0 or (initial, seed, n), not both")
+        arr = ensemble.check_theta0(theta0, p)
+        return InitialStates(kind="array", n=arr.shape[0], digest=_digest(arr)), arr
+    if seed is None:
+        raise ValueError("seed: required when theta0 is not given (initial states are sampled "
+                         "from the seed and the trajectory index)")
+    if n is None:
+        raise ValueError("n: required when theta0 is not given (the number of trajectories)")
+    n = _positive_int(n, "n")
+    if initial is None:
+        spec = {"distribution": "normal"}
+    elif isinstance(initial, str):
+        spec = {"distribution": initial}
+    elif isinstance(initial, dict):
+        spec = dict(initial)
+    else:
+        raise TypeError(f"initial must be None, a distribution name or a dict, got "
+                        f"{type(initial).__name__}")
+    dist = spec.pop("distribution", "normal")
+    allowed = {"normal": ("mean", "std"), "uniform": ("low", "high")}
+    if dist not in allowed:
+        raise ValueError(f"initial: distribution must be one of {sorted(allowed)}, got {dist!r}")
+    extra = set(spec) - set(allowed[dist])
+    if extra:
+        raise ValueError(f"initial: unknown keys {sorted(extra)} for distribution {dist!r} "
+                         f"(allowed: {', '.join(allowed[dist])})")
+    params = {k: (float(v) if np.ndim(v) == 0 else tuple(float(x) for x in np.ravel(v)))
+              for k, v in spec.items()}
+    init = InitialStates(kind="sampled", n=n, seed=seed, distribution=dist, params=params)
+    init.rows(0, 1, p)          # validates seed and parameters now, with the library's errors
+    return init, None
+
+
+def default_chunk(problem, n: int) -> int:
+    """Trajectories per task: 65536 or fewer so that one chunk's outputs stay under 64 MiB."""
+    from narrowflow import ensemble
+    per = max(1, ensemble.output_nbytes(problem, 1))
+    c = min(DEFAULT_CHUNK, max(1, CHUNK_BYTES // per))
+    c = 1 << (c.bit_length() - 1)                # a power of two
+    return max(1, min(c, n))
+
+
+def resolved_config(problem, init: InitialStates) -> dict:
+    """Everything the stored bytes depend on, as JSON-able data (chunk kept apart)."""
+    import narrowflow
+    from narrowflow.model import GradientFlow
+    flow = problem.flow
+    if not isinstance(flow, GradientFlow):
+        raise TypeError(f"flow must be a GradientFlow for distributed runs (a CompiledSystem "
+                        f"holds process-local addresses), got {type(flow).__name__}")
+    return _jsonable({
+        "format": FORMAT,
+        "narrowflow_version": narrowflow.__version__,
+        "network": flow.network.describe(),
+        "weight_decay": flow.weight_decay,
+        "data_sha256": _digest(flow.data.x, flow.data.y),
+        "method": problem.method, "t_span": list(problem.t_span), "rtol": problem.rtol,
+        "atol": problem.atol, "dt": problem.dt, "max_steps": problem.max_steps,
+        "gtol": problem.gtol, "save_at": problem.save_at,
+        "escape_threshold": problem.escape_threshold,
+        "divergence_bound": problem.divergence_bound,
+        "save_states": bool(getattr(problem, "save_states", True)),
+        "initial": init.describe(),
+    })
+
+
+def _fingerprint(config: dict, chunk: int) -> str:
+    text = json.dumps({"config": config, "chunk": chunk}, sort_keys=True)
+    return hashlib.sha256(text.encode()).hexdigest()
+
+
+def _versions() -> dict:
+    import platform
+
+    import numba
+    import zarr
+
+    import narrowflow
+    out = {"narrowflow": narrowflow.__version__, "numpy": np.__version__,
+           "numba": numba.__version__, "zarr": zarr.__version__,
+           "python": platform.python_version()}
+    try:
+        import dask
+        import distributed
+        out.update(dask=dask.__version__, distributed=distributed.__version__)
+    except ImportError:  # pragma: no cover
+        pass
+    return out
+
+
+# --- the store -----------------------------------------------------------------------------
+
+def _template(problem, init: InitialStates, chunk: int, config: dict, theta0):
+    """The lazy (dask-backed) Dataset whose metadata becomes the store, and its encoding."""
+    import dask.array as da
+
+    from narrowflow import ensemble
+    N, p, K = init.n, problem.n_params, problem.n_save
+    # EnsembleResult.to_xarray() defines the schema: fill it with lazy arrays of the right
+    # shapes and dtypes so that the store has exactly its variables, coordinates and attrs.
+    lazy = {k: da.full((N,) + v.shape[1:], STATUS_PENDING if k == "status"
+                       else (0 if v.dtype.kind in "iu" else np.nan), dtype=v.dtype,
+                       chunks=(chunk,) + v.shape[1:])
+            for k, v in ensemble.allocate(problem, 1).items()}
+    res = ensemble.EnsembleResult(
+        y_final=lazy["y_final"], t_final=lazy["t_final"], status=lazy["status"],
+        nfev=lazy["nfev"], n_accepted=lazy["n_accepted"], n_rejected=lazy["n_rejected"],
+        loss_final=lazy["loss_final"],
+        t_saved=problem.save_at.copy() if K else None, y_saved=lazy.get("y_saved"),
+        loss_saved=lazy.get("loss_saved"), escape_threshold=problem.escape_threshold,
+        escape_time=lazy.get("escape_time"), flow=problem.flow, method=problem.method,
+        rtol=problem.rtol, atol=problem.atol, t_span=problem.t_span, elapsed=float("nan"),
+        dt=problem.dt, gtol=problem.gtol, seed=init.seed, lanes=problem.lanes)
+    ds = res.to_xarray()
+    n_chunks = -(-N // chunk)
+    ds["chunk_complete"] = (("chunk",), da.zeros(n_chunks, dtype=bool, chunks=1))
+    if theta0 is not None:
+        ds["theta0"] = (("trajectory", "parameter"), theta0)
+    ds.attrs.update(
+        narrowflow_config=json.dumps(config, sort_keys=True),
+        narrowflow_fingerprint=_fingerprint(config, chunk),
+        narrowflow_format=FORMAT, chunk_size=chunk, n_chunks=n_chunks,
+        initial=json.dumps(init.describe(), sort_keys=True),
+        versions=json.dumps(_versions(), sort_keys=True),
+        status_pending=STATUS_PENDING)
+    ds.attrs = {k: (int(v) if isinstance(v, (bool, np.bool_)) else v)
+                for k, v in ds.attrs.items() if v is not None}
+    for name in list(ds.coords) + list(ds.data_vars):
+        if ds[name].dtype.kind == "U":       # Zarr v3 specifies variable-length strings only
+            ds[name] = ds[name].astype(object)
+    encoding = {}
+    for name, var in ds.data_vars.items():
+        if var.dims and var.dims[0] == "trajectory":
+            encoding[name] = {"chunks": (chunk,) + var.shape[1:]}
+        elif name == "chunk_complete":
+            encoding[name] = {"chunks": (1,)}   # one object per marker: no two tasks share one
+    return ds, encoding
+
+
+def _create_store(path: Path, ds, encoding) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.{uuid.uuid4().hex[:8]}.creating")
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")     # zarr's notes on v3 string dtypes
+        ds.to_zarr(tmp, mode="w-", compute=False, consolidated=False, encoding=encoding)
+        import zarr
+        g = zarr.open_group(tmp, mode="r+")
+        status = g["status"]
+        step = status.chunks[0]
+        for lo in range(0, status.shape[0], step * 64):   # pending status, written once
+            hi = min(status.shape[0], lo + step * 64)
+            status[lo:hi] = np.full(hi - lo, STATUS_PENDING, dtype=np.int8)
+    os.replace(tmp, path)           # the store appears whole or not at all
+
+
+def _is_store(path: Path) -> bool:
+    return (path / "zarr.json").is_file() or (path / ".zgroup").is_file()
+
+
+def store_state(store) -> dict:
+    """What an existing store holds: {"config", "chunk", "n_chunks", "complete" (bool array),
+    "fingerprint", "attrs"}. Raises ValueError if `store` is not a narrowflow distributed store."""
+    import zarr
+    path = Path(store)
+    if not _is_store(path):
+        raise ValueError(f"store {str(path)!r} is not a Zarr store")
+    g = zarr.open_group(path, mode="r")
+    attrs = dict(g.attrs)
+    if attrs.get("narrowflow_format") != FORMAT or "chunk_complete" not in g:
+        raise ValueError(f"store {str(path)!r} is not a narrowflow distributed store "
+                         f"(no {FORMAT} attributes)")
+    return {"config": json.loads(attrs["narrowflow_config"]), "chunk": int(attrs["chunk_size"]),
+            "n_chunks": int(attrs["n_chunks"]), "complete": np.asarray(g["chunk_complete"][:]),
+            "fingerprint": attrs["narrowflow_fingerprint"], "attrs": attrs}
+
+
+def _diff(old, new, prefix="") -> list[str]:
+    if isinstance(old, dict) and isinstance(new, dict):
+        out = []
+        for k in sorted(set(old) | set(new)):
+            out += _diff(old.get(k), new.get(k), f"{prefix}{k}.")
+        return out
+    if old != new:
+        o, n = json.dumps(old), json.dumps(new)
+        if len(o) > 60:
+            o = o[:57] + "..."
+        if len(n) > 60:
+            n = n[:57] + "..."
+        return [f"{prefix[:-1]}: store has {o}, this run has {n}"]
+    return []
+
+
+def _prepare_store(path: Path, problem, init, chunk, config, theta0, overwrite: bool):
+    """Create the store or check an existing one; returns (chunk, completed mask)."""
+    if path.exists() and not (path.is_dir() and not any(path.iterdir())):
+        if not path.is_dir() or not _is_store(path):
+            raise FileExistsError(
+                f"store {str(path)!r} exists and is not a Zarr store; not touching it "
+                f"(choose another path)")
+        try:
+            state = store_state(path)
+        except ValueError:
+            state = None
+        if overwrite:
+            if state is None:
+                raise FileExistsError(f"store {str(path)!r} is a Zarr store not written by "
+                                      f"narrowflow.distributed; refusing to delete it")
+            shutil.rmtree(path)
+        elif state is None:
+            raise ValueError(f"store {str(path)!r} is not a narrowflow distributed store; "
+                             f"choose another path")
+        else:
+            diffs = _diff(state["config"], config)
+            if chunk is not None and chunk != state["chunk"]:
+                diffs.append(f"chunk: store has {state['chunk']}, this run has {chunk}")
+            if diffs:
+                raise ValueError(
+                    f"store {str(path)!r} was made by a different configuration ("
+                    + "; ".join(diffs) + "); pass overwrite=True (--overwrite) to replace it, "
+                    "or choose another store")
+            return state["chunk"], state["complete"]
+    elif path.exists():
+        path.rmdir()                    # an empty directory: take its place
+    chunk = default_chunk(problem, init.n) if chunk is None else chunk
+    ds, encoding = _template(problem, init, chunk, config, theta0)
+    _create_store(path, ds, encoding)
+    return chunk, np.zeros(-(-init.n // chunk), dtype=bool)
+
+
+# --- the task ------------------------------------------------------------------------------
+
+_WORKER_CACHE: dict = {}
+
+
+def _problem_on_worker(fingerprint: str, problem_bytes: bytes):
+    """The unpickled problem and its compiled right-hand side, once per worker process."""
+    hit = _WORKER_CACHE.get(fingerprint)
+    if hit is None:
+        from narrowflow import ensemble
+        problem = pickle.loads(problem_bytes)
+        hit = (problem, ensemble._compiled(problem.flow))
+        _WORKER_CACHE.clear()          # one configuration at a time is plenty
+        _WORKER_CACHE[fingerprint] = hit
+    return hit
+
+
+def run_chunk(store: str, fingerprint: str, problem_bytes: bytes, init: InitialStates,
+              k: int, lo: int, hi: int, threads: int = 1) -> dict:
+    """Compute chunk k (trajectories lo..hi-1) and write it into the store; then mark it.
+
+    Runs on a Dask worker (or anywhere): idempotent, so a retry after a lost worker simply
+    writes the same bytes again. Refuses to write into a store whose fingerprint changed
+    (it was replaced by an overwrite while this task was queued).
+    """
+    import zarr
+
+    from narrowflow import ensemble
+    start = time.perf_counter()
+    g = zarr.open_group(store, mode="r+")
+    if g.attrs.get("narrowflow_fingerprint") != fingerprint:
+        raise RuntimeError(f"store {store!r} changed configuration under a running task")
+    problem, compiled = _problem_on_worker(fingerprint, problem_bytes)
+    y0 = init.rows(lo, hi, problem.n_params, group=g)
+    t_read = time.perf_counter()
+    out = ensemble.solve_chunk(problem, y0, threads=threads, _compiled_cache=compiled)
+    t_solve = time.perf_counter()
+    for name in _TRAJ_VARS:
+        if name in out:
+            g[name][lo:hi] = out[name]
+    g["chunk_complete"][k] = True     # only after every array of the chunk is written
+    stats = out.get("_stats", np.zeros(2, dtype=np.int64))
+    return {"chunk": k, "n": hi - lo, "pid": os.getpid(), "rhs_calls": int(stats[0]),
+            "lane_evaluations": int(stats[1]), "prepare_s": t_read - start,
+            "solve_s": t_solve - t_read, "write_s": time.perf_counter() - t_solve}
+
+
+# --- running -------------------------------------------------------------------------------
+
+@dataclass
+class DistributedRun:
+    """What `solve_distributed` did: the store, its chunking, and which chunks this call computed.
+
+    computed: chunk indices computed by this call (in completion order); skipped: chunks
+    already complete in the store; tasks: the per-task reports of `run_chunk`; elapsed (s).
+    """
+
+    store: Path
+    n_trajectories: int
+    chunk: int
+    n_chunks: int
+    computed: list
+    skipped: list
+    elapsed: float
+    tasks: list
+    flow: object = None
+
+    @property
+    def complete(self) -> bool:
+        return len(self.computed) + len(self.skipped) == self.n_chunks
+
+    def open(self):
+        """The store as a lazy xarray.Dataset (narrowflow result schema)."""
+        return open_store(self.store)
+
+    def to_result(self):
+        """The store read into memory as an EnsembleResult (arrays (N, ...))."""
+        return load_result(self.store, flow=self.flow, elapsed=self.elapsed)
+
+
+def open_store(store):
+    """A store written by `solve_distributed`, as a lazy xarray.Dataset."""
+    import xarray as xr
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)   # not consolidated: by design
+        return xr.open_zarr(store, consolidated=False)
+
+
+def load_result(store, flow=None, elapsed: float = float("nan")):
+    """Read a complete store into an EnsembleResult (flow rebuilt from the store if None)."""
+    from narrowflow import ensemble, io
+    state = store_state(store)
+    if not state["complete"].all():
+        missing = np.flatnonzero(~state["complete"])
+        raise ValueError(f"store {str(store)!r} is incomplete: chunks {missing[:10].tolist()}"
+                         f"{'...' if missing.size > 10 else ''} ({missing.size} of "
+                         f"{state['n_chunks']}) not computed; run the same command again")
+    ds = open_store(store).load()
+    flow = io.flow_from_xarray(ds) if flow is None else flow
+    a = ds.attrs
+
+    def get(name):
+        return ds[name].values if name in ds else None
+
+    cfg = state["config"]
+    return ensemble.EnsembleResult(
+        y_final=get("y_final"), t_final=get("t_final"), status=get("status"), nfev=get("nfev"),
+        n_accepted=get("n_accepted"), n_rejected=get("n_rejected"),
+        loss_final=get("loss_final"),
+        t_saved=ds["time"].values if "time" in ds.coords else None,
+        y_saved=get("y_saved"), loss_saved=get("loss_saved"),
+        escape_threshold=a.get("escape_threshold"), escape_time=get("escape_time"),
+        flow=flow, method=a["method"], rtol=float(a["rtol"]), atol=float(a["atol"]),
+        t_span=(float(a["t0"]), float(a["t1"])), elapsed=elapsed, dt=a.get("dt"),
+        gtol=a.get("gtol"), seed=cfg["initial"].get("seed"))
+
+
+def default_cluster_size() -> tuple[int, int]:
+    """(workers, threads per worker) for a LocalCluster on this machine (Dask's own sizing)."""
+    from distributed.deploy.utils import nprocesses_nthreads
+    from narrowflow.ensemble import default_threads
+    return nprocesses_nthreads(default_threads())
+
+
+def local_cluster(n_workers: int | None = None, threads_per_worker: int | None = None):
+    """A LocalCluster of worker processes (default: sized to this machine's cores)."""
+    import logging
+
+    from distributed import LocalCluster
+    if n_workers is None and threads_per_worker is None:
+        n_workers, threads_per_worker = default_cluster_size()
+    elif threads_per_worker is None:
+        from narrowflow.ensemble import default_threads
+        threads_per_worker = max(1, default_threads() // n_workers)
+    elif n_workers is None:
+        n_workers = 1
+    return LocalCluster(n_workers=n_workers, threads_per_worker=threads_per_worker,
+                        processes=True, dashboard_address=None, silence_logs=logging.ERROR)
+
+
+def solve_distributed(flow, theta0=None, *, store, initial=None, seed=None, n=None, chunk=None,
+                      client=None, overwrite: bool = False, progress=False, threads_per_task=1,
+                      retries: int = 2, **solver_options) -> DistributedRun:
+    """Integrate an ensemble on a Dask cluster into a resumable Zarr store.
+
+    flow: a GradientFlow. Initial states: theta0 (N, p) array, or initial (None = standard
+    normal, "normal"/"uniform", or {"distribution": ..., "mean"/"std" | "low"/"high": ...})
+    with seed (int) and n (N): trajectory i gets ``initial.sample(..., seed, start=i)``'s row,
+    exactly what ``initial.sample(N, p, seed)[i]`` gives in one process.
+    store: path of the Zarr store (created, or resumed when it holds this configuration).
+    chunk: trajectories per task (default: 65536, fewer when save_at makes chunks large;
+    when resuming, the store's). client: a distributed.Client; None starts a LocalCluster
+    sized to this machine and closes it afterwards. overwrite: replace a store made by
+    another configuration (otherwise refused with ValueError). progress: True for a tqdm bar
+    over chunks, or a callable progress(done, total) called after each finished chunk.
+    threads_per_task: OpenMP threads of the kernel in one task (default 1: a worker's Dask
+    threads each run a task). retries: extra attempts for a task that raised (tasks lost
+    with a dead worker are rerun by Dask regardless). solver_options: those of
+    `solve_ensemble` (method, t_span, save_at, rtol, atol, dt, max_steps, gtol,
+    escape_threshold, divergence_bound, lanes, save_states).
+
+    Returns a DistributedRun (the store, which chunks were computed now). The stored result
+    equals ``solve_ensemble(flow, theta0, ...)`` bitwise.
+    """
+    from narrowflow import ensemble
+    unknown = set(solver_options) - set(_SOLVER_OPTIONS)
+    if unknown:
+        raise TypeError(f"solve_distributed got unknown solver options {sorted(unknown)} "
+                        f"(known: {', '.join(_SOLVER_OPTIONS)})")
+    problem = ensemble.make_problem(flow, **solver_options)
+    init, theta0 = resolve_initial(problem.n_params, theta0, initial, seed, n)
+    config = resolved_config(problem, init)
+    if chunk is not None:
+        chunk = min(_positive_int(chunk, "chunk"), init.n)
+    threads_per_task = _positive_int(threads_per_task, "threads_per_task")
+    if isinstance(retries, bool) or not isinstance(retries, (Integral, np.integer)) or retries < 0:
+        raise ValueError(f"retries must be a non-negative integer, got {retries!r}")
+    if store is None:
+        raise ValueError("store: a path for the Zarr store is required")
+    path = Path(store).expanduser().resolve()
+    if not (progress is True or progress is False or progress is None or callable(progress)):
+        raise TypeError(f"progress must be True, False or a callable(done, total), got "
+                        f"{progress!r}")
+
+    start = time.perf_counter()
+    chunk, complete = _prepare_store(path, problem, init, chunk, config, theta0, overwrite)
+    fingerprint = _fingerprint(config, chunk)
+    N = init.n
+    n_chunks = complete.size
+    todo = [k for k in range(n_chunks) if not complete[k]]
+    skipped = [k for k in range(n_chunks) if complete[k]]
+    run = DistributedRun(store=path, n_trajectories=N, chunk=chunk, n_chunks=n_chunks,
+                         computed=[], skipped=skipped, elapsed=0.0, tasks=[], flow=flow)
+    if not todo:
+        run.elapsed = time.perf_counter() - start
+        return run
+
+    own_cluster = None
+    if client is None:
+        from distributed import Client
+        own_cluster = local_cluster()
+        client = Client(own_cluster)
+    bar = None
+    futures = []
+    try:
+        from distributed import as_completed
+        problem_bytes = pickle.dumps(problem, protocol=pickle.HIGHEST_PROTOCOL)
+        token = uuid.uuid4().hex[:8]
+        futures = [client.submit(run_chunk, str(path), fingerprint, problem_bytes, init, k,
+                                 k * chunk, min(N, (k + 1) * chunk), threads_per_task,
+                                 key=f"narrowflow-chunk-{k}-{token}", pure=False,
+                                 retries=retries)
+                   for k in todo]
+        if progress is True:
+            from tqdm.auto import tqdm
+            bar = tqdm(total=len(todo), unit="chunk", desc="solve_distributed",
+                       initial=0)
+        for fut in as_completed(futures):
+            report = fut.result()
+            run.computed.append(report["chunk"])
+            run.tasks.append(report)
+            if bar is not None:
+                bar.update(1)
+            elif callable(progress):
+                progress(len(run.computed), len(todo))
+    except BaseException:
+        # Ctrl-C or a failed task: stop the rest; finished chunks stay marked in the store
+        if futures:
+            client.cancel(futures)
+        raise
+    finally:
+        if bar is not None:
+            bar.close()
+        if own_cluster is not None:
+            client.close()
+            own_cluster.close()
+    run.elapsed = time.perf_counter() - start
+    return run
+
+
+# --- command line --------------------------------------------------------------------------
+
+def add_cli_arguments(parser) -> None:
+    """Add --cluster, --scheduler, --chunk, --overwrite to `narrowflow run`'s parser."""
+    g = parser.add_argument_group("distributed (Dask; needs the narrowflow[dist] extra)")
+    x = g.add_mutually_exclusive_group()
+    x.add_argument("--cluster", metavar="local[:N]", default=None,
+                   help="run on a local Dask cluster of N worker processes (default N: sized "
+                        "to this machine) writing a resumable Zarr store")
+    x.add_argument("--scheduler", metavar="ADDRESS", default=None,
+                   help="run on an existing Dask cluster (e.g. tcp://host:8786, or a "
+                        "scheduler file path) writing a resumable Zarr store")
+    g.add_argument("--chunk", type=int, default=None, metavar="N",
+                   help="trajectories per task (default 65536; a resumed store keeps its own)")
+    g.add_argument("--overwrite", action="store_true",
+                   help="replace an existing store made by another configuration")
+
+
+def parse_cluster(spec: str) -> int | None:
+    """'local' -> None (sized to the machine), 'local:N' -> N workers; else ValueError."""
+    if not isinstance(spec, str) or not (spec == "local" or spec.startswith("local:")):
+        raise ValueError(f"--cluster must be 'local' or 'local:N', got {spec!r}")
+    if spec == "local":
+        return None
+    try:
+        n = int(spec.split(":", 1)[1])
+    except ValueError:
+        raise ValueError(f"--cluster: N in 'local:N' must be an integer, got {spec!r}") from None
+    if n < 1:
+        raise ValueError(f"--cluster: N in 'local:N' must be >= 1, got {n}")
+    return n
+
+
+def wants_distributed(args) -> bool:
+    """True when the parsed `narrowflow run` arguments ask for a Dask run."""
+    return getattr(args, "cluster", None) is not None or getattr(args, "scheduler", None) is not None
+
+
+def client_from_args(args):
+    """(client, cluster or None) from --cluster / --scheduler; the caller closes both."""
+    from distributed import Client
+    if getattr(args, "scheduler", None):
+        addr = args.scheduler
+        if os.path.isfile(addr):
+            return Client(scheduler_file=addr), None
+        return Client(addr), None
+    n = parse_cluster(args.cluster)
+    if n is None:
+        cluster = local_cluster()
+    else:
+        from narrowflow.ensemble import default_threads
+        cluster = local_cluster(n, max(1, default_threads() // n))
+    return Client(cluster), cluster
+
+
+def run_cli(args, flow, store, *, theta0=None, initial=None, seed=None, n=None,
+            solver_options=None, progress=True) -> DistributedRun:
+    """`narrowflow run ... --cluster/--scheduler`: solve into `store`, report resumption.
+
+    flow, theta0 / (initial, seed, n) and solver_options come from the resolved config
+    (cli/run.py); args: the parsed arguments with add_cli_arguments' options.
+    """
+    import sys
+    client, cluster = client_from_args(args)
+    try:
+        info = client.scheduler_info()
+        nw = len(info.get("workers", {}))
+        nt = sum(w.get("nthreads", 0) for w in info.get("workers", {}).values())
+        print(f"dask: {nw} workers, {nt} threads at {client.scheduler.address}", file=sys.stderr)
+        run = solve_distributed(flow, theta0, store=store, initial=initial, seed=seed, n=n,
+                                chunk=getattr(args, "chunk", None), client=client,
+                                overwrite=bool(getattr(args, "overwrite", False)),
+                                progress=progress, **(solver_options or {}))
+    except KeyboardInterrupt:
+        print(f"interrupted: finished chunks are kept in {store}; run the same command again "
+              f"to resume", file=sys.stderr)
+        raise
+    finally:
+        client.close()
+        if cluster is not None:
+            cluster.close()
+    print(f"{run.store}: {len(run.computed)} chunks computed, {len(run.skipped)} already "
+          f"complete (of {run.n_chunks}; {run.chunk} trajectories each), {run.elapsed:.3g} s",
+          file=sys.stderr)
+    return run
+
+
+__all__ = ["solve_distributed", "DistributedRun", "InitialStates", "resolve_initial",
+           "run_chunk", "open_store", "load_result", "store_state", "local_cluster",
+           "default_chunk", "add_cli_arguments", "run_cli", "parse_cluster", "wants_distributed",
+           "client_from_args"]
