@@ -203,41 +203,63 @@ def escape_histogram(result, thresholds=None, lp=None, bins: int = 30, figsize=N
 # basin maps
 # ---------------------------------------------------------------------------
 
-def basin_map(bm, ax=None, max_legend: int = 12):
+def _display_classes(lp, max_classes: int = 9):
+    """Colour classes for a map: the largest critical clusters (up to max_classes) each
+    their own colour; unconverged clusters ("not critical") pooled; the remaining small
+    or unanalysed clusters pooled. Returns (class_of_label (K,) int, names, colours)."""
+    K = int(lp.labels.max()) + 1 if lp.labels.size and lp.labels.max() >= 0 else 0
+    cls = np.empty(K, dtype=np.int64)
+    names, colours = [], []
+    palette = cluster_colors(10)
+    own = [cp for cp in lp.clusters if cp.kind != "not critical"][:max_classes]
+    for i, cp in enumerate(own):
+        cls[cp.label] = i
+        th = ", ".join(f"{v:.3g}" for v in cp.theta[:6]) + (", …" if cp.theta.size > 6 else "")
+        names.append(f"#{cp.label} {cp.description}, L={cp.loss:.3g}\n    θ = ({th})")
+        colours.append(palette[i % 10])
+    unconv = [cp.label for cp in lp.clusters if cp.kind == "not critical"]
+    rest = sorted(set(range(K)) - {cp.label for cp in own} - set(unconv))
+    if unconv:
+        cls[unconv] = len(names)
+        names.append(f"not converged (‖∇L‖ > gtol at t1; {len(unconv)} clusters)")
+        colours.append((0.98, 0.85, 0.55, 1.0))
+    if rest:
+        cls[rest] = len(names)
+        names.append(f"other limit clusters ({len(rest)})")
+        colours.append((0.75, 0.75, 0.75, 1.0))
+    return cls, names, colours
+
+
+def basin_map(bm, ax=None, max_classes: int = 9):
     """Image of a BasinMap coloured by limit cluster, with the cluster legend (description,
-    loss, share of the grid); diverged points grey. Returns the Figure."""
-    from matplotlib.colors import ListedColormap, BoundaryNorm
+    loss, share of the grid). The largest critical clusters get their own colours;
+    unconverged and small clusters are pooled; diverged points dark grey. Returns the Figure."""
+    from matplotlib.colors import BoundaryNorm, ListedColormap
     from matplotlib.patches import Patch
     if not isinstance(bm, analysis.BasinMap):
         raise TypeError(f"bm: expected a BasinMap, got {type(bm).__name__}")
-    fig, ax = _figure_axes(ax, figsize=(7.8, 5.6))
-    K = len(bm.limit_points.clusters)
-    nlab = int(bm.labels.max()) + 1 if bm.labels.size and bm.labels.max() >= 0 else 0
-    cols = [_OTHER] + cluster_colors(max(nlab, 1))[:max(nlab, 1)]
+    fig, ax = _figure_axes(ax, figsize=(8.4, 5.4))
+    cls, names, colours = _display_classes(bm.limit_points, max_classes)
+    img = np.where(bm.labels >= 0, cls[np.maximum(bm.labels, 0)] if cls.size else -1, -1)
+    cols = [(0.3, 0.3, 0.3, 1.0)] + colours
     cmap = ListedColormap(cols)
     norm = BoundaryNorm(np.arange(len(cols) + 1) - 1.5, cmap.N)
     dx = (bm.x[-1] - bm.x[0]) / (bm.x.size - 1) / 2
     dy = (bm.y[-1] - bm.y[0]) / (bm.y.size - 1) / 2
-    ax.imshow(bm.labels, origin="lower", cmap=cmap, norm=norm, interpolation="nearest",
+    ax.imshow(img, origin="lower", cmap=cmap, norm=norm, interpolation="nearest",
               extent=(bm.x[0] - dx, bm.x[-1] + dx, bm.y[0] - dy, bm.y[-1] + dy), aspect="auto")
     ax.set_xlabel(f"{bm.names[0]}(0)")
     ax.set_ylabel(f"{bm.names[1]}(0)")
-    total = bm.labels.size
-    handles = []
-    for cp in bm.limit_points.clusters[:max_legend]:
-        share = np.sum(bm.labels == cp.label) / total
-        handles.append(Patch(color=cols[cp.label + 1],
-                             label=f"#{cp.label} {cp.description}, L={cp.loss:.3g} ({100 * share:.1f}%)"))
-    if K > max_legend:
-        handles.append(Patch(color="white", label=f"… {K - max_legend} more clusters"))
-    if np.any(bm.labels < 0):
-        handles.append(Patch(color=_OTHER, label=f"diverged ({100 * np.mean(bm.labels < 0):.1f}%)"))
+    handles = [Patch(facecolor=c, edgecolor="0.4", label=f"{n} ({100 * np.mean(img == i):.1f}%)")
+               for i, (n, c) in enumerate(zip(names, colours))]
+    if np.any(img < 0):
+        handles.append(Patch(facecolor=cols[0], label=f"diverged ({100 * np.mean(img < 0):.1f}%)"))
     ax.legend(handles=handles, fontsize="x-small", loc="upper left", bbox_to_anchor=(1.01, 1.0),
               borderaxespad=0.0)
     fixed = [f"{n}={v:.3g}" for q, (n, v) in enumerate(zip(bm.limit_points.parameter_names, bm.base))
              if q not in bm.params]
-    ax.set_title("basins of attraction" + (f" ({', '.join(fixed)})" if fixed else ""),
-                 fontsize="medium")
+    ax.set_title(f"limit of the flow from each initial state ({bm.x.size}×{bm.y.size})"
+                 + (f"\n{', '.join(fixed)}" if fixed else ""), fontsize="medium")
     return fig
 
 
