@@ -1,0 +1,261 @@
+"""TOML configurations of the main job (`narrowflow run`).
+
+A config has up to six tables; every key is optional and has the default of the built-in
+NF4 preset (DESIGN.md's benchmark problem). Unknown tables or keys and wrong types are
+refused with an error that names the key (e.g. ``solver.rtol``).
+
+    [network]   width, input_dim, output_dim, activation, kappa, bias, weight_decay
+    [data]      preset = "nf4" | x, y (inline arrays, or x = {start, stop, num})
+                | teacher = {width, activation, bias, kappa, theta} with x
+                | file = "data.npy" or "data.csv" (columns: x then y)
+    [initial]   n, seed, distribution ("normal" | "uniform"), mean, std, low, high
+    [solver]    method, t_span, rtol, atol, dt, max_steps, gtol, escape_threshold,
+                divergence_bound, lanes, chunk_size, threads
+    [save]      at = [times] | {start, stop, num, spacing = "linear" | "log"}, states (bool)
+    [output]    dir, format ("zarr" | "netcdf"), figure (bool), success_tol
+"""
+from __future__ import annotations
+
+import copy
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+if sys.version_info >= (3, 11):
+    import tomllib
+else:  # pragma: no cover
+    import tomli as tomllib
+
+_NUM = (int, float)
+_ARR = (list, dict)
+
+# table -> key -> (accepted types, default)
+SCHEMA: dict[str, dict[str, tuple]] = {
+    "network": {
+        "width": ((int,), 2), "input_dim": ((int,), 1), "output_dim": ((int,), 1),
+        "activation": ((str,), "tanh"), "kappa": (_NUM, None), "bias": ((bool,), False),
+        "weight_decay": (_NUM, 0.0),
+    },
+    "data": {
+        "preset": ((str,), None), "x": ((list, dict), None), "y": ((list,), None),
+        "teacher": ((dict,), None), "file": ((str,), None),
+    },
+    "initial": {
+        "n": ((int,), 100_000), "seed": ((int,), 12345),
+        "distribution": ((str,), "normal"), "mean": ((int, float, list), 0.0),
+        "std": ((int, float, list), 1.0), "low": ((int, float, list), -1.0),
+        "high": ((int, float, list), 1.0),
+    },
+    "solver": {
+        "method": ((str,), "dp5"), "t_span": ((list,), [0.0, 100.0]), "rtol": (_NUM, 1e-8),
+        "atol": (_NUM, 1e-10), "dt": (_NUM, None), "max_steps": ((int,), 10**6),
+        "gtol": (_NUM, None), "escape_threshold": (_NUM, 1e-3),
+        "divergence_bound": (_NUM, 1e10), "lanes": ((int,), 16), "chunk_size": ((int,), None),
+        "threads": ((int,), None),
+    },
+    "save": {
+        "at": ((list, dict), {"start": 0.01, "stop": 100.0, "num": 40, "spacing": "log"}),
+        "states": ((bool,), False),
+    },
+    "output": {
+        "dir": ((str,), "narrowflow-out"), "format": ((str,), "zarr"),
+        "figure": ((bool,), True), "success_tol": (_NUM, 1e-5),
+    },
+}
+_TEACHER_KEYS = {"width": (int,), "activation": (str,), "bias": (bool,), "kappa": _NUM,
+                 "theta": (list,)}
+_RANGE_KEYS = {"start": _NUM, "stop": _NUM, "num": (int,), "spacing": (str,)}
+
+
+def _typename(types) -> str:
+    names = {int: "integer", float: "number", str: "string", bool: "true/false",
+             list: "array", dict: "table"}
+    return " or ".join(dict.fromkeys(names[t] for t in types))
+
+
+def _check_type(value, types, key):
+    ok = isinstance(value, types) and not (isinstance(value, bool) and bool not in types)
+    if not ok:
+        raise TypeError(f"config key {key!r} must be a {_typename(types)}, got "
+                        f"{type(value).__name__} {value!r}")
+
+
+def _check_table(table: dict, allowed: dict, where: str):
+    for key, value in table.items():
+        if key not in allowed:
+            raise ValueError(f"unknown config key {where + key!r}; allowed in "
+                             f"[{where.rstrip('.') or 'top level'}]: {', '.join(allowed)}")
+        _check_type(value, allowed[key], where + key)
+
+
+def validate(raw: dict) -> dict:
+    """Check a parsed TOML document against SCHEMA; returns it with defaults filled in."""
+    if not isinstance(raw, dict):
+        raise TypeError("config must be a table")
+    for table, body in raw.items():
+        if table not in SCHEMA:
+            raise ValueError(f"unknown config table [{table}]; allowed: {', '.join(SCHEMA)}")
+        if not isinstance(body, dict):
+            raise TypeError(f"config key {table!r} must be a table ([{table}])")
+        _check_table(body, {k: v[0] for k, v in SCHEMA[table].items()}, f"{table}.")
+    cfg = {t: {k: copy.deepcopy(v[1]) for k, v in keys.items()} for t, keys in SCHEMA.items()}
+    for table, body in raw.items():
+        cfg[table].update(copy.deepcopy(body))
+    data = raw.get("data", {})
+    sources = [k for k in ("preset", "teacher", "file") if k in data]
+    if "y" in data:
+        sources.append("x/y")
+    if len(sources) > 1:
+        raise ValueError(f"config [data] must give one source, got {', '.join(sources)}")
+    if not sources:
+        if "x" in data:
+            raise ValueError("config key 'data.x' needs 'data.y' or 'data.teacher'")
+        cfg["data"]["preset"] = "nf4"
+    if "teacher" in data:
+        _check_table(data["teacher"], _TEACHER_KEYS, "data.teacher.")
+        if "theta" not in data["teacher"]:
+            raise ValueError("config key 'data.teacher.theta' is required for a teacher")
+        if "x" not in data:
+            raise ValueError("config key 'data.x' is required with data.teacher")
+    if isinstance(data.get("x"), dict):
+        _check_range(data["x"], "data.x")
+    if "preset" in data and data["preset"] != "nf4":
+        raise ValueError(f"config key 'data.preset' must be 'nf4', got {data['preset']!r}")
+    at = cfg["save"]["at"]
+    if isinstance(at, dict):
+        _check_range(at, "save.at")
+    t_span = cfg["solver"]["t_span"]
+    if len(t_span) != 2 or not all(isinstance(v, _NUM) and not isinstance(v, bool) for v in t_span):
+        raise TypeError(f"config key 'solver.t_span' must be an array of two numbers, got {t_span!r}")
+    if cfg["output"]["format"] not in ("zarr", "netcdf"):
+        raise ValueError(f"config key 'output.format' must be 'zarr' or 'netcdf', got "
+                         f"{cfg['output']['format']!r}")
+    if cfg["initial"]["n"] < 1:
+        raise ValueError(f"config key 'initial.n' must be >= 1, got {cfg['initial']['n']}")
+    return cfg
+
+
+def _check_range(rng: dict, key: str):
+    _check_table(rng, _RANGE_KEYS, key + ".")
+    for k in ("start", "stop", "num"):
+        if k not in rng:
+            raise ValueError(f"config key {key + '.' + k!r} is required")
+    if rng.get("spacing", "linear") not in ("linear", "log"):
+        raise ValueError(f"config key {key + '.spacing'!r} must be 'linear' or 'log'")
+
+
+def _grid(spec, key: str) -> np.ndarray:
+    if isinstance(spec, list):
+        arr = np.asarray(spec, dtype=float)
+        return arr
+    if spec.get("spacing", "linear") == "log":
+        if not (spec["start"] > 0 and spec["stop"] > 0):
+            raise ValueError(f"config key {key!r}: log spacing needs start, stop > 0")
+        return np.geomspace(spec["start"], spec["stop"], spec["num"])
+    return np.linspace(spec["start"], spec["stop"], spec["num"])
+
+
+@dataclass
+class RunConfig:
+    """A validated config (dict `cfg` in the SCHEMA layout) and where it came from."""
+
+    cfg: dict
+    source: str = "built-in NF4 preset"
+    base_dir: Path = Path(".")
+
+    def network(self):
+        from narrowflow.model import Network
+        n = self.cfg["network"]
+        return Network(width=n["width"], input_dim=n["input_dim"], output_dim=n["output_dim"],
+                       activation=n["activation"], bias=n["bias"], kappa=n["kappa"])
+
+    def dataset(self):
+        from narrowflow.model import Dataset, Network
+        d = self.cfg["data"]
+        net = self.cfg["network"]
+        if d.get("preset") == "nf4":
+            x = np.linspace(-2.0, 2.0, 16)
+            return Dataset(x, np.tanh(1.5 * x) - 0.7 * np.tanh(0.4 * x))
+        if d.get("file"):
+            path = Path(d["file"])
+            if not path.is_absolute():
+                path = self.base_dir / path
+            if not path.exists():
+                raise FileNotFoundError(f"config key 'data.file': {str(path)!r} does not exist")
+            if path.suffix == ".npy":
+                arr = np.load(path)
+            elif path.suffix == ".csv":
+                arr = np.loadtxt(path, delimiter=",", ndmin=2)
+            else:
+                raise ValueError(f"config key 'data.file' must be a .npy or .csv file, got {path.name}")
+            arr = np.asarray(arr, dtype=float)
+            din, dout = net["input_dim"], net["output_dim"]
+            if arr.ndim != 2 or arr.shape[1] != din + dout:
+                raise ValueError(f"config key 'data.file': expected {din + dout} columns "
+                                 f"(x then y), got shape {arr.shape}")
+            return Dataset(arr[:, :din], arr[:, din:])
+        x = _grid(d["x"], "data.x") if isinstance(d["x"], dict) else np.asarray(d["x"], dtype=float)
+        if d.get("teacher") is not None:
+            t = d["teacher"]
+            teacher = Network(width=t.get("width", net["width"]), input_dim=net["input_dim"],
+                              output_dim=net["output_dim"],
+                              activation=t.get("activation", net["activation"]),
+                              bias=t.get("bias", False), kappa=t.get("kappa"))
+            theta = np.asarray(t["theta"], dtype=float)
+            if theta.shape != (teacher.n_params,):
+                raise ValueError(f"config key 'data.teacher.theta' must have {teacher.n_params} "
+                                 f"entries for {teacher!r}, got {theta.size}")
+            return Dataset.from_teacher(teacher, theta, x.reshape(len(x), -1))
+        return Dataset(x, np.asarray(d["y"], dtype=float))
+
+    def flow(self):
+        from narrowflow.model import GradientFlow
+        return GradientFlow(self.network(), self.dataset(),
+                            weight_decay=self.cfg["network"]["weight_decay"])
+
+    def theta0(self, n_params: int, n: int | None = None) -> np.ndarray:
+        from narrowflow import initial
+        i = self.cfg["initial"]
+        return initial.sample(i["n"] if n is None else n, n_params, i["seed"],
+                              distribution=i["distribution"], mean=i["mean"], std=i["std"],
+                              low=i["low"], high=i["high"])
+
+    def save_at(self) -> np.ndarray:
+        at = _grid(self.cfg["save"]["at"], "save.at")
+        t0 = float(self.cfg["solver"]["t_span"][0])
+        if at.size and at[0] > t0:
+            at = np.concatenate([[t0], at])  # the bands start at the initial loss
+        return at
+
+    def solver_kwargs(self) -> dict:
+        s = self.cfg["solver"]
+        kw = dict(method=s["method"], t_span=tuple(float(v) for v in s["t_span"]),
+                  rtol=s["rtol"], atol=s["atol"], dt=s["dt"], max_steps=s["max_steps"],
+                  gtol=s["gtol"], escape_threshold=s["escape_threshold"],
+                  divergence_bound=s["divergence_bound"], lanes=s["lanes"],
+                  chunk_size=s["chunk_size"], threads=s["threads"],
+                  save_states=self.cfg["save"]["states"], seed=self.cfg["initial"]["seed"])
+        at = self.save_at()
+        kw["save_at"] = at if at.size else None
+        return kw
+
+
+def load(path=None) -> RunConfig:
+    """Read and validate a TOML config (None: the built-in NF4 preset)."""
+    if path is None:
+        return RunConfig(validate({}))
+    path = Path(path)
+    if not path.exists():
+        raise FileNotFoundError(f"config file {str(path)!r} does not exist")
+    try:
+        raw = tomllib.loads(path.read_text())
+    except tomllib.TOMLDecodeError as exc:
+        raise ValueError(f"config file {str(path)!r} is not valid TOML: {exc}") from None
+    return RunConfig(validate(raw), source=str(path), base_dir=path.parent)
+
+
+def loads(text: str) -> RunConfig:
+    """Validate a config given as TOML text."""
+    return RunConfig(validate(tomllib.loads(text)), source="<string>")
