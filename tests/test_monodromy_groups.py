@@ -1,0 +1,126 @@
+"""Classification of monodromy groups (narrowflow.monodromy.groups) against Kimura's theorem
+and explicit matrix groups; verdicts must be able to come out either way."""
+from fractions import Fraction as F
+
+import numpy as np
+import pytest
+
+import narrowflow.monodromy as mono
+from narrowflow.monodromy.groups import (CONSISTENT_ABELIAN, INCONCLUSIVE, NON_ABELIAN,
+                                         NON_SOLVABLE, MonodromyGroup, UnverifiedLoopError)
+
+
+def _classify(a, b, c):
+    r0, r1 = mono.hypergeometric_monodromy(a, b, c, results=True)
+    return MonodromyGroup([r0, r1], names=["M0", "M1"]).classify()
+
+
+@pytest.mark.parametrize("name, abc, kind, order", [
+    ("generic real", ("3/10", "9/20", "7/10"), "SL2", None),
+    ("Legendre", ("1/2", "1/2", "1"), "SL2", None),
+    ("reducible a=-1", ("-1", "3/10", "7/10"), "reducible-unipotent", None),
+    ("dihedral finite", ("1/10", "-1/10", "1/2"), "imprimitive-finite", 10),
+    ("tetrahedral", ("1/4", "-1/12", "1/2"), "finite-primitive", 12),
+    ("octahedral", ("5/24", "-1/24", "1/2"), "finite-primitive", 24),
+    ("unipotent", ("1", "1", "2"), "reducible-unipotent", None),
+])
+def test_classifier_agrees_with_kimura(name, abc, kind, order):
+    k = mono.kimura_solvable(*abc)
+    c = _classify(*abc)
+    assert c.kind == kind, str(c)
+    assert c.projective_order == order
+    assert c.identity_component_solvable is k.solvable
+    if k.projective_order is not None:
+        assert c.projective_order == k.projective_order
+    if kind == "SL2":
+        assert c.verdict == NON_SOLVABLE and c.identity_component_abelian is False
+    else:
+        assert c.verdict == CONSISTENT_ABELIAN and c.identity_component_abelian is True
+
+
+def test_legendre_generators_are_parabolic_yet_the_group_is_sl2():
+    r0, r1 = mono.hypergeometric_monodromy("1/2", "1/2", "1", results=True)
+    G = MonodromyGroup([r0, r1])
+    for i in range(2):
+        t = G.trace(i)
+        assert abs(t.value - 2) < 1e-8          # tr = 2 but not the identity
+    assert G.commutator_trace().value.real > 1   # tr[A,B] - 2 far from 0: irreducible
+
+
+def test_dihedral_infinite_and_borel():
+    s = 2 ** 0.5 / 5                             # nu irrational: infinite dihedral group
+    assert mono.kimura_solvable(s, -s, "1/2").case == "dihedral"
+    c = _classify(s, -s, 0.5)
+    assert c.kind == "imprimitive-infinite" and c.verdict == CONSISTENT_ABELIAN
+    # reducible (a = -1) with a complex exponent: eigenvalues off the unit circle, Borel group
+    c = _classify(-1.0, 0.3 + 0.2j, 0.7)
+    assert c.kind == "reducible-borel", str(c)
+    assert c.verdict == NON_ABELIAN and c.identity_component_solvable is True
+
+
+def test_random_rational_parameters_against_kimura():
+    rng = np.random.default_rng(7)
+    dens = [2, 3, 4, 5, 6, 7, 10, 12]
+    agree = decided = 0
+    for _ in range(10):
+        a, b, c = (F(int(rng.integers(-8, 9)), int(rng.choice(dens))) for _ in range(3))
+        if c.denominator == 1 and c <= 0:
+            continue
+        cl = _classify(str(a), str(b), str(c))
+        k = mono.kimura_solvable(a, b, c)
+        if cl.identity_component_solvable is not None:
+            decided += 1
+            agree += cl.identity_component_solvable is k.solvable
+    assert decided >= 7 and agree == decided
+
+
+def test_explicit_groups_quaternion_and_margins():
+    i2 = np.array([[1j, 0], [0, -1j]])
+    j2 = np.array([[0, 1], [-1, 0]], dtype=complex)
+    c = MonodromyGroup([i2, j2]).classify()
+    assert c.kind == "imprimitive-finite" and c.projective_order == 4
+    assert c.verdict == CONSISTENT_ABELIAN
+    # a generic SL2 pair: decided with tiny errors, undecided when the errors are large
+    A = np.array([[2.0, 1.0], [1.0, 1.0]], dtype=complex)
+    B = np.array([[1.0, 0.0], [1.3, 1.0]], dtype=complex)
+    good = MonodromyGroup([A, B], errors=[1e-12, 1e-12]).classify()
+    assert good.kind == "SL2" and good.verdict == NON_SOLVABLE
+    bad = MonodromyGroup([A, B], errors=[1e-2, 1e-2]).classify()
+    assert bad.verdict in (INCONCLUSIVE, CONSISTENT_ABELIAN) or bad.kind == "undecided"
+    assert bad.verdict not in (NON_ABELIAN, NON_SOLVABLE)
+    # commuting matrices
+    D = np.diag([2.0, 0.5]).astype(complex)
+    E = np.diag([3.0, 1 / 3]).astype(complex)
+    assert MonodromyGroup([D, E]).classify().kind == "abelian"
+    assert MonodromyGroup([np.eye(2), -np.eye(2)]).classify().kind == "trivial"
+
+
+def test_unverified_loops_are_refused():
+    sys_ = mono.hypergeometric(0.3, 0.45, 0.7)
+    good = sys_.transport(mono.circle(0.0, 0.5))
+    open_ = sys_.transport(mono.segment(0.5, 0.5 + 0.5j))
+    assert good.verified and not open_.verified
+    G = MonodromyGroup([good, open_])
+    assert G.unverified() == [1]
+    with pytest.raises(UnverifiedLoopError, match="refusing to classify"):
+        G.classify()
+    with pytest.raises(ValueError):              # UnverifiedLoopError is a ValueError
+        G.classify()
+    H = MonodromyGroup.verified_only([good, open_])
+    assert len(H) == 1 and H.classify().kind == "abelian"
+
+
+def test_kimura_exact_cases_and_bad_input():
+    assert mono.kimura_solvable("1/2", "1/2", 1).case == "SL2"
+    assert mono.kimura_solvable(-1, "3/10", "7/10").case == "reducible"
+    assert mono.kimura_solvable("11/60", "-1/60", "1/2").projective_order == 60
+    t = mono.kimura_solvable("1/4", "-1/12", "1/2")
+    assert t.case == "tetrahedral" and t.exponent_differences == (F(1, 2), F(1, 3), F(1, 3))
+    with pytest.raises(TypeError, match="a must be rational"):
+        mono.kimura_solvable(1j, 0, 1)
+    with pytest.raises(ValueError, match="not a rational"):
+        mono.kimura_solvable("x", 0, 1)
+    with pytest.raises(ValueError, match="square"):
+        MonodromyGroup([np.ones((2, 3))])
+    with pytest.raises(ValueError, match="2x2"):
+        MonodromyGroup([np.eye(3), np.eye(3) * 2]).sl2()
