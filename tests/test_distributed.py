@@ -1,0 +1,307 @@
+"""narrowflow.distributed on a real LocalCluster (2 worker processes, 1 thread each) with real
+Zarr stores on disk: bitwise equality with the single-process solver, a worker killed mid-run,
+interrupt and resume, configuration checks, awkward chunkings."""
+from __future__ import annotations
+
+import argparse
+import os
+import signal
+import time
+
+import numpy as np
+import pytest
+
+pytest.importorskip("distributed")
+pytest.importorskip("zarr")
+
+import narrowflow as nf  # noqa: E402
+from narrowflow import distributed as D  # noqa: E402
+from narrowflow import initial, io  # noqa: E402
+from narrowflow.model import nf4_benchmark  # noqa: E402
+
+# NF4 with N = 20,000 in 8 chunks; t_span shortened from (0, 100) to keep the file at a few
+# tens of seconds on 2 cores (the comparison does not depend on the end time).
+N, CHUNK, SEED = 20_000, 2_500, 2024
+OPTS = dict(t_span=(0.0, 30.0), rtol=1e-8, atol=1e-10)
+VARS = ("y_final", "t_final", "status", "nfev", "n_accepted", "n_rejected", "loss_final",
+        "y_saved", "loss_saved", "escape_time")
+
+
+@pytest.fixture(scope="module")
+def client():
+    from distributed import Client, LocalCluster
+    cluster = LocalCluster(n_workers=2, threads_per_worker=1, processes=True,
+                           dashboard_address=None)
+    c = Client(cluster)
+    c.wait_for_workers(2)
+    yield c
+    c.close()
+    cluster.close()
+
+
+@pytest.fixture(scope="module")
+def flow():
+    return nf4_benchmark()
+
+
+@pytest.fixture(scope="module")
+def reference(flow):
+    theta0 = initial.sample(N, flow.n_params, SEED)
+    return nf.solve_ensemble(flow, theta0, threads=2, seed=SEED, **OPTS)
+
+
+def assert_store_equals(store, ref, rows=slice(None)):
+    """Every result variable of the store equals the in-process result bitwise (NaN == NaN)."""
+    ds = io.load(store)
+    checked = 0
+    for name in VARS:
+        want = getattr(ref, name)
+        if want is None:
+            assert name not in ds
+            continue
+        got = ds[name].values[rows]
+        want = want[rows]
+        assert got.dtype == want.dtype, name
+        assert got.shape == want.shape, name
+        # bitwise, NaNs included
+        assert np.array_equal(got.view(np.uint8), want.view(np.uint8)), name
+        checked += 1
+    assert checked >= 7
+    return ds
+
+
+def _wait_idle(client, timeout=30.0):
+    """Until no task is running or queued anywhere on the cluster (cancelled ones finish)."""
+    end = time.monotonic() + timeout
+    while time.monotonic() < end:
+        if not any(client.processing().values()):
+            # a cancelled task keeps running in its thread: give it time to leave the worker
+            busy = client.run(lambda dask_worker: len(dask_worker.state.executing))
+            if not any(busy.values()):
+                return
+        time.sleep(0.1)
+    raise AssertionError("cluster did not become idle")
+
+
+def test_bitwise_equal_to_single_process(client, flow, reference, tmp_path):
+    store = tmp_path / "run.zarr"
+    run = D.solve_distributed(flow, seed=SEED, n=N, store=store, chunk=CHUNK, client=client,
+                              **OPTS)
+    assert run.n_chunks == 8 and sorted(run.computed) == list(range(8)) and not run.skipped
+    # both workers took part
+    assert len({t["pid"] for t in run.tasks}) == 2
+    ds = assert_store_equals(store, reference)
+    assert ds["chunk_complete"].values.all()
+    assert ds.attrs["seed"] == SEED and ds.attrs["chunk_size"] == CHUNK
+    # the store is a result in the schema: the problem can be rebuilt from it
+    f2 = io.flow_from_xarray(ds)
+    th = reference.y_final[3]
+    assert f2.loss(th) == flow.loss(th)
+    assert list(ds["parameter"].values) == ["a1", "w1", "a2", "w2"]
+    # a second identical call is a no-op resume
+    again = D.solve_distributed(flow, seed=SEED, n=N, store=store, chunk=CHUNK, client=client,
+                                **OPTS)
+    assert again.computed == [] and sorted(again.skipped) == list(range(8))
+    res = again.to_result()
+    assert np.array_equal(res.y_final, reference.y_final)
+    assert res.seed == SEED
+
+
+def test_killed_worker_loses_nothing(client, flow, reference, tmp_path):
+    store = tmp_path / "killed.zarr"
+    pids = client.run(os.getpid)           # worker address -> pid
+    killed = {}
+
+    def kill_one(done, total):
+        if killed:
+            return
+        busy = [w for w, keys in client.processing().items() if keys]
+        assert busy, "no worker was running a task"
+        victim = busy[0]
+        killed["pid"] = pids[victim]
+        killed["keys"] = list(client.processing()[victim])
+        os.kill(pids[victim], signal.SIGKILL)
+
+    run = D.solve_distributed(flow, seed=SEED, n=N, store=store, chunk=CHUNK, client=client,
+                              progress=kill_one, **OPTS)
+    assert killed, "the kill never happened"
+    assert run.complete and sorted(run.computed) == list(range(8))
+    # the chunks the dead worker was running were finished by another process
+    lost = {int(k.split("-")[2]) for k in killed["keys"]}
+    assert lost
+    for t in run.tasks:
+        if t["chunk"] in lost:
+            assert t["pid"] != killed["pid"]
+    assert killed["pid"] not in client.run(os.getpid).values()
+    assert_store_equals(store, reference)
+    client.wait_for_workers(2, timeout=60)   # the nanny restarts it for the next tests
+
+
+def test_interrupt_then_resume(client, flow, reference, tmp_path):
+    store = tmp_path / "interrupted.zarr"
+
+    def interrupt(done, total):
+        if done == 3:
+            raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        D.solve_distributed(flow, seed=SEED, n=N, store=store, chunk=CHUNK, client=client,
+                            progress=interrupt, **OPTS)
+    _wait_idle(client)
+    state = D.store_state(store)
+    done = np.flatnonzero(state["complete"])
+    missing = np.flatnonzero(~state["complete"])
+    assert len(done) >= 3 and len(missing) >= 1
+    # finished chunks already hold their final bytes; the others are marked pending
+    ds = D.open_store(store).load()
+    for k in range(8):
+        rows = slice(k * CHUNK, (k + 1) * CHUNK)
+        if state["complete"][k]:
+            assert np.array_equal(ds["y_final"].values[rows], reference.y_final[rows])
+        else:
+            assert np.all(ds["status"].values[rows] == D.STATUS_PENDING)
+    with pytest.raises(ValueError, match="incomplete"):
+        D.load_result(store)
+
+    run = D.solve_distributed(flow, seed=SEED, n=N, store=store, client=client, **OPTS)
+    assert sorted(run.computed) == missing.tolist()          # only the missing chunks
+    assert sorted(run.skipped) == done.tolist()
+    assert sum(t["n"] for t in run.tasks) == len(missing) * CHUNK
+    assert_store_equals(store, reference)
+
+
+def test_other_configuration_refused_and_overwrite(client, flow, tmp_path):
+    store = tmp_path / "cfg.zarr"
+    opts = dict(t_span=(0.0, 5.0))
+    D.solve_distributed(flow, seed=1, n=64, store=store, chunk=16, client=client, **opts)
+    with pytest.raises(ValueError, match=r"different configuration.*initial\.seed.*overwrite"):
+        D.solve_distributed(flow, seed=2, n=64, store=store, chunk=16, client=client, **opts)
+    with pytest.raises(ValueError, match=r"different configuration.*rtol"):
+        D.solve_distributed(flow, seed=1, n=64, store=store, chunk=16, client=client,
+                            rtol=1e-6, **opts)
+    with pytest.raises(ValueError, match=r"chunk: store has 16, this run has 32"):
+        D.solve_distributed(flow, seed=1, n=64, store=store, chunk=32, client=client, **opts)
+    other = nf.GradientFlow(flow.network, nf.Dataset(flow.data.x, 2 * flow.data.y))
+    with pytest.raises(ValueError, match="data_sha256"):
+        D.solve_distributed(other, seed=1, n=64, store=store, chunk=16, client=client, **opts)
+    # the refused calls left the store as it was
+    assert D.store_state(store)["config"]["initial"]["seed"] == 1
+
+    run = D.solve_distributed(flow, seed=2, n=64, store=store, chunk=32, client=client,
+                              overwrite=True, **opts)
+    assert sorted(run.computed) == [0, 1]
+    ref = nf.solve_ensemble(flow, initial.sample(64, 4, 2), threads=1, **opts)
+    assert_store_equals(store, ref)
+    assert D.store_state(store)["config"]["initial"]["seed"] == 2
+
+
+def test_refuses_foreign_paths(client, flow, tmp_path):
+    plain = tmp_path / "notes"
+    plain.mkdir()
+    (plain / "keep.txt").write_text("mine")
+    for overwrite in (False, True):
+        with pytest.raises(FileExistsError, match="not a Zarr store"):
+            D.solve_distributed(flow, seed=1, n=4, store=plain, client=client,
+                                overwrite=overwrite, t_span=(0.0, 1.0))
+    assert (plain / "keep.txt").read_text() == "mine"
+    foreign = tmp_path / "foreign.zarr"
+    io.save(nf.solve_ensemble(flow, initial.sample(3, 4, 1), t_span=(0.0, 1.0), threads=1),
+            foreign)
+    with pytest.raises(ValueError, match="not a narrowflow distributed store"):
+        D.solve_distributed(flow, seed=1, n=4, store=foreign, client=client, t_span=(0.0, 1.0))
+    with pytest.raises(FileExistsError, match="refusing to delete"):
+        D.solve_distributed(flow, seed=1, n=4, store=foreign, client=client, overwrite=True,
+                            t_span=(0.0, 1.0))
+
+
+@pytest.mark.parametrize("n, chunk, n_chunks", [(50, 1000, 1), (103, 25, 5), (1, 8, 1),
+                                                (7, 1, 7)])
+def test_awkward_chunkings(client, flow, tmp_path, n, chunk, n_chunks):
+    opts = dict(t_span=(0.0, 8.0), save_at=[0.0, 2.5, 8.0], escape_threshold=0.05)
+    store = tmp_path / f"n{n}_c{chunk}.zarr"
+    run = D.solve_distributed(flow, seed=11, n=n, store=store, chunk=chunk, client=client,
+                              **opts)
+    assert run.n_chunks == n_chunks and run.chunk == min(chunk, n)
+    assert sum(t["n"] for t in run.tasks) == n
+    ref = nf.solve_ensemble(flow, initial.sample(n, 4, 11), threads=1, **opts)
+    ds = assert_store_equals(store, ref)
+    assert ds.sizes["trajectory"] == n and ds.sizes["time"] == 3
+    assert np.array_equal(ds["time"].values, ref.t_saved)
+
+
+def test_array_initial_states_and_uniform_spec(client, flow, tmp_path):
+    theta0 = np.random.default_rng(3).uniform(-2, 2, size=(37, 4))
+    store = tmp_path / "array.zarr"
+    opts = dict(t_span=(0.0, 6.0), method="dop853")
+    D.solve_distributed(flow, theta0, store=store, chunk=10, client=client, **opts)
+    ref = nf.solve_ensemble(flow, theta0, threads=1, **opts)
+    ds = assert_store_equals(store, ref)
+    assert np.array_equal(ds["theta0"].values, theta0)
+    # a different array is a different configuration
+    with pytest.raises(ValueError, match="initial.sha256"):
+        D.solve_distributed(flow, theta0 + 1e-12, store=store, client=client, **opts)
+
+    spec = {"distribution": "uniform", "low": -1.5, "high": [1.0, 2.0, 1.0, 2.0]}
+    store2 = tmp_path / "uniform.zarr"
+    D.solve_distributed(flow, initial=spec, seed=9, n=30, store=store2, chunk=7,
+                        client=client, **opts)
+    th = initial.sample(30, 4, 9, "uniform", low=-1.5, high=[1.0, 2.0, 1.0, 2.0])
+    assert_store_equals(store2, nf.solve_ensemble(flow, th, threads=1, **opts))
+
+
+def test_bad_input_named(flow, tmp_path):
+    s = tmp_path / "x.zarr"
+    with pytest.raises(ValueError, match="chunk"):
+        D.solve_distributed(flow, seed=1, n=4, store=s, chunk=0)
+    with pytest.raises(ValueError, match="seed"):
+        D.solve_distributed(flow, n=4, store=s)
+    with pytest.raises(ValueError, match="n: required"):
+        D.solve_distributed(flow, seed=1, store=s)
+    with pytest.raises(ValueError, match="theta0"):
+        D.solve_distributed(flow, np.zeros((2, 4)), seed=1, store=s)
+    with pytest.raises(ValueError, match="theta0"):
+        D.solve_distributed(flow, np.full((2, 4), np.nan), store=s)
+    with pytest.raises(TypeError, match="unknown solver options"):
+        D.solve_distributed(flow, seed=1, n=4, store=s, rtoll=1e-3)
+    with pytest.raises(ValueError, match="rtol"):
+        D.solve_distributed(flow, seed=1, n=4, store=s, rtol=-1.0)
+    with pytest.raises(ValueError, match="initial: distribution"):
+        D.solve_distributed(flow, initial="cauchy", seed=1, n=4, store=s)
+    with pytest.raises(ValueError, match="initial: unknown keys"):
+        D.solve_distributed(flow, initial={"distribution": "normal", "low": 0}, seed=1, n=4,
+                            store=s)
+    with pytest.raises(TypeError, match="seed"):
+        D.solve_distributed(flow, seed=1.5, n=4, store=s)
+    with pytest.raises(TypeError, match="progress"):
+        D.solve_distributed(flow, seed=1, n=4, store=s, progress="yes")
+    from narrowflow import ensemble, rhs
+    fns = rhs.compile_network(flow)
+    cs = ensemble.CompiledSystem(fns.flow_address, fns.loss_address, rhs.pack_params(flow), 4)
+    with pytest.raises(TypeError, match="GradientFlow"):
+        D.solve_distributed(cs, seed=1, n=4, store=s)
+    assert not s.exists()      # nothing was created by refused calls
+
+
+def test_cli_helpers(client, flow, tmp_path):
+    parser = argparse.ArgumentParser()
+    D.add_cli_arguments(parser)
+    args = parser.parse_args(["--cluster", "local:2", "--overwrite", "--chunk", "5"])
+    assert D.wants_distributed(args) and args.overwrite and args.chunk == 5
+    assert D.parse_cluster("local:2") == 2 and D.parse_cluster("local") is None
+    for bad in ("slurm", "local:0", "local:x"):
+        with pytest.raises(ValueError, match="--cluster"):
+            D.parse_cluster(bad)
+    with pytest.raises(SystemExit):
+        parser.parse_args(["--cluster", "local", "--scheduler", "tcp://x:1"])
+    assert not D.wants_distributed(parser.parse_args([]))
+
+    # --scheduler ADDRESS: the module's cluster stands in for one started by dask-jobqueue
+    args = parser.parse_args(["--scheduler", client.scheduler.address, "--chunk", "5"])
+    store = tmp_path / "cli.zarr"
+    opts = dict(t_span=(0.0, 4.0))
+    run = D.run_cli(args, flow, store, seed=4, n=12, solver_options=opts, progress=False)
+    assert run.n_chunks == 3 and len(run.computed) == 3
+    ref = nf.solve_ensemble(flow, initial.sample(12, 4, 4), threads=1, **opts)
+    assert_store_equals(store, ref)
+    run = D.run_cli(args, flow, store, seed=4, n=12, solver_options=opts, progress=False)
+    assert run.computed == [] and len(run.skipped) == 3
