@@ -346,3 +346,17 @@ def test_gd_against_flow_first_order_and_instability():
 def test_wilson_interval_covers():
     lo, hi = analysis.wilson_interval(30, 100)
     assert lo < 0.3 < hi and hi - lo == pytest.approx(0.18, abs=0.01)
+
+
+@pytest.mark.slow
+def test_basin_map_1000x1000_chunked():
+    """The full-size grid the issue asks for, in 64k chunks: the known answer holds."""
+    flow, r = double_well(2)
+    bm = analysis.basin_map(flow, np.zeros(4), ("a1", "w1"), ((-2, 2), (-1.5, 2.5)), 1000,
+                            t_span=(0, 150), symmetric=False)
+    A, W = np.meshgrid(bm.x, bm.y)
+    plus = [c.label for c in bm.limit_points.clusters if c.theta[0] > 1][0]
+    minus = [c.label for c in bm.limit_points.clusters if c.theta[0] < -1][0]
+    far = np.abs(A + W) > 0.02
+    assert np.all(bm.labels[far & (A + W > 0)] == plus)
+    assert np.all(bm.labels[far & (A + W < 0)] == minus)

@@ -117,3 +117,18 @@ def test_solver_escape_times_agree_with_saved_losses(stored):
         assert np.all(err <= spacing)
         errs.append(np.max(err))
     assert errs[1] < errs[0] / 10
+
+
+def test_report_writes_only_applicable_figures(tmp_path):
+    # no save_at, no escape threshold: no loss bands, no escape times; clusters still
+    x = np.linspace(-1, 1, 9)
+    flow = model.GradientFlow(model.Network(1, activation="linear"), model.Dataset(x, 2 * x))
+    res = solve_ensemble(flow, np.random.default_rng(3).uniform(-2, 2, (30, 2)), (0, 200))
+    path = io.save(res, tmp_path / "plain.zarr")
+    assert main(["report", str(path), "--out", str(tmp_path / "r")]) == 0
+    assert sorted(p.name for p in (tmp_path / "r").iterdir()) == ["limit_points.png", "summary.md"]
+    md = (tmp_path / "r" / "summary.md").read_text()
+    assert "Escape times" not in md and "Loss over time" not in md
+    # without weight decay a·w = 2 is a line of zero-loss minima: certified global, degenerate
+    assert "global minimum (zero loss), degenerate (1 zero eigenvalue)" in md
+    assert "one manifold of critical points" in md

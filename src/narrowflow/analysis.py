@@ -11,7 +11,11 @@ from dataclasses import dataclass
 
 import numpy as np
 
-__all__ = ["fields", "EnsembleFields", "loss_quantiles"]
+__all__ = ["fields", "EnsembleFields", "loss_quantiles", "Symmetry", "cluster_states",
+           "MorseInfo", "morse_index", "polish_critical_point", "CriticalPoint", "classify",
+           "LimitPoints", "limit_points", "escape_times", "default_thresholds",
+           "escape_time_summary", "BasinMap", "basin_map", "GDComparison", "gd_vs_flow",
+           "wilson_interval"]
 
 DEFAULT_QUANTILES = (5, 25, 50, 75, 95)
 _DIVERGED = 2  # narrowflow.ensemble.Status.DIVERGED (the shared result contract)
@@ -446,7 +450,7 @@ def _describe(cp: CriticalPoint) -> str:
     if cp.kind == "global minimum":
         txt += " (zero loss)" if cp.global_certified else " (lowest found)"
     if m is not None and m.n_zero:
-        txt += f", degenerate ({m.n_zero} zero eigenvalues)"
+        txt += f", degenerate ({m.n_zero} zero eigenvalue{'s' if m.n_zero > 1 else ''})"
     return txt
 
 

@@ -137,6 +137,16 @@ def write_report(result, out_dir, flow=None, tol: float = 1e-3, thresholds=None,
         md.append(f"\n{unconv} trajectories ended away from any critical point (‖∇L‖ above "
                   "1e-6 even after refinement): they had not converged by t1; run longer "
                   "(or with gtol) before reading their clusters.")
+    degen = [cp for cp in lp.clusters if cp.morse is not None and cp.morse.n_zero
+             and cp.kind != "not critical"]
+    if len(degen) > 1:
+        losses = np.array([cp.loss for cp in degen])
+        same = np.abs(losses - losses[0]) <= 1e-8 * max(abs(losses[0]), 1e-300) + 1e-14
+        if np.sum(same) > 1:
+            md.append(f"\n{int(np.sum(same))} degenerate clusters share the loss "
+                      f"{losses[0]:.6g}: probably points of one manifold of critical points "
+                      "(zero Hessian eigenvalues along it), sampled where each trajectory "
+                      "arrived, rather than distinct limits.")
     saddles = [cp for cp in lp.clusters if cp.kind in ("saddle", "degenerate")]
     if saddles:
         md.append(f"\n{sum(cp.size for cp in saddles)} trajectories ended at a saddle or a "
