@@ -40,6 +40,19 @@ __all__ = ["check_integrability", "IntegrabilityReport", "LoopRecord", "plane_se
 CURVES = ("twin", "dead-neuron", "points", "saddle-unstable")
 
 
+def _fmt(z, digits=5) -> str:
+    """A complex number for humans: parts below 1e-9 of the modulus shown as 0."""
+    z = complex(z)
+    m = max(abs(z), 1e-300)
+    re = z.real if abs(z.real) > 1e-9 * m else 0.0
+    im = z.imag if abs(z.imag) > 1e-9 * m else 0.0
+    if im == 0:
+        return f"{re:.{digits}g}"
+    if re == 0:
+        return f"{im:.{digits}g}i"
+    return f"{re:.{digits}g}{im:+.{digits}g}i"
+
+
 @dataclass
 class LoopRecord:
     """One loop of the report: ``name``, ``path`` (in the parameter plane), ``result``
@@ -82,13 +95,13 @@ class IntegrabilityReport:
         return all(r.result.verified for r in self.used_loops)
 
     def __str__(self):
-        th = ", ".join(f"{z.real:.6g}{z.imag:+.3g}i" if z.imag else f"{z.real:.6g}"
-                       for z in self.base_point)
+        th = ", ".join(_fmt(z, 6) for z in self.base_point)
         lines = [f"integral curve: {self.curve} plane, parametrised by {self.parametrization}",
-                 f"base point theta0 = ({th}); {self.parametrization}0 = {self.base_parameter:.6g}"]
+                 f"base point theta0 = ({th}); {self.parametrization}0 = "
+                 f"{_fmt(self.base_parameter, 6)}"]
         if self.singular_points:
             lines.append("singular points (" + self.parametrization + "-plane): "
-                         + ", ".join(f"{z:.6g}" for z in self.singular_points))
+                         + ", ".join(_fmt(z) for z in self.singular_points))
         lines.append(f"loops: {len(self.loops)} tried, {len(self.used_loops)} verified and used")
         for r in self.loops:
             tag = "USED    " if r.used else "EXCLUDED"
@@ -393,9 +406,9 @@ def check_integrability(flow, curve="twin", order=1, *, base=None, parametrizati
                 try:
                     pth = loop_around(b, w0, r, avoid=avoid, turns=turns)
                 except ValueError as exc:
-                    notes.append(f"no loop around {b:.4g}: {exc}")
+                    notes.append(f"no loop around {_fmt(b)}: {exc}")
                     break
-                name = f"{'once' if turns == 1 else 'twice'} around w = {b:.5g}"
+                name = f"{'once' if turns == 1 else 'twice'} around w = {_fmt(b)}"
                 records.append(_record(name, pth, rhs, theta0, q, P, p, rtol, tol_ratio, deform,
                                        max_nfev))
         # once around b1, then once around b2: the sheet changes twice, the curve closes
@@ -411,7 +424,7 @@ def check_integrability(flow, curve="twin", order=1, *, base=None, parametrizati
             for j in range(i + 1, len(singular)):
                 b1, b2 = singular[i], singular[j]
                 if b1 in singles and b2 in singles:
-                    name = f"once around w = {b1:.4g}, then once around w = {b2:.4g}"
+                    name = f"once around w = {_fmt(b1, 4)}, then once around w = {_fmt(b2, 4)}"
                     records.append(_record(name, singles[b1] + singles[b2], rhs, theta0, q, P, p,
                                            rtol, tol_ratio, deform, max_nfev))
         singular = singular + poles

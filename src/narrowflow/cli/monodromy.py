@@ -1,0 +1,137 @@
+"""`narrowflow monodromy [CONFIG] [--order K] [--out DIR]`: the integrability test.
+
+Builds the gradient flow from CONFIG (the keys of ``narrowflow run``; default: the NF4
+preset), runs ``narrowflow.monodromy.check_integrability`` on the chosen integral curve,
+prints the report (curve, loops, verification figures, classification, verdict) and draws
+the loops, the singular points and the base point in the complex parameter plane (PNG).
+
+An optional ``[monodromy]`` table in CONFIG sets the defaults of the options below:
+``curve`` ("twin", "dead-neuron", "saddle-unstable"), ``order``, ``base`` ([a0, w0]),
+``parametrization`` ("w"), ``rtol``.
+"""
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+_KEYS = {"curve": str, "order": int, "base": list, "parametrization": str, "rtol": float}
+
+
+def add_parser(subparsers) -> None:
+    p = subparsers.add_parser(
+        "monodromy", help="test integrability: monodromy of the variational equation",
+        description="Monodromy of the (normal) variational equation along loops of an integral "
+                    "curve in the complex domain, verified loop by loop, and what it says about "
+                    "the Galois group (MATH.md section 5).")
+    p.add_argument("config", nargs="?", default=None, metavar="CONFIG",
+                   help="TOML config (network and data as for `narrowflow run`, optional "
+                        "[monodromy] table); default: the NF4 preset")
+    p.add_argument("--curve", default=None,
+                   choices=("twin", "dead-neuron", "saddle-unstable"),
+                   help="integral curve (default: twin)")
+    p.add_argument("--order", type=int, default=None,
+                   help="order of the variational equation (default 1)")
+    p.add_argument("--base", default=None, metavar="A0,W0",
+                   help="base point on the plane, e.g. 0.8,0.3 (complex allowed: 0.8+0.1j,0.3)")
+    p.add_argument("--rtol", type=float, default=None, help="integration tolerance (1e-12)")
+    p.add_argument("--out", metavar="DIR", default=None,
+                   help="output folder for the figure and the report text (default: "
+                        "narrowflow-monodromy)")
+    p.add_argument("--no-figure", action="store_true", help="do not draw the figure")
+    p.set_defaults(func=run)
+
+
+def _split_config(path):
+    """(RunConfig, monodromy options) from a TOML file; the [monodromy] table is read here."""
+    from narrowflow import config
+    if path is None:
+        return config.load(None), {}
+    path = Path(path)
+    if not path.exists():
+        raise FileNotFoundError(f"config file {str(path)!r} does not exist")
+    import tomllib
+    try:
+        raw = tomllib.loads(path.read_text())
+    except tomllib.TOMLDecodeError as exc:
+        raise ValueError(f"config file {str(path)!r} is not valid TOML: {exc}") from None
+    opts = raw.pop("monodromy", {})
+    if not isinstance(opts, dict):
+        raise TypeError("config key 'monodromy' must be a table ([monodromy])")
+    for k, v in opts.items():
+        if k not in _KEYS:
+            raise ValueError(f"unknown config key 'monodromy.{k}'; allowed: {', '.join(_KEYS)}")
+        if _KEYS[k] is float and isinstance(v, int) and not isinstance(v, bool):
+            v = float(v)
+            opts[k] = v
+        if not isinstance(v, _KEYS[k]) or isinstance(v, bool):
+            raise TypeError(f"config key 'monodromy.{k}' must be {_KEYS[k].__name__}, got {v!r}")
+    rc = config.RunConfig(config.validate(raw), source=str(path), base_dir=path.parent)
+    return rc, opts
+
+
+def _parse_base(text):
+    parts = [p.strip() for p in str(text).split(",")]
+    if len(parts) != 2:
+        raise ValueError(f"--base must be two numbers A0,W0, got {text!r}")
+    try:
+        return tuple(complex(p) for p in parts)
+    except ValueError:
+        raise ValueError(f"--base must be two numbers A0,W0, got {text!r}") from None
+
+
+def draw(report, path) -> None:
+    """Loops (used: solid; excluded: dashed), singular points and base point, as a PNG."""
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    import numpy as np
+    fig, ax = plt.subplots(figsize=(6.4, 5.6))
+    for k, rec in enumerate(getattr(report, "loops", [])):
+        z = rec.path.sample(800)
+        ax.plot(z.real, z.imag, "-" if rec.used else "--", lw=1.3 if rec.used else 0.9,
+                label=("used: " if rec.used else "excluded: ") + rec.name[:48])
+    sp = np.asarray(getattr(report, "singular_points", []), dtype=complex)
+    if sp.size:
+        ax.plot(sp.real, sp.imag, "kx", ms=9, mew=2, label="singular points")
+    b = complex(getattr(report, "base_parameter", 0j))
+    ax.plot([b.real], [b.imag], "o", color="crimson", ms=7, label="base point")
+    par = getattr(report, "parametrization", "w")
+    ax.set_xlabel(f"Re {par}")
+    ax.set_ylabel(f"Im {par}")
+    ax.set_aspect("equal", adjustable="datalim")
+    ax.grid(alpha=0.3)
+    ax.set_title(f"{getattr(report, 'curve', '')}: {getattr(report, 'verdict', '')}", fontsize=9)
+    ax.legend(fontsize=6.5, loc="best")
+    fig.tight_layout()
+    fig.savefig(path, dpi=130)
+    plt.close(fig)
+
+
+def run(args) -> int:
+    from narrowflow.monodromy.network import check_integrability
+    rc, opts = _split_config(args.config)
+    flow = rc.flow()
+    curve = args.curve or opts.get("curve", "twin")
+    order = args.order if args.order is not None else opts.get("order", 1)
+    base = _parse_base(args.base) if args.base else (tuple(opts["base"]) if "base" in opts else None)
+    if base is not None and len(base) != 2 and curve != "saddle-unstable":
+        raise ValueError(f"base must be [a0, w0], got {base!r}")
+    kw = {}
+    if args.rtol is not None or "rtol" in opts:
+        kw["rtol"] = args.rtol if args.rtol is not None else opts["rtol"]
+    if "parametrization" in opts:
+        kw["parametrization"] = opts["parametrization"]
+    print(f"narrowflow monodromy: {flow!r} ({rc.source})", flush=True)
+    report = check_integrability(flow, curve=curve, order=order, base=base, **kw)
+    text = str(report)
+    print(text)
+    out = Path(args.out or "narrowflow-monodromy")
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "monodromy_report.txt").write_text(text + "\n")
+    if not args.no_figure and hasattr(report, "loops"):
+        fig = out / "monodromy_loops.png"
+        draw(report, fig)
+        print(f"figure: {fig}")
+    print(f"report: {out / 'monodromy_report.txt'}")
+    sys.stdout.flush()
+    return 0
