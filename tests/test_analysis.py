@@ -360,3 +360,11 @@ def test_basin_map_1000x1000_chunked():
     far = np.abs(A + W) > 0.02
     assert np.all(bm.labels[far & (A + W > 0)] == plus)
     assert np.all(bm.labels[far & (A + W < 0)] == minus)
+
+
+def test_unique_rows_equals_numpy():
+    K = np.random.default_rng(4).integers(-3, 3, (2000, 3))
+    u, inv = analysis._unique_rows(K)
+    u2, inv2 = np.unique(K, axis=0, return_inverse=True)
+    np.testing.assert_array_equal(u, u2)
+    np.testing.assert_array_equal(inv, inv2.reshape(-1))

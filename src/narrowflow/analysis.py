@@ -301,8 +301,7 @@ def cluster_states(canonical, tol: float):
         return labels
     Y = X[ok]
     h = tol / np.sqrt(Y.shape[1])
-    cells, inv = np.unique(np.floor(Y / h).astype(np.int64), axis=0, return_inverse=True)
-    inv = inv.reshape(-1)
+    cells, inv = _unique_rows(np.floor(Y / h).astype(np.int64))
     U = cells.shape[0]
     counts = np.bincount(inv, minlength=U).astype(float)
     means = np.stack([np.bincount(inv, weights=Y[:, c], minlength=U) for c in range(Y.shape[1])],
@@ -313,6 +312,19 @@ def cluster_states(canonical, tol: float):
     lab = comp[inv]
     labels[ok] = _relabel_by_size(lab)
     return labels
+
+
+def _unique_rows(K: np.ndarray):
+    """(unique rows, inverse) of an int array (N, p), as np.unique(axis=0) but by lexsort
+    (np.unique sorts a structured view, ~6x slower for 10^6 rows)."""
+    order = np.lexsort(K.T[::-1])
+    S = K[order]
+    new = np.empty(S.shape[0], dtype=bool)
+    new[:1] = True
+    new[1:] = np.any(S[1:] != S[:-1], axis=1)
+    inv = np.empty(S.shape[0], dtype=np.int64)
+    inv[order] = np.cumsum(new) - 1
+    return S[new], inv
 
 
 def _relabel_by_size(lab: np.ndarray) -> np.ndarray:
@@ -648,7 +660,8 @@ def limit_points(result=None, flow=None, *, theta=None, loss=None, tol: float = 
     # merge components the canonical form split (ties in the sort / sign choice)
     K = int(labels.max()) + 1 if np.any(labels >= 0) else 0
     if K > 1:
-        reps = np.stack([_medoid(canon[labels == c]) for c in range(min(K, 10 * max_clusters))])
+        groups = _group_indices(labels, min(K, 10 * max_clusters))
+        reps = np.stack([_medoid(canon[g]) for g in groups])
         merged = _merge_symmetric(reps, sym, 3.0 * tol)
         full = np.arange(K)
         full[:merged.size] = merged
@@ -657,15 +670,15 @@ def limit_points(result=None, flow=None, *, theta=None, loss=None, tol: float = 
         K = int(labels.max()) + 1
     loss_arr = None if loss is None else np.asarray(loss, dtype=float)
     clusters = []
-    for c in range(min(K, max_clusters)):
-        members = canon[labels == c]
+    for c, idx in enumerate(_group_indices(labels, min(K, max_clusters))):
+        members = canon[idx]
         rep = _medoid(members)
         spread = float(np.max(np.linalg.norm(members - rep, axis=1)))
         th, polished = (polish_critical_point(flow, rep, max_shift=10 * tol) if polish
                         else (rep, False))
         th, n_dead = sym.canonicalize(th, dead_tol)  # the polish may cross a sign tie
         mi = morse_index(flow, th, eig_rtol=eig_rtol)
-        lm = float(np.nanmedian(loss_arr[labels == c])) if loss_arr is not None else float("nan")
+        lm = float(np.nanmedian(loss_arr[idx])) if loss_arr is not None else float("nan")
         clusters.append(CriticalPoint(
             label=c, size=int(members.shape[0]), fraction=members.shape[0] / N, theta=th,
             loss=float(np.real(flow.loss(th))), grad_norm=mi.grad_norm, loss_median=lm,
@@ -673,6 +686,13 @@ def limit_points(result=None, flow=None, *, theta=None, loss=None, tol: float = 
             polish_shift=float(np.linalg.norm(th - rep)), morse=mi))
     classify(clusters, weight_decay=float(getattr(flow, "weight_decay", 0.0)), gtol=gtol)
     return LimitPoints(labels, canon, clusters, sym, float(tol), flow, list(parameter_names))
+
+
+def _group_indices(labels: np.ndarray, n: int) -> list:
+    """Indices of the members of clusters 0..n-1 (one sort instead of n scans)."""
+    order = np.argsort(labels, kind="stable")
+    bounds = np.searchsorted(labels[order], np.arange(n + 1))
+    return [order[bounds[c]:bounds[c + 1]] for c in range(n)]
 
 
 def _medoid(members: np.ndarray) -> np.ndarray:
