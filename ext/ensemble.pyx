@@ -21,6 +21,7 @@ from libc.stdint cimport int64_t, int8_t, uintptr_t
 from libc.stdlib cimport malloc, free
 from libc.string cimport memcpy, memset
 from libc.math cimport sqrt, fabs, pow, isfinite, NAN
+from posix.time cimport clock_gettime, timespec, CLOCK_MONOTONIC
 from cython.parallel cimport prange
 from rhs_abi cimport rhs_fn, lane_fn
 from nf_openmp cimport NF_HAVE_OPENMP, nf_max_threads
@@ -73,6 +74,7 @@ cdef struct Job:
     double* y_saved
     double* loss_saved
     double* escape_time
+    int profile             # 1: time the right-hand-side calls (clock_gettime around each)
     int64_t next            # the queue: index of the next trajectory to start
 
 # Per-worker state: lane arrays and SoA buffers.
@@ -117,6 +119,7 @@ cdef struct Work:
     int* niter
     int64_t calls
     int64_t used
+    int64_t rhs_ns
 
 
 cdef int work_alloc(Work* w, int64_t n, int64_t L, int nk) noexcept nogil:
@@ -126,6 +129,7 @@ cdef int work_alloc(Work* w, int64_t n, int64_t L, int nk) noexcept nogil:
     w.nL = nL
     w.calls = 0
     w.used = 0
+    w.rhs_ns = 0
     w.Y = <double*> malloc((5 + nk) * nL * sizeof(double))
     w.t = <double*> malloc(18 * L * sizeof(double))
     w.idx = <int64_t*> malloc(6 * L * sizeof(int64_t))
@@ -180,8 +184,20 @@ cdef void work_free(Work* w) noexcept nogil:
     free(w.st)
 
 
+cdef inline int64_t now_ns() noexcept nogil:
+    cdef timespec ts
+    clock_gettime(CLOCK_MONOTONIC, &ts)
+    return ts.tv_sec * 1000000000 + ts.tv_nsec
+
+
 cdef inline void call_f(Job* job, Work* w, const double* y, double* out) noexcept nogil:
-    job.f(w.L, job.t0, y, out, job.params)
+    cdef int64_t t0
+    if job.profile:
+        t0 = now_ns()
+        job.f(w.L, job.t0, y, out, job.params)
+        w.rhs_ns += now_ns() - t0
+    else:
+        job.f(w.L, job.t0, y, out, job.params)
     w.calls += 1
 
 
@@ -487,6 +503,7 @@ cdef int run_worker(Job* job, const Tab* tb, int64_t* stats) noexcept nogil:
     cdef double err, sk, d, fac11, fac, hn, v, tn, facc1, facc2
     cdef double eps = 2.220446049250313e-16
     cdef const double* Kn
+    cdef int64_t t_start = now_ns()
     if work_alloc(&w, n, L, tb.nk) != 0:
         return -1
     nL = w.nL
@@ -672,6 +689,8 @@ cdef int run_worker(Job* job, const Tab* tb, int64_t* stats) noexcept nogil:
         live = refill(job, &w, tb.nk)
     stats[0] = w.calls
     stats[1] = w.used
+    stats[2] = w.rhs_ns
+    stats[3] = now_ns() - t_start
     work_free(&w)
     return 0
 
@@ -718,7 +737,8 @@ def integrate(uintptr_t f_address, uintptr_t loss_address, const double[::1] par
               double[:, ::1] y_final, double[::1] t_final, int8_t[::1] status,
               int64_t[::1] nfev, int64_t[::1] n_accepted, int64_t[::1] n_rejected,
               double[:, :, ::1] y_saved=None, double[:, ::1] loss_saved=None,
-              double[::1] escape_time=None, int64_t lanes=16, int threads=1):
+              double[::1] escape_time=None, int64_t lanes=16, int threads=1,
+              bint profile=False):
     """Integrate the trajectories y0 (N, n) from t0 to t1; fills the output arrays in place.
 
     f_address / loss_address: addresses of cfuncs with the signature of ext/rhs_abi.pxd
@@ -726,7 +746,9 @@ def integrate(uintptr_t f_address, uintptr_t loss_address, const double[::1] par
     h_init > 0 fixes the first step of adaptive methods; dt is the step of fixed-step ones.
     gtol <= 0 disables the convergence test; escape = NaN disables the escape time.
     Save-point arrays are only touched when tsave is non-empty; y_saved=None saves losses only. Arguments are assumed
-    validated by narrowflow.ensemble. Returns (rhs_calls, lane_evaluations_used).
+    validated by narrowflow.ensemble. profile=True times every right-hand-side call.
+    Returns (rhs_calls, lane_evaluations_used, ns inside the right-hand side (profile only),
+    ns inside the workers), summed over workers.
     """
     cdef Tab tb
     cdef Job job
@@ -739,7 +761,7 @@ def integrate(uintptr_t f_address, uintptr_t loss_address, const double[::1] par
     if threads < 1:
         raise ValueError(f"threads must be >= 1, got {threads}")
     if N == 0:
-        return 0, 0
+        return 0, 0, 0, 0
     memset(&job, 0, sizeof(Job))
     job.f = <rhs_fn> f_address
     job.loss = <lane_fn> loss_address
@@ -772,12 +794,13 @@ def integrate(uintptr_t f_address, uintptr_t loss_address, const double[::1] par
         job.loss_saved = &loss_saved[0, 0]
     if job.escape_on:
         job.escape_time = &escape_time[0]
+    job.profile = 1 if profile else 0
     job.next = 0
     # one worker per thread, each pulling trajectories from the shared queue
     nw = threads
     if nw > (N + lanes - 1) // lanes:
         nw = (N + lanes - 1) // lanes
-    st = np.zeros((nw, 2), dtype=np.int64)
+    st = np.zeros((nw, 4), dtype=np.int64)
     errs = np.zeros(nw, dtype=np.intc)
     with nogil:
         for w in prange(nw, schedule='dynamic', chunksize=1, num_threads=threads):
@@ -785,7 +808,7 @@ def integrate(uintptr_t f_address, uintptr_t loss_address, const double[::1] par
     for w in range(nw):
         if errs[w] != 0:
             raise MemoryError("ensemble kernel: could not allocate the lane buffers")
-    return int(np.asarray(st)[:, 0].sum()), int(np.asarray(st)[:, 1].sum())
+    return tuple(int(v) for v in np.asarray(st).sum(axis=0))
 
 
 def eval_lanes(uintptr_t address, const double[::1] params, const double[:, ::1] y,

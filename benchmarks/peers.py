@@ -1,0 +1,396 @@
+"""NF4 side by side: narrowflow's ensemble kernel against peer ODE solvers, at equal error.
+
+    python benchmarks/peers.py                 # ~2-4 minutes on 2 cores
+    python benchmarks/peers.py --quick         # fewer trajectories, one tolerance less
+    python benchmarks/peers.py --out DIR       # where the table (peers.md), raw numbers
+                                               # (peers.json) and the figure go (benchmarks/)
+
+Every solver integrates the same NF4 trajectories (DESIGN.md: x = linspace(-2, 2, 16),
+y = tanh(1.5x) - 0.7 tanh(0.4x), theta0 ~ N(0, 1) from default_rng(12345), t in [0, 100])
+at rtol 1e-6, 1e-8, 1e-10 (atol = rtol / 100; heyoka takes one tol). The error of a run is
+the max-norm distance of its final states to a reference computed by scipy's DOP853 at
+rtol 1e-13, atol 1e-15 (cross-checked against narrowflow's dop853 at the same tolerance), over
+the first `--ref` trajectories. Throughput is trajectories per second of wall time, one thread
+unless marked. "Ratio at equal error" interpolates narrowflow's log(throughput) against
+log(error) at each peer point (no extrapolation). Peers that are not importable are listed
+and skipped: scipy (always), CyRK (nbsolve2_ivp, C++ DOP853, Numba cfunc RHS), heyoka
+(taylor_adaptive_batch, SIMD batch), numbalsoda, diffrax.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import os
+import platform
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+from numba import njit
+
+HERE = Path(__file__).resolve().parent
+SEED = 12345
+T1 = 100.0
+
+
+# --- the problem ------------------------------------------------------------------------------
+
+def nf4_data():
+    x = np.linspace(-2.0, 2.0, 16)
+    return x, np.tanh(1.5 * x) - 0.7 * np.tanh(0.4 * x)
+
+
+def nf4_theta0(n):
+    return np.random.default_rng(SEED).standard_normal((n, 4))
+
+
+@njit(cache=True)
+def nf4_field(theta, data, out):
+    """-grad L of NF4, scalar code with math tanh (what a plain Numba RHS does)."""
+    n = data.shape[0] // 2
+    a1, w1, a2, w2 = theta[0], theta[1], theta[2], theta[3]
+    g0 = g1 = g2 = g3 = 0.0
+    for i in range(n):
+        xi = data[i]
+        s1 = math.tanh(w1 * xi)
+        s2 = math.tanh(w2 * xi)
+        r = a1 * s1 + a2 * s2 - data[n + i]
+        g0 += r * s1
+        g1 += r * a1 * (1.0 - s1 * s1) * xi
+        g2 += r * s2
+        g3 += r * a2 * (1.0 - s2 * s2) * xi
+    out[0] = -g0 / n
+    out[1] = -g1 / n
+    out[2] = -g2 / n
+    out[3] = -g3 / n
+
+
+@njit(cache=True)
+def _scipy_rhs(t, y, data):
+    out = np.empty(4)
+    nf4_field(y, data, out)
+    return out
+
+
+# --- solvers: each returns (y_final (n, 4), mean RHS evaluations per trajectory or None) ------
+
+def solve_narrowflow(method, threads, profile=False):
+    import narrowflow as nf
+    from narrowflow import model
+
+    flow = model.nf4_benchmark()
+
+    def run(y0, rtol):
+        res = nf.solve_ensemble(flow, y0, method=method, rtol=rtol, atol=rtol * 1e-2,
+                                threads=threads, profile=profile)
+        assert np.all(res.status == 0)
+        run.last = res
+        return res.y_final, float(res.nfev.mean())
+    return run
+
+
+def solve_scipy(y0, rtol):
+    from scipy.integrate import solve_ivp
+    x, yd = nf4_data()
+    data = np.concatenate([x, yd])
+    out = np.empty_like(y0)
+    nfev = 0
+    for i, y in enumerate(y0):
+        sol = solve_ivp(_scipy_rhs, (0.0, T1), y, method="DOP853", rtol=rtol, atol=rtol * 1e-2,
+                        args=(data,))
+        out[i] = sol.y[:, -1]
+        nfev += sol.nfev
+    return out, nfev / len(y0)
+
+
+def make_cyrk():
+    import numba as nb
+    from CyRK import nb_diffeq_addr, nbsolve2_ivp
+
+    def diffeq(dy, t, y, args):
+        n = 16
+        a1, w1, a2, w2 = y[0], y[1], y[2], y[3]
+        g0 = g1 = g2 = g3 = 0.0
+        for i in range(n):
+            xi = args[i]
+            s1 = math.tanh(w1 * xi)
+            s2 = math.tanh(w2 * xi)
+            r = a1 * s1 + a2 * s2 - args[n + i]
+            g0 += r * s1
+            g1 += r * a1 * (1.0 - s1 * s1) * xi
+            g2 += r * s2
+            g3 += r * a2 * (1.0 - s2 * s2) * xi
+        dy[0] = -g0 / n
+        dy[1] = -g1 / n
+        dy[2] = -g2 / n
+        dy[3] = -g3 / n
+
+    addr = nb_diffeq_addr(diffeq)
+
+    @nb.njit
+    def loop(y0, rtol, data, out):
+        for i in range(y0.shape[0]):
+            res = nbsolve2_ivp(addr, (0.0, T1), y0[i].copy(), method="DOP853", args=data,
+                               rtol=rtol, atol=rtol * 1e-2)
+            y = res.y
+            for j in range(4):
+                out[i, j] = y[j, y.shape[1] - 1]
+            res.free()
+
+    x, yd = nf4_data()
+    data = np.concatenate([x, yd])
+
+    def run(y0, rtol):
+        out = np.empty_like(y0)
+        loop(np.ascontiguousarray(y0), rtol, data, out)
+        return out, None
+    run(nf4_theta0(2), 1e-6)   # compile
+    return run
+
+
+def make_heyoka():
+    import heyoka as hy
+    x, yd = nf4_data()
+    n = len(x)
+    a1, w1, a2, w2 = hy.make_vars("a1", "w1", "a2", "w2")
+    s1 = [hy.tanh(w1 * float(xi)) for xi in x]
+    s2 = [hy.tanh(w2 * float(xi)) for xi in x]
+    r = [a1 * p + a2 * q - float(yi) for p, q, yi in zip(s1, s2, yd)]
+    c = -1.0 / n
+    rhs = [c * hy.sum([ri * p for ri, p in zip(r, s1)]),
+           c * hy.sum([ri * a1 * (1.0 - p * p) * float(xi) for ri, p, xi in zip(r, s1, x)]),
+           c * hy.sum([ri * q for ri, q in zip(r, s2)]),
+           c * hy.sum([ri * a2 * (1.0 - q * q) * float(xi) for ri, q, xi in zip(r, s2, x)])]
+    B = hy.recommended_simd_size()
+    cache = {}
+
+    def run(y0, rtol):
+        if rtol not in cache:
+            cache[rtol] = hy.taylor_adaptive_batch(list(zip([a1, w1, a2, w2], rhs)),
+                                                   np.zeros((4, B)), tol=rtol)
+        ta = cache[rtol]
+        n_traj = len(y0)
+        pad = (-n_traj) % B
+        y = np.concatenate([y0, np.zeros((pad, 4))])
+        out = np.empty_like(y)
+        for k in range(0, len(y), B):
+            ta.set_time(0.0)
+            ta.state[:] = y[k:k + B].T
+            ta.propagate_until(T1)
+            out[k:k + B] = ta.state.T
+        return out[:n_traj], None
+    run.batch = B
+    return run
+
+
+# --- the benchmark ----------------------------------------------------------------------------
+
+def reference(n_ref):
+    from scipy.integrate import solve_ivp
+    x, yd = nf4_data()
+    data = np.concatenate([x, yd])
+    y0 = nf4_theta0(n_ref)
+    ref = np.empty_like(y0)
+    for i, y in enumerate(y0):
+        ref[i] = solve_ivp(_scipy_rhs, (0.0, T1), y, method="DOP853", rtol=1e-13, atol=1e-15,
+                           args=(data,)).y[:, -1]
+    return ref
+
+
+def measure(run, n, rtol, ref, min_time=1.0, max_n=None):
+    """(throughput traj/s, max error vs ref, RHS evals per trajectory, n used)."""
+    run(nf4_theta0(min(n, 16)), rtol)   # warm up: compilation and caches stay out of the timing
+    y0 = nf4_theta0(n)
+    t = time.perf_counter()
+    y, nfev = run(y0, rtol)
+    el = time.perf_counter() - t
+    # grow the ensemble until the timing is long enough to mean something
+    while el < min_time and (max_n is None or n < max_n):
+        n = min(2 * n, max_n) if max_n else 2 * n
+        y0 = nf4_theta0(n)
+        t = time.perf_counter()
+        y, nfev = run(y0, rtol)
+        el = time.perf_counter() - t
+    err = float(np.abs(y[:len(ref)] - ref).max())
+    return n / el, err, nfev, n
+
+
+def interp_throughput(points, err):
+    """log-log interpolation of throughput at `err` on a curve [(err, thr)], None outside."""
+    pts = sorted((math.log(e), math.log(t)) for e, t in points if e > 0 and t > 0)
+    le = math.log(err)
+    for (e0, t0), (e1, t1) in zip(pts, pts[1:]):
+        if e0 <= le <= e1 and e1 > e0:
+            return math.exp(t0 + (t1 - t0) * (le - e0) / (e1 - e0))
+    return None
+
+
+def machine() -> dict:
+    cpu = platform.processor()
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                cpu = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    try:
+        flags = Path("/proc/cpuinfo").read_text()
+        simd = "avx512f" if "avx512f" in flags else ("avx2" if "avx2" in flags else "sse")
+    except OSError:
+        simd = "?"
+    return dict(cpu=cpu, simd=simd, cores=os.cpu_count(), python=sys.version.split()[0],
+                platform=platform.platform())
+
+
+def main(argv=None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--quick", action="store_true")
+    ap.add_argument("--ref", type=int, default=64, help="trajectories in the error reference")
+    ap.add_argument("--out", default=str(HERE))
+    ap.add_argument("--no-figure", action="store_true")
+    args = ap.parse_args(argv)
+    rtols = (1e-6, 1e-8) if args.quick else (1e-6, 1e-8, 1e-10)
+    # narrowflow also at half decades, so that every peer's error falls inside its curve
+    own_rtols = sorted(set(rtols) | set(10.0 ** np.arange(-5.0, -11.6, -0.5)), reverse=True)
+    if args.quick:
+        own_rtols = sorted(set(rtols) | {1e-5, 1e-7, 1e-9}, reverse=True)
+    n_ref = 32 if args.quick else args.ref
+    min_time = 0.5 if args.quick else 1.5
+    import narrowflow as nf
+    versions = {"narrowflow": nf.__version__}
+    solvers = {}
+    for method in ("dp5", "tsit5", "dop853"):
+        solvers[f"narrowflow {method}"] = (solve_narrowflow(method, 1), 512, None)
+    solvers["narrowflow dop853 (2 threads)"] = (solve_narrowflow("dop853", 2), 512, None)
+    solvers["narrowflow dp5 (2 threads)"] = (solve_narrowflow("dp5", 2), 512, None)
+    import scipy
+    versions["scipy"] = scipy.__version__
+    solvers["scipy DOP853 + Numba RHS"] = (solve_scipy, n_ref, n_ref * 4)
+    skipped = {}
+    for name, make, mod in (("CyRK DOP853 (nbsolve2_ivp)", make_cyrk, "CyRK"),
+                            ("heyoka Taylor batch", make_heyoka, "heyoka")):
+        try:
+            run = make()
+            versions[mod] = __import__(mod).__version__
+            solvers[name] = (run, 128, None)
+        except Exception as exc:  # noqa: BLE001 - a missing or broken peer is reported, not fatal
+            skipped[name] = f"{type(exc).__name__}: {exc}"[:200]
+    for mod in ("numbalsoda", "diffrax"):
+        try:
+            __import__(mod)
+            skipped[mod] = "importable, but no driver written here yet"
+        except Exception as exc:  # noqa: BLE001
+            skipped[mod] = f"not importable ({type(exc).__name__})"
+
+    print(f"reference: scipy DOP853 rtol 1e-13 on {n_ref} trajectories ...", flush=True)
+    ref = reference(n_ref)
+    own = solve_narrowflow("dop853", 1)(nf4_theta0(n_ref), 1e-13)[0]
+    ref_check = float(np.abs(own - ref).max())
+    print(f"  narrowflow dop853 at rtol 1e-13 differs from it by {ref_check:.2e}")
+
+    rows = []
+    for name, (run, n0, max_n) in solvers.items():
+        for rtol in (own_rtols if name.startswith("narrowflow") else rtols):
+            n0_eff = max(n0, n_ref)
+            thr, err, nfev, n = measure(run, n0_eff, rtol, ref, min_time, max_n)
+            row = dict(solver=name, rtol=rtol, throughput=thr, error=err, nfev=nfev, n=n)
+            if name.startswith("narrowflow") and hasattr(run, "last"):
+                row["lane_occupancy"] = run.last.lane_occupancy
+            rows.append(row)
+            print(f"  {name:34s} rtol {rtol:.0e}: {thr:9.0f} traj/s  err {err:.2e}  "
+                  f"nfev {nfev if nfev is None else round(nfev)}  (n={n})", flush=True)
+
+    # fraction of narrowflow's time spent inside the right-hand side (timed call by call in
+    # a separate profiled run: the timers cost a few per cent, kept out of the throughputs)
+    for row in rows:
+        if row["solver"].startswith("narrowflow") and row["rtol"] in rtols:
+            method = row["solver"].split()[1]
+            threads = 2 if "2 threads" in row["solver"] else 1
+            prof = solve_narrowflow(method, threads, profile=True)
+            prof(nf4_theta0(min(row["n"], 2048)), row["rtol"])
+            row["rhs_share"] = prof.last.rhs_fraction
+
+    peers = [r for r in rows if not r["solver"].startswith("narrowflow")]
+    ours = {}
+    for r in rows:
+        if r["solver"].startswith("narrowflow"):
+            ours.setdefault(r["solver"], []).append((r["error"], r["throughput"]))
+    ratios = []
+    for p in peers:
+        for label, pick in (("1 thread", lambda k: "threads" not in k),
+                            ("2 threads", lambda k: "2 threads" in k)):
+            best, best_name = None, None
+            for name, pts in ours.items():
+                if pick(name):
+                    t = interp_throughput(pts, p["error"])
+                    if t is not None and (best is None or t > best):
+                        best, best_name = t, name
+            ratios.append(dict(ours=best_name or f"narrowflow ({label})", peer=p["solver"],
+                               rtol=p["rtol"], error=p["error"],
+                               ratio=None if best is None else best / p["throughput"]))
+
+    md = render([r for r in rows if r["rtol"] in rtols], ratios, skipped, versions, ref_check,
+                n_ref)
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "peers.md").write_text(md)
+    (out / "peers.json").write_text(json.dumps(dict(rows=rows, ratios=ratios, skipped=skipped,
+                                                    versions=versions, machine=machine(),
+                                                    reference_check=ref_check), indent=1))
+    print()
+    print(md)
+    if not args.no_figure:
+        figure(rows, out / "work_precision.png")
+        print(f"figure: {out / 'work_precision.png'}")
+    return 0
+
+
+def render(rows, ratios, skipped, versions, ref_check, n_ref) -> str:
+    m = machine()
+    lines = [f"Machine: {m['cpu']} ({m['simd']}), {m['cores']} cores, Python {m['python']}; "
+             + ", ".join(f"{k} {v}" for k, v in versions.items()),
+             f"Reference: scipy DOP853 rtol 1e-13 atol 1e-15 on {n_ref} trajectories "
+             f"(narrowflow dop853 at 1e-13 agrees to {ref_check:.1e}).", "",
+             "| solver | rtol | traj/s | max error | RHS evals/traj | time outside RHS |",
+             "|---|---|---|---|---|---|"]
+    for r in rows:
+        nfev = "n/a" if r["nfev"] is None else f"{r['nfev']:.0f}"
+        share = f"{1 - r['rhs_share']:.0%}" if "rhs_share" in r else ""
+        lines.append(f"| {r['solver']} | {r['rtol']:.0e} | {r['throughput']:.0f} | "
+                     f"{r['error']:.2e} | {nfev} | {share} |")
+    lines += ["", "Throughput ratio of the fastest narrowflow method / peer at the peer's error "
+              "(log-log interpolation of narrowflow's curve; n/a: outside its measured range). "
+              "Peers run on one thread:", "",
+              "| narrowflow | peer | peer rtol | peer error | ratio |", "|---|---|---|---|---|"]
+    for r in ratios:
+        val = "n/a" if r["ratio"] is None else f"{r['ratio']:.2f}"
+        lines.append(f"| {r['ours']} | {r['peer']} | {r['rtol']:.0e} | {r['error']:.2e} | {val} |")
+    if skipped:
+        lines += ["", "Skipped peers: " + "; ".join(f"{k}: {v}" for k, v in skipped.items())]
+    return "\n".join(lines) + "\n"
+
+
+def figure(rows, path):
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
+    fig = Figure(figsize=(7.0, 4.6), layout="constrained")
+    FigureCanvasAgg(fig)
+    ax = fig.add_subplot(1, 1, 1)
+    names = list(dict.fromkeys(r["solver"] for r in rows))
+    for i, name in enumerate(names):
+        pts = sorted((r["error"], r["throughput"]) for r in rows if r["solver"] == name)
+        style = "-o" if name.startswith("narrowflow") else "--s"
+        ax.loglog([p[0] for p in pts], [p[1] for p in pts], style, label=name, color=f"C{i}")
+    ax.set_xlabel("max error of final states vs DOP853 reference")
+    ax.set_ylabel("trajectories per second")
+    ax.set_title("NF4 work-precision (rtol 1e-6, 1e-8, 1e-10)")
+    ax.grid(True, which="both", alpha=0.3)
+    ax.legend(fontsize="x-small")
+    fig.savefig(path, dpi=110)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
