@@ -504,13 +504,16 @@ class LimitPoints:
     """Final states of an ensemble clustered modulo symmetry, each cluster classified.
 
     labels (N,) int64: cluster of each trajectory, -1 for diverged / non-finite states;
-    canonical (N, p); clusters: list of CriticalPoint, largest first; symmetry; tol;
+    canonical (N, p); theta (N, p): the final states as given; clusters: list of
+    CriticalPoint, largest first (the first max_clusters); symmetry; tol; gtol;
     n_excluded: trajectories with label -1; parameter_names.
     """
 
     def __init__(self, labels, canonical, clusters, symmetry, tol, flow, parameter_names=None,
-                 assign_tol=None):
+                 assign_tol=None, theta=None, gtol=1e-6):
         self.labels = labels
+        self.theta = theta
+        self.gtol = gtol
         self.canonical = canonical
         self.clusters = clusters
         self.symmetry = symmetry
@@ -573,13 +576,36 @@ class LimitPoints:
                              spread=cp.spread, theta=[float(v) for v in cp.theta]))
         return rows
 
-    def to_markdown(self, max_rows: int = 20) -> str:
-        """The cluster table as Markdown (largest clusters first)."""
+    def pooled(self) -> dict:
+        """Trajectories without an identified limit: {"not_converged": (trajectories,
+        clusters) whose representative is not a critical point, "not_analysed":
+        (trajectories, clusters) beyond max_clusters, "diverged": trajectories}."""
+        nc = [cp for cp in self.clusters if cp.kind == "not critical"]
+        K = int(self.labels.max()) + 1 if np.any(self.labels >= 0) else 0
+        rest = np.nonzero(self.labels >= len(self.clusters))[0]
+        out = {"not_converged": (sum(cp.size for cp in nc), len(nc)),
+               "not_analysed": (int(rest.size), K - len(self.clusters)),
+               "diverged": self.n_excluded, "not_analysed_moving": None}
+        if rest.size and self.flow is not None and self.theta is not None:
+            # a random sample tells how many of the unanalysed states are still moving
+            pick = np.random.default_rng(0).choice(rest, min(rest.size, 200), replace=False)
+            g = np.array([np.linalg.norm(self.flow.grad(self.theta[i])) for i in pick])
+            k = int(np.sum(g > self.gtol))
+            out["not_analysed_moving"] = (k, pick.size, wilson_interval(k, pick.size))
+        return out
+
+    def to_markdown(self, max_rows: int = 20, pool_unconverged: bool = True) -> str:
+        """The cluster table as Markdown, largest clusters first; with pool_unconverged,
+        clusters whose representative is not a critical point are summarised in one line
+        (they are states still moving, not limits)."""
         names = self.parameter_names
         head = ("| # | trajectories | type | loss | ‖∇L‖ | λ_min | λ_max | dead | θ (canonical) |\n"
                 "|---|---|---|---|---|---|---|---|---|\n")
+        rows = self.table()
+        if pool_unconverged:
+            rows = [r for r in rows if r["kind"] != "not critical"]
         lines = []
-        for r in self.table()[:max_rows]:
+        for r in rows[:max_rows]:
             th = ", ".join(f"{n}={v:.4g}" for n, v in zip(names, r["theta"])) if names else \
                 ", ".join(f"{v:.4g}" for v in r["theta"])
             lmin = "—" if r["lambda_min"] is None else f"{r['lambda_min']:.3g}"
@@ -587,8 +613,31 @@ class LimitPoints:
             lines.append(f"| {r['label']} | {r['size']} ({100 * r['fraction']:.1f}%) | "
                          f"{r['description']} | {r['loss']:.6g} | {r['grad_norm']:.2e} | "
                          f"{lmin} | {lmax} | {r['n_dead']} | {th} |")
-        more = len(self.clusters) - max_rows
-        tail = f"\n\n({more} smaller clusters not shown)" if more > 0 else ""
+        N = max(self.labels.size, 1)
+        notes = []
+        if len(rows) > max_rows:
+            notes.append(f"{len(rows) - max_rows} smaller clusters not shown")
+        pool = self.pooled()
+        if pool_unconverged and pool["not_converged"][0]:
+            nc = [cp for cp in self.clusters if cp.kind == "not critical"]
+            g = np.array([cp.grad_norm for cp in nc])
+            L = np.array([cp.loss for cp in nc])
+            n, k = pool["not_converged"]
+            lines.append(f"| — | {n} ({100 * n / N:.1f}%) | not converged: {k} clusters away "
+                         f"from critical points | {L.min():.3g} – {L.max():.3g} | "
+                         f"{np.median(g):.1e} (median) | | | | |")
+        if pool["not_analysed"][0]:
+            n, k = pool["not_analysed"]
+            what = f"{k} small clusters, not analysed"
+            if pool["not_analysed_moving"] is not None:
+                km, nm, ci = pool["not_analysed_moving"]
+                what += (f"; in a sample of {nm}, {km} still moving (‖∇L‖ > {self.gtol:g}; "
+                         f"95% CI {100 * ci[0]:.0f}–{100 * ci[1]:.0f}%)")
+            lines.append(f"| — | {n} ({100 * n / N:.1f}%) | {what} | | | | | | |")
+        if pool["diverged"]:
+            lines.append(f"| — | {pool['diverged']} ({100 * pool['diverged'] / N:.1f}%) | "
+                         "diverged | | | | | | |")
+        tail = "".join(f"\n\n({t})" for t in notes)
         return head + "\n".join(lines) + tail
 
 
@@ -685,7 +734,8 @@ def limit_points(result=None, flow=None, *, theta=None, loss=None, tol: float = 
             spread=spread, n_dead=int(n_dead), polished=bool(polished),
             polish_shift=float(np.linalg.norm(th - rep)), morse=mi))
     classify(clusters, weight_decay=float(getattr(flow, "weight_decay", 0.0)), gtol=gtol)
-    return LimitPoints(labels, canon, clusters, sym, float(tol), flow, list(parameter_names))
+    return LimitPoints(labels, canon, clusters, sym, float(tol), flow, list(parameter_names),
+                       theta=X, gtol=gtol)
 
 
 def _group_indices(labels: np.ndarray, n: int) -> list:

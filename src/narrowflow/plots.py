@@ -94,43 +94,53 @@ def _cluster_name(cp) -> str:
 # ---------------------------------------------------------------------------
 
 def limit_points(lp, max_clusters: int = 12, figsize=(10.0, 4.6)):
-    """Limit clusters: their sizes (left) and Hessian spectra with the zero tolerance
-    (right). lp: LimitPoints (``narrowflow.analysis.limit_points``). Returns the Figure."""
+    """Limit clusters: their sizes (left; states that are not at a critical point, small
+    unanalysed clusters and diverged runs pooled into grey bars) and the Hessian spectra of
+    the critical ones with the zero tolerance (right). lp: LimitPoints
+    (``narrowflow.analysis.limit_points``). Returns the Figure."""
     from matplotlib.figure import Figure
     from matplotlib.patches import Patch
     if not isinstance(lp, analysis.LimitPoints):
         raise TypeError(f"lp: expected a LimitPoints, got {type(lp).__name__}")
     fig = Figure(figsize=figsize, dpi=100, layout="constrained")
     ax1, ax2 = fig.subplots(1, 2, width_ratios=(1.0, 1.2))
-    cps = lp.clusters[:max_clusters]
+    crit = [cp for cp in lp.clusters if cp.kind != "not critical"]
+    cps = crit[:max_clusters]
     colors = cluster_colors(max(len(lp.clusters), 1))
-    ypos = np.arange(len(cps))[::-1]
-    sizes = [cp.size for cp in cps]
-    ax1.barh(ypos, sizes, color=[colors[cp.label] for cp in cps])
-    for yv, cp in zip(ypos, cps):
-        ax1.text(0, yv, f"  #{cp.label} {cp.description}", va="center", ha="left",
-                 fontsize="x-small")
-    extra = []
-    if lp.n_excluded:
-        extra.append(f"{lp.n_excluded} diverged")
-    if len(lp.clusters) > max_clusters:
-        extra.append(f"{len(lp.clusters) - max_clusters} smaller clusters not shown")
-    ax1.set_yticks(ypos, [f"L={cp.loss:.3g}" for cp in cps], fontsize="x-small")
+    bars = [(f"#{cp.label} {cp.description}", f"L={cp.loss:.3g}", cp.size, colors[cp.label])
+            for cp in cps]
+    pool = lp.pooled()
+    hidden = sum(cp.size for cp in crit[max_clusters:])
+    if hidden:
+        bars.append((f"{len(crit) - max_clusters} smaller critical clusters", "", hidden, _OTHER))
+    if pool["not_converged"][0]:
+        bars.append((f"not converged ({pool['not_converged'][1]} clusters)", "",
+                     pool["not_converged"][0], (0.98, 0.85, 0.55, 1.0)))
+    if pool["not_analysed"][0]:
+        bars.append((f"{pool['not_analysed'][1]} small clusters, not analysed", "",
+                     pool["not_analysed"][0], (0.8, 0.8, 0.8, 1.0)))
+    if pool["diverged"]:
+        bars.append(("diverged", "", pool["diverged"], (0.3, 0.3, 0.3, 1.0)))
+    ypos = np.arange(len(bars))[::-1]
+    ax1.barh(ypos, [b[2] for b in bars], color=[b[3] for b in bars])
+    for yv, b in zip(ypos, bars):
+        ax1.text(0, yv, f"  {b[0]}", va="center", ha="left", fontsize="x-small")
+    ax1.set_yticks(ypos, [b[1] for b in bars], fontsize="x-small")
     ax1.set_xlabel("trajectories")
-    ax1.set_title(f"{lp.labels.size} trajectories, {len(lp.clusters)} limit clusters"
-                  + (f"\n({'; '.join(extra)})" if extra else ""), fontsize="medium")
+    ax1.set_title(f"{lp.labels.size} trajectories: limits modulo symmetry", fontsize="medium")
     tol_max = 0.0
     for xi, cp in enumerate(cps):
-        if cp.morse is None:
-            continue
         lam = cp.morse.eigenvalues
         col = np.where(lam < -cp.morse.tol, "C3", np.where(lam > cp.morse.tol, "C0", "k"))
         ax2.scatter(np.full(lam.size, xi), lam, c=list(col), s=22, zorder=3)
         ax2.plot([xi - 0.3, xi + 0.3], [cp.morse.tol] * 2, color="0.5", lw=0.8)
         ax2.plot([xi - 0.3, xi + 0.3], [-cp.morse.tol] * 2, color="0.5", lw=0.8)
         tol_max = max(tol_max, cp.morse.tol)
+    if not cps:
+        ax2.text(0.5, 0.5, "no trajectory reached a critical point", ha="center",
+                 va="center", transform=ax2.transAxes)
     ax2.axhline(0.0, color="0.3", lw=0.6)
-    finite = [abs(v) for cp in cps if cp.morse is not None for v in cp.morse.eigenvalues if v != 0]
+    finite = [abs(v) for cp in cps for v in cp.morse.eigenvalues if v != 0]
     lin = max(min(finite) if finite else 1e-8, tol_max, 1e-14)
     ax2.set_yscale("symlog", linthresh=lin)
     ax2.set_xticks(range(len(cps)), [f"#{cp.label}" for cp in cps], fontsize="small")

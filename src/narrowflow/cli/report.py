@@ -128,15 +128,21 @@ def write_report(result, out_dir, flow=None, tol: float = 1e-3, thresholds=None,
     md.append(lp.to_markdown())
     kinds = {}
     for cp in lp.clusters:
-        kinds[cp.kind] = kinds.get(cp.kind, 0) + cp.size
+        if cp.kind != "not critical":
+            kinds[cp.kind] = kinds.get(cp.kind, 0) + cp.size
     if kinds:
         md.append("\nTrajectories by type of limit: " +
                   ", ".join(f"{k} {v} ({100 * v / N:.1f}%)" for k, v in kinds.items()) + ".")
-    unconv = sum(cp.size for cp in lp.clusters if cp.kind == "not critical")
+    pool = lp.pooled()
+    unconv = pool["not_converged"][0]
+    if pool["not_analysed_moving"] is not None:
+        km, nm, _ = pool["not_analysed_moving"]
+        unconv += int(round(pool["not_analysed"][0] * km / nm))
     if unconv:
-        md.append(f"\n{unconv} trajectories ended away from any critical point (‖∇L‖ above "
-                  "1e-6 even after refinement): they had not converged by t1; run longer "
-                  "(or with gtol) before reading their clusters.")
+        md.append(f"\n{'About ' if pool['not_analysed_moving'] else ''}{unconv} trajectories "
+                  f"ended away from any critical point (‖∇L‖ > {lp.gtol:g} even after "
+                  "refinement): they had not converged by t1; run longer (or with gtol) "
+                  "before reading their limits.")
     degen = [cp for cp in lp.clusters if cp.morse is not None and cp.morse.n_zero
              and cp.kind != "not critical"]
     if len(degen) > 1:
