@@ -368,3 +368,42 @@ def test_unique_rows_equals_numpy():
     u2, inv2 = np.unique(K, axis=0, return_inverse=True)
     np.testing.assert_array_equal(u, u2)
     np.testing.assert_array_equal(inv, inv2.reshape(-1))
+
+
+def test_ensemble_converging_to_a_saddle_is_reported(nf4, single_fit):
+    """Trajectories started on the dead-neuron plane stay there (σ(0) = 0) and converge to
+    the best one-neuron fit, a saddle of index 1 of the two-neuron loss."""
+    from narrowflow import solve_ensemble
+    rng = np.random.default_rng(7)
+    th0 = np.zeros((12, 4))
+    th0[:, 0] = rng.uniform(0.3, 1.5, 12) * rng.choice([-1, 1], 12)
+    th0[:, 1] = np.sign(th0[:, 0]) * rng.uniform(0.5, 3.0, 12)
+    th0[6:] = th0[6:][:, [2, 3, 0, 1]]  # the other neuron alive in half of them
+    res = solve_ensemble(nf4, th0, (0, 40000), gtol=1e-10)
+    lp = analysis.limit_points(res)
+    assert len(lp) == 1
+    cp = lp.clusters[0]
+    np.testing.assert_allclose(cp.theta, [*np.abs(single_fit), 0, 0], atol=1e-6)
+    assert cp.kind == "saddle" and cp.morse.index == 1 and cp.n_dead == 1
+    # the same ensemble, a generic start: nothing is called a saddle that is not one
+    res2 = solve_ensemble(nf4, th0 + 0.3, (0, 100))
+    lp2 = analysis.limit_points(res2)
+    assert all(c.kind != "saddle" for c in lp2.clusters)
+
+
+def test_pooled_unconverged_and_unanalysed(nf4, single_fit):
+    a, w = single_fit
+    rng = np.random.default_rng(11)
+    sym = analysis.Symmetry.of(nf4)
+    states = np.concatenate([np.repeat(sym.orbit(TEACHER), 3, axis=0),
+                             np.repeat([[a, w, 0, 0]], 5, axis=0),
+                             rng.normal(size=(30, 4)) * 2])
+    lp = analysis.limit_points(flow=nf4, theta=states, max_clusters=4)
+    pool = lp.pooled()
+    assert [c.kind for c in lp.clusters[:2]] == ["global minimum", "saddle"]
+    assert pool["not_converged"] == (2, 2)
+    assert pool["not_analysed"] == (28, 28)
+    k, n, ci = pool["not_analysed_moving"]
+    assert k == n == 28 and ci[0] > 0.85
+    md = lp.to_markdown()
+    assert "not converged: 2 clusters" in md and "28 small clusters, not analysed" in md
