@@ -132,3 +132,22 @@ def test_report_writes_only_applicable_figures(tmp_path):
     # without weight decay a·w = 2 is a line of zero-loss minima: certified global, degenerate
     assert "global minimum (zero loss), degenerate (1 zero eigenvalue)" in md
     assert "one manifold of critical points" in md
+
+
+def test_run_then_report_as_in_the_readme(tmp_path, capsys):
+    """`narrowflow run -n N --out DIR` then `narrowflow report DIR/results.zarr`: the report
+    lands next to the results and holds every applicable figure."""
+    out = tmp_path / "narrowflow-out"
+    if main(["run", "-n", "300", "--out", str(out)]) != 0:
+        pytest.fail(capsys.readouterr().err)
+    stores = sorted(out.glob("results.*"))
+    assert stores, list(out.iterdir())
+    capsys.readouterr()
+    assert main(["report", str(stores[0])]) == 0
+    rep = report_cli.default_out_dir(stores[0])
+    assert rep.parent == out
+    for name in ("loss_bands.png", "limit_points.png", "summary.md"):
+        assert (rep / name).exists()
+    _png_ok(rep / "loss_bands.png")
+    _png_ok(rep / "limit_points.png")
+    assert "300 trajectories" in (rep / "summary.md").read_text()

@@ -599,7 +599,8 @@ class LimitPoints:
         clusters whose representative is not a critical point are summarised in one line
         (they are states still moving, not limits)."""
         names = self.parameter_names
-        head = ("| # | trajectories | type | loss | ‖∇L‖ | λ_min | λ_max | dead | θ (canonical) |\n"
+        th_name = "θ (canonical)" if self.symmetry.group_order > 1 else "θ"
+        head = (f"| # | trajectories | type | loss | ‖∇L‖ | λ_min | λ_max | dead | {th_name} |\n"
                 "|---|---|---|---|---|---|---|---|---|\n")
         rows = self.table()
         if pool_unconverged:
