@@ -87,7 +87,8 @@ def test_symmetry_of_flow_and_attrs(nf4):
     assert (s.width, s.block_size, s.odd, s.zero_at_zero, s.group_order) == (2, 2, True, True, 8)
     s2 = analysis.Symmetry.of(model.GradientFlow(model.Network(3, activation="softplus", bias=True),
                                                  model.Dataset(np.arange(3.0), np.arange(3.0))))
-    assert (s2.odd, s2.zero_at_zero, s2.n_tail, s2.block_size, s2.group_order) == (False, False, 1, 3, 6)
+    assert (s2.odd, s2.zero_at_zero, s2.n_tail, s2.block_size, s2.group_order) == \
+        (False, False, 1, 3, 6)
     ds = xr.Dataset(attrs=dict(width=2, input_dim=1, output_dim=1, activation="tanh", bias=0))
     assert analysis.Symmetry.of(ds) == s
     assert analysis.Symmetry.of(nf4, symmetric=False).group_order == 1
@@ -338,7 +339,8 @@ def test_gd_against_flow_first_order_and_instability():
     np.testing.assert_allclose(med[0] / med[1], 0.5, rtol=0.03)
     np.testing.assert_array_equal(cmp.changed[:3], 0.0)
     assert cmp.changed[3] == 1.0 and cmp.changed_ci[3, 0] > 0.8
-    assert np.all(cmp.changed_ci[:, 0] <= cmp.changed) and np.all(cmp.changed <= cmp.changed_ci[:, 1])
+    assert np.all(cmp.changed_ci[:, 0] <= cmp.changed)
+    assert np.all(cmp.changed <= cmp.changed_ci[:, 1])
     with pytest.raises(ValueError, match="learning_rates"):
         analysis.gd_vs_flow(flow, th0, [0.1, -1.0])
 

@@ -76,7 +76,8 @@ def fields(result) -> EnsembleFields:
         def var(name, dtype=float):
             return _arr(ds[name].values, dtype) if name in ds else None
 
-        t_saved = _arr(ds["time"].values) if "time" in ds.coords and ds.sizes.get("time", 0) else None
+        has_time = "time" in ds.coords and ds.sizes.get("time", 0) > 0
+        t_saved = _arr(ds["time"].values) if has_time else None
         names = [str(s) for s in ds["parameter"].values] if "parameter" in ds.coords else None
         thr = ds.attrs.get("escape_threshold", None)
         thr = None if thr is None or (isinstance(thr, float) and np.isnan(thr)) else float(thr)
@@ -132,7 +133,8 @@ def loss_quantiles(result, quantiles=DEFAULT_QUANTILES):
         raise ValueError("result: no saved losses (run the ensemble with save_at=...)")
     loss = np.asarray(f.loss_saved, dtype=float)
     if loss.ndim != 2 or loss.shape[1] != f.t_saved.shape[0]:
-        raise ValueError(f"result: loss_saved has shape {loss.shape}, expected (N, {f.t_saved.size})")
+        raise ValueError(f"result: loss_saved has shape {loss.shape}, "
+                         f"expected (N, {f.t_saved.size})")
     n_valid = np.sum(~np.isnan(loss), axis=0)
     values = np.full((q.size, loss.shape[1]), np.nan)
     ok = n_valid > 0  # all-NaN columns stay NaN without a RuntimeWarning
@@ -263,7 +265,8 @@ class Symmetry:
                              f"enumerated only up to {_MAX_GROUP}")
         m, B = self.width, self.block_size
         blocks = th[:m * B].reshape(m, B)
-        perms = np.array(list(itertools.permutations(range(m)))) if self.permute else np.arange(m)[None]
+        perms = (np.array(list(itertools.permutations(range(m)))) if self.permute
+                 else np.arange(m)[None])
         signs = (np.array(list(itertools.product((1.0, -1.0), repeat=m))) if self.odd
                  else np.ones((1, m)))
         img = blocks[perms][:, None, :, :] * signs[None, :, :, None]   # (P, S, m, B)
@@ -600,7 +603,8 @@ class LimitPoints:
         (they are states still moving, not limits)."""
         names = self.parameter_names
         th_name = "θ (canonical)" if self.symmetry.group_order > 1 else "θ"
-        head = (f"| # | trajectories | type | loss | ‖∇L‖ | λ_min | λ_max | dead | {th_name} |\n"
+        head = (f"| # | trajectories | type | loss | ‖∇L‖ | λ_min | λ_max | dead | "
+                f"{th_name} |\n"
                 "|---|---|---|---|---|---|---|---|---|\n")
         rows = self.table()
         if pool_unconverged:

@@ -266,8 +266,8 @@ def basin_map(bm, ax=None, max_classes: int = 9):
         handles.append(Patch(facecolor=cols[0], label=f"diverged ({100 * np.mean(img < 0):.1f}%)"))
     ax.legend(handles=handles, fontsize="x-small", loc="upper left", bbox_to_anchor=(1.01, 1.0),
               borderaxespad=0.0)
-    fixed = [f"{n}={v:.3g}" for q, (n, v) in enumerate(zip(bm.limit_points.parameter_names, bm.base))
-             if q not in bm.params]
+    names = bm.limit_points.parameter_names
+    fixed = [f"{n}={v:.3g}" for q, (n, v) in enumerate(zip(names, bm.base)) if q not in bm.params]
     ax.set_title(f"limit of the flow from each initial state ({bm.x.size}×{bm.y.size})"
                  + (f"\n{', '.join(fixed)}" if fixed else ""), fontsize="medium")
     return fig
