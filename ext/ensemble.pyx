@@ -101,6 +101,7 @@ cdef struct Work:
     double* ga
     double* gb
     double* rth
+    double* facpow   # facold ** beta (cached: one pow per step instead of two)
     int64_t* idx
     int64_t* steps
     int64_t* nf
@@ -158,6 +159,7 @@ cdef int work_alloc(Work* w, int64_t n, int64_t L, int nk) noexcept nogil:
     w.ga = w.t + 12 * L
     w.gb = w.t + 13 * L
     w.rth = w.t + 14 * L
+    w.facpow = w.t + 15 * L
     w.steps = w.idx + L
     w.nf = w.idx + 2 * L
     w.na = w.idx + 3 * L
@@ -258,11 +260,11 @@ cdef inline double lane_norm2(Work* w, const double* v, int64_t l) noexcept nogi
     return sqrt(s)
 
 
-cdef void load_lane(Job* job, Work* w, int nk, int64_t l) noexcept nogil:
+cdef void load_lane(Job* job, const Tab* tb, Work* w, int64_t l) noexcept nogil:
     """Start the next trajectory of the queue in lane l, or pad the lane with zeros."""
     cdef int64_t i, j, L = w.L, nL = w.nL, n = w.n
     cdef int64_t k = nf_fetch_add(&job.next, 1)
-    for j in range(nk):
+    for j in range(tb.nk):
         for i in range(n):
             w.K[j * nL + i * L + l] = 0.0
     w.h[l] = 0.0
@@ -276,6 +278,7 @@ cdef void load_lane(Job* job, Work* w, int nk, int64_t l) noexcept nogil:
     w.last[l] = 0
     w.escaped[l] = 0
     w.facold[l] = 1e-4
+    w.facpow[l] = pow(1e-4, tb.beta)
     w.lossprev[l] = 0.0
     if k < job.N:
         w.idx[l] = k
@@ -304,14 +307,14 @@ cdef void finish_lane(Job* job, Work* w, int64_t l) noexcept nogil:
     w.used += w.nf[l]
 
 
-cdef int refill(Job* job, Work* w, int nk) noexcept nogil:
+cdef int refill(Job* job, const Tab* tb, Work* w) noexcept nogil:
     """Write out finished lanes and refill them; returns the number of live lanes."""
     cdef int64_t l
     cdef int live = 0
     for l in range(w.L):
         if w.idx[l] >= 0 and w.st[l] != ST_RUNNING:
             finish_lane(job, w, l)
-            load_lane(job, w, nk, l)
+            load_lane(job, tb, w, l)
         if w.idx[l] >= 0:
             live += 1
     return live
@@ -510,8 +513,8 @@ cdef int run_worker(Job* job, const Tab* tb, int64_t* stats) noexcept nogil:
     facc1 = 1.0 / tb.fac1
     facc2 = 1.0 / tb.fac2
     for l in range(L):
-        load_lane(job, &w, tb.nk, l)
-    live = refill(job, &w, tb.nk)
+        load_lane(job, tb, &w, l)
+    live = refill(job, tb, &w)
     while live > 0:
         anyinit = 0
         for l in range(L):
@@ -519,7 +522,7 @@ cdef int run_worker(Job* job, const Tab* tb, int64_t* stats) noexcept nogil:
                 anyinit = 1
         if anyinit:
             init_round(job, tb, &w)
-            live = refill(job, &w, tb.nk)
+            live = refill(job, tb, &w)
             continue
         # --- the step: end time and step size per lane
         for l in range(L):
@@ -588,7 +591,7 @@ cdef int run_worker(Job* job, const Tab* tb, int64_t* stats) noexcept nogil:
                     continue
                 # Hairer's PI step-size controller
                 fac11 = pow(err, tb.expo1)
-                fac = fac11 / pow(w.facold[l], tb.beta)
+                fac = fac11 / w.facpow[l]
                 fac = fac / tb.safe
                 if fac > facc1:
                     fac = facc1
@@ -597,6 +600,8 @@ cdef int run_worker(Job* job, const Tab* tb, int64_t* stats) noexcept nogil:
                 if err <= 1.0:
                     w.acc[l] = 1
                     w.facold[l] = err if err > 1e-4 else 1e-4
+                    if tb.beta != 0.0:
+                        w.facpow[l] = pow(w.facold[l], tb.beta)
                     hn = w.h[l] / fac
                     if w.rej[l] and hn > w.h[l]:
                         hn = w.h[l]
@@ -686,7 +691,7 @@ cdef int run_worker(Job* job, const Tab* tb, int64_t* stats) noexcept nogil:
                     continue
             if w.steps[l] >= job.max_steps:
                 w.st[l] = ST_MAX_STEPS
-        live = refill(job, &w, tb.nk)
+        live = refill(job, tb, &w)
     stats[0] = w.calls
     stats[1] = w.used
     stats[2] = w.rhs_ns

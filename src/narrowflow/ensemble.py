@@ -437,7 +437,10 @@ def solve_ensemble(flow, theta0, t_span=(0.0, 100.0), save_at=None, method="dp5"
     threads = default_threads() if threads is None else _int(threads, "threads")
     N = y0.shape[0]
     if chunk_size is None:
+        # big chunks (each ends with its lanes draining); smaller with a progress bar
         chunk_size = max(65536, problem.lanes * threads * 64)
+        if progress:
+            chunk_size = max(problem.lanes * threads * 32, min(chunk_size, -(-N // 50)))
     else:
         chunk_size = _int(chunk_size, "chunk_size")
     limit = default_memory_limit() if memory_limit is None else _int(memory_limit, "memory_limit")
