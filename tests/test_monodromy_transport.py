@@ -36,6 +36,7 @@ def test_hypergeometric_local_invariants(hyp):
         assert r.liouville_residual < 1e-9
         assert 0 < r.error < 1e-8                 # two tolerances differ, but little
         assert r.deformation_change < 1e-9
+        assert r.inverse_residual < 1e-10           # the loop backwards gives M^-1
     # the error estimate is honest: it bounds the true error of the trace
     assert abs(np.trace(M0) - inv["tr_M0"]) <= 10 * r0.error
 
@@ -50,6 +51,16 @@ def test_hypergeometric_reversal_and_composition(hyp):
     assert np.max(np.abs(both.matrix - r1.matrix @ r0.matrix)) < 1e-9
     twice = sys_.transport(circle(0.0, 0.5, 0.0, turns=2))
     assert np.max(np.abs(twice.matrix - r0.matrix @ r0.matrix)) < 1e-9
+
+
+def test_results_behave_as_matrices():
+    M0, M1 = mono.hypergeometric_monodromy(*ABC)          # DESIGN.md usage
+    assert M0.shape == (2, 2) and abs(np.trace(M0) - np.trace(M0.matrix)) == 0
+    assert np.allclose(M1 @ M0, M1.matrix @ M0.matrix) and M0[0, 1] == M0.matrix[0, 1]
+    plain = mono.hypergeometric_monodromy(*ABC, results=False)
+    assert isinstance(plain[0], np.ndarray) and np.allclose(plain[0], M0.matrix)
+    one = mono.hypergeometric(*ABC).transport([0.5, 0.5 + 0.2j])   # one polyline
+    assert not isinstance(one, list) and not one.closed
 
 
 def test_against_scipy_dop853_on_an_open_path():

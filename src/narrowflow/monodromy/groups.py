@@ -441,7 +441,7 @@ class MonodromyGroup:
         comm = self.commutator_norm(0, 1)
         ctr = self.commutator_trace(0, 1)
         tAB = self.product_trace(0, 1)
-        stats += [tAB, comm, ctr]
+        stats += [tAB, comm, self.projective_commutator_norm(0, 1), ctr]
         commute = comm.decide_zero(margin, cap)
         reducible = ctr.decide_zero(margin, cap)
         # unipotent: every element of the (triangular) group has trace 2cos(2 pi k/q):

@@ -32,8 +32,8 @@ from numba import njit
 
 from .groups import INCONCLUSIVE, MonodromyGroup
 from .paths import Path, as_path, loop_around, polyline
-from .transport import (STATUS_OK, TransportResult, _closure, _maxabs, _make_result,
-                        integrate_path, transport_field)
+from .transport import (STATUS_OK, TransportResult, _closure, _make_result, _maxabs,
+                        integrate_path, inverse_residual)
 
 __all__ = ["check_integrability", "IntegrabilityReport", "LoopRecord", "plane_setup"]
 
@@ -286,8 +286,15 @@ def _transport_plane(rhs, theta0, q, path, P, p, rtol, tol_ratio, deform, max_nf
             alts["deformed"] = Md
         if not dok:
             note += "; matrix changes under deformation of the loop"
-    return _make_result(path, M2, err, ye2, defects, closed, note, dchange, dok, w2, nfev,
-                        time.perf_counter() - t0, status, (rtol, rtol * tol_ratio), alts)
+    inv = None
+    if status == STATUS_OK and closed:
+        _, Mr, _, nfr, str_ = run(path.reversed(), rtol)
+        nfev += nfr
+        inv = inverse_residual(M2, Mr) if str_ == STATUS_OK else float("inf")
+    res = _make_result(path, M2, err, ye2, defects, closed, note, dchange, dok, w2, nfev,
+                       time.perf_counter() - t0, status, (rtol, rtol * tol_ratio), alts)
+    res.inverse_residual = inv
+    return res
 
 
 def _record(name, pth, rhs, theta0, q, P, p, rtol, tol_ratio, deform, max_nfev):

@@ -109,12 +109,13 @@ def hypergeometric_loops(base=0.5):
     return circle(0.0, base, 0.0), circle(1.0, 1.0 - base, math.pi)
 
 
-def hypergeometric_monodromy(a, b, c, base=0.5, *, rtol=1e-12, results=False, **kw):
+def hypergeometric_monodromy(a, b, c, base=0.5, *, rtol=1e-12, results=True, **kw):
     """Local monodromies M0, M1 of the hypergeometric equation at base point ``base``.
 
     Loops: the counter-clockwise circles |z| = base and |z - 1| = 1 - base (through ``base``;
-    with base = 1/2: |z| = 1/2 and |z-1| = 1/2). Returns two complex (2, 2) matrices, or two
-    TransportResult objects (with error estimates and checks) when ``results=True``.
+    with base = 1/2: |z| = 1/2 and |z-1| = 1/2). Returns two TransportResult objects (with
+    error estimates and checks; they behave as 2x2 arrays: ``np.asarray(M0)``, ``M1 @ M0``,
+    ``M0[0, 1]``), or two plain complex (2, 2) arrays with ``results=False``.
     """
     sys_ = hypergeometric(a, b, c)
     l0, l1 = hypergeometric_loops(base)

@@ -401,6 +401,8 @@ class TransportResult:
     deformation_ok: bool or None.
     trace_integral: complex, ∮ tr A along the path.
     liouville_residual: |det M - exp(∮ tr A)| / |exp(∮ tr A)|.
+    inverse_residual: max|M_back M - I| / (max|M_back| max|M|) with M_back from the loop
+        travelled backwards (closed loops; None when not checked).
     nfev: total right-hand side evaluations (all runs); seconds: wall time of all runs.
     status: "ok" or why integration stopped.
     """
@@ -424,6 +426,8 @@ class TransportResult:
     # other estimates of the same matrix: {"coarse": at rtol*tol_ratio, "deformed": along the
     # deformed loop}; statistics computed from them give realistic error bars (groups.py)
     alternates: dict = dc_field(default_factory=dict)
+    # max |M_back M - I| / (|M_back| |M|) for the loop travelled backwards (None: not checked)
+    inverse_residual: float | None = None
 
     @property
     def verified(self) -> bool:
@@ -436,7 +440,10 @@ class TransportResult:
         return (f"{'verified' if self.verified else 'NOT verified'}: {self.closure_note}; "
                 f"closure defect {d[0]:.1e} -> {d[1]:.1e}; error {self.error:.1e} "
                 f"(rel {self.rel_error:.1e}); deformation change {dd}; "
-                f"Liouville residual {self.liouville_residual:.1e}; nfev {self.nfev}; "
+                f"Liouville residual {self.liouville_residual:.1e}; "
+                + (f"backwards {self.inverse_residual:.1e}; " if self.inverse_residual is not None
+                   else "")
+                + f"nfev {self.nfev}; "
                 f"{self.seconds * 1e3:.1f} ms")
 
     # A short alias used by reports
@@ -451,6 +458,17 @@ class TransportResult:
 
     def __array__(self, dtype=None, copy=None):
         return np.array(self.matrix, dtype=dtype)
+
+    @property
+    def shape(self):
+        return self.matrix.shape
+
+    @property
+    def dtype(self):
+        return self.matrix.dtype
+
+    def __getitem__(self, idx):
+        return self.matrix[idx]
 
     def __matmul__(self, other):
         return self.matrix @ np.asarray(other)
@@ -483,6 +501,12 @@ def _closure(d_coarse: float, d_fine: float, rtol_fine: float, tol_ratio: float,
     return False, "defect does not shrink with tolerance: not closed"
 
 
+def inverse_residual(M, M_back) -> float:
+    """max |M_back M - I| / (max|M_back| max|M|): the loop travelled backwards must give M^-1."""
+    M = np.asarray(M)
+    return float(_maxabs(M_back @ M - np.eye(M.shape[0])) / max(_maxabs(M_back) * _maxabs(M), 1e-300))
+
+
 def _maxabs(a) -> float:
     return float(np.max(np.abs(a))) if np.size(a) else 0.0
 
@@ -496,16 +520,18 @@ def _run_linear(rhs, n, path, data, rtol, max_nfev, compiled):
 
 
 def transport_linear(A, n, paths, data=None, *, rtol=1e-12, tol_ratio=100.0, deform=0.02,
-                     max_nfev=DEFAULT_MAX_NFEV):
+                     max_nfev=DEFAULT_MAX_NFEV, check_inverse=True):
     """Fundamental matrices of ``Y' = A(z, data) Y`` along paths, Y(start) = I.
 
     A: ``(z complex, data complex128 (q,)) -> complex128 (n, n)``, Numba njit for speed.
     paths: one path or a list (Path, or a sequence of complex vertices).
     deform: relative size of the deformation check (0 or None: skip).
+    check_inverse: also travel closed loops backwards (``inverse_residual``).
     Returns a TransportResult (one path) or a list of them. A path that does not close in
     the z-plane gives ``closed=False`` (its matrix is a connection, not a monodromy).
     """
-    single = isinstance(paths, Path) or (not isinstance(paths, (list, tuple)))
+    single = isinstance(paths, Path) or not isinstance(paths, (list, tuple)) or (
+        len(paths) > 0 and all(isinstance(v, (int, float, complex, np.number)) for v in paths))
     plist = [as_path(paths)] if single else [as_path(p) for p in paths]
     n = _check_n(n)
     rhs = linear_rhs(A, n)
@@ -530,10 +556,16 @@ def transport_linear(A, n, paths, data=None, *, rtol=1e-12, tol_ratio=100.0, def
             if std == STATUS_OK:
                 alts["deformed"] = Md
         closed = p.is_closed
+        inv = None
+        if check_inverse and status == STATUS_OK and closed:
+            Mr, _, nfr, str_ = _run_linear(rhs, n, p.reversed(), data, rtol, max_nfev, compiled)
+            nfev += nfr
+            inv = inverse_residual(M2, Mr) if str_ == STATUS_OK else float("inf")
         note = "closed path in the z-plane" if closed else "open path: a connection matrix"
-        out.append(_make_result(p, M2, err, None, (0.0, 0.0), closed, note, dchange, dok,
-                                w2, nfev, time.perf_counter() - t0, status, (rtol, rtol * tol_ratio),
-                                alts))
+        r = _make_result(p, M2, err, None, (0.0, 0.0), closed, note, dchange, dok,
+                         w2, nfev, time.perf_counter() - t0, status, (rtol, rtol * tol_ratio), alts)
+        r.inverse_residual = inv
+        out.append(r)
     return out[0] if single else out
 
 
@@ -570,7 +602,7 @@ def _run_field(rhs, n, y0, path, rtol, max_nfev, compiled, data=None):
 
 
 def transport_field(field, jacobian, y0, path, *, rtol=1e-12, tol_ratio=100.0, deform=0.02,
-                    max_nfev=DEFAULT_MAX_NFEV, closure_floor=100.0, data=None):
+                    max_nfev=DEFAULT_MAX_NFEV, closure_floor=100.0, data=None, check_inverse=True):
     """Transport ``y' = f(y)`` and its VE ``Phi' = J(y) Phi`` jointly along one complex-time path.
 
     field(y) -> (n,), jacobian(y) -> (n, n): complex, Numba njit (compiled) or plain Python.
@@ -609,8 +641,14 @@ def transport_field(field, jacobian, y0, path, *, rtol=1e-12, tol_ratio=100.0, d
             alts["deformed"] = Md
         if not dok:
             note += "; matrix changes under deformation of the loop"
+    inv = None
+    if check_inverse and status == STATUS_OK and closed:
+        _, Mr, _, nfr, str_ = _run_field(rhs, n, y0, p.reversed(), rtol, max_nfev, compiled, data)
+        nfev += nfr
+        inv = inverse_residual(M2, Mr) if str_ == STATUS_OK else float("inf")
     res = _make_result(p, M2, err, ye2, defects, closed, note, dchange, dok, w2, nfev,
                        time.perf_counter() - t0, status, (rtol, rtol * tol_ratio), alts)
+    res.inverse_residual = inv
     return res
 
 
@@ -627,7 +665,7 @@ def _check_y0(y0) -> np.ndarray:
 
 
 def variational_monodromy(field, jacobian, y0, paths, *, rtol=1e-12, tol_ratio=100.0,
-                          deform=0.02, max_nfev=DEFAULT_MAX_NFEV, data=None):
+                          deform=0.02, max_nfev=DEFAULT_MAX_NFEV, data=None, check_inverse=True):
     """Monodromy of the variational equation of ``y' = field(y)`` along each path.
 
     field(y) -> dy/dt (n,), jacobian(y) -> (n, n): complex, autonomous; Numba njit
@@ -651,4 +689,5 @@ def variational_monodromy(field, jacobian, y0, paths, *, rtol=1e-12, tol_ratio=1
     if not callable(jacobian):
         raise TypeError("jacobian must be callable")
     return [transport_field(field, jacobian, y0, p, rtol=rtol, tol_ratio=tol_ratio, deform=deform,
-                            max_nfev=max_nfev, data=data) for p in paths]
+                            max_nfev=max_nfev, data=data, check_inverse=check_inverse)
+            for p in paths]
