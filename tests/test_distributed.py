@@ -282,7 +282,7 @@ def test_bad_input_named(flow, tmp_path):
     assert not s.exists()      # nothing was created by refused calls
 
 
-def test_cli_helpers(client, flow, tmp_path):
+def test_cli_helpers(client, flow, tmp_path, capsys):
     parser = argparse.ArgumentParser()
     D.add_cli_arguments(parser)
     args = parser.parse_args(["--cluster", "local:2", "--overwrite", "--chunk", "5"])
@@ -294,14 +294,102 @@ def test_cli_helpers(client, flow, tmp_path):
     with pytest.raises(SystemExit):
         parser.parse_args(["--cluster", "local", "--scheduler", "tcp://x:1"])
     assert not D.wants_distributed(parser.parse_args([]))
+    # next to `narrowflow run`'s own --overwrite/--progress: no clash
+    run_parser = argparse.ArgumentParser()
+    run_parser.add_argument("--overwrite", action="store_true")
+    run_parser.add_argument("--progress", action="store_true")
+    D.add_cli_arguments(run_parser)
+    assert run_parser.parse_args(["--scheduler", "tcp://h:1", "--overwrite"]).overwrite
 
+
+def test_run_cli_with_scheduler_and_resume(client, tmp_path, capsys):
+    from narrowflow import config
+    from narrowflow.cli import run as cli_run
+    rc = config.loads("""
+[initial]
+n = 12
+seed = 4
+distribution = "uniform"
+low = -2.0
+high = 2.0
+[solver]
+t_span = [0.0, 4.0]
+chunk_size = 5
+[save]
+at = [0.0, 1.0, 4.0]
+[output]
+figure = false
+""")
     # --scheduler ADDRESS: the module's cluster stands in for one started by dask-jobqueue
-    args = parser.parse_args(["--scheduler", client.scheduler.address, "--chunk", "5"])
-    store = tmp_path / "cli.zarr"
-    opts = dict(t_span=(0.0, 4.0))
-    run = D.run_cli(args, flow, store, seed=4, n=12, solver_options=opts, progress=False)
-    assert run.n_chunks == 3 and len(run.computed) == 3
-    ref = nf.solve_ensemble(flow, initial.sample(12, 4, 4), threads=1, **opts)
+    args = argparse.Namespace(scheduler=client.scheduler.address, cluster=None, chunk=None,
+                              out=str(tmp_path / "out"), overwrite=False, no_figure=True,
+                              progress=False)
+    assert D.run_cli(args, rc) == 0
+    text = capsys.readouterr().out
+    assert "3 chunks computed now, 0 were already complete" in text
+    store = tmp_path / "out" / "results.zarr"
+    flow = rc.flow()
+    kw = {k: v for k, v in rc.solver_kwargs().items() if k not in ("chunk_size",)}
+    ref = nf.solve_ensemble(flow, rc.theta0(flow.n_params), **kw)
     assert_store_equals(store, ref)
-    run = D.run_cli(args, flow, store, seed=4, n=12, solver_options=opts, progress=False)
-    assert run.computed == [] and len(run.skipped) == 3
+    assert (tmp_path / "out" / "summary.txt").read_text().startswith(
+        cli_run.summarize(rc, ref).splitlines()[0])
+    assert D.run_cli(args, rc) == 0
+    assert "0 chunks computed now, 3 were already complete" in capsys.readouterr().out
+    rc.cfg["solver"]["rtol"] = 1e-6
+    with pytest.raises(ValueError, match="solver|rtol"):
+        D.run_cli(args, rc)
+    args.overwrite = True
+    assert D.run_cli(args, rc) == 0
+    assert D.store_state(store)["config"]["rtol"] == 1e-6
+    rc.cfg["output"]["format"] = "netcdf"
+    with pytest.raises(ValueError, match="Zarr"):
+        D.run_cli(args, rc)
+
+
+SIGINT_SCRIPT = """
+import os, sys
+from narrowflow import distributed as D
+from narrowflow.model import nf4_benchmark
+
+def progress(done, total):
+    print("done", done, flush=True)
+
+if __name__ == "__main__":
+    try:
+        D.solve_distributed(nf4_benchmark(), seed=%d, n=%d, store=sys.argv[1], chunk=%d,
+                            progress=progress, t_span=%r, rtol=1e-8, atol=1e-10)
+    except KeyboardInterrupt:
+        print("interrupted", flush=True)
+        sys.exit(130)
+    print("finished", flush=True)
+"""
+
+
+def test_ctrl_c_with_own_cluster_then_resume(client, flow, reference, tmp_path):
+    """A real SIGINT to a client that started its own LocalCluster (client=None)."""
+    import subprocess
+    import sys
+    script = tmp_path / "run.py"
+    script.write_text(SIGINT_SCRIPT % (SEED, N, CHUNK, OPTS["t_span"]))
+    store = tmp_path / "ctrlc.zarr"
+    log = tmp_path / "stderr.txt"
+    with open(log, "w") as err:
+        proc = subprocess.Popen([sys.executable, str(script), str(store)],
+                                stdout=subprocess.PIPE, stderr=err, text=True)
+        try:
+            first = proc.stdout.readline()
+            assert first.startswith("done"), (first, log.read_text()[-3000:])
+            proc.send_signal(signal.SIGINT)
+            rest = proc.communicate(timeout=120)[0]
+        finally:
+            if proc.poll() is None:
+                proc.kill()
+    assert proc.returncode == 130 and "interrupted" in rest, (proc.returncode, rest,
+                                                              log.read_text()[-3000:])
+    state = D.store_state(store)
+    missing = np.flatnonzero(~state["complete"])
+    assert 1 <= missing.size <= 7
+    run = D.solve_distributed(flow, seed=SEED, n=N, store=store, client=client, **OPTS)
+    assert sorted(run.computed) == missing.tolist()
+    assert_store_equals(store, reference)

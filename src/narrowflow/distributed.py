@@ -158,8 +158,15 @@ def resolve_initial(p: int, theta0=None, initial=None, seed=None, n=None):
     if extra:
         raise ValueError(f"initial: unknown keys {sorted(extra)} for distribution {dist!r} "
                          f"(allowed: {', '.join(allowed[dist])})")
-    params = {k: (float(v) if np.ndim(v) == 0 else tuple(float(x) for x in np.ravel(v)))
-              for k, v in spec.items()}
+    defaults = {"mean": 0.0, "std": 1.0, "low": -1.0, "high": 1.0}   # initial.sample's
+    spec = {k: spec.get(k, defaults[k]) for k in allowed[dist]}
+    params = {}
+    for k, v in spec.items():
+        try:
+            params[k] = float(v) if np.ndim(v) == 0 else tuple(float(x) for x in np.ravel(v))
+        except (TypeError, ValueError):
+            raise ValueError(f"initial: {k} must be a number or a list of {p} numbers, got "
+                             f"{v!r}") from None
     init = InitialStates(kind="sampled", n=n, seed=seed, distribution=dist, params=params)
     init.rows(0, 1, p)          # validates seed and parameters now, with the library's errors
     return init, None
@@ -604,19 +611,27 @@ def solve_distributed(flow, theta0=None, *, store, initial=None, seed=None, n=No
 # --- command line --------------------------------------------------------------------------
 
 def add_cli_arguments(parser) -> None:
-    """Add --cluster, --scheduler, --chunk, --overwrite to `narrowflow run`'s parser."""
-    g = parser.add_argument_group("distributed (Dask; needs the narrowflow[dist] extra)")
+    """Add --cluster, --scheduler, --chunk (and --overwrite, --progress if the parser lacks
+    them) to `narrowflow run`'s parser. Importing this module does not import Dask."""
+    have = set(getattr(parser, "_option_string_actions", {}))
+    g = parser.add_argument_group("distributed runs (Dask; the narrowflow[dist] extra)")
     x = g.add_mutually_exclusive_group()
     x.add_argument("--cluster", metavar="local[:N]", default=None,
-                   help="run on a local Dask cluster of N worker processes (default N: sized "
-                        "to this machine) writing a resumable Zarr store")
+                   help="run on a local Dask cluster of N worker processes (default: sized to "
+                        "this machine), writing a resumable Zarr store; run the same command "
+                        "again to finish an interrupted run")
     x.add_argument("--scheduler", metavar="ADDRESS", default=None,
-                   help="run on an existing Dask cluster (e.g. tcp://host:8786, or a "
-                        "scheduler file path) writing a resumable Zarr store")
+                   help="run on an existing Dask cluster (tcp://host:8786 or a scheduler "
+                        "file, e.g. from dask-jobqueue on SLURM), writing a resumable Zarr "
+                        "store on a file system the workers share")
     g.add_argument("--chunk", type=int, default=None, metavar="N",
-                   help="trajectories per task (default 65536; a resumed store keeps its own)")
-    g.add_argument("--overwrite", action="store_true",
-                   help="replace an existing store made by another configuration")
+                   help="trajectories per Dask task (default: solver.chunk_size or 65536; a "
+                        "resumed store keeps its own)")
+    if "--overwrite" not in have:
+        g.add_argument("--overwrite", action="store_true",
+                       help="replace an existing store made by another configuration")
+    if "--progress" not in have:
+        g.add_argument("--progress", action="store_true", help="show a progress bar")
 
 
 def parse_cluster(spec: str) -> int | None:
@@ -641,12 +656,16 @@ def wants_distributed(args) -> bool:
 
 def client_from_args(args):
     """(client, cluster or None) from --cluster / --scheduler; the caller closes both."""
-    from distributed import Client
+    try:
+        from distributed import Client
+    except ImportError:  # pragma: no cover - the light install
+        raise ValueError("--cluster/--scheduler need dask.distributed and zarr: "
+                         "pip install 'narrowflow[dist]'") from None
     if getattr(args, "scheduler", None):
         addr = args.scheduler
         if os.path.isfile(addr):
             return Client(scheduler_file=addr), None
-        return Client(addr), None
+        return Client(addr, timeout=30), None
     n = parse_cluster(args.cluster)
     if n is None:
         cluster = local_cluster()
@@ -656,39 +675,72 @@ def client_from_args(args):
     return Client(cluster), cluster
 
 
-def run_cli(args, flow, store, *, theta0=None, initial=None, seed=None, n=None,
-            solver_options=None, progress=True) -> DistributedRun:
-    """`narrowflow run ... --cluster/--scheduler`: solve into `store`, report resumption.
+def options_from_config(rc) -> dict:
+    """solve_distributed keyword arguments from a validated `narrowflow.config.RunConfig`.
 
-    flow, theta0 / (initial, seed, n) and solver_options come from the resolved config
-    (cli/run.py); args: the parsed arguments with add_cli_arguments' options.
+    solver.threads is not used: each task runs its kernel on one thread and the workers'
+    Dask threads give the parallelism. solver.chunk_size becomes the task size.
+    """
+    kw = rc.solver_kwargs()
+    kw.pop("threads", None)
+    chunk = kw.pop("chunk_size", None)
+    seed = kw.pop("seed")
+    i = rc.cfg["initial"]
+    keys = ("mean", "std") if i["distribution"] == "normal" else ("low", "high")
+    spec = {"distribution": i["distribution"], **{k: i[k] for k in keys}}
+    return dict(initial=spec, seed=seed, n=i["n"], chunk=chunk, **kw)
+
+
+def run_cli(args, rc) -> int:
+    """`narrowflow run [CONFIG] --cluster local[:N] | --scheduler ADDRESS [--overwrite]`.
+
+    rc: the validated RunConfig (after the command line's overrides). Integrates into
+    OUT/results.zarr (resuming it when it holds this configuration), then writes the same
+    summary, effective config and figure as the in-process run. Returns the exit code.
     """
     import sys
+    from narrowflow.cli import run as cli_run
+    if rc.cfg["output"]["format"] != "zarr":
+        raise ValueError("output.format: distributed runs write a Zarr store; use format = "
+                         "\"zarr\" (or drop --format netcdf)")
+    out_dir = Path(args.out if getattr(args, "out", None) is not None else rc.cfg["output"]["dir"])
+    store = out_dir / "results.zarr"
+    flow = rc.flow()
+    opts = options_from_config(rc)
+    if getattr(args, "chunk", None) is not None:
+        opts["chunk"] = args.chunk
     client, cluster = client_from_args(args)
     try:
-        info = client.scheduler_info()
-        nw = len(info.get("workers", {}))
-        nt = sum(w.get("nthreads", 0) for w in info.get("workers", {}).values())
-        print(f"dask: {nw} workers, {nt} threads at {client.scheduler.address}", file=sys.stderr)
-        run = solve_distributed(flow, theta0, store=store, initial=initial, seed=seed, n=n,
-                                chunk=getattr(args, "chunk", None), client=client,
+        workers = client.scheduler_info().get("workers", {})
+        nthreads = sum(w.get("nthreads", 0) for w in workers.values())
+        print(f"dask: {len(workers)} workers, {nthreads} threads at "
+              f"{client.scheduler.address}; store {store}", file=sys.stderr)
+        run = solve_distributed(flow, store=store, client=client,
                                 overwrite=bool(getattr(args, "overwrite", False)),
-                                progress=progress, **(solver_options or {}))
+                                progress=True, **opts)
     except KeyboardInterrupt:
-        print(f"interrupted: finished chunks are kept in {store}; run the same command again "
-              f"to resume", file=sys.stderr)
-        raise
+        print(f"\ninterrupted: finished chunks are kept in {store}; run the same command "
+              f"again to resume", file=sys.stderr)
+        return 130
     finally:
         client.close()
         if cluster is not None:
             cluster.close()
-    print(f"{run.store}: {len(run.computed)} chunks computed, {len(run.skipped)} already "
-          f"complete (of {run.n_chunks}; {run.chunk} trajectories each), {run.elapsed:.3g} s",
-          file=sys.stderr)
-    return run
+    result = run.to_result()
+    result.threads = max(1, nthreads)
+    text = cli_run.summarize(rc, result)
+    text += (f"\n  dask        {len(run.computed)} chunks computed now, {len(run.skipped)} "
+             f"were already complete (of {run.n_chunks}, {run.chunk} trajectories each)")
+    print(text)
+    (out_dir / "summary.txt").write_text(text + "\n")
+    (out_dir / "config.toml").write_text(cli_run.effective_toml(rc.cfg))
+    print(f"  results     {store}")
+    if rc.cfg["output"]["figure"] and not getattr(args, "no_figure", False):
+        cli_run._figure(result, out_dir)
+    return 0
 
 
 __all__ = ["solve_distributed", "DistributedRun", "InitialStates", "resolve_initial",
            "run_chunk", "open_store", "load_result", "store_state", "local_cluster",
            "default_chunk", "add_cli_arguments", "run_cli", "parse_cluster", "wants_distributed",
-           "client_from_args"]
+           "client_from_args", "options_from_config"]
