@@ -151,3 +151,22 @@ def test_run_then_report_as_in_the_readme(tmp_path, capsys):
     _png_ok(rep / "loss_bands.png")
     _png_ok(rep / "limit_points.png")
     assert "300 trajectories" in (rep / "summary.md").read_text()
+
+
+def test_report_gd_comparison(stored, tmp_path, capsys):
+    _, paths = stored
+    out = tmp_path / "gd"
+    assert main(["report", str(paths[".zarr"]), "--out", str(out), "--gd", "0.01,0.1,1.6",
+                 "--gd-trajectories", "40"]) == 0
+    _png_ok(out / "gd_vs_flow.png")
+    md = (out / "summary.md").read_text()
+    rows = [ln.split("|") for ln in md.splitlines() if ln.startswith("| 0.01 |")
+            or ln.startswith("| 0.1 |") or ln.startswith("| 1.6 |")]
+    assert len(rows) == 3
+    d = [float(r[2]) for r in rows]
+    assert 7 < d[1] / d[0] < 13  # first order in η: ten times the rate, ten times the gap
+    assert rows[2][4].strip().startswith("1.000")  # beyond 2/λ_max every limit changes
+    assert rows[0][4].strip().startswith("0.000")
+    capsys.readouterr()
+    assert main(["report", str(paths[".zarr"]), "--out", str(out), "--gd", "0,1"]) == 2
+    assert "--gd" in capsys.readouterr().err

@@ -22,6 +22,11 @@ def add_parser(subparsers) -> None:
     p.add_argument("--thresholds", default=None, metavar="L1,L2,...",
                    help="loss thresholds for escape times (default: the stored escape times, "
                         "else decades between the initial and final median loss)")
+    p.add_argument("--gd", default=None, metavar="ETA1,ETA2,...",
+                   help="also compare gradient descent with these learning rates against the "
+                        "flow, from the stored initial states (needs a save point at t0)")
+    p.add_argument("--gd-trajectories", type=int, default=256, metavar="N",
+                   help="trajectories (the first N) for --gd (default 256)")
     p.add_argument("--no-polish", action="store_true",
                    help="do not refine cluster representatives to critical points")
     p.set_defaults(func=run)
@@ -33,15 +38,16 @@ def default_out_dir(results) -> Path:
         else path.with_name(path.name + "_report")
 
 
-def _parse_thresholds(text):
+def _parse_numbers(text, option="--thresholds", positive=False):
     if text is None:
         return None
     try:
         vals = [float(v) for v in str(text).split(",") if v.strip()]
     except ValueError:
-        raise ValueError(f"--thresholds: expected comma-separated numbers, got {text!r}") from None
-    if not vals or not all(np.isfinite(vals)):
-        raise ValueError(f"--thresholds: expected finite numbers, got {text!r}")
+        raise ValueError(f"{option}: expected comma-separated numbers, got {text!r}") from None
+    if not vals or not all(np.isfinite(vals)) or (positive and min(vals) <= 0):
+        raise ValueError(f"{option}: expected finite{' positive' if positive else ''} "
+                         f"numbers, got {text!r}")
     return vals
 
 
@@ -54,11 +60,14 @@ def _status_names():
 
 
 def write_report(result, out_dir, flow=None, tol: float = 1e-3, thresholds=None,
-                 polish: bool = True, source: str | None = None) -> dict:
+                 polish: bool = True, source: str | None = None, gd_rates=None,
+                 gd_trajectories: int = 256) -> dict:
     """Write the report of ``result`` (EnsembleResult or Dataset in the result schema)
     into ``out_dir`` (created). flow: the GradientFlow (default: result.flow or rebuilt
-    with ``narrowflow.io.flow_from_xarray``). Returns {"summary": path, "figures": [paths],
-    "limit_points": LimitPoints}."""
+    with ``narrowflow.io.flow_from_xarray``); gd_rates: learning rates for a gradient
+    descent comparison from the first ``gd_trajectories`` stored initial states (the
+    save point at t0). Returns {"summary": path, "figures": [paths], "limit_points":
+    LimitPoints}."""
     from narrowflow import analysis, plots
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
@@ -193,9 +202,45 @@ def write_report(result, out_dir, flow=None, tol: float = 1e-3, thresholds=None,
                 md.append(f"| {r['threshold']:.3g} | {name} | {r['escaped']} / {r['n']} | "
                           f"{med} | {qq} |")
             md.append("\n![escape times](escape_times.png)\n")
+    if gd_rates:
+        md += _gd_section(result, f, flow, lp, gd_rates, gd_trajectories, tol, attrs, out,
+                          figures)
     summary = out / "summary.md"
     summary.write_text("\n".join(md) + "\n", encoding="utf-8")
     return {"summary": str(summary), "figures": figures, "limit_points": lp}
+
+
+def _gd_section(result, f, flow, lp, rates, n, tol, attrs, out, figures) -> list:
+    """Gradient descent against the flow from the stored initial states (first n)."""
+    from narrowflow import analysis, plots
+    t0 = float(attrs.get("t0", 0.0)) if attrs.get("t0") is not None else 0.0
+    t1 = attrs.get("t1")
+    if f.y_saved is None or f.t_saved is None or f.t_saved[0] != t0 or t1 is None:
+        raise ValueError("--gd: the result has no stored initial states (a save point at t0)")
+    n = int(n)
+    if n < 1:
+        raise ValueError(f"--gd-trajectories: must be >= 1, got {n}")
+    th0 = np.asarray(f.y_saved[:n, 0], dtype=float)
+    th0 = th0[np.all(np.isfinite(th0), axis=1)]
+    kw = {k: float(attrs[k]) for k in ("rtol", "atol") if attrs.get(k) is not None}
+    cmp = analysis.gd_vs_flow(flow, th0, rates, t_end=float(t1) - t0, tol=tol, **kw)
+    figures.append(plots.savefig(plots.gd_vs_flow(cmp), out / "gd_vs_flow.png"))
+    import warnings
+    q = cmp.distance_quantiles((50, 90))
+    with warnings.catch_warnings():  # all-NaN where every GD run diverged: NaN is the answer
+        warnings.simplefilter("ignore", RuntimeWarning)
+        qmax = np.nanmax(q, axis=2)
+    md = ["## Gradient descent against the flow\n",
+          f"{th0.shape[0]} stored initial states; GD θ_(k+1) = θ_k − η∇L(θ_k) compared with the "
+          f"flow at t = kη, and limits at t = {cmp.t_end:g} (clusters modulo symmetry).\n",
+          "| η | max over t of the median ‖θ_GD − θ_flow‖ | max over t of the 90% quantile "
+          "| limit changed [95% CI] | diverged |", "|---|---|---|---|---|"]
+    for r, eta in enumerate(cmp.learning_rates):
+        lo, hi = cmp.changed_ci[r]
+        md.append(f"| {eta:g} | {qmax[0, r]:.3g} | {qmax[1, r]:.3g} | "
+                  f"{cmp.changed[r]:.3f} [{lo:.3f}, {hi:.3f}] | {cmp.diverged[r]:.3f} |")
+    md.append("\n![GD against the flow](gd_vs_flow.png)\n")
+    return md
 
 
 def run(args) -> int:
@@ -204,12 +249,14 @@ def run(args) -> int:
         raise FileNotFoundError(f"RESULTS: no such file or directory: {path}")
     if not (np.isfinite(args.tol) and args.tol > 0):
         raise ValueError(f"--tol: must be > 0, got {args.tol}")
-    thresholds = _parse_thresholds(args.thresholds)
+    thresholds = _parse_numbers(args.thresholds, "--thresholds")
+    gd_rates = _parse_numbers(args.gd, "--gd", positive=True)
     from narrowflow import io
     ds = io.load(path)
     out = Path(args.out) if args.out else default_out_dir(path)
     rep = write_report(ds, out, tol=args.tol, thresholds=thresholds,
-                       polish=not args.no_polish, source=os.path.basename(str(path)))
+                       polish=not args.no_polish, source=os.path.basename(str(path)),
+                       gd_rates=gd_rates, gd_trajectories=args.gd_trajectories)
     for fig in rep["figures"]:
         print(fig)
     print(rep["summary"])
