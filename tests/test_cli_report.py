@@ -138,7 +138,7 @@ def test_run_then_report_as_in_the_readme(tmp_path, capsys):
     """`narrowflow run -n N --out DIR` then `narrowflow report DIR/results.zarr`: the report
     lands next to the results and holds every applicable figure."""
     out = tmp_path / "narrowflow-out"
-    if main(["run", "-n", "300", "--out", str(out)]) != 0:
+    if main(["run", "-n", "2000", "--out", str(out)]) != 0:
         pytest.fail(capsys.readouterr().err)
     stores = sorted(out.glob("results.*"))
     assert stores, list(out.iterdir())
@@ -150,7 +150,7 @@ def test_run_then_report_as_in_the_readme(tmp_path, capsys):
         assert (rep / name).exists()
     _png_ok(rep / "loss_bands.png")
     _png_ok(rep / "limit_points.png")
-    assert "300 trajectories" in (rep / "summary.md").read_text()
+    assert "2000 trajectories" in (rep / "summary.md").read_text()
 
 
 def test_report_gd_comparison(stored, tmp_path, capsys):
