@@ -440,3 +440,19 @@ def test_save_states_false_keeps_losses_only(nf4, nf4_y0):
     prob = ensemble.make_problem(nf4, save_at=ts, save_states=False)
     assert ensemble.output_nbytes(prob, 10) < ensemble.output_nbytes(
         ensemble.make_problem(nf4, save_at=ts), 10)
+
+
+def test_step_too_small_without_a_bound():
+    """Near a finite-time blow-up the step falls below round-off of t: STEP_TOO_SMALL, unless
+    the divergence bound catches it first (DIVERGED)."""
+    sysm = linear_system(M3, c=1.0)
+    y0 = np.array([[5.0, 5.0, 5.0], [0.1, 0.1, 0.1]])
+    for method in ADAPTIVE:
+        free = nf.solve_ensemble(sysm, y0, t_span=(0, 5), method=method, threads=1,
+                                 divergence_bound=np.inf)
+        assert free.status[0] == Status.STEP_TOO_SMALL and free.status[1] == Status.SUCCESS
+        assert 0.1 < free.t_final[0] < 0.3
+        bounded = nf.solve_ensemble(sysm, y0, t_span=(0, 5), method=method, threads=1,
+                                    divergence_bound=1e6)
+        assert bounded.status[0] == Status.DIVERGED
+        assert np.abs(bounded.y_final[0]).max() > 1e6 and bounded.t_final[0] < free.t_final[0]

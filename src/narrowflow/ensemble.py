@@ -426,8 +426,10 @@ def solve_ensemble(flow, theta0, t_span=(0.0, 100.0), save_at=None, method="dp5"
     progress: show a tqdm bar advancing per chunk. seed: recorded in the result (metadata).
     profile: time every right-hand-side call (result.rhs_fraction; costs a few per cent).
 
-    Returns an EnsembleResult. Results are bitwise identical for any threads, chunk_size and
-    lanes (as long as the right-hand side evaluates lanes independently).
+    Returns an EnsembleResult. Save points after a trajectory stops early are NaN, except after
+    CONVERGED, where they hold the final state. escape_time is NaN where the loss never fell
+    below the threshold (t0 where it starts below). Results are bitwise identical for any
+    threads, chunk_size and lanes (as long as the right-hand side evaluates lanes independently).
     """
     problem = make_problem(flow, method=method, t_span=t_span, save_at=save_at, rtol=rtol,
                            atol=atol, dt=dt, max_steps=max_steps, gtol=gtol,
