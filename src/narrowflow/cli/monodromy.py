@@ -114,8 +114,10 @@ def run(args) -> int:
     curve = args.curve or opts.get("curve", "twin")
     order = args.order if args.order is not None else opts.get("order", 1)
     base = _parse_base(args.base) if args.base else (tuple(opts["base"]) if "base" in opts else None)
-    if base is not None and len(base) != 2 and curve != "saddle-unstable":
+    if base is not None and len(base) != 2:
         raise ValueError(f"base must be [a0, w0], got {base!r}")
+    if curve == "saddle-unstable" or order > 1:
+        base = None     # the higher-order check picks its own base point on the saddle's curve
     kw = {}
     if args.rtol is not None or "rtol" in opts:
         kw["rtol"] = args.rtol if args.rtol is not None else opts["rtol"]
@@ -128,7 +130,8 @@ def run(args) -> int:
     out = Path(args.out or "narrowflow-monodromy")
     out.mkdir(parents=True, exist_ok=True)
     (out / "monodromy_report.txt").write_text(text + "\n")
-    if not args.no_figure and hasattr(report, "loops"):
+    from narrowflow.monodromy.network import IntegrabilityReport
+    if not args.no_figure and isinstance(report, IntegrabilityReport):
         fig = out / "monodromy_loops.png"
         draw(report, fig)
         print(f"figure: {fig}")

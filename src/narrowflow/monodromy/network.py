@@ -337,7 +337,9 @@ def check_integrability(flow, curve="twin", order=1, *, base=None, parametrizati
 
     flow: narrowflow.GradientFlow. curve: "twin", "dead-neuron", "points" or "saddle-unstable".
     order: order of the variational equation (order > 1 and "saddle-unstable" go to
-    ``monodromy.koenigs.saddle_unstable_check``). base: for planes a pair (a0, w0) (default
+    ``monodromy.koenigs.saddle_unstable_check`` with the remaining keywords, e.g. saddle=,
+    along the unstable manifold of a saddle in the plane: the first-order planes above
+    carry no further information at higher order here). base: for planes a pair (a0, w0) (default
     (0.8, 0.3)); for "points" the complex base point theta0 (p,). parametrization: "w"
     (planes only) or "time". loops: paths in the parameter plane (Path objects or sequences
     of complex numbers, relative to nothing: absolute values of w or t); default (planes, w):
@@ -352,8 +354,17 @@ def check_integrability(flow, curve="twin", order=1, *, base=None, parametrizati
     if isinstance(order, (bool, np.bool_)) or not isinstance(order, (int, np.integer)) or order < 1:
         raise ValueError(f"order must be a positive integer, got {order!r}")
     if curve == "saddle-unstable" or order > 1:
+        # higher-order VEs: jets along the unstable manifold of a saddle (issue 7)
+        if base is not None or loops is not None:
+            raise ValueError("base and loops apply to order-1 plane curves; the higher-order "
+                             "check chooses its own loops (pass saddle=... for another saddle)")
+        if curve == "points":
+            raise ValueError("curve='points' is order 1 only")
         from .koenigs import saddle_unstable_check
-        return saddle_unstable_check(flow, order=order, base=base, loops=loops, rtol=rtol, **kw)
+        if curve == "dead-neuron":
+            from narrowflow.model import DeadNeuron
+            kw.setdefault("subspace", DeadNeuron(flow.network, 1))
+        return saddle_unstable_check(flow, order=order, rtol=rtol, **kw)
     if kw:
         raise TypeError(f"unexpected keyword arguments: {sorted(kw)}")
     if not isinstance(flow, GradientFlow):
