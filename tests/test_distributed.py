@@ -393,3 +393,17 @@ def test_ctrl_c_with_own_cluster_then_resume(client, flow, reference, tmp_path):
     run = D.solve_distributed(flow, seed=SEED, n=N, store=store, client=client, **OPTS)
     assert sorted(run.computed) == missing.tolist()
     assert_store_equals(store, reference)
+
+
+def test_default_chunk(flow):
+    from narrowflow import ensemble
+    prob = ensemble.make_problem(flow)
+    assert D.default_chunk(prob, 1) == 1
+    assert D.default_chunk(prob, 3000) == 3000            # one task when N is small
+    assert D.default_chunk(prob, 20_000) == 4096
+    assert D.default_chunk(prob, 10**6) == 16384           # ~N/32, a power of two
+    assert D.default_chunk(prob, 10**8) == 65536
+    # many save points: a chunk's outputs stay under 64 MiB
+    big = ensemble.make_problem(flow, save_at=np.linspace(0, 100, 2000))
+    c = D.default_chunk(big, 10**8)
+    assert ensemble.output_nbytes(big, c) <= D.CHUNK_BYTES < ensemble.output_nbytes(big, 2 * c)

@@ -46,7 +46,8 @@ from pathlib import Path
 import numpy as np
 
 FORMAT = "narrowflow-distributed/1"
-DEFAULT_CHUNK = 65536
+DEFAULT_CHUNK = 65536           # largest default chunk (trajectories per task)
+MIN_CHUNK = 4096                # smallest default chunk, unless N is smaller
 CHUNK_BYTES = 64 << 20          # default chunk keeps one chunk's outputs under 64 MiB
 STATUS_PENDING = -1             # status of trajectories whose chunk is not computed yet
 _SOLVER_OPTIONS = ("method", "t_span", "save_at", "rtol", "atol", "dt", "max_steps", "gtol",
@@ -173,10 +174,16 @@ def resolve_initial(p: int, theta0=None, initial=None, seed=None, n=None):
 
 
 def default_chunk(problem, n: int) -> int:
-    """Trajectories per task: 65536 or fewer so that one chunk's outputs stay under 64 MiB."""
+    """Trajectories per task, from N and the problem only (so a resumed run finds the same).
+
+    About N/32 (enough tasks to balance a few dozen workers threads), rounded down to a power
+    of two and kept within [4096, 65536] (tasks of about a second to tens of seconds
+    for NF4, against a few ms of overhead each), and small enough that one chunk's outputs
+    stay under 64 MiB; never more than N.
+    """
     from narrowflow import ensemble
     per = max(1, ensemble.output_nbytes(problem, 1))
-    c = min(DEFAULT_CHUNK, max(1, CHUNK_BYTES // per))
+    c = min(DEFAULT_CHUNK, max(MIN_CHUNK, n // 32), max(1, CHUNK_BYTES // per))
     c = 1 << (c.bit_length() - 1)                # a power of two
     return max(1, min(c, n))
 
@@ -385,6 +392,22 @@ def _problem_on_worker(fingerprint: str, problem_bytes: bytes):
     return hit
 
 
+_ARRAY_CACHE: dict = {}
+
+
+def _arrays_on_worker(group, store: str, fingerprint: str) -> dict:
+    """The store's Zarr arrays by name, opened once per (store, configuration) and process
+    (opening reads each array's metadata: ~1.5 ms apiece)."""
+    key = (store, fingerprint)
+    hit = _ARRAY_CACHE.get(key)
+    if hit is None:
+        hit = {name: arr for name, arr in group.arrays()}
+        if len(_ARRAY_CACHE) > 8:
+            _ARRAY_CACHE.clear()
+        _ARRAY_CACHE[key] = hit
+    return hit
+
+
 def run_chunk(store: str, fingerprint: str, problem_bytes: bytes, init: InitialStates,
               k: int, lo: int, hi: int, threads: int = 1) -> dict:
     """Compute chunk k (trajectories lo..hi-1) and write it into the store; then mark it.
@@ -401,14 +424,15 @@ def run_chunk(store: str, fingerprint: str, problem_bytes: bytes, init: InitialS
     if g.attrs.get("narrowflow_fingerprint") != fingerprint:
         raise RuntimeError(f"store {store!r} changed configuration under a running task")
     problem, compiled = _problem_on_worker(fingerprint, problem_bytes)
-    y0 = init.rows(lo, hi, problem.n_params, group=g)
+    arrays = _arrays_on_worker(g, store, fingerprint)
+    y0 = init.rows(lo, hi, problem.n_params, group=arrays)
     t_read = time.perf_counter()
     out = ensemble.solve_chunk(problem, y0, threads=threads, _compiled_cache=compiled)
     t_solve = time.perf_counter()
     for name in _TRAJ_VARS:
         if name in out:
-            g[name][lo:hi] = out[name]
-    g["chunk_complete"][k] = True     # only after every array of the chunk is written
+            arrays[name][lo:hi] = out[name]
+    arrays["chunk_complete"][k] = True     # only after every array of the chunk is written
     stats = out.get("_stats", np.zeros(2, dtype=np.int64))
     return {"chunk": k, "n": hi - lo, "pid": os.getpid(), "rhs_calls": int(stats[0]),
             "lane_evaluations": int(stats[1]), "prepare_s": t_read - start,
@@ -518,7 +542,7 @@ def solve_distributed(flow, theta0=None, *, store, initial=None, seed=None, n=No
     with seed (int) and n (N): trajectory i gets ``initial.sample(..., seed, start=i)``'s row,
     exactly what ``initial.sample(N, p, seed)[i]`` gives in one process.
     store: path of the Zarr store (created, or resumed when it holds this configuration).
-    chunk: trajectories per task (default: 65536, fewer when save_at makes chunks large;
+    chunk: trajectories per task (default: `default_chunk`, about N/32 within [4096, 65536];
     when resuming, the store's). client: a distributed.Client; None starts a LocalCluster
     sized to this machine and closes it afterwards. overwrite: replace a store made by
     another configuration (otherwise refused with ValueError). progress: True for a tqdm bar
@@ -625,8 +649,8 @@ def add_cli_arguments(parser) -> None:
                         "file, e.g. from dask-jobqueue on SLURM), writing a resumable Zarr "
                         "store on a file system the workers share")
     g.add_argument("--chunk", type=int, default=None, metavar="N",
-                   help="trajectories per Dask task (default: solver.chunk_size or 65536; a "
-                        "resumed store keeps its own)")
+                   help="trajectories per Dask task (default: solver.chunk_size, else about N/32 "
+                        "within [4096, 65536]; a resumed store keeps its own)")
     if "--overwrite" not in have:
         g.add_argument("--overwrite", action="store_true",
                        help="replace an existing store made by another configuration")
