@@ -119,74 +119,84 @@ class IntegrabilityReport:
 # ---------------------------------------------------------------------------
 # the plane, its right-hand sides
 # ---------------------------------------------------------------------------
-_RHS: dict = {}
+# The normal VE ``Phi' = (N^T J N) Phi`` with the curve, divided by F[ipar] for the
+# parametrisation by theta[ipar] (ipar < 0: time), and the inverse ODE dtheta/da = F/F_a, as
+# module-level functions for disk-cached integrators (transport.cached_integrators): the
+# network's compiled complex field / Jacobian are imported from their generated module, and
+# the plane's data (N, the parameter index, p, q) ride at the end of the parameter array
+# (the network functions read only its head): [params..., N (p*q), ipar, ia, p, q].
+_PLANE_RHS_SRC = '''
+from narrowflow.rhs import _COMPILE_OPTIONS
+from {module} import complex_field as _cf_py, complex_jacobian as _cj_py
+_cf = njit(**_COMPILE_OPTIONS)(_cf_py)
+_cj = njit(**_COMPILE_OPTIONS)(_cj_py)
 
 
-def _rhs_for(cf, cj, N, ipar, p, q):
-    """njit rhs on [theta (p), Phi (q*q), ∫tr] for the normal VE ``Phi' = (N^T J N) Phi``.
-
-    ipar < 0: time parametrisation; else divide by F[ipar] (parametrised by theta[ipar]).
-    """
-    key = (cf, cj, N.tobytes(), N.shape, ipar)
-    if key in _RHS:
-        return _RHS[key]
-    Nc = np.ascontiguousarray(N, dtype=np.float64)
-    qq = q * q
-
-    @njit(error_model="numpy")
-    def rhs(z, y, data):
-        th = y[:p].copy()
-        F = cf(th, data)
-        J = cj(th, data)
-        s = 1.0 + 0j
-        if ipar >= 0:
-            s = 1.0 / F[ipar]
-        # K = N^T J N (q x q)
-        JN = np.zeros((p, q), dtype=np.complex128)
-        for i in range(p):
-            for j in range(q):
-                acc = 0j
-                for k in range(p):
-                    acc += J[i, k] * Nc[k, j]
-                JN[i, j] = acc
-        K = np.zeros((q, q), dtype=np.complex128)
-        for i in range(q):
-            for j in range(q):
-                acc = 0j
-                for k in range(p):
-                    acc += Nc[k, i] * JN[k, j]
-                K[i, j] = acc
-        out = np.empty(p + qq + 1, dtype=np.complex128)
-        for i in range(p):
-            out[i] = F[i] * s
-        tr = 0j
-        for i in range(q):
-            tr += K[i, i]
-            for j in range(q):
-                acc = 0j
-                for k in range(q):
-                    acc += K[i, k] * y[p + k * q + j]
-                out[p + i * q + j] = acc * s
-        out[p + qq] = tr * s
-        return out
-
-    _RHS[key] = rhs
-    return rhs
+@njit(cache=True, error_model="numpy")
+def plane_rhs(z, y, data):
+    L = data.size
+    p = int(data[L - 2].real)
+    q = int(data[L - 1].real)
+    ipar = int(data[L - 4].real)
+    N = data[L - 4 - p * q:L - 4]
+    th = y[:p].copy()
+    F = _cf(th, data)
+    J = _cj(th, data)
+    s = 1.0 + 0j
+    if ipar >= 0:
+        s = 1.0 / F[ipar]
+    JN = np.zeros((p, q), dtype=np.complex128)
+    for i in range(p):
+        for j in range(q):
+            acc = 0j
+            for k in range(p):
+                acc += J[i, k] * N[k * q + j]
+            JN[i, j] = acc
+    K = np.zeros((q, q), dtype=np.complex128)
+    for i in range(q):
+        for j in range(q):
+            acc = 0j
+            for k in range(p):
+                acc += N[k * q + i] * JN[k, j]
+            K[i, j] = acc
+    out = np.empty(p + q * q + 1, dtype=np.complex128)
+    for i in range(p):
+        out[i] = F[i] * s
+    tr = 0j
+    for i in range(q):
+        tr += K[i, i]
+        for j in range(q):
+            acc = 0j
+            for k in range(q):
+                acc += K[i, k] * y[p + k * q + j]
+            out[p + i * q + j] = acc * s
+    out[p + q * q] = tr * s
+    return out
 
 
-def _inverse_rhs(cf, ia, p):
-    """njit rhs for dtheta/da = F / F[ia] (the curve parametrised by a)."""
-    key = ("inv", cf, ia, p)
-    if key in _RHS:
-        return _RHS[key]
+@njit(cache=True, error_model="numpy")
+def inverse_rhs(z, y, data):
+    L = data.size
+    ia = int(data[L - 3].real)
+    F = _cf(y.copy(), data)
+    return F / F[ia]
+'''
 
-    @njit(error_model="numpy")
-    def rhs(z, y, data):
-        F = cf(y.copy(), data)
-        return F / F[ia]
 
-    _RHS[key] = rhs
-    return rhs
+def _cached_plane(cf):
+    """(plane, inverse) CachedIntegrators for the network whose complex field is ``cf``."""
+    from .transport import cached_integrators
+    mod = cf.py_func.__module__ if hasattr(cf, "py_func") else cf.__module__
+    tag = "plane_" + mod.rsplit(".", 1)[-1]
+    ints = cached_integrators(tag, _PLANE_RHS_SRC.format(module=mod),
+                              {"plane": "plane_rhs", "inverse": "inverse_rhs"})
+    return ints["plane"], ints["inverse"]
+
+
+def _tail(P, N, ipar, ia):
+    p, q = N.shape
+    return np.concatenate([P, np.ascontiguousarray(N, dtype=np.float64).ravel(),
+                           [float(ipar), float(ia), float(p), float(q)]])
 
 
 @dataclass
@@ -231,15 +241,15 @@ def find_branch_points(flow, plane: _Plane, theta0, *, rtol=1e-11, spreads=(0.0,
     distinct complex w (at most len(spreads)), nearest to w0 first.
     """
     cf, cj, P = _compiled(flow)
-    p = flow.n_params
-    rhs = _inverse_rhs(cf, plane.ia, p)
+    _, inverse = _cached_plane(cf)
+    data = _tail(P, plane.N, -1, plane.ia)
     a0 = complex(theta0[plane.ia])
     w0 = complex(theta0[plane.iw])
     found = []
     for s in spreads:
         verts = [a0, 0.0] if s == 0 else [a0, a0 / 2 + 1j * s * abs(a0), 0.0]
-        y, nfev, _, _, st = integrate_path(rhs, np.asarray(theta0, dtype=np.complex128),
-                                           polyline(verts), P, rtol=rtol, max_nfev=200_000)
+        y, nfev, _, _, st = integrate_path(inverse, np.asarray(theta0, dtype=np.complex128),
+                                           polyline(verts), data, rtol=rtol, max_nfev=200_000)
         if st != STATUS_OK or not np.all(np.isfinite(y)):
             continue
         wb = complex(y[plane.iw])
@@ -382,8 +392,8 @@ def check_integrability(flow, curve="twin", order=1, *, base=None, parametrizati
         theta0 = np.asarray(base, dtype=np.complex128)
         if theta0.shape != (p,):
             raise ValueError(f"base must have shape ({p},), got {theta0.shape}")
-        N = np.eye(p)
-        rhs = _rhs_for(cf, cj, N, -1, p, p)
+        rhs, _ = _cached_plane(cf)
+        P = _tail(P, np.eye(p), -1, 0)
         records = []
         for i, lp in enumerate(loops):
             pth = as_path(lp)
@@ -397,8 +407,9 @@ def check_integrability(flow, curve="twin", order=1, *, base=None, parametrizati
     theta0 = plane.embed(a0, w0)
     q = plane.N.shape[1]
     ipar = plane.iw if parametrization == "w" else -1
-    rhs = _rhs_for(cf, cj, plane.N, ipar, p, q)
+    rhs, _ = _cached_plane(cf)
     F0 = cf(theta0.copy(), P)
+    P = _tail(P, plane.N, ipar, plane.ia)
     if parametrization == "w" and abs(F0[plane.iw]) < 1e-8 * max(1.0, _maxabs(F0)):
         raise ValueError("dw/dt = 0 at the base point: the w-parametrisation is singular there; "
                          "choose another base point")

@@ -45,6 +45,32 @@ def _hyp_matrix(z, d):
     return M
 
 
+@njit(cache=True, error_model="numpy")
+def _hyp_rhs(z, y, d):
+    """[vec Y (4), ∫tr A] of Y' = A(z) Y for the hypergeometric system (the transport state)."""
+    M = _hyp_matrix(z, d)
+    out = np.empty(5, dtype=np.complex128)
+    for i in range(2):
+        for j in range(2):
+            out[i * 2 + j] = M[i, 0] * y[j] + M[i, 1] * y[2 + j]
+    out[4] = M[0, 0] + M[1, 1]
+    return out
+
+
+_CACHED: dict = {}
+
+
+def _cached(label: str):
+    """The disk-cached integrators of the built-in systems (compiled once per machine)."""
+    if not _CACHED:
+        from .transport import cached_integrators
+        header = ("from narrowflow.monodromy.systems import _hyp_rhs, _hh_rhs\n")
+        _CACHED.update(cached_integrators(
+            "systems", header, {"hyp": "_hyp_rhs", "hh": "_hh_rhs"},
+            depends=(_hyp_rhs, _hyp_matrix, _hh_rhs, _hh_field_d, _hh_jacobian_d)))
+    return _CACHED[label]
+
+
 @dataclass
 class LinearSystem:
     """A linear system ``Y' = A(z, data) Y`` of size n with known singular points.
@@ -57,6 +83,7 @@ class LinearSystem:
     data: np.ndarray
     singular_points: list
     name: str = "linear system"
+    rhs: object = None      # optional CachedIntegrator for the transport state
 
     def matrix(self, z) -> np.ndarray:
         """A(z) as complex (n, n)."""
@@ -64,6 +91,8 @@ class LinearSystem:
 
     def transport(self, paths, **kw):
         """TransportResult(s) along path(s); see ``transport_linear`` for keywords."""
+        if self.rhs is not None:
+            kw.setdefault("rhs", self.rhs() if callable(self.rhs) else self.rhs)
         return transport_linear(self.A, self.n, paths, self.data, **kw)
 
 
@@ -98,7 +127,8 @@ def hypergeometric(a, b, c) -> LinearSystem:
     """
     a, b, c = _cnum(a, "a"), _cnum(b, "b"), _cnum(c, "c")
     return LinearSystem(_hyp_matrix, 2, np.array([a, b, c], dtype=np.complex128), [0j, 1 + 0j],
-                        f"hypergeometric(a={a:.6g}, b={b:.6g}, c={c:.6g})")
+                        f"hypergeometric(a={a:.6g}, b={b:.6g}, c={c:.6g})",
+                        rhs=lambda: _cached("hyp"))
 
 
 def hypergeometric_loops(base=0.5):
@@ -262,6 +292,23 @@ def _hh_jacobian_d(y, d):
     return J
 
 
+@njit(cache=True, error_model="numpy")
+def _hh_rhs(z, y, d):
+    """[y (4), vec Phi (16), ∫tr J] of the Hénon–Heiles flow with its VE (data: A, B, eps)."""
+    F = _hh_field_d(y[:4].copy(), d)
+    J = _hh_jacobian_d(y[:4].copy(), d)
+    out = np.empty(21, dtype=np.complex128)
+    for i in range(4):
+        out[i] = F[i]
+        for j in range(4):
+            acc = 0j
+            for k in range(4):
+                acc += J[i, k] * y[4 + k * 4 + j]
+            out[4 + i * 4 + j] = acc
+    out[20] = J[0, 0] + J[1, 1] + J[2, 2] + J[3, 3]
+    return out
+
+
 def _hh_functions(A: float, B: float, eps: float):
     @njit(error_model="numpy")
     def field(y):
@@ -365,6 +412,7 @@ class HenonHeiles:
         """Full 4x4 variational transport along both periods (TransportResult, with checks)."""
         # the parameter-array form compiles once for every (eps, ratio)
         data = np.array([self.A, self.B, self.eps], dtype=np.complex128)
+        kw.setdefault("rhs", _cached("hh"))
         return variational_monodromy(_hh_field_d, _hh_jacobian_d, self.y0, self.period_paths(),
                                      data=data, **kw)
 
