@@ -246,4 +246,4 @@ def jet_system(flow):
     from narrowflow.monodromy.jets import JetSystem
     net = flow.network
     return JetSystem(network_derivs, pack_params(flow), flow.n_params, nz=3, max_order=MAX_ORDER,
-                     name=f"gradient flow of {net!r} on {flow.data!r}")
+                     name=f"gradient flow of {net!r} on {flow.data!r}", builtin=1)

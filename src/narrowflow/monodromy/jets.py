@@ -45,6 +45,8 @@ import numpy as np
 from numba import njit
 from scipy.integrate._ivp import dop853_coefficients as _dc
 
+from narrowflow.derivatives import network_derivs as _net_derivs
+
 from .paths import Path, as_path
 
 __all__ = [
@@ -63,6 +65,7 @@ _RK_B = np.ascontiguousarray(_dc.B)
 _RK_C = np.ascontiguousarray(_dc.C[:_NS])
 _RK_E3 = np.ascontiguousarray(_dc.E3)
 _RK_E5 = np.ascontiguousarray(_dc.E5)
+_TABLEAU = (_RK_A, _RK_B, _RK_C, _RK_E3, _RK_E5)
 
 
 # ---------------------------------------------------------------------------------------
@@ -227,143 +230,11 @@ def _path_point(kind, prm, s):
 
 
 @njit(**_NJ)
-def _jet_rhs(derivs, params, n, K, nz, offs, st, g, out, F, D1, D2, D3, D4,
-             P1, P2, P3, P4, O1, O2, O3, O4, T, U1, U2, S):
-    """out = g * d/dt(state) for state = (y, Φ1..ΦK) packed flat (see _offsets)."""
-    y = st[offs[0]:offs[1]]
-    derivs(y, params, min(K, nz), F, D1, D2, D3, D4)
-    for i in range(n):
-        out[i] = g * F[i]
-    if K == 0:
-        return
-    P1[:, :] = st[offs[1]:offs[2]].reshape(P1.shape)
-    if K >= 2:
-        P2[:, :, :] = st[offs[2]:offs[3]].reshape(P2.shape)
-    if K >= 3:
-        P3[:, :, :, :] = st[offs[3]:offs[4]].reshape(P3.shape)
-    if K >= 4:
-        P4[:, :, :, :, :] = st[offs[4]:offs[5]].reshape(P4.shape)
-    _chain(n, K, nz, D1, D2, D3, D4, P1, P2, P3, P4, O1, O2, O3, O4, T, U1, U2, S)
-    out[offs[1]:offs[2]] = g * O1.ravel()
-    if K >= 2:
-        out[offs[2]:offs[3]] = g * O2.ravel()
-    if K >= 3:
-        out[offs[3]:offs[4]] = g * O3.ravel()
-    if K >= 4:
-        out[offs[4]:offs[5]] = g * O4.ravel()
-
-
-@njit(**_NJ)
 def _g_factor(kind, prm, s, kc):
     z, dz = _path_point(kind, prm, s)
     if kc != 0:
         return dz / (kc * z)
     return dz
-
-
-@njit(**_NJ)
-def _transport(derivs, params, n, K, nz, kinds, pprm, kc, st0, rtol, atol, max_nfev,
-               F, D1, D2, D3, D4, P1, P2, P3, P4, O1, O2, O3, O4, T, U1, U2, S):
-    """Integrate the packed jet state along the encoded path with DOP853.
-
-    Returns (state, nfev, n_accepted, n_rejected, status); status 0 success,
-    1 evaluation budget exhausted, 2 non-finite state, 3 step size underflow.
-    """
-    N = st0.size
-    offs = np.empty(K + 2, np.int64)
-    offs[0] = 0
-    for j in range(K + 1):
-        offs[j + 1] = offs[j] + n ** (j + 1)
-    y = st0.copy()
-    Ks = np.zeros((_NS + 1, N), np.complex128)
-    ynew = np.empty(N, np.complex128)
-    ytmp = np.empty(N, np.complex128)
-    f = np.empty(N, np.complex128)
-    nfev = 0
-    nacc = 0
-    nrej = 0
-    h = 0.0
-    for piece in range(kinds.size):
-        kind = kinds[piece]
-        prm = pprm[piece]
-        s = 0.0
-        _jet_rhs(derivs, params, n, K, nz, offs, y, _g_factor(kind, prm, 0.0, kc), f,
-                 F, D1, D2, D3, D4, P1, P2, P3, P4, O1, O2, O3, O4, T, U1, U2, S)
-        nfev += 1
-        if h == 0.0:
-            # initial step (Hairer's heuristic, as in scipy's select_initial_step)
-            d0 = 0.0
-            d1 = 0.0
-            for i in range(N):
-                sc = atol + rtol * abs(y[i])
-                d0 += (abs(y[i]) / sc) ** 2
-                d1 += (abs(f[i]) / sc) ** 2
-            d0 = math.sqrt(d0 / N)
-            d1 = math.sqrt(d1 / N)
-            h = 1e-6 if (d0 < 1e-5 or d1 < 1e-5) else 0.01 * d0 / d1
-            h = min(h, 0.1)
-        while s < 1.0:
-            if nfev > max_nfev:
-                return y, nfev, nacc, nrej, 1
-            if h < 1e-14:
-                return y, nfev, nacc, nrej, 3
-            last = False
-            if s + h >= 1.0:
-                h = 1.0 - s
-                last = True
-            Ks[0, :] = f
-            for stg in range(1, _NS):
-                for i in range(N):
-                    acc = 0j
-                    for m in range(stg):
-                        acc += _RK_A[stg, m] * Ks[m, i]
-                    ytmp[i] = y[i] + h * acc
-                _jet_rhs(derivs, params, n, K, nz, offs, ytmp,
-                         _g_factor(kind, prm, s + _RK_C[stg] * h, kc), Ks[stg],
-                         F, D1, D2, D3, D4, P1, P2, P3, P4, O1, O2, O3, O4, T, U1, U2, S)
-            for i in range(N):
-                acc = 0j
-                for m in range(_NS):
-                    acc += _RK_B[m] * Ks[m, i]
-                ynew[i] = y[i] + h * acc
-            snew = 1.0 if last else s + h
-            _jet_rhs(derivs, params, n, K, nz, offs, ynew, _g_factor(kind, prm, snew, kc),
-                     Ks[_NS], F, D1, D2, D3, D4, P1, P2, P3, P4, O1, O2, O3, O4, T, U1, U2, S)
-            nfev += _NS
-            e5 = 0.0
-            e3 = 0.0
-            finite = True
-            for i in range(N):
-                sc = atol + rtol * max(abs(y[i]), abs(ynew[i]))
-                a5 = 0j
-                a3 = 0j
-                for m in range(_NS + 1):
-                    a5 += _RK_E5[m] * Ks[m, i]
-                    a3 += _RK_E3[m] * Ks[m, i]
-                e5 += (abs(a5) / sc) ** 2
-                e3 += (abs(a3) / sc) ** 2
-                if not (math.isfinite(ynew[i].real) and math.isfinite(ynew[i].imag)):
-                    finite = False
-            if not finite:
-                err = math.inf
-            elif e5 == 0.0 and e3 == 0.0:
-                err = 0.0
-            else:
-                err = h * e5 / math.sqrt((e5 + 0.01 * e3) * N)
-            if err <= 1.0:
-                s = snew
-                y[:] = ynew
-                f[:] = Ks[_NS]
-                nacc += 1
-                fac = 10.0 if err == 0.0 else min(10.0, 0.9 * err ** (-1.0 / 8.0))
-                if not last:
-                    h *= fac
-            else:
-                nrej += 1
-                if not finite and h < 1e-10:
-                    return y, nfev, nacc, nrej, 2
-                h *= 0.2 if not finite else max(0.2, 0.9 * err ** (-1.0 / 8.0))
-    return y, nfev, nacc, nrej, 0
 
 
 # ---------------------------------------------------------------------------------------
@@ -404,6 +275,170 @@ def henon_heiles_derivs(y, params, order, F, D1, D2, D3, D4):
     D2[3, 1, 1] = -2.0 * eps
 
 
+@njit(**_NJ)
+def _builtin_derivs(y, params, order, F, D1, D2, D3, D4):
+    """The built-in fields, selected by params[0]: 0 Hénon–Heiles (params[1:4] = A, B, eps),
+    1 a network gradient field (params[1:] as narrowflow.derivatives.pack_params)."""
+    if params[0] == 0.0:
+        henon_heiles_derivs(y, params[1:], order, F, D1, D2, D3, D4)
+    else:
+        _net_derivs(y, params[1:], order, F, D1, D2, D3, D4)
+
+
+@njit(**_NJ)
+def _jet_rhs(params, n, K, nz, offs, st, g, out, F, D1, D2, D3, D4,
+             P1, P2, P3, P4, O1, O2, O3, O4, T, U1, U2, S):
+    """out = g * d/dt(state) for state = (y, Φ1..ΦK) packed flat (see _offsets)."""
+    y = st[offs[0]:offs[1]]
+    _builtin_derivs(y, params, min(K, nz), F, D1, D2, D3, D4)
+    for i in range(n):
+        out[i] = g * F[i]
+    if K == 0:
+        return
+    P1[:, :] = st[offs[1]:offs[2]].reshape(P1.shape)
+    if K >= 2:
+        P2[:, :, :] = st[offs[2]:offs[3]].reshape(P2.shape)
+    if K >= 3:
+        P3[:, :, :, :] = st[offs[3]:offs[4]].reshape(P3.shape)
+    if K >= 4:
+        P4[:, :, :, :, :] = st[offs[4]:offs[5]].reshape(P4.shape)
+    _chain(n, K, nz, D1, D2, D3, D4, P1, P2, P3, P4, O1, O2, O3, O4, T, U1, U2, S)
+    out[offs[1]:offs[2]] = g * O1.ravel()
+    if K >= 2:
+        out[offs[2]:offs[3]] = g * O2.ravel()
+    if K >= 3:
+        out[offs[3]:offs[4]] = g * O3.ravel()
+    if K >= 4:
+        out[offs[4]:offs[5]] = g * O4.ravel()
+
+@njit(**_NJ)
+def _transport(params, n, K, nz, kinds, pprm, kc, st0, rtol, atol, max_nfev,
+               F, D1, D2, D3, D4, P1, P2, P3, P4, O1, O2, O3, O4, T, U1, U2, S, tab):
+    """Integrate the packed jet state along the encoded path with DOP853.
+
+    Returns (state, nfev, n_accepted, n_rejected, status); status 0 success,
+    1 evaluation budget exhausted, 2 non-finite state, 3 step size underflow.
+    """
+    _RK_A, _RK_B, _RK_C, _RK_E3, _RK_E5 = tab     # passed in: global arrays defeat the cache
+    N = st0.size
+    offs = np.empty(K + 2, np.int64)
+    offs[0] = 0
+    for j in range(K + 1):
+        offs[j + 1] = offs[j] + n ** (j + 1)
+    y = st0.copy()
+    Ks = np.zeros((_NS + 1, N), np.complex128)
+    ynew = np.empty(N, np.complex128)
+    ytmp = np.empty(N, np.complex128)
+    f = np.empty(N, np.complex128)
+    nfev = 0
+    nacc = 0
+    nrej = 0
+    h = 0.0
+    for piece in range(kinds.size):
+        kind = kinds[piece]
+        prm = pprm[piece]
+        s = 0.0
+        _jet_rhs(params, n, K, nz, offs, y, _g_factor(kind, prm, 0.0, kc), f,
+                 F, D1, D2, D3, D4, P1, P2, P3, P4, O1, O2, O3, O4, T, U1, U2, S)
+        nfev += 1
+        if h == 0.0:
+            # initial step (Hairer's heuristic, as in scipy's select_initial_step)
+            d0 = 0.0
+            d1 = 0.0
+            for i in range(N):
+                sc = atol + rtol * abs(y[i])
+                d0 += (abs(y[i]) / sc) ** 2
+                d1 += (abs(f[i]) / sc) ** 2
+            d0 = math.sqrt(d0 / N)
+            d1 = math.sqrt(d1 / N)
+            h = 1e-6 if (d0 < 1e-5 or d1 < 1e-5) else 0.01 * d0 / d1
+            h = min(h, 0.1)
+        while s < 1.0:
+            if nfev > max_nfev:
+                return y, nfev, nacc, nrej, 1
+            if h < 1e-14:
+                return y, nfev, nacc, nrej, 3
+            last = False
+            if s + h >= 1.0:
+                h = 1.0 - s
+                last = True
+            Ks[0, :] = f
+            for stg in range(1, _NS):
+                for i in range(N):
+                    acc = 0j
+                    for m in range(stg):
+                        acc += _RK_A[stg, m] * Ks[m, i]
+                    ytmp[i] = y[i] + h * acc
+                _jet_rhs(params, n, K, nz, offs, ytmp,
+                         _g_factor(kind, prm, s + _RK_C[stg] * h, kc), Ks[stg],
+                         F, D1, D2, D3, D4, P1, P2, P3, P4, O1, O2, O3, O4, T, U1, U2, S)
+            for i in range(N):
+                acc = 0j
+                for m in range(_NS):
+                    acc += _RK_B[m] * Ks[m, i]
+                ynew[i] = y[i] + h * acc
+            snew = 1.0 if last else s + h
+            _jet_rhs(params, n, K, nz, offs, ynew, _g_factor(kind, prm, snew, kc),
+                     Ks[_NS], F, D1, D2, D3, D4, P1, P2, P3, P4, O1, O2, O3, O4, T, U1, U2, S)
+            nfev += _NS
+            e5 = 0.0
+            e3 = 0.0
+            finite = True
+            for i in range(N):
+                sc = atol + rtol * max(abs(y[i]), abs(ynew[i]))
+                a5 = 0j
+                a3 = 0j
+                for m in range(_NS + 1):
+                    a5 += _RK_E5[m] * Ks[m, i]
+                    a3 += _RK_E3[m] * Ks[m, i]
+                e5 += (abs(a5) / sc) ** 2
+                e3 += (abs(a3) / sc) ** 2
+                if not (math.isfinite(ynew[i].real) and math.isfinite(ynew[i].imag)):
+                    finite = False
+            if not finite:
+                err = math.inf
+            elif e5 == 0.0 and e3 == 0.0:
+                err = 0.0
+            else:
+                err = h * e5 / math.sqrt((e5 + 0.01 * e3) * N)
+            if err <= 1.0:
+                s = snew
+                y[:] = ynew
+                f[:] = Ks[_NS]
+                nacc += 1
+                fac = 10.0 if err == 0.0 else min(10.0, 0.9 * err ** (-1.0 / 8.0))
+                if not last:
+                    h *= fac
+            else:
+                nrej += 1
+                if not finite and h < 1e-10:
+                    return y, nfev, nacc, nrej, 2
+                h *= 0.2 if not finite else max(0.2, 0.9 * err ** (-1.0 / 8.0))
+    return y, nfev, nacc, nrej, 0
+
+
+_USER_KERNELS = {}
+
+
+def _kernel_for(system):
+    """The compiled transport for a system: the disk-cached one for the built-in fields; for a
+    user's derivative function, the same source compiled with that function in place of
+    ``_builtin_derivs`` (a global, not an argument: function-typed arguments and closures
+    over dispatchers defeat Numba's on-disk cache)."""
+    if system.builtin is not None:
+        return _transport
+    key = id(system.derivs)
+    if key not in _USER_KERNELS:
+        import inspect
+        src = inspect.getsource(_jet_rhs.py_func) + "\n\n" + inspect.getsource(_transport.py_func)
+        src = src.replace("@njit(**_NJ)", "@njit(cache=False, error_model='numpy', nogil=True)")
+        ns = dict(globals())
+        ns["_builtin_derivs"] = system.derivs
+        exec(compile(src, f"<jet kernels for {system.name}>", "exec"), ns)
+        _USER_KERNELS[key] = (system.derivs, ns["_transport"])
+    return _USER_KERNELS[key][1]
+
+
 @dataclass
 class JetSystem:
     """A vector field for jet transport.
@@ -423,6 +458,7 @@ class JetSystem:
     max_order: int = MAX_ORDER
     koenigs_c: complex | None = None
     name: str = "field"
+    builtin: int | None = None      # 0 Hénon–Heiles, 1 network: the disk-cached compiled path
 
     def __post_init__(self):
         self.params = np.ascontiguousarray(np.asarray(self.params, dtype=np.float64).ravel())
@@ -433,7 +469,7 @@ class JetSystem:
     def in_koenigs_mode(self, c) -> "JetSystem":
         """The same field with paths read in the Koenigs plane z = e^{c t}."""
         return JetSystem(self.derivs, self.params, self.n, self.nz, self.max_order, complex(c),
-                         f"{self.name} (z = exp({complex(c):.6g} t))")
+                         f"{self.name} (z = exp({complex(c):.6g} t))", self.builtin)
 
     def evaluate(self, y, order=1):
         """(F, DF, D2F, ...) at complex y (n,): numpy arrays, up to ``order``."""
@@ -447,7 +483,7 @@ class JetSystem:
 def henon_heiles_system(eps, ratio=1.0) -> JetSystem:
     """JetSystem of H = (p1²+p2²)/2 + (ratio q1² + q2²)/2 + q1² q2 + (eps/3) q2³."""
     return JetSystem(henon_heiles_derivs, np.array([float(ratio), 1.0, float(eps)]), 4, nz=2,
-                     max_order=MAX_ORDER, name=f"Hénon–Heiles(eps={eps:g}, A/B={ratio:g})")
+                     max_order=MAX_ORDER, name=f"Hénon–Heiles(eps={eps:g}, A/B={ratio:g})", builtin=0)
 
 
 # ---------------------------------------------------------------------------------------
@@ -493,10 +529,12 @@ def transport_jet(system: JetSystem, y0, path, order=3, rtol=1e-12, atol=1e-14,
     T, U1, U2, S = _work(n, order)
     kc = 0j if system.koenigs_c is None else complex(system.koenigs_c)
     t0 = time.perf_counter()
-    st, nfev, nacc, nrej, status = _transport(
-        system.derivs, system.params, n, order, int(system.nz), kinds,
-        np.ascontiguousarray(pprm), kc, st0, float(rtol), float(atol), int(max_nfev),
-        np.zeros(n, np.complex128), *Dk, *Pk, *Ok, T, U1, U2, S)
+    args = (n, order, int(system.nz), kinds, np.ascontiguousarray(pprm), kc, st0, float(rtol),
+            float(atol), int(max_nfev), np.zeros(n, np.complex128), *Dk, *Pk, *Ok, T, U1, U2, S,
+            _TABLEAU)
+    params = (np.concatenate([[float(system.builtin)], system.params])
+              if system.builtin is not None else system.params)
+    st, nfev, nacc, nrej, status = _kernel_for(system)(params, *args)
     secs = time.perf_counter() - t0
     tensors = [st[offs[j]:offs[j + 1]].reshape((n,) * (j + 1)).copy() for j in range(order + 1)]
     return tensors, dict(nfev=int(nfev), accepted=int(nacc), rejected=int(nrej),
