@@ -80,28 +80,42 @@ def _parse_base(text):
 
 
 def draw(report, path) -> None:
-    """Loops (used: solid; excluded: dashed), singular points and base point, as a PNG."""
+    """Loops (used: solid; excluded: dashed), points with a = 0 (x), activation singularities (+)
+    and the base point (o) in the complex parameter plane, as a PNG."""
     import matplotlib
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
     import numpy as np
-    fig, ax = plt.subplots(figsize=(6.4, 5.6))
-    for k, rec in enumerate(getattr(report, "loops", [])):
+    fig, ax = plt.subplots(figsize=(7.0, 6.6))
+    pts = [complex(report.base_parameter)]
+    for rec in report.loops:
         z = rec.path.sample(800)
-        ax.plot(z.real, z.imag, "-" if rec.used else "--", lw=1.3 if rec.used else 0.9,
-                label=("used: " if rec.used else "excluded: ") + rec.name[:48])
-    sp = np.asarray(getattr(report, "singular_points", []), dtype=complex)
-    if sp.size:
-        ax.plot(sp.real, sp.imag, "kx", ms=9, mew=2, label="singular points")
-    b = complex(getattr(report, "base_parameter", 0j))
-    ax.plot([b.real], [b.imag], "o", color="crimson", ms=7, label="base point")
-    par = getattr(report, "parametrization", "w")
+        pts += [z.min(), z.max(), complex(z.real.min(), z.imag.min()), complex(z.real.max(), z.imag.max())]
+        ax.plot(z.real, z.imag, "-" if rec.used else "--", lw=1.4 if rec.used else 0.9,
+                alpha=0.9, label=("used: " if rec.used else "excluded: ") + rec.name[:60])
+    bp = np.asarray(report.branch_points or ([] if report.poles else report.singular_points),
+                    dtype=complex)
+    pts += list(bp)
+    if bp.size:
+        ax.plot(bp.real, bp.imag, "kx", ms=9, mew=2, label="a = 0 (branch points)")
+    po = np.asarray(report.poles, dtype=complex)
+    if po.size:
+        ax.plot(po.real, po.imag, "+", color="gray", ms=8, mew=1.5,
+                label="singularities of the activation")
+    b = complex(report.base_parameter)
+    ax.plot([b.real], [b.imag], "o", color="crimson", ms=7, label="base point", zorder=5)
+    pts = np.asarray(pts)
+    lo, hi = complex(pts.real.min(), pts.imag.min()), complex(pts.real.max(), pts.imag.max())
+    pad = 0.15 * max(hi.real - lo.real, hi.imag - lo.imag, 0.5)
+    ax.set_xlim(lo.real - pad, hi.real + pad)
+    ax.set_ylim(lo.imag - pad, hi.imag + pad)
+    ax.set_aspect("equal", adjustable="box")
+    par = report.parametrization
     ax.set_xlabel(f"Re {par}")
     ax.set_ylabel(f"Im {par}")
-    ax.set_aspect("equal", adjustable="datalim")
     ax.grid(alpha=0.3)
-    ax.set_title(f"{getattr(report, 'curve', '')}: {getattr(report, 'verdict', '')}", fontsize=9)
-    ax.legend(fontsize=6.5, loc="best")
+    ax.set_title(f"{report.curve} plane: {report.verdict}", fontsize=9)
+    ax.legend(fontsize=6.5, loc="upper center", bbox_to_anchor=(0.5, -0.1), ncol=2, frameon=False)
     fig.tight_layout()
     fig.savefig(path, dpi=130)
     plt.close(fig)

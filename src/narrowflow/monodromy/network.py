@@ -85,6 +85,8 @@ class IntegrabilityReport:
     classification: object
     verdict: str
     notes: list = dc_field(default_factory=list)
+    branch_points: list = dc_field(default_factory=list)   # where a = 0 (found from the base)
+    poles: list = dc_field(default_factory=list)           # singularities of sigma(w x_i)
 
     @property
     def used_loops(self):
@@ -99,8 +101,16 @@ class IntegrabilityReport:
         lines = [f"integral curve: {self.curve} plane, parametrised by {self.parametrization}",
                  f"base point theta0 = ({th}); {self.parametrization}0 = "
                  f"{_fmt(self.base_parameter, 6)}"]
-        if self.singular_points:
-            lines.append("singular points (" + self.parametrization + "-plane): "
+        if self.branch_points:
+            lines.append(f"points with a = 0 ({self.parametrization}-plane): "
+                         + ", ".join(_fmt(z) for z in self.branch_points))
+        if self.poles:
+            near = sorted(self.poles, key=lambda z: abs(z - self.base_parameter))
+            more = f" (and {len(near) - 6} more)" if len(near) > 6 else ""
+            lines.append("singularities of the activation avoided: "
+                         + ", ".join(_fmt(z) for z in near[:6]) + more)
+        elif self.singular_points and not self.branch_points:
+            lines.append(f"singular points ({self.parametrization}-plane): "
                          + ", ".join(_fmt(z) for z in self.singular_points))
         lines.append(f"loops: {len(self.loops)} tried, {len(self.used_loops)} verified and used")
         for r in self.loops:
@@ -418,6 +428,7 @@ def check_integrability(flow, curve="twin", order=1, *, base=None, parametrizati
     par0 = w0 if parametrization == "w" else 0j
 
     singular = []
+    branch, poles = [], []
     records = []
     if loops is None:
         if parametrization != "w":
@@ -456,7 +467,7 @@ def check_integrability(flow, curve="twin", order=1, *, base=None, parametrizati
                     name = f"once around w = {_fmt(b1, 4)}, then once around w = {_fmt(b2, 4)}"
                     records.append(_record(name, singles[b1] + singles[b2], rhs, theta0, q, P, p,
                                            rtol, tol_ratio, deform, max_nfev))
-        singular = singular + poles
+        branch, singular = list(singular), singular + poles
     else:
         for i, lp in enumerate(loops):
             pth = as_path(lp)
@@ -465,7 +476,9 @@ def check_integrability(flow, curve="twin", order=1, *, base=None, parametrizati
                                  f"starts at {pth.start}")
             records.append(_record(f"loop {i}", pth, rhs, theta0, q, P, p, rtol, tol_ratio, deform,
                                    max_nfev))
-    return _finish(curve, parametrization, theta0, par0, singular, records, margin, notes)
+    rep = _finish(curve, parametrization, theta0, par0, singular, records, margin, notes)
+    rep.branch_points, rep.poles = branch, poles
+    return rep
 
 
 def _finish(curve, parametrization, theta0, par0, singular, records, margin, notes):
