@@ -4,7 +4,7 @@ compilation; one Hénon–Heiles case < 0.2 s). Timings are printed, never asser
     python benchmarks/bench_monodromy.py [--repeats 20]
 
 For each case: the compile (first-call) time, then the median wall time of the verified
-computation (two tolerances + deformed loop, as used by the classifier), the RHS evaluation
+computation (two tolerances, the deformed loop and the loop backwards, as used by the classifier), the RHS evaluation
 count, and the accuracy against the closed-form invariants; next to it scipy's DOP853 with
 complex states on the same loops at the same tolerance (a Python right-hand side), one run.
 """
@@ -69,7 +69,7 @@ def bench_hypergeometric(repeats):
     serr = max(abs(np.trace(S0) - inv["tr_M0"]), abs(np.trace(S1) - inv["tr_M1"]))
     print("hypergeometric pair (a,b,c) = (0.3+0.1i, 0.45, 0.7-0.05i), circles |z|=1/2, |z-1|=1/2, rtol 1e-12")
     print(f"  first call (compile + run)          {compile_s:8.3f} s")
-    print(f"  verified pair (3 runs per loop)     {verified * 1e3:8.2f} ms   nfev {r0.nfev + r1.nfev}")
+    print(f"  verified pair (4 runs per loop)     {verified * 1e3:8.2f} ms   nfev {r0.nfev + r1.nfev}")
     print(f"  bare pair (one run per loop)        {single * 1e3:8.2f} ms   nfev {nfev_single}")
     print(f"  max |tr M - exact|                  {err:8.1e}   (error estimates {r0.error:.1e}, {r1.error:.1e})")
     print(f"  scipy DOP853, complex, Python rhs   {scipy_s * 1e3:8.2f} ms   nfev {n0 + n1}   "
