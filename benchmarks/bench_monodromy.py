@@ -3,10 +3,11 @@ compilation; one Hénon–Heiles case < 0.2 s). Timings are printed, never asser
 
     python benchmarks/bench_monodromy.py [--repeats 20]
 
-For each case: the compile (first-call) time, then the median wall time of the verified
-computation (two tolerances, the deformed loop and the loop backwards, as used by the classifier), the RHS evaluation
-count, and the accuracy against the closed-form invariants; next to it scipy's DOP853 with
-complex states on the same loops at the same tolerance (a Python right-hand side), one run.
+For each case: the first-call time (compilation, or loading Numba's disk cache), then the
+median wall time of the verified computation (two tolerances, the deformed loop and the loop
+travelled backwards, as used by the classifier), the RHS evaluation count, and the accuracy
+against the closed-form invariants; next to it scipy's DOP853 with complex states on the
+same loops at the same tolerance (a Python right-hand side), one run.
 """
 from __future__ import annotations
 

@@ -102,6 +102,11 @@ def test_points_curve_with_a_time_path_that_does_not_close():
     rep = check_integrability(flow, "points", base=np.array([0.8, 0.3, 0.5, -0.2]),
                               loops=[[0, 1.0 + 0.5j, 2.0]])
     assert rep.verdict == "inconclusive" and not rep.used_loops
+    # the twin plane parametrised by time: an open time path is reported, not used
+    rep = check_integrability(flow, "twin", base=(0.8, 0.3), parametrization="time",
+                              loops=[[0, 0.5 + 0.5j, 1.0]])
+    assert rep.loops[0].result.status == "ok" and not rep.loops[0].used
+    assert rep.verdict == "inconclusive"
 
 
 def test_bad_input():

@@ -118,6 +118,16 @@ def test_field_transport_closure_is_verified_both_ways():
     assert not nearly.closed and "not" in nearly.closure_note
 
 
+def test_plain_python_field_runs_the_same_algorithm():
+    y0 = np.array([1.0, 0.3], dtype=complex)
+    path = [[0, np.pi + 1j, 2 * np.pi]]
+    py = mono.variational_monodromy(lambda y: np.array([y[1], -y[0]]),
+                                    lambda y: np.array([[0.0, 1.0], [-1.0, 0.0]]), y0, path)[0]
+    nb = mono.variational_monodromy(_osc_field, _osc_jac, y0, path)[0]
+    assert py.verified and np.max(np.abs(py.matrix - nb.matrix)) < 1e-13
+    assert py.nfev == nb.nfev                  # the same step sequence
+
+
 def test_budget_and_singular_paths_are_reported():
     sys_ = mono.hypergeometric(*ABC)
     r = sys_.transport(circle(0.0, 0.5), max_nfev=100)
