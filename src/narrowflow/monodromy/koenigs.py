@@ -1,0 +1,698 @@
+"""Koenigs/Poincaré parametrization of the 1-D unstable manifold of a hyperbolic saddle,
+and the higher-order variational test along loops in its z-plane (issue 7).
+
+Let θ0 be a saddle of F = −∇L with a simple (within an invariant subspace) unstable
+eigenvalue c > 0, eigenvector v. The unstable manifold is Θ(z) = Σ θ_k z^k, z = e^{ct}
+(the Koenigs coordinate), the solution of the invariance equation
+
+    c z Θ'(z) = F(Θ(z)),   Θ(0) = θ0,   Θ'(0) = v,
+
+computed by the parameterization method: order by order, (k c I − DF(θ0)) θ_k = R_k,
+where R_k is the order-k coefficient of F(Θ) with θ_k = 0 (non-resonant: k c is not an
+eigenvalue of DF(θ0) for k >= 2, checked). F(Θ(z)) is evaluated in truncated power-series
+arithmetic (online Taylor recurrences for tanh, sigmoid, softplus, silu, gelu_tanh,
+quadratic, linear), O(N²) per series, Numba-compiled.
+
+In the z-plane, a loop around z = 0 is the time shift t -> t + 2πi/c; loops around the
+series' singularities (branch points where the curve meets a singularity of F) close on
+the curve only after some number of turns, which is verified, never assumed. Jets of the
+flow map along such loops are transported with dy/dz = F(y)/(c z)
+(:mod:`narrowflow.monodromy.jets`, Koenigs mode).
+"""
+from __future__ import annotations
+
+import cmath
+import math
+import time
+from dataclasses import dataclass, field
+
+import numpy as np
+from numba import njit
+
+from narrowflow import activations as _act
+
+__all__ = ["KoenigsSeries", "koenigs_series", "saddle_unstable_check", "SaddleUnstableReport"]
+
+_NJ = dict(cache=True, error_model="numpy", nogil=True)
+_CODES = {name: i for i, name in enumerate(_act.NAMES)}
+_GC = 0.7978845608028654   # sqrt(2/pi), gelu_tanh
+_GA = 0.044715
+
+
+# ---------------------------------------------------------------------------------------
+# online power-series arithmetic: coefficient k from coefficients <= k
+# ---------------------------------------------------------------------------------------
+
+@njit(**_NJ)
+def _cprod(u, v, k):
+    """Coefficient k of the product of series u, v (1-D arrays)."""
+    acc = 0j
+    for l in range(k + 1):
+        acc += u[l] * v[k - l]
+    return acc
+
+
+@njit(**_NJ)
+def _tanh_step(s, scale, T, Q, k):
+    """T = tanh(scale * s), Q = 1 − T²: fill coefficient k (T' = Q (scale s)')."""
+    if k == 0:
+        T[0] = cmath.tanh(scale * s[0])
+    else:
+        acc = 0j
+        for l in range(1, k + 1):
+            acc += l * s[l] * Q[k - l]
+        T[k] = scale * acc / k
+    Q[k] = (1.0 if k == 0 else 0.0) - _cprod(T, T, k)
+
+
+@njit(**_NJ)
+def _act_step(code, kappa, s, U, SP, X1, X2, X3, X4, X5, k):
+    """Coefficient k of U = σ(s) and SP = σ'(s) for the activation ``code``.
+
+    X1..X5: auxiliary series (tanh of s or s/2 and its 1 − T², powers of s, ...).
+    """
+    if code == 0:                     # tanh
+        _tanh_step(s, 1.0, U, SP, k)
+    elif code == 1 or code == 2 or code == 3:
+        # g = sigmoid(s) = (1 + tanh(s/2))/2, g(1 − g) = (1 − tanh²(s/2))/4
+        _tanh_step(s, 0.5, X1, X2, k)
+        g_k = 0.5 * X1[k] + (0.5 if k == 0 else 0.0)
+        X3[k] = g_k                    # g
+        X4[k] = 0.25 * X2[k]           # g (1 − g)
+        if code == 1:
+            U[k] = g_k
+            SP[k] = X4[k]
+        elif code == 2:                # softplus: u' = g s'
+            if k == 0:
+                z = s[0]
+                if z.real > 0:
+                    U[0] = z + cmath.log(1.0 + cmath.exp(-z))
+                else:
+                    U[0] = cmath.log(1.0 + cmath.exp(z))
+            else:
+                acc = 0j
+                for l in range(1, k + 1):
+                    acc += l * s[l] * X3[k - l]
+                U[k] = acc / k
+            SP[k] = g_k
+        else:                          # silu: s g, σ' = g + s g (1 − g)
+            U[k] = _cprod(s, X3, k)
+            SP[k] = g_k + _cprod(s, X4, k)
+    elif code == 4:                    # gelu_tanh: 0.5 s (1 + T), T = tanh(v), v = C (s + A s³)
+        X3[k] = _cprod(s, s, k)                       # s²
+        X4[k] = _cprod(X3, s, k)                      # s³
+        X5[k] = _GC * (s[k] + _GA * X4[k])            # v
+        _tanh_step(X5, 1.0, X1, X2, k)                # T, 1 − T²
+        U[k] = 0.5 * (s[k] + _cprod(s, X1, k))
+        # σ' = 0.5 (1 + T) + 0.5 s (1 − T²) C (1 + 3 A s²); W = (1 − T²)(1 + 3 A s²) in X4?
+        # X4 is needed as s³ above: keep W in SP's slot computation directly
+        acc = 0j
+        for l in range(k + 1):
+            # coefficient l of W = (1 − T²) + 3A (1 − T²) s²
+            w = X2[l] + 3.0 * _GA * _cprod(X2, X3, l)
+            acc += s[k - l] * w
+        SP[k] = 0.5 * ((1.0 if k == 0 else 0.0) + X1[k]) + 0.5 * _GC * acc
+    elif code == 5:                    # quadratic z + κ z²
+        U[k] = s[k] + kappa * _cprod(s, s, k)
+        SP[k] = (1.0 if k == 0 else 0.0) + 2.0 * kappa * s[k]
+    else:                              # linear
+        U[k] = s[k]
+        SP[k] = 1.0 if k == 0 else 0.0
+
+
+@njit(**_NJ)
+def _field_coef(k, TH, params, Z, U, SP, X1, X2, X3, X4, X5, R, RHO, out):
+    """Coefficient k of F(Θ(z)) = −∇L(Θ(z)) into out (p,), updating the intermediate series.
+
+    TH (p, N+1): coefficients of Θ (those <= k used); Z, U, SP, X* (n, m, N+1);
+    R (n, kout, N+1) residual series; RHO (n, m, N+1) = Σ_κ r_κ a_jκ. params as in
+    narrowflow.derivatives.pack_params.
+    """
+    d = int(params[0])
+    m = int(params[1])
+    kk = int(params[2])
+    bias = int(params[3])
+    n = int(params[4])
+    lam = params[5]
+    kappa = params[6]
+    code = int(params[7])
+    xo = 8
+    yo = 8 + n * d
+    bs = kk + d + bias
+    p = TH.shape[0]
+    inv_n = 1.0 / n
+    for i in range(n):
+        for j in range(m):
+            base = j * bs
+            acc = 0j
+            for l in range(d):
+                acc += TH[base + kk + l, k] * params[xo + i * d + l]
+            if bias:
+                acc += TH[base + kk + d, k]
+            Z[i, j, k] = acc
+            _act_step(code, kappa, Z[i, j], U[i, j], SP[i, j], X1[i, j], X2[i, j], X3[i, j],
+                      X4[i, j], X5[i, j], k)
+        for kap in range(kk):
+            acc = 0j
+            for j in range(m):
+                acc += _cprod(TH[j * bs + kap], U[i, j], k)
+            if bias:
+                acc += TH[m * bs + kap, k]
+            if k == 0:
+                acc -= params[yo + i * kk + kap]
+            R[i, kap, k] = acc
+        for j in range(m):
+            acc = 0j
+            for kap in range(kk):
+                acc += _cprod(R[i, kap], TH[j * bs + kap], k)
+            RHO[i, j, k] = acc
+    for q in range(p):
+        out[q] = -lam * TH[q, k]
+    for j in range(m):
+        base = j * bs
+        for kap in range(kk):
+            acc = 0j
+            for i in range(n):
+                acc += _cprod(R[i, kap], U[i, j], k)
+            out[base + kap] -= inv_n * acc
+        accb = 0j
+        for i in range(n):
+            t = _cprod(RHO[i, j], SP[i, j], k)
+            for l in range(d):
+                out[base + kk + l] -= inv_n * t * params[xo + i * d + l]
+            accb += t
+        if bias:
+            out[base + kk + d] -= inv_n * accb
+    if bias:
+        for kap in range(kk):
+            acc = 0j
+            for i in range(n):
+                acc += R[i, kap, k]
+            out[m * bs + kap] -= inv_n * acc
+
+
+@njit(**_NJ)
+def _koenigs_coeffs(params, theta0, v, c, Minv, N):
+    """θ_0..θ_N of the parameterization method. Minv (N+1, p, p): (k c I − A)⁻¹ for k >= 2.
+
+    Returns TH (p, N+1) and the coefficient-k residual of the invariance equation after
+    each solve (res (N+1,)), a check of the linear algebra.
+    """
+    p = theta0.size
+    n = int(params[4])
+    m = int(params[1])
+    kk = int(params[2])
+    TH = np.zeros((p, N + 1), np.complex128)
+    Z = np.zeros((n, m, N + 1), np.complex128)
+    U = np.zeros_like(Z)
+    SP = np.zeros_like(Z)
+    X1 = np.zeros_like(Z)
+    X2 = np.zeros_like(Z)
+    X3 = np.zeros_like(Z)
+    X4 = np.zeros_like(Z)
+    X5 = np.zeros_like(Z)
+    R = np.zeros((n, kk, N + 1), np.complex128)
+    RHO = np.zeros((n, m, N + 1), np.complex128)
+    out = np.zeros(p, np.complex128)
+    res = np.zeros(N + 1)
+    TH[:, 0] = theta0
+    _field_coef(0, TH, params, Z, U, SP, X1, X2, X3, X4, X5, R, RHO, out)
+    res[0] = np.max(np.abs(out))               # F(θ0): the saddle's equilibrium residual
+    if N >= 1:
+        TH[:, 1] = v
+        _field_coef(1, TH, params, Z, U, SP, X1, X2, X3, X4, X5, R, RHO, out)
+        res[1] = np.max(np.abs(c * v - out))
+    for k in range(2, N + 1):
+        TH[:, k] = 0.0
+        _field_coef(k, TH, params, Z, U, SP, X1, X2, X3, X4, X5, R, RHO, out)
+        Mk = Minv[k]
+        for q in range(p):
+            acc = 0j
+            for l in range(p):
+                acc += Mk[q, l] * out[l]
+            TH[q, k] = acc
+        # second pass with the true θ_k: the intermediates' coefficient k
+        _field_coef(k, TH, params, Z, U, SP, X1, X2, X3, X4, X5, R, RHO, out)
+        r = 0.0
+        for q in range(p):
+            r = max(r, abs(k * c * TH[q, k] - out[q]))
+        res[k] = r
+    return TH, res
+
+
+# ---------------------------------------------------------------------------------------
+# the series object
+# ---------------------------------------------------------------------------------------
+
+def _check_flow(flow):
+    if not (hasattr(flow, "network") and hasattr(flow, "data") and hasattr(flow, "weight_decay")):
+        raise TypeError(f"flow must be a GradientFlow, got {type(flow).__name__}")
+
+
+@dataclass(frozen=True)
+class Singularity:
+    """An estimated singular point z of the series, with error estimate and method."""
+
+    z: complex
+    error: float
+    method: str
+
+    def __str__(self):
+        return f"z* = {self.z:.8g} ± {self.error:.1e} ({self.method})"
+
+
+class KoenigsSeries:
+    """Θ(z) = Σ_{k<=N} θ_k z^k, the unstable manifold of the saddle ``theta0`` of ``flow``.
+
+    Attributes: flow, theta0 (p,), c (unstable eigenvalue), v (θ_1), coeffs (N+1, p)
+    complex, order N, step_residual (N+1,) (the linear solve's residual per order),
+    seconds. z is the Koenigs coordinate z = e^{c t}; scaling v by s maps z -> z / s.
+    """
+
+    def __init__(self, flow, theta0, c, v, coeffs, step_residual, seconds):
+        self.flow = flow
+        self.theta0 = theta0
+        self.c = c
+        self.v = v
+        self.coeffs = coeffs
+        self.order = coeffs.shape[0] - 1
+        self.step_residual = step_residual
+        self.seconds = seconds
+
+    # -- evaluation ------------------------------------------------------------------
+    def __call__(self, z):
+        """Θ(z): complex, shape z.shape + (p,)."""
+        z = np.asarray(z, np.complex128)
+        out = np.zeros(z.shape + (self.coeffs.shape[1],), np.complex128)
+        for k in range(self.order, -1, -1):
+            out = out * z[..., None] + self.coeffs[k]
+        return out
+
+    def derivative(self, z):
+        """Θ'(z): complex, shape z.shape + (p,)."""
+        z = np.asarray(z, np.complex128)
+        out = np.zeros(z.shape + (self.coeffs.shape[1],), np.complex128)
+        for k in range(self.order, 0, -1):
+            out = out * z[..., None] + k * self.coeffs[k]
+        return out
+
+    def invariance_residual(self, radius, n_points=64):
+        """max over |z| = radius of ‖c z Θ'(z) − F(Θ(z))‖_∞, relative to max ‖F(Θ)‖_∞ (float)."""
+        zs = radius * np.exp(2j * np.pi * (np.arange(n_points) + 0.5) / n_points)
+        worst = 0.0
+        fmax = 0.0
+        for z in zs:
+            th = self(z)
+            f = self.flow.field(th)
+            worst = max(worst, float(np.max(np.abs(self.c * z * self.derivative(z) - f))))
+            fmax = max(fmax, float(np.max(np.abs(f))))
+        return worst / max(fmax, 1e-300)
+
+    # -- singularities -----------------------------------------------------------------
+    def _dominant(self):
+        tail = np.abs(self.coeffs[self.order // 2:])
+        return int(np.argmax(tail.max(axis=0)))
+
+    def parity(self) -> int:
+        """+1 (even: only even powers), -1 (odd), 0 (neither), for Θ − θ0."""
+        a = np.abs(self.coeffs[1:])
+        odd = a[0::2].max()
+        even = a[1::2].max() if a.shape[0] > 1 else 0.0
+        if even <= 1e-13 * odd:
+            return -1
+        if odd <= 1e-13 * even:
+            return 1
+        return 0
+
+    def radius(self):
+        """(R, error): radius of convergence from a root test (least squares of log|θ_k| over the
+        second half of the coefficients; error: the difference between its two quarters)."""
+        a = np.abs(self.coeffs).max(axis=1)
+        N = self.order
+
+        def fit(lo, hi):
+            k = np.arange(lo, hi + 1)
+            k = k[a[k] > 0]
+            return float(np.exp(-np.polyfit(k, np.log(a[k]), 1)[0]))
+
+        R = fit(N // 2, N)
+        return R, abs(fit(N // 2, 3 * N // 4) - fit(3 * N // 4, N))
+
+    def singularities(self):
+        """Nearest singular points: Domb–Sykes (in z² for odd/even series, extrapolated in
+        1/k) and linear prediction on the dominant component; list of Singularity."""
+        comp = self.coeffs[:, self._dominant()]
+        N = self.order
+        out = []
+        par = self.parity()
+        if par != 0:
+            b = comp[1::2] if par == -1 else comp[2::2]
+            b = b[np.abs(b) > 0]
+            j = np.arange(1, b.size)
+            r = b[1:] / b[:-1]
+            est = []
+            for lo in (b.size // 4, b.size // 3, b.size // 2):
+                sel = j > lo
+                co = np.polyfit(1.0 / j[sel], r[sel], 2)
+                est.append(co[-1])
+            inv_z2 = est[-1]
+            err_inv = max(abs(e - inv_z2) for e in est)
+            z2 = 1.0 / inv_z2
+            zs = np.sqrt(complex(z2))
+            err = 0.5 * abs(zs) * err_inv / abs(inv_z2) + 1e-15
+            for z in (zs, -zs):
+                out.append(Singularity(complex(z), float(err), "Domb–Sykes in z², 1/k-extrapolated"))
+        else:
+            # linear prediction of order 2 (a conjugate pair or a single point), extrapolated in 1/K
+            ests = []
+            Ks = (N // 2, 3 * N // 4, N - 1)
+            for K in Ks:
+                ks = np.arange(K - 40, K)
+                A = np.stack([comp[ks], comp[ks - 1]], axis=1)
+                p1, p2 = np.linalg.lstsq(A, -comp[ks + 1], rcond=None)[0]
+                roots = np.roots([1.0, p1, p2])
+                roots = roots[np.argsort(-np.abs(roots))]
+                ests.append(1.0 / roots)
+            ests = np.array(ests)
+            invK = 1.0 / np.array(Ks, float)
+            for col in range(2):
+                zc = ests[:, col]
+                slope = (zc[-1] - zc[-2]) / (invK[-1] - invK[-2])
+                z = zc[-1] - slope * invK[-1]
+                out.append(Singularity(complex(z), float(abs(z - zc[-1]) + abs(zc[-1] - zc[-2])),
+                                       "linear prediction, 1/K-extrapolated"))
+        return sorted(out, key=lambda s: (abs(s.z), -s.z.imag))
+
+    def pade_poles(self, m=8, component=None):
+        """Poles of the [m/m] Padé approximant of one component, nearest first: complex array.
+
+        For an odd (even) series the approximant is taken in u = z² for (Θ − θ0)/z (resp.
+        Θ − θ0), so each pole u gives the pair ±√u. Coefficients are rescaled by the radius
+        first (float64 Padé is ill-conditioned otherwise). Branch points show as the ends
+        of lines of poles. Poles inside the disc of convergence are dropped (spurious); a
+        small m (about 8) is the stable choice in float64.
+        """
+        from scipy.interpolate import pade
+        comp = self.coeffs[:, self._dominant() if component is None else component].copy()
+        comp[0] -= self.theta0[self._dominant() if component is None else component]
+        R, _ = self.radius()
+        par = self.parity()
+        if par != 0:
+            b = comp[1::2] if par == -1 else comp[0::2]
+            scale2 = R * R
+        else:
+            b = comp
+            scale2 = R
+        b = b[: 2 * m + 1] * scale2 ** np.arange(min(2 * m + 1, b.size))
+        import warnings
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            _, q = pade(b.real if np.all(b.imag == 0) else b, m)
+        u = np.roots(q.coeffs) * scale2
+        poles = np.concatenate([np.sqrt(u.astype(complex)), -np.sqrt(u.astype(complex))]) if par != 0 else u
+        # the series converges for |z| < R: poles inside are spurious (round-off doublets)
+        poles = poles[np.abs(poles) > 0.98 * R]
+        return poles[np.argsort(np.abs(poles))]
+
+    # -- continuation ------------------------------------------------------------------
+    def continue_along(self, path, rtol=1e-12):
+        """Θ at the end of a z-plane ``path`` by ODE continuation (dy/dz = F(y)/(c z)) from
+        Θ(path.start) (which must lie inside the disc): complex (p,)."""
+        from . import jets
+        from .paths import as_path
+        path = as_path(path)
+        R, _ = self.radius()
+        if abs(path.start) >= 0.9 * R:
+            raise ValueError(f"the path must start inside the disc |z| < 0.9 R = {0.9 * R:.4g}")
+        system = jets._parse_system(self.flow, None, None, None, None, None).in_koenigs_mode(self.c)
+        tens, info = jets.transport_jet(system, self(path.start), path, order=1, rtol=rtol,
+                                        atol=rtol * 1e-2)
+        if info["status"] != "success":
+            raise RuntimeError(f"continuation failed: {info['status']}")
+        return tens[0]
+
+    def __repr__(self):
+        return (f"KoenigsSeries(order={self.order}, c={self.c:.8g}, "
+                f"theta0={np.array2string(np.real_if_close(self.theta0), precision=4)})")
+
+
+def _unstable_direction(A, tangent=None):
+    """(c, v): the positive real eigenvalue of A (restricted to span(tangent) if given) that
+    is simple there, and its unit eigenvector (sign: largest entry positive)."""
+    if tangent is not None:
+        Q = np.asarray(tangent, float)
+        B = Q.T @ A @ Q
+    else:
+        Q = None
+        B = A
+    w, V = np.linalg.eig(B)
+    pos = [i for i in range(len(w)) if w[i].real > 1e-10 and abs(w[i].imag) <= 1e-10 * abs(w[i])]
+    if len(pos) != 1:
+        raise ValueError(f"expected exactly one positive eigenvalue (a 1-D unstable manifold) "
+                         f"{'in the subspace ' if Q is not None else ''}, got eigenvalues {w}")
+    i = pos[0]
+    c = float(w[i].real)
+    v = np.real_if_close(V[:, i])
+    v = np.asarray(v.real if np.iscomplexobj(v) and np.all(np.abs(v.imag) < 1e-12) else v)
+    if Q is not None:
+        v = Q @ v
+    v = v / np.linalg.norm(v)
+    if v[np.argmax(np.abs(v))].real < 0:
+        v = -v
+    return c, v
+
+
+def koenigs_series(flow, saddle=None, order=400, eigenvector=None, subspace=None, scale=1.0):
+    """The Koenigs/Poincaré series of the 1-D unstable manifold of a hyperbolic saddle.
+
+    flow: GradientFlow. saddle: (p,) equilibrium (default: θ = 0, which is one for
+    activations with σ(0) = 0 and no biases). order: N (>= 2). eigenvector: θ_1 (default:
+    the unit eigenvector of the only positive eigenvalue of DF, within ``subspace`` if
+    given: an InvariantSubspace such as ``model.Twin(net, 0, 1)`` or a (p, q) basis).
+    scale: ‖θ_1‖ (z scales inversely). Returns a :class:`KoenigsSeries`.
+    """
+    _check_flow(flow)
+    from narrowflow import derivatives as dv
+    if isinstance(order, (bool, np.bool_)) or not isinstance(order, (int, np.integer)):
+        raise TypeError(f"order must be an integer, got {type(order).__name__}")
+    if order < 2:
+        raise ValueError(f"order must be >= 2, got {order}")
+    p = flow.n_params
+    th0 = np.zeros(p) if saddle is None else np.asarray(saddle, dtype=float)
+    if th0.shape != (p,):
+        raise ValueError(f"saddle must have shape ({p},), got {th0.shape}")
+    F, A = dv.derivatives(flow, th0, order=1)
+    if np.max(np.abs(F)) > 1e-10 * (1 + np.max(np.abs(A))):
+        raise ValueError(f"saddle is not an equilibrium: |F(saddle)| = {np.max(np.abs(F)):.2e}")
+    if eigenvector is None:
+        tangent = None
+        if subspace is not None:
+            tangent = subspace.tangent_basis() if hasattr(subspace, "tangent_basis") else subspace
+        c, v = _unstable_direction(A, tangent)
+    else:
+        v = np.asarray(eigenvector, dtype=float)
+        if v.shape != (p,):
+            raise ValueError(f"eigenvector must have shape ({p},), got {v.shape}")
+        Av = A @ v
+        c = float(v @ Av / (v @ v))
+        if np.linalg.norm(Av - c * v) > 1e-9 * np.linalg.norm(Av) or c <= 0:
+            raise ValueError("eigenvector is not an eigenvector of DF(saddle) with a positive eigenvalue")
+        v = v / np.linalg.norm(v)
+    if not (isinstance(scale, (int, float)) and scale > 0):
+        raise ValueError(f"scale must be a positive number, got {scale!r}")
+    v = v * float(scale)
+    ev = np.linalg.eigvals(A)
+    Minv = np.zeros((order + 1, p, p), np.complex128)
+    for k in range(2, order + 1):
+        gap = np.min(np.abs(k * c - ev))
+        if gap < 1e-8 * k * c:
+            raise ValueError(f"resonance: {k}c is an eigenvalue of DF (gap {gap:.2e})")
+        Minv[k] = np.linalg.inv(k * c * np.eye(p) - A)
+    t0 = time.perf_counter()
+    TH, res = _koenigs_coeffs(dv.pack_params(flow), th0.astype(np.complex128),
+                              v.astype(np.complex128), complex(c), Minv, int(order))
+    secs = time.perf_counter() - t0
+    return KoenigsSeries(flow, th0, c, v, TH.T.copy(), res, secs)
+
+
+# ---------------------------------------------------------------------------------------
+# loops in the z-plane and the verdict for networks
+# ---------------------------------------------------------------------------------------
+
+@dataclass
+class LoopRecord:
+    """One candidate loop: what it encircles, how many turns closed it, and its jet."""
+
+    name: str
+    around: complex | None
+    radius: float
+    turns: int | None
+    path: object
+    jet: object = None
+    note: str = ""
+
+    @property
+    def verified(self) -> bool:
+        return self.jet is not None and self.jet.verified
+
+
+def _closing_turns(system, y0, z0, point, radii, max_turns, rtol):
+    """Smallest (radius, turns) whose lasso from z0 around ``point`` closes on the curve:
+    defect < 1e-8 at rtol (confirmed later at two tolerances). None if none does."""
+    from . import jets
+    from .paths import lasso
+    scale = 1.0 + float(np.max(np.abs(y0)))
+    tried = []
+    for rho in radii:
+        for q in range(1, max_turns + 1):
+            path = lasso(z0, point, rho, turns=q)
+            tens, info = jets.transport_jet(system, y0, path, order=1, rtol=rtol, atol=rtol * 1e-2,
+                                            max_nfev=400_000)
+            d = float(np.linalg.norm(tens[0] - y0))
+            tried.append((rho, q, d, info["status"]))
+            if info["status"] == "success" and d < 1e-8 * scale:
+                return rho, q, tried
+    return None, None, tried
+
+
+class SaddleUnstableReport:
+    """Higher-order VE test along the unstable manifold of a saddle (``saddle_unstable_check``).
+
+    Attributes: curve (str), series (KoenigsSeries), radius (R, err), singularities,
+    residuals {radius: relative residual}, continuation_error, base (z0), loops
+    (LoopRecord list; only verified ones enter), commutators {(i, j): JetCommutator},
+    order, verdict (str), reason (str), seconds.
+    """
+
+    def __init__(self, **kw):
+        self.__dict__.update(kw)
+
+    def deviations(self, order=None):
+        """{(name_i, name_j): [Deviation for orders 1..order]} of the verified commutators."""
+        order = self.order if order is None else order
+        return {(self.loops[i].name, self.loops[j].name): [C.deviation(k) for k in range(1, order + 1)]
+                for (i, j), C in self.commutators.items()}
+
+    def __str__(self):
+        S = self.series
+        L = [f"Saddle-unstable check: {self.curve}",
+             f"  flow: {S.flow!r}",
+             f"  saddle θ0 = {np.array2string(np.real_if_close(S.theta0), precision=6)}, "
+             f"unstable eigenvalue c = {S.c:.10g}, θ_1 = {np.array2string(np.real_if_close(S.v), precision=6)}",
+             f"  Koenigs series: order {S.order} ({S.seconds:.3f} s), radius {self.radius[0]:.6g} "
+             f"(root test, ± {self.radius[1]:.1e})"]
+        for r, v in self.residuals.items():
+            L.append(f"    invariance residual on |z| = {r:.4g}: {v:.2e} (relative)")
+        L.append(f"    series vs ODE continuation at {self.continuation_point:.4g}: {self.continuation_error:.2e}")
+        for s in self.singularities:
+            L.append(f"    singularity {s}")
+        L.append(f"  base point z0 = {self.base:.6g} (Koenigs plane z = e^(c t))")
+        for lp in self.loops:
+            J = lp.jet
+            if J is None:
+                L.append(f"  loop {lp.name}: {lp.note}")
+                continue
+            L.append(f"  loop {lp.name}: turns={lp.turns}, radius={lp.radius:.3g}; closure defect "
+                     f"{J.closure_defect[0]:.1e} (loose {J.closure_defect[1]:.1e}), deformation "
+                     f"stable={J.deformation_ok}, verified={J.verified}, unipotent 1-jet={J.unipotent}")
+        for (i, j), C in self.commutators.items():
+            L.append(f"  commutator [{self.loops[i].name}, {self.loops[j].name}] "
+                     f"(verified={C.verified}):")
+            for k in range(1, self.order + 1):
+                L.append(f"    {C.deviation(k)}")
+            L.append(f"    -> {C.verdict(self.order)}")
+        L.append(f"  verdict: {self.verdict}\n    ({self.reason})")
+        L.append(f"  time: {self.seconds:.2f} s")
+        return "\n".join(L)
+
+    __repr__ = __str__
+
+
+def saddle_unstable_check(flow, order=2, *, saddle=None, subspace="twin", series_order=400,
+                          base_fraction=0.6, n_singular=2, radii=(0.01, 0.003), max_turns=8,
+                          rtol=1e-12, **jet_kw):
+    """VE_k test along the 1-D unstable manifold of a saddle, in its Koenigs plane.
+
+    flow: GradientFlow. order: k (1..3). saddle: (p,) equilibrium (default θ = 0).
+    subspace: "twin" (the plane of neurons 0 and 1; default for width >= 2), None, or an
+    InvariantSubspace / (p, q) basis selecting a simple unstable eigenvalue.
+    series_order: N of the Koenigs series. base_fraction: base point z0 = fraction * R.
+    n_singular: how many of the nearest singularities to loop around. radii: loop radii
+    around them, as fractions of R, tried in turn; max_turns: the most turns tried.
+    Loops: the circle |z| = z0 (t -> t + 2πi/c) and, around each singularity, the lasso with
+    the fewest turns that closes on the curve. Only loops that pass closure (two tolerances),
+    deformation and evaluation checks enter the commutators. Returns a SaddleUnstableReport;
+    its ``verdict`` is "G⁰(VE_j) non-abelian ⇒ not integrable" (lowest such j <= k, margin
+    100x) or "no conclusion at order k".
+    """
+    from . import jets
+    from .paths import circle
+    t0 = time.perf_counter()
+    _check_flow(flow)
+    order = jets._check_order(order)
+    from narrowflow import derivatives as dv
+    if order > dv.MAX_ORDER:
+        raise ValueError(f"order must be <= {dv.MAX_ORDER} for networks, got {order}")
+    net = flow.network
+    sub = subspace
+    if isinstance(subspace, str):
+        if subspace != "twin":
+            raise ValueError(f"subspace must be 'twin', None or an invariant subspace, got {subspace!r}")
+        from narrowflow.model import Twin
+        sub = Twin(net, 0, 1) if net.width >= 2 else None
+    S = koenigs_series(flow, saddle=saddle, order=series_order, subspace=sub)
+    R, Rerr = S.radius()
+    sing = S.singularities()
+    if sing:
+        R = min(R, min(abs(s.z) for s in sing))
+    residuals = {r * R: S.invariance_residual(r * R) for r in (0.5, 0.9)}
+    zc = 0.8 * R * np.exp(0.6j)
+    from .paths import polyline
+    cont = float(np.max(np.abs(S.continue_along(polyline([0.3 * R, zc]), rtol=rtol) - S(zc))))
+    cont /= 1.0 + float(np.max(np.abs(S(zc))))
+    z0 = base_fraction * R
+    y0 = S(z0)
+    system = jets._parse_system(flow, None, None, None, None, None).in_koenigs_mode(S.c)
+    loops = [LoopRecord("around 0", 0j, z0, 1, circle(0.0, z0))]
+    for s in sing[:n_singular]:
+        if abs(s.z) > 1.5 * R:
+            continue
+        rho, q, tried = _closing_turns(system, y0, z0, s.z, [f * R for f in radii], max_turns, rtol)
+        name = f"around {s.z:.5g}"
+        if q is None:
+            loops.append(LoopRecord(name, s.z, radii[-1] * R, None, None,
+                                    note=f"no closure within {max_turns} turns at radii {radii} R: excluded"))
+        else:
+            from .paths import lasso
+            loops.append(LoopRecord(name, s.z, rho, q, lasso(z0, s.z, rho, turns=q)))
+    kept = [lp for lp in loops if lp.path is not None]
+    jl = jets.jet_monodromy(system, y0, [lp.path for lp in kept], order=order, rtol=rtol, **jet_kw)
+    for lp, J in zip(kept, jl):
+        lp.jet = J
+        if not J.verified:
+            lp.note = "failed verification: excluded"
+    good = [i for i, lp in enumerate(loops) if lp.verified]
+    commutators = {}
+    for a in range(len(good)):
+        for b in range(a + 1, len(good)):
+            i, j = good[a], good[b]
+            commutators[(i, j)] = jets.jet_commutator(loops[i].jet, loops[j].jet)
+    verdict = jets.NO_CONCLUSION.format(k=order)
+    reason = "fewer than two verified loops" if len(good) < 2 else ""
+    best = None
+    for key, C in commutators.items():
+        v, why = C._decide(order)
+        if v != verdict:
+            kk = int(v.split("VE_")[1].split(")")[0])
+            if best is None or kk < best[0]:
+                best = (kk, v, f"[{loops[key[0]].name}, {loops[key[1]].name}]: {why}")
+        elif not reason:
+            reason = f"[{loops[key[0]].name}, {loops[key[1]].name}]: {why}"
+    if best is not None:
+        verdict, reason = best[1], best[2]
+    curve = ("unstable manifold of the saddle θ0" + (f" in {type(sub).__name__} plane" if sub is not None else "")
+             + f", Koenigs coordinate z = exp({S.c:.6g} t)")
+    return SaddleUnstableReport(curve=curve, series=S, radius=(R, Rerr), singularities=sing,
+                                residuals=residuals, continuation_point=zc, continuation_error=cont,
+                                base=z0, loops=loops, commutators=commutators, order=order,
+                                verdict=verdict, reason=reason, seconds=time.perf_counter() - t0)
