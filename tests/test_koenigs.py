@@ -137,3 +137,29 @@ def test_bad_input():
         kg.saddle_unstable_check(flow, subspace="mirror")
     with pytest.raises(ValueError, match="scale"):
         kg.koenigs_series(flow, subspace=Twin(flow.network, 0, 1), scale=-1.0)
+
+
+@pytest.mark.parametrize("name", ["tanh", "sigmoid", "softplus", "silu", "gelu_tanh", "quadratic",
+                                  "linear"])
+def test_series_arithmetic_all_activations(name):
+    # σ(s(z)) and σ'(s(z)) as power series (online recurrences) against direct evaluation
+    act = nf.activations.get(name)
+    N = 40
+    s = np.zeros(N + 1, complex)
+    s[:3] = [0.3 - 0.1j, 0.5, -0.2]
+    U, SP, X1, X2, X3, X4, X5 = (np.zeros(N + 1, complex) for _ in range(7))
+    code = list(nf.activations.NAMES).index(name)
+    for k in range(N + 1):
+        kg._act_step(code, act.kappa, s, U, SP, X1, X2, X3, X4, X5, k)
+    z = 0.15 + 0.05j
+    sz = np.polyval(s[::-1], z)
+    assert abs(np.polyval(U[::-1], z) - act.d(sz, 0)) < 1e-13
+    assert abs(np.polyval(SP[::-1], z) - act.d(sz, 1)) < 1e-13
+
+
+@pytest.mark.parametrize("name", ["silu", "gelu_tanh", "quadratic"])
+def test_series_residual_other_activations(name):
+    flow = nf4(X3, activation=name)
+    S = kg.koenigs_series(flow, order=200, subspace=Twin(flow.network, 0, 1))
+    R, _ = S.radius()
+    assert S.invariance_residual(0.5 * R) < 1e-12
