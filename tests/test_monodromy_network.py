@@ -123,5 +123,9 @@ def test_bad_input():
         check_integrability(wide, "twin")
     with pytest.raises(ValueError, match="base"):
         check_integrability(flow, "points", loops=[[0, 1]])
+    with pytest.raises(TypeError, match="pair of numbers"):
+        check_integrability(flow, "twin", base=(1.0, 2.0, 3.0))
+    with pytest.raises(ValueError, match="non-zero"):
+        check_integrability(flow, "twin", base=(0.0, 0.3))
     with pytest.raises(ValueError, match="start at the base"):
         check_integrability(flow, "twin", loops=[[1.0, 2.0]])

@@ -145,3 +145,18 @@ def test_bad_arguments():
         mono.variational_monodromy(1.0, _osc_jac, np.zeros(2), [[0, 1]])
     with pytest.raises(ValueError, match="rtol"):
         T.integrate_path(lambda z, y, d: y, np.ones(1), [0, 1], rtol=-1.0)
+
+
+def test_cached_integrator_from_generated_module(tmp_path, monkeypatch):
+    monkeypatch.setenv("NARROWFLOW_CACHE_DIR", str(tmp_path))
+    header = ("@njit(cache=True)\n"
+              "def growth(z, y, data):\n"
+              "    return y * data[0] * z\n")
+    ints = T.cached_integrators("test_growth", header, {"g": "growth"})
+    y, nfev, _, _, status = T.integrate_path(ints["g"], np.ones(1, complex),
+                                             [0, 1 + 1j], np.array([0.7 + 0.1j]))
+    assert status == T.STATUS_OK and abs(y[0] - np.exp((0.7 + 0.1j) * (1 + 1j) ** 2 / 2)) < 1e-11
+    assert len(list(tmp_path.glob("mono_test_growth_*.py"))) == 1
+    # another rhs body gives another module (the source is hashed into its name)
+    T.cached_integrators("test_growth", header.replace("* z", "* z * 2.0"), {"g": "growth"})
+    assert len(list(tmp_path.glob("mono_test_growth_*.py"))) == 2

@@ -413,7 +413,16 @@ def check_integrability(flow, curve="twin", order=1, *, base=None, parametrizati
         return _finish(curve, "time", theta0, 0j, [], records, margin, notes)
 
     plane = plane_setup(flow, curve)
-    a0, w0 = (complex(v) for v in (base if base is not None else _default_base(plane)))
+    bp = base if base is not None else _default_base(plane)
+    try:
+        a0, w0 = (complex(v) for v in bp)
+    except (TypeError, ValueError):
+        raise TypeError(f"base must be a pair of numbers (a0, w0) for curve={curve!r}, "
+                        f"got {base!r}") from None
+    if not (np.isfinite(a0) and np.isfinite(w0)):
+        raise ValueError(f"base must be finite, got {base!r}")
+    if a0 == 0:
+        raise ValueError("base a0 must be non-zero (a = 0 is a branch point of the curve)")
     theta0 = plane.embed(a0, w0)
     q = plane.N.shape[1]
     ipar = plane.iw if parametrization == "w" else -1
