@@ -199,3 +199,16 @@ def test_bad_input():
         jets.jet_commutator(J2, Jo)
     with pytest.raises(TypeError):
         jets.jet_commutator(J2, np.eye(4))
+
+
+@pytest.mark.slow
+def test_user_supplied_derivatives():
+    # a user's Numba derivative function runs through the same kernel source (compiled afresh,
+    # not disk-cached: slow) and gives the built-in result
+    h = hh(2.0)
+    (Jb,) = jets.jet_monodromy(h, h.y0, [rectangle(h)], order=3, verify=False)
+    (Ju,) = jets.jet_monodromy(None, h.y0, [rectangle(h)], order=3, verify=False,
+                               derivatives=jets.henon_heiles_derivs, params=[1.0, 1.0, 2.0],
+                               n=4, nz=2)
+    for a, b in zip(Jb.tensors, Ju.tensors):
+        assert np.allclose(a, b, rtol=1e-12, atol=1e-12)
