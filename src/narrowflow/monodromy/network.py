@@ -28,12 +28,11 @@ import math
 from dataclasses import dataclass, field as dc_field
 
 import numpy as np
-from numba import njit
 
 from .groups import INCONCLUSIVE, MonodromyGroup
 from .paths import Path, as_path, loop_around, polyline
-from .transport import (STATUS_OK, TransportResult, _closure, _make_result, _maxabs,
-                        integrate_path, inverse_residual)
+from .transport import (STATUS_OK, TransportResult, _maxabs, integrate_path,
+                        verified_transport)
 
 __all__ = ["check_integrability", "IntegrabilityReport", "LoopRecord", "plane_setup"]
 
@@ -273,7 +272,6 @@ def find_branch_points(flow, plane: _Plane, theta0, *, rtol=1e-11, spreads=(0.0,
 
 def _transport_plane(rhs, theta0, q, path, P, p, rtol, tol_ratio, deform, max_nfev):
     """Joint transport of the curve and its normal VE along a path of the parameter plane."""
-    import time
     y0 = np.zeros(p + q * q + 1, dtype=np.complex128)
     y0[:p] = theta0
     y0[p:p + q * q] = np.eye(q).ravel()
@@ -282,39 +280,7 @@ def _transport_plane(rhs, theta0, q, path, P, p, rtol, tol_ratio, deform, max_nf
         y, nfev, _, _, st = integrate_path(rhs, y0, pth, P, rtol=tol, atol=tol, max_nfev=max_nfev)
         return y[:p].copy(), y[p:p + q * q].reshape(q, q).copy(), y[p + q * q], nfev, st
 
-    t0 = time.perf_counter()
-    ye2, M2, w2, nf2, st2 = run(path, rtol)
-    ye1, M1, _, nf1, st1 = run(path, rtol * tol_ratio)
-    nfev = nf1 + nf2
-    status = st2 if st2 != STATUS_OK else st1
-    err = _maxabs(M2 - M1)
-    ys = max(1.0, _maxabs(theta0))
-    defects = (_maxabs(ye1 - theta0) / ys, _maxabs(ye2 - theta0) / ys)
-    if status == STATUS_OK:
-        closed, note = _closure(defects[0], defects[1], rtol, tol_ratio)
-    else:
-        from .transport import _STATUS_TEXT
-        closed, note = False, _STATUS_TEXT[status]
-    dchange, dok = None, None
-    alts = {"coarse": M1}
-    if deform and status == STATUS_OK and closed:
-        _, Md, _, nfd, std = run(path.deformed(deform), rtol)
-        nfev += nfd
-        dchange = _maxabs(Md - M2) if std == STATUS_OK else float("inf")
-        dok = bool(dchange <= max(10 * err, math.sqrt(rtol) * max(1.0, _maxabs(M2))))
-        if std == STATUS_OK:
-            alts["deformed"] = Md
-        if not dok:
-            note += "; matrix changes under deformation of the loop"
-    inv = None
-    if status == STATUS_OK and closed:
-        _, Mr, _, nfr, str_ = run(path.reversed(), rtol)
-        nfev += nfr
-        inv = inverse_residual(M2, Mr) if str_ == STATUS_OK else float("inf")
-    res = _make_result(path, M2, err, ye2, defects, closed, note, dchange, dok, w2, nfev,
-                       time.perf_counter() - t0, status, (rtol, rtol * tol_ratio), alts)
-    res.inverse_residual = inv
-    return res
+    return verified_transport(run, path, theta0, rtol=rtol, tol_ratio=tol_ratio, deform=deform)
 
 
 def _record(name, pth, rhs, theta0, q, P, p, rtol, tol_ratio, deform, max_nfev):

@@ -27,7 +27,7 @@ import numba
 import numpy as np
 from numba import njit
 
-from .paths import KIND_ARC, KIND_SEGMENT, Path, as_path
+from .paths import Path, as_path
 
 __all__ = ["TransportResult", "LoopMonodromy", "transport_linear", "transport_field",
            "variational_monodromy", "integrate_path", "DEFAULT_MAX_NFEV"]
@@ -616,33 +616,57 @@ def transport_linear(A, n, paths, data=None, *, rtol=1e-12, tol_ratio=100.0, def
         data = _as_data(data)
     out = []
     for p in plist:
-        t0 = time.perf_counter()
-        M2, w2, nf2, st2 = _run_linear(rhs, n, p, data, rtol, max_nfev, compiled)
-        M1, w1, nf1, st1 = _run_linear(rhs, n, p, data, rtol * tol_ratio, max_nfev, compiled)
-        nfev = nf1 + nf2
-        status = st2 if st2 != STATUS_OK else st1
-        err = _maxabs(M2 - M1)
-        dchange, dok = None, None
-        alts = {"coarse": M1}
-        if deform and status == STATUS_OK:
-            Md, _, nfd, std = _run_linear(rhs, n, p.deformed(deform), data, rtol, max_nfev, compiled)
-            nfev += nfd
-            dchange = _maxabs(Md - M2) if std == STATUS_OK else float("inf")
-            dok = bool(dchange <= max(10 * err, math.sqrt(rtol) * max(1.0, _maxabs(M2))))
-            if std == STATUS_OK:
-                alts["deformed"] = Md
-        closed = p.is_closed
-        inv = None
-        if check_inverse and status == STATUS_OK and closed:
-            Mr, _, nfr, str_ = _run_linear(rhs, n, p.reversed(), data, rtol, max_nfev, compiled)
-            nfev += nfr
-            inv = inverse_residual(M2, Mr) if str_ == STATUS_OK else float("inf")
-        note = "closed path in the z-plane" if closed else "open path: a connection matrix"
-        r = _make_result(p, M2, err, None, (0.0, 0.0), closed, note, dchange, dok,
-                         w2, nfev, time.perf_counter() - t0, status, (rtol, rtol * tol_ratio), alts)
-        r.inverse_residual = inv
-        out.append(r)
+        def run(pth, tol, p=p):
+            M, w, nfev, st = _run_linear(rhs, n, pth, data, tol, max_nfev, compiled)
+            return None, M, w, nfev, st
+        out.append(verified_transport(run, p, None, rtol=rtol, tol_ratio=tol_ratio, deform=deform,
+                                      check_inverse=check_inverse))
     return out[0] if single else out
+
+
+def verified_transport(run, path, y0, *, rtol=1e-12, tol_ratio=100.0, deform=0.02,
+                       closure_floor=100.0, check_inverse=True) -> TransportResult:
+    """The verification protocol shared by every transport (module docstring).
+
+    run(path, tol) -> (y_end or None, M (n, n), ∮tr, nfev, status): one integration.
+    y0: the base point of the curve (None for linear systems in the z-plane: closure is
+    then that of the path). Runs at rtol and rtol * tol_ratio (error estimate, closure defect
+    at both), along ``path.deformed(deform)`` and ``path.reversed()`` when closed.
+    """
+    t0 = time.perf_counter()
+    ye2, M2, w2, nf2, st2 = run(path, rtol)
+    ye1, M1, _, nf1, st1 = run(path, rtol * tol_ratio)
+    nfev = nf1 + nf2
+    status = st2 if st2 != STATUS_OK else st1
+    err = _maxabs(M2 - M1)
+    if status != STATUS_OK:
+        defects, closed, note = (0.0, 0.0), False, _STATUS_TEXT[status]
+    elif y0 is None:
+        defects, closed = (0.0, 0.0), path.is_closed
+        note = "closed path in the z-plane" if closed else "open path: a connection matrix"
+    else:
+        ys = max(1.0, _maxabs(y0))
+        defects = (_maxabs(ye1 - y0) / ys, _maxabs(ye2 - y0) / ys)
+        closed, note = _closure(defects[0], defects[1], rtol, tol_ratio, closure_floor)
+    dchange, dok, inv = None, None, None
+    alts = {"coarse": M1}
+    if deform and status == STATUS_OK and closed:
+        _, Md, _, nfd, std = run(path.deformed(deform), rtol)
+        nfev += nfd
+        dchange = _maxabs(Md - M2) if std == STATUS_OK else float("inf")
+        dok = bool(dchange <= max(10 * err, math.sqrt(rtol) * max(1.0, _maxabs(M2))))
+        if std == STATUS_OK:
+            alts["deformed"] = Md
+        if not dok:
+            note += "; matrix changes under deformation of the loop"
+    if check_inverse and status == STATUS_OK and closed:
+        _, Mr, _, nfr, str_ = run(path.reversed(), rtol)
+        nfev += nfr
+        inv = inverse_residual(M2, Mr) if str_ == STATUS_OK else float("inf")
+    res = _make_result(path, M2, err, ye2, defects, closed, note, dchange, dok, w2, nfev,
+                       time.perf_counter() - t0, status, (rtol, rtol * tol_ratio), alts)
+    res.inverse_residual = inv
+    return res
 
 
 def _make_result(p, M, err, y_end, defects, closed, note, dchange, dok, w, nfev, secs, status, tols,
@@ -695,39 +719,11 @@ def transport_field(field, jacobian, y0, path, *, rtol=1e-12, tol_ratio=100.0, d
     if data is not None:
         data = _as_data(data)
     compiled = _is_jit(rhs)
-    t0 = time.perf_counter()
-    ye2, M2, w2, nf2, st2 = _run_field(rhs, n, y0, p, rtol, max_nfev, compiled, data)
-    ye1, M1, w1, nf1, st1 = _run_field(rhs, n, y0, p, rtol * tol_ratio, max_nfev, compiled, data)
-    nfev = nf1 + nf2
-    status = st2 if st2 != STATUS_OK else st1
-    err = _maxabs(M2 - M1)
-    ys = max(1.0, _maxabs(y0))
-    defects = (_maxabs(ye1 - y0) / ys, _maxabs(ye2 - y0) / ys)
-    if status == STATUS_OK:
-        closed, note = _closure(defects[0], defects[1], rtol, tol_ratio, closure_floor)
-    else:
-        closed, note = False, _STATUS_TEXT[status]
-    dchange, dok = None, None
-    alts = {"coarse": M1}
-    if deform and status == STATUS_OK and closed:
-        _, Md, _, nfd, std = _run_field(rhs, n, y0, p.deformed(deform), rtol, max_nfev, compiled,
-                                        data)
-        nfev += nfd
-        dchange = _maxabs(Md - M2) if std == STATUS_OK else float("inf")
-        dok = bool(dchange <= max(10 * err, math.sqrt(rtol) * max(1.0, _maxabs(M2))))
-        if std == STATUS_OK:
-            alts["deformed"] = Md
-        if not dok:
-            note += "; matrix changes under deformation of the loop"
-    inv = None
-    if check_inverse and status == STATUS_OK and closed:
-        _, Mr, _, nfr, str_ = _run_field(rhs, n, y0, p.reversed(), rtol, max_nfev, compiled, data)
-        nfev += nfr
-        inv = inverse_residual(M2, Mr) if str_ == STATUS_OK else float("inf")
-    res = _make_result(p, M2, err, ye2, defects, closed, note, dchange, dok, w2, nfev,
-                       time.perf_counter() - t0, status, (rtol, rtol * tol_ratio), alts)
-    res.inverse_residual = inv
-    return res
+
+    def run(pth, tol):
+        return _run_field(rhs, n, y0, pth, tol, max_nfev, compiled, data)
+    return verified_transport(run, p, y0, rtol=rtol, tol_ratio=tol_ratio, deform=deform,
+                              closure_floor=closure_floor, check_inverse=check_inverse)
 
 
 def _check_y0(y0) -> np.ndarray:
