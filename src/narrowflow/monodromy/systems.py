@@ -310,27 +310,16 @@ def _hh_rhs(z, y, d):
 
 
 def _hh_functions(A: float, B: float, eps: float):
+    """``field(y)``, ``jacobian(y)`` with the parameters frozen in (the jets helper's form)."""
+    d = np.array([A, B, eps], dtype=np.complex128)
+
     @njit(error_model="numpy")
     def field(y):
-        q1, q2, p1, p2 = y[0], y[1], y[2], y[3]
-        out = np.empty(4, dtype=np.complex128)
-        out[0] = p1
-        out[1] = p2
-        out[2] = -A * q1 - 2.0 * q1 * q2
-        out[3] = -B * q2 - q1 * q1 - eps * q2 * q2
-        return out
+        return _hh_field_d(y, d)
 
     @njit(error_model="numpy")
     def jacobian(y):
-        q1, q2 = y[0], y[1]
-        J = np.zeros((4, 4), dtype=np.complex128)
-        J[0, 2] = 1.0
-        J[1, 3] = 1.0
-        J[2, 0] = -A - 2.0 * q2
-        J[2, 1] = -2.0 * q1
-        J[3, 0] = -2.0 * q1
-        J[3, 1] = -B - 2.0 * eps * q2
-        return J
+        return _hh_jacobian_d(y, d)
 
     return field, jacobian
 
