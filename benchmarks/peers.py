@@ -199,8 +199,12 @@ def reference(n_ref):
     return ref
 
 
-def measure(run, n, rtol, ref, min_time=1.0, max_n=None):
-    """(throughput traj/s, max error vs ref, RHS evals per trajectory, n used)."""
+def measure(run, n, rtol, ref, min_time=1.0, max_n=None, repeats=3):
+    """(throughput traj/s, max error vs ref, RHS evals per trajectory, n used).
+
+    The ensemble grows until one run takes min_time; the throughput is the best of `repeats`
+    runs (the machine is shared: the best run is the one least disturbed by other work).
+    """
     run(nf4_theta0(min(n, 16)), rtol)   # warm up: compilation and caches stay out of the timing
     y0 = nf4_theta0(n)
     t = time.perf_counter()
@@ -213,8 +217,13 @@ def measure(run, n, rtol, ref, min_time=1.0, max_n=None):
         t = time.perf_counter()
         y, nfev = run(y0, rtol)
         el = time.perf_counter() - t
+    best = el
+    for _ in range(repeats - 1):
+        t = time.perf_counter()
+        run(y0, rtol)
+        best = min(best, time.perf_counter() - t)
     err = float(np.abs(y[:len(ref)] - ref).max())
-    return n / el, err, nfev, n
+    return n / best, err, nfev, n
 
 
 def interp_throughput(points, err):
@@ -251,21 +260,21 @@ def main(argv=None) -> int:
     ap.add_argument("--ref", type=int, default=64, help="trajectories in the error reference")
     ap.add_argument("--out", default=str(HERE))
     ap.add_argument("--no-figure", action="store_true")
+    ap.add_argument("--repeats", type=int, default=3, help="best of this many timed runs")
     args = ap.parse_args(argv)
     rtols = (1e-6, 1e-8) if args.quick else (1e-6, 1e-8, 1e-10)
     # narrowflow also at half decades, so that every peer's error falls inside its curve
-    own_rtols = sorted(set(rtols) | set(10.0 ** np.arange(-5.0, -11.6, -0.5)), reverse=True)
+    own_rtols = sorted(set(rtols) | {1e-5, 1e-7, 1e-9, 1e-11}, reverse=True)
     if args.quick:
         own_rtols = sorted(set(rtols) | {1e-5, 1e-7, 1e-9}, reverse=True)
     n_ref = 32 if args.quick else args.ref
-    min_time = 0.5 if args.quick else 1.5
+    min_time = 0.5 if args.quick else 1.0
     import narrowflow as nf
     versions = {"narrowflow": nf.__version__}
     solvers = {}
     for method in ("dp5", "tsit5", "dop853"):
         solvers[f"narrowflow {method}"] = (solve_narrowflow(method, 1), 512, None)
     solvers["narrowflow dop853 (2 threads)"] = (solve_narrowflow("dop853", 2), 512, None)
-    solvers["narrowflow dp5 (2 threads)"] = (solve_narrowflow("dp5", 2), 512, None)
     import scipy
     versions["scipy"] = scipy.__version__
     solvers["scipy DOP853 + Numba RHS"] = (solve_scipy, n_ref, n_ref * 4)
@@ -295,7 +304,7 @@ def main(argv=None) -> int:
     for name, (run, n0, max_n) in solvers.items():
         for rtol in (own_rtols if name.startswith("narrowflow") else rtols):
             n0_eff = max(n0, n_ref)
-            thr, err, nfev, n = measure(run, n0_eff, rtol, ref, min_time, max_n)
+            thr, err, nfev, n = measure(run, n0_eff, rtol, ref, min_time, max_n, args.repeats)
             row = dict(solver=name, rtol=rtol, throughput=thr, error=err, nfev=nfev, n=n)
             if name.startswith("narrowflow") and hasattr(run, "last"):
                 row["lane_occupancy"] = run.last.lane_occupancy

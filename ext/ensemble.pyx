@@ -683,6 +683,7 @@ cdef int run_worker(Job* job, const Tab* tb, int64_t* stats) noexcept nogil:
                     w.st[l] = ST_CONVERGED
                     continue
             else:
+                w.nf[l] += tb.S - 1          # the stages of the rejected step
                 w.nr[l] += 1
                 w.rej[l] = 1
                 w.h[l] = w.hnew[l]
