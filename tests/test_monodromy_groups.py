@@ -95,6 +95,18 @@ def test_explicit_groups_quaternion_and_margins():
     assert MonodromyGroup([np.eye(2), -np.eye(2)]).classify().kind == "trivial"
 
 
+def test_three_generators():
+    r0, r1 = mono.hypergeometric_monodromy("1/4", "-1/12", "1/2")
+    Minf = np.linalg.inv(r1.matrix @ r0.matrix)          # the loop around infinity
+    c = MonodromyGroup([r0, r1, Minf]).classify()
+    assert c.kind == "finite-primitive" and c.projective_order == 12
+    r0, r1 = mono.hypergeometric_monodromy("3/10", "9/20", "7/10")
+    c = MonodromyGroup([r0, r1, np.linalg.inv(r1.matrix @ r0.matrix)]).classify()
+    assert c.kind == "SL2" and c.verdict == NON_SOLVABLE
+    D = [np.diag([2.0, 0.5]), np.diag([3.0, 1 / 3]), np.diag([1j, -1j])]
+    assert MonodromyGroup(D).classify().kind == "abelian"
+
+
 def test_unverified_loops_are_refused():
     sys_ = mono.hypergeometric(0.3, 0.45, 0.7)
     good = sys_.transport(mono.circle(0.0, 0.5))
