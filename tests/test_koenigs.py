@@ -163,3 +163,104 @@ def test_series_residual_other_activations(name):
     S = kg.koenigs_series(flow, order=200, subspace=Twin(flow.network, 0, 1))
     R, _ = S.radius()
     assert S.invariance_residual(0.5 * R) < 1e-12
+
+
+# --- the one-point question (issue 7, item 6) ---------------------------------------------
+# With one data point F = (f − y) X0, X0 = −∇f integrable: a time rescaling. The first VE is
+# abelian; the second-order jets along verified loops are not, and the integrable X0 on the
+# very same loops commutes: the time change destroys Ayoul–Zung integrability.
+
+def test_one_point_non_abelian_at_second_order():
+    flow = nf4(np.array([1.0]))
+    for frac in (0.6, 0.4):                     # two base points: same decision
+        rep = kg.saddle_unstable_check(flow, order=2, base_fraction=frac)
+        assert all(lp.verified for lp in rep.loops)
+        assert rep.verdict == NON_ABELIAN_2
+        (d1, d2) = rep.deviations()[(rep.loops[0].name, rep.loops[1].name)]
+        assert not d1.significant() and d2.significant(1e4)
+
+
+@pytest.mark.slow
+def test_one_point_independent_finite_differences():
+    # the order-2 part of the commutator from finite differences of the plain flow map,
+    # integrated by scipy's DOP853 with the numpy model field (no jet or derivative code)
+    from scipy.integrate import solve_ivp
+    flow = nf4(np.array([1.0]))
+    rep = kg.saddle_unstable_check(flow, order=2)
+    C = rep.commutators[(0, 1)]
+    y0, c = C.J1.y0, rep.series.c
+
+    def phi(y):
+        for p in C.loop.pieces:
+            y = solve_ivp(lambda s, yy: flow.field(yy) * (p.dz(s) / (c * p.z(s))), (0, 1), y,
+                          method="DOP853", rtol=1e-13, atol=1e-15).y[:, -1]
+        return y
+
+    f0 = phi(y0.copy())
+    E = np.eye(4)
+    d = 1e-4
+    Q = {(a, a): (phi(y0 + d * E[a]) + phi(y0 - d * E[a]) - 2 * f0) / d**2 for a in range(4)}
+    P2 = np.zeros((4, 4, 4), complex)
+    for a in range(4):
+        P2[:, a, a] = Q[(a, a)]
+        for b in range(a + 1, 4):
+            u = E[a] + E[b]
+            Qab = (phi(y0 + d * u) + phi(y0 - d * u) - 2 * f0) / d**2
+            P2[:, a, b] = P2[:, b, a] = (Qab - Q[(a, a)] - Q[(b, b)]) / 2
+    jet = C.loop_jet.tensors[2]
+    assert np.max(np.abs(P2 - jet)) < 1e-5 * np.linalg.norm(jet)
+
+
+@pytest.mark.slow
+def test_one_point_integrable_x0_commutes_on_the_same_loops():
+    from numba import njit
+    from scipy.integrate import solve_ivp
+    from narrowflow.monodromy import jets
+
+    @njit
+    def x0_derivs(y, params, order, F, D1, D2, D3, D4):
+        # X0 = −∇f, f = a1 tanh(w1) + a2 tanh(w2) (x = 1); blocks (a_j, w_j)
+        for j in range(2):
+            ia, iw = 2 * j, 2 * j + 1
+            a, w = y[ia], y[iw]
+            t = np.tanh(w)
+            t1 = 1.0 - t * t
+            s2 = -2.0 * t * t1
+            s3 = t1 * (6.0 * t * t - 2.0)
+            F[ia] = -t
+            F[iw] = -a * t1
+            if order >= 1:
+                D1[ia, iw] = -t1
+                D1[iw, ia] = -t1
+                D1[iw, iw] = -a * s2
+            if order >= 2:
+                D2[ia, iw, iw] = -s2
+                D2[iw, ia, iw] = -s2
+                D2[iw, iw, ia] = -s2
+                D2[iw, iw, iw] = -a * s3
+
+    flow = nf4(np.array([1.0]))
+    rep = kg.saddle_unstable_check(flow, order=2)
+    S, c = rep.series, rep.series.c
+    y0 = S(rep.base)
+
+    def s_path(path):
+        # X0-time s(z) = ∫ (f − y)(Θ) dz / (c z) along the base curve, as a fine polyline
+        pts, y, s = [0j], y0.copy(), 0j
+        for p in path.pieces:
+            def f(u, st):
+                dz = p.dz(u) / (c * p.z(u))
+                return np.concatenate([flow.field(st[:4]) * dz, [flow.residuals(st[:4])[0, 0] * dz]])
+            sol = solve_ivp(f, (0, 1), np.concatenate([y, [s]]), method="DOP853", rtol=1e-13,
+                            atol=1e-15, t_eval=np.linspace(0, 1, 401))
+            pts.extend(sol.y[4, 1:])
+            y, s = sol.y[:4, -1], sol.y[4, -1]
+        return polyline(np.array(pts))
+
+    spaths = [s_path(lp.path) for lp in rep.loops[:2]]
+    JX = jets.jet_monodromy(None, y0, spaths, order=2, derivatives=x0_derivs, params=np.zeros(1),
+                            n=4, nz=2, deformation=0.0)
+    assert all(J.closed for J in JX)
+    CX = jets.jet_commutator(*JX)
+    assert CX.deviation(2).value < 1e-8                          # X0: commutes
+    assert rep.commutators[(0, 1)].deviation(2).value > 10       # F = (f − y) X0: does not
