@@ -6,7 +6,7 @@ from scipy.integrate import solve_ivp
 
 import narrowflow as nf
 from narrowflow.monodromy import jets
-from narrowflow.monodromy.paths import polygon, polyline
+from narrowflow.monodromy.paths import polyline
 
 ENERGY = 0.1
 

@@ -22,9 +22,8 @@ flow map along such loops are transported with dy/dz = F(y)/(c z)
 from __future__ import annotations
 
 import cmath
-import math
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 import numpy as np
 from numba import njit
