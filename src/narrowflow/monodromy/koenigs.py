@@ -557,7 +557,8 @@ def _closing_turns(system, y0, z0, point, radii, max_turns, rtol):
 class SaddleUnstableReport:
     """Higher-order VE test along the unstable manifold of a saddle (``saddle_unstable_check``).
 
-    Attributes: curve (str), series (KoenigsSeries), radius (R, err), singularities,
+    Attributes: curve (str), series (KoenigsSeries), radius (R = nearest singularity, root-test
+    error), root_test (R, err), singularities,
     residuals {radius: relative residual}, continuation_error, base (z0), loops
     (LoopRecord list; only verified ones enter), commutators {(i, j): JetCommutator},
     order, verdict (str), reason (str), seconds.
@@ -578,8 +579,8 @@ class SaddleUnstableReport:
              f"  flow: {S.flow!r}",
              f"  saddle θ0 = {np.array2string(np.real_if_close(S.theta0), precision=6)}, "
              f"unstable eigenvalue c = {S.c:.10g}, θ_1 = {np.array2string(np.real_if_close(S.v), precision=6)}",
-             f"  Koenigs series: order {S.order} ({S.seconds:.3f} s), radius {self.radius[0]:.6g} "
-             f"(root test, ± {self.radius[1]:.1e})"]
+             f"  Koenigs series: order {S.order} ({S.seconds:.3f} s), radius {self.radius[0]:.8g} "
+             f"(nearest singularity; root test {self.root_test[0]:.4g} ± {self.root_test[1]:.1e})"]
         for r, v in self.residuals.items():
             L.append(f"    invariance residual on |z| = {r:.4g}: {v:.2e} (relative)")
         L.append(f"    series vs ODE continuation at {self.continuation_point:.4g}: {self.continuation_error:.2e}")
@@ -640,10 +641,9 @@ def saddle_unstable_check(flow, order=2, *, saddle=None, subspace="twin", series
         from narrowflow.model import Twin
         sub = Twin(net, 0, 1) if net.width >= 2 else None
     S = koenigs_series(flow, saddle=saddle, order=series_order, subspace=sub)
-    R, Rerr = S.radius()
+    R_root, Rerr = S.radius()
     sing = S.singularities()
-    if sing:
-        R = min(R, min(abs(s.z) for s in sing))
+    R = min(abs(s.z) for s in sing) if sing else R_root
     residuals = {r * R: S.invariance_residual(r * R) for r in (0.5, 0.9)}
     zc = 0.8 * R * np.exp(0.6j)
     from .paths import polyline
@@ -691,7 +691,8 @@ def saddle_unstable_check(flow, order=2, *, saddle=None, subspace="twin", series
         verdict, reason = best[1], best[2]
     curve = ("unstable manifold of the saddle θ0" + (f" in {type(sub).__name__} plane" if sub is not None else "")
              + f", Koenigs coordinate z = exp({S.c:.6g} t)")
-    return SaddleUnstableReport(curve=curve, series=S, radius=(R, Rerr), singularities=sing,
+    return SaddleUnstableReport(curve=curve, series=S, radius=(R, Rerr), root_test=(R_root, Rerr),
+                                singularities=sing,
                                 residuals=residuals, continuation_point=zc, continuation_error=cont,
                                 base=z0, loops=loops, commutators=commutators, order=order,
                                 verdict=verdict, reason=reason, seconds=time.perf_counter() - t0)
