@@ -3,7 +3,8 @@
     python benchmarks/peers.py                 # ~2-4 minutes on 2 cores
     python benchmarks/peers.py --quick         # fewer trajectories, one tolerance less
     python benchmarks/peers.py --out DIR       # where the table (peers.md), raw numbers
-                                               # (peers.json) and the figure go (benchmarks/)
+                                               # (peers.json) and the figure go
+                                               # (default benchmarks/results/)
 
 Every solver integrates the same NF4 trajectories (DESIGN.md: x = linspace(-2, 2, 16),
 y = tanh(1.5x) - 0.7 tanh(0.4x), theta0 ~ N(0, 1) from default_rng(12345), t in [0, 100])
@@ -258,7 +259,7 @@ def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--quick", action="store_true")
     ap.add_argument("--ref", type=int, default=64, help="trajectories in the error reference")
-    ap.add_argument("--out", default=str(HERE))
+    ap.add_argument("--out", default=str(HERE / "results"))
     ap.add_argument("--no-figure", action="store_true")
     ap.add_argument("--repeats", type=int, default=3, help="best of this many timed runs")
     args = ap.parse_args(argv)
