@@ -1,5 +1,8 @@
 """`narrowflow run [CONFIG] [--out DIR]`: the main job, an ensemble of gradient flows.
 
+With --cluster local[:N] or --scheduler ADDRESS the same run goes to Dask
+(narrowflow.distributed.run_cli) and writes a resumable Zarr store.
+
 Without CONFIG it runs the built-in NF4 preset (DESIGN.md's benchmark problem, 10^5
 trajectories), prints a summary, and writes into the output folder the results (a Zarr
 store or NetCDF file through xarray), the loss quantile bands over time (PNG), the summary
@@ -33,6 +36,11 @@ def add_parser(subparsers) -> None:
     p.add_argument("--overwrite", action="store_true",
                    help="replace results already in the output folder")
     p.add_argument("--progress", action="store_true", help="show a progress bar")
+    try:  # --cluster / --scheduler / --chunk: the same run on Dask (narrowflow.distributed)
+        from narrowflow import distributed
+        distributed.add_cli_arguments(p)
+    except ImportError:  # pragma: no cover - distributed module not present
+        pass
     p.set_defaults(func=run)
 
 
@@ -128,6 +136,9 @@ def run(args) -> int:
         rc.cfg["solver"]["threads"] = args.threads
     if args.format is not None:
         rc.cfg["output"]["format"] = args.format
+    if getattr(args, "cluster", None) is not None or getattr(args, "scheduler", None) is not None:
+        from narrowflow import distributed
+        return distributed.run_cli(args, rc)
     out_dir = Path(args.out if args.out is not None else rc.cfg["output"]["dir"])
     fmt = rc.cfg["output"]["format"]
     results_path = out_dir / ("results.zarr" if fmt == "zarr" else "results.nc")
