@@ -13,7 +13,7 @@ def test_default_is_the_nf4_preset():
     assert flow.network.width == 2 and flow.network.activation.name == "tanh"
     assert rc.cfg["initial"]["n"] == 100_000
     kw = rc.solver_kwargs()
-    assert kw["method"] == "dp5" and kw["t_span"] == (0.0, 100.0)
+    assert kw["method"] == "dop853" and kw["t_span"] == (0.0, 100.0)
     assert kw["save_at"][0] == 0.0 and np.all(np.diff(kw["save_at"]) > 0)
     th = rc.theta0(4, n=10)
     assert th.shape == (10, 4) and np.array_equal(th, rc.theta0(4, n=12)[:10])
