@@ -59,7 +59,7 @@ cdef struct Job:
     const double* params
     int64_t n, L, N
     const double* y0
-    double t0, t1, rtol, atol, h_init, dt, gtol, bound
+    double t0, t1, rtol, atol, h_init, dt, gtol, bound, hmax
     int64_t max_steps
     int64_t K
     const double* tsave
@@ -323,7 +323,7 @@ cdef int refill(Job* job, const Tab* tb, Work* w) noexcept nogil:
 cdef void init_round(Job* job, const Tab* tb, Work* w) noexcept nogil:
     """f(y0), loss(y0), save points at t0, and the initial step for lanes just loaded."""
     cdef int64_t i, l, L = w.L, n = w.n, nL = w.nL, k
-    cdef double sk, d0, d1, d2, h0, h1, der, hmax = job.t1 - job.t0, v
+    cdef double sk, d0, d1, d2, h0, h1, der, hmax = job.hmax, v
     cdef int need_h = 0
     call_f(job, w, w.Y, w.W)
     if job.escape_on or job.K > 0:
@@ -605,6 +605,8 @@ cdef int run_worker(Job* job, const Tab* tb, int64_t* stats) noexcept nogil:
                     hn = w.h[l] / fac
                     if w.rej[l] and hn > w.h[l]:
                         hn = w.h[l]
+                    if hn > job.hmax:
+                        hn = job.hmax
                     w.hnew[l] = hn
                 else:
                     fac = fac11 / tb.safe
@@ -744,7 +746,7 @@ def integrate(uintptr_t f_address, uintptr_t loss_address, const double[::1] par
               int64_t[::1] nfev, int64_t[::1] n_accepted, int64_t[::1] n_rejected,
               double[:, :, ::1] y_saved=None, double[:, ::1] loss_saved=None,
               double[::1] escape_time=None, int64_t lanes=16, int threads=1,
-              bint profile=False):
+              bint profile=False, double max_step=0.0):
     """Integrate the trajectories y0 (N, n) from t0 to t1; fills the output arrays in place.
 
     f_address / loss_address: addresses of cfuncs with the signature of ext/rhs_abi.pxd
@@ -753,6 +755,7 @@ def integrate(uintptr_t f_address, uintptr_t loss_address, const double[::1] par
     gtol <= 0 disables the convergence test; escape = NaN disables the escape time.
     Save-point arrays are only touched when tsave is non-empty; y_saved=None saves losses only. Arguments are assumed
     validated by narrowflow.ensemble. profile=True times every right-hand-side call.
+    max_step > 0 bounds the steps of adaptive methods (default: t1 - t0).
     Returns (rhs_calls, lane_evaluations_used, ns inside the right-hand side (profile only),
     ns inside the workers), summed over workers.
     """
@@ -784,6 +787,9 @@ def integrate(uintptr_t f_address, uintptr_t loss_address, const double[::1] par
     job.dt = dt
     job.gtol = gtol
     job.bound = bound
+    job.hmax = t1 - t0
+    if max_step > 0.0 and max_step < job.hmax:
+        job.hmax = max_step
     job.max_steps = max_steps
     job.K = tsave.shape[0]
     job.tsave = &tsave[0] if job.K > 0 else NULL

@@ -456,3 +456,13 @@ def test_step_too_small_without_a_bound():
                                     divergence_bound=1e6)
         assert bounded.status[0] == Status.DIVERGED
         assert np.abs(bounded.y_final[0]).max() > 1e6 and bounded.t_final[0] < free.t_final[0]
+
+
+def test_max_step_bounds_the_steps(nf4, nf4_y0):
+    free = nf.solve_ensemble(nf4, nf4_y0, threads=1)
+    capped = nf.solve_ensemble(nf4, nf4_y0, threads=1, max_step=0.25)
+    # 100 / 0.25 = 400 steps at least; the unbounded run takes far fewer
+    assert np.all(capped.n_accepted >= 400) and np.all(free.n_accepted < 400)
+    assert np.abs(capped.y_final - free.y_final).max() < 1e-6
+    with pytest.raises(ValueError, match="max_step"):
+        nf.solve_ensemble(nf4, nf4_y0, max_step=0.0)

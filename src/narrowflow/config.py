@@ -10,7 +10,7 @@ refused with an error that names the key (e.g. ``solver.rtol``).
                 | teacher = {width, activation, bias, kappa, theta} with x
                 | file = "data.npy" or "data.csv" (columns: x then y)
     [initial]   n, seed, distribution ("normal" | "uniform"), mean, std, low, high
-    [solver]    method, t_span, rtol, atol, dt, max_steps, gtol, escape_threshold,
+    [solver]    method, t_span, rtol, atol, dt, max_steps, max_step, gtol, escape_threshold,
                 divergence_bound, lanes, chunk_size, threads
     [save]      at = [times] | {start, stop, num, spacing = "linear" | "log"}, states (bool)
     [output]    dir, format ("zarr" | "netcdf"), figure (bool), success_tol
@@ -52,6 +52,7 @@ SCHEMA: dict[str, dict[str, tuple]] = {
     "solver": {
         "method": ((str,), "dop853"), "t_span": ((list,), [0.0, 100.0]), "rtol": (_NUM, 1e-8),
         "atol": (_NUM, 1e-10), "dt": (_NUM, None), "max_steps": ((int,), 10**6),
+        "max_step": (_NUM, None),
         "gtol": (_NUM, None), "escape_threshold": (_NUM, 1e-3),
         "divergence_bound": (_NUM, 1e10), "lanes": ((int,), 16), "chunk_size": ((int,), None),
         "threads": ((int,), None),
@@ -234,6 +235,7 @@ class RunConfig:
         s = self.cfg["solver"]
         kw = dict(method=s["method"], t_span=tuple(float(v) for v in s["t_span"]),
                   rtol=s["rtol"], atol=s["atol"], dt=s["dt"], max_steps=s["max_steps"],
+                  max_step=s["max_step"],
                   gtol=s["gtol"], escape_threshold=s["escape_threshold"],
                   divergence_bound=s["divergence_bound"], lanes=s["lanes"],
                   chunk_size=s["chunk_size"], threads=s["threads"],

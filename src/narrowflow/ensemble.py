@@ -97,6 +97,7 @@ class EnsembleProblem:
     divergence_bound: float = DEFAULT_BOUND
     lanes: int = DEFAULT_LANES
     save_states: bool = True
+    max_step: float | None = None
 
     @property
     def n_params(self) -> int:
@@ -130,7 +131,7 @@ def _int(value, name, minimum=1):
 def make_problem(flow, *, method="dp5", t_span=(0.0, 100.0), save_at=None, rtol=1e-8,
                  atol=1e-10, dt=None, max_steps=10**6, gtol=None, escape_threshold=None,
                  divergence_bound=DEFAULT_BOUND, lanes=DEFAULT_LANES,
-                 save_states=True) -> EnsembleProblem:
+                 save_states=True, max_step=None) -> EnsembleProblem:
     """Validate the solver settings and return an `EnsembleProblem` (errors name the argument)."""
     from narrowflow.model import GradientFlow
     if not isinstance(flow, (GradientFlow, CompiledSystem)):
@@ -156,6 +157,8 @@ def make_problem(flow, *, method="dp5", t_span=(0.0, 100.0), save_at=None, rtol=
         what = "a learning rate" if method == "gd" else "a step size"
         raise ValueError(f"dt is required for method={method!r} ({what}; fixed-step method)")
     max_steps = _int(max_steps, "max_steps")
+    if max_step is not None:
+        max_step = _real(max_step, "max_step", positive=True)
     if gtol is not None:
         gtol = _real(gtol, "gtol", positive=True)
     if escape_threshold is not None:
@@ -186,7 +189,7 @@ def make_problem(flow, *, method="dp5", t_span=(0.0, 100.0), save_at=None, rtol=
                            dt=dt, max_steps=max_steps, gtol=gtol,
                            save_at=np.ascontiguousarray(ts), escape_threshold=escape_threshold,
                            divergence_bound=divergence_bound, lanes=lanes,
-                           save_states=bool(save_states))
+                           save_states=bool(save_states), max_step=max_step)
 
 
 def check_theta0(theta0, n_params: int) -> np.ndarray:
@@ -258,7 +261,8 @@ def solve_chunk(problem: EnsembleProblem, theta0, threads: int = 1, out: dict | 
         problem.gtol or 0.0, problem.divergence_bound, problem.max_steps, problem.save_at,
         escape, out["y_final"], out["t_final"], out["status"], out["nfev"], out["n_accepted"],
         out["n_rejected"], out.get("y_saved"), out.get("loss_saved"),
-        out.get("escape_time"), problem.lanes, int(threads), bool(profile))
+        out.get("escape_time"), problem.lanes, int(threads), bool(profile),
+        problem.max_step or 0.0)
     out["loss_final"][...] = _kernel.eval_lanes(loss_addr, params, out["y_final"], problem.lanes,
                                                 int(threads))
     if K:
@@ -405,7 +409,8 @@ def solve_ensemble(flow, theta0, t_span=(0.0, 100.0), save_at=None, method="dp5"
                    atol=1e-10, dt=None, max_steps=10**6, gtol=None, threads=None,
                    progress=False, *, escape_threshold=None, divergence_bound=DEFAULT_BOUND,
                    lanes=DEFAULT_LANES, chunk_size=None, memory_limit=None,
-                   save_states=True, seed=None, profile=False) -> EnsembleResult:
+                   save_states=True, seed=None, profile=False,
+                   max_step=None) -> EnsembleResult:
     """Integrate the gradient flow from every row of theta0, each with its own step size.
 
     flow: a GradientFlow (or a CompiledSystem). theta0: (N, p) float array, finite.
@@ -415,7 +420,8 @@ def solve_ensemble(flow, theta0, t_span=(0.0, 100.0), save_at=None, method="dp5"
     method: "dp5" (default), "tsit5", "dop853" (adaptive), "rk4", "gd" (fixed step dt).
     rtol, atol: local error tolerances (adaptive methods). dt: step (rk4), learning rate
     (gd), or the first step of an adaptive method (default: Hairer's heuristic).
-    max_steps: attempted steps per trajectory. gtol: stop as CONVERGED when ||grad L||_2 <
+    max_steps: attempted steps per trajectory. max_step: largest step of an adaptive method
+    (default: unbounded, i.e. t1 - t0). gtol: stop as CONVERGED when ||grad L||_2 <
     gtol (checked at every accepted step). escape_threshold: record the first time the
     loss falls below it (root of the dense-output loss). divergence_bound: DIVERGED when
     |theta|_inf exceeds it or a state is non-finite. threads: OpenMP threads (default: all
@@ -434,7 +440,7 @@ def solve_ensemble(flow, theta0, t_span=(0.0, 100.0), save_at=None, method="dp5"
     problem = make_problem(flow, method=method, t_span=t_span, save_at=save_at, rtol=rtol,
                            atol=atol, dt=dt, max_steps=max_steps, gtol=gtol,
                            escape_threshold=escape_threshold, divergence_bound=divergence_bound,
-                           lanes=lanes, save_states=save_states)
+                           lanes=lanes, save_states=save_states, max_step=max_step)
     y0 = check_theta0(theta0, problem.n_params)
     threads = default_threads() if threads is None else _int(threads, "threads")
     N = y0.shape[0]
