@@ -318,6 +318,7 @@ def test_bitwise_identical_threads_chunks_lanes(nf4, method, kw):
     _same(base, nf.solve_ensemble(nf4, y0, threads=2, **opts))
     _same(base, nf.solve_ensemble(nf4, y0, threads=2, chunk_size=13, **opts))
     _same(base, nf.solve_ensemble(nf4, y0, threads=1, lanes=8, **opts))
+    _same(base, nf.solve_ensemble(nf4, y0, threads=2, lanes=3, **opts))   # odd: scalar RHS tails
     _same(base, nf.solve_ensemble(nf4, y0, threads=2, lanes=32, chunk_size=40, **opts))
     # a trajectory's result does not depend on its neighbours either
     perm = np.random.default_rng(0).permutation(150)
