@@ -24,11 +24,23 @@ def test_loss_bands_png(tmp_path):
     fig = plots.loss_bands(ds)
     ax = fig.axes[0]
     assert ax.get_yscale() == "log"
+    assert ax.get_xscale() == "linear"           # the grid starts at t = 0
     assert len(ax.collections) == 2 and len(ax.lines) == 1  # two ribbons, the median
     np.testing.assert_allclose(ax.lines[0].get_ydata(), np.median(loss, axis=0))
     path = plots.savefig(fig, tmp_path / "bands.png")
     w, h = fig.get_size_inches() * 100
     _check_png(path, (round(w), round(h)))
+
+
+def test_loss_bands_log_time_axis_for_log_spaced_grid():
+    t = np.geomspace(0.1, 100, 20)
+    ds = xr.Dataset({"y_final": (("trajectory", "parameter"), np.zeros((3, 4))),
+                     "loss_saved": (("trajectory", "time"), np.exp(-np.outer([1, 2, 3], t)) + 1e-3)},
+                    coords={"time": t})
+    assert plots.loss_bands(ds).axes[0].get_xscale() == "log"
+    assert plots.loss_bands(ds, xscale="linear").axes[0].get_xscale() == "linear"
+    with pytest.raises(ValueError, match="xscale"):
+        plots.loss_bands(ds, xscale="symlog")
 
 
 # --- every figure, drawn headless from real runs, saved, read back --------------------

@@ -28,14 +28,17 @@ def savefig(fig, path, dpi=100) -> str:
     return str(path)
 
 
-def loss_bands(result, ax=None, quantiles=analysis.DEFAULT_QUANTILES):
+def loss_bands(result, ax=None, quantiles=analysis.DEFAULT_QUANTILES, xscale="auto"):
     """Quantile ribbons of the loss over time across trajectories (log scale), median line.
 
     result: EnsembleResult or Dataset with saved losses; ax: matplotlib Axes to draw on
     (a new Figure when None); quantiles: percentages, paired outside-in into ribbons
-    (5-95, 25-75, ...), the middle one (or 50 if present) drawn as a line.
-    Returns the Figure.
+    (5-95, 25-75, ...), the middle one (or 50 if present) drawn as a line; xscale:
+    "linear", "log", or "auto" (log when the save grid is positive and spans over two
+    decades, as a log-spaced grid does). Returns the Figure.
     """
+    if xscale not in ("auto", "linear", "log"):
+        raise ValueError(f"xscale must be 'auto', 'linear' or 'log', got {xscale!r}")
     q = analysis._check_quantiles(quantiles)
     da = analysis.loss_quantiles(result, q)
     fig, ax = _figure_axes(ax)
@@ -56,6 +59,9 @@ def loss_bands(result, ax=None, quantiles=analysis.DEFAULT_QUANTILES):
         ax.set_yscale("log")
     elif finite.size and np.any(finite > 0):
         ax.set_yscale("symlog", linthresh=float(np.min(finite[finite > 0])))
+    if xscale == "auto":
+        xscale = "log" if t.size > 1 and t[0] > 0 and t[-1] / t[0] > 100 else "linear"
+    ax.set_xscale(xscale)
     ax.set_xlabel("time t")
     ax.set_ylabel("loss L(θ(t))")
     n_traj = int(np.max(da["n_valid"].values)) if da.sizes["time"] else 0
