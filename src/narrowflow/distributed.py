@@ -30,6 +30,7 @@ cluster). dask, distributed and zarr are the ``narrowflow[dist]`` extra.
 """
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import json
 import math
@@ -50,8 +51,11 @@ DEFAULT_CHUNK = 65536           # largest default chunk (trajectories per task)
 MIN_CHUNK = 4096                # smallest default chunk, unless N is smaller
 CHUNK_BYTES = 64 << 20          # default chunk keeps one chunk's outputs under 64 MiB
 STATUS_PENDING = -1             # status of trajectories whose chunk is not computed yet
-_SOLVER_OPTIONS = ("method", "t_span", "save_at", "rtol", "atol", "dt", "max_steps", "gtol",
-                   "escape_threshold", "divergence_bound", "lanes", "save_states")
+# EnsembleProblem fields that cannot change a stored byte (the kernel is bitwise independent
+# of the lane count); every other field is part of a store's configuration
+_NOT_IN_CONFIG = ("flow", "lanes")
+# solve_ensemble arguments without meaning for a distributed run (see solve_ensemble_dask)
+_LOCAL_ONLY = ("threads", "memory_limit", "profile")
 _TRAJ_VARS = ("y_final", "t_final", "status", "nfev", "n_accepted", "n_rejected",
               "loss_final", "y_saved", "loss_saved", "escape_time")
 
@@ -196,20 +200,20 @@ def resolved_config(problem, init: InitialStates) -> dict:
     if not isinstance(flow, GradientFlow):
         raise TypeError(f"flow must be a GradientFlow for distributed runs (a CompiledSystem "
                         f"holds process-local addresses), got {type(flow).__name__}")
-    return _jsonable({
+    cfg = {
         "format": FORMAT,
         "narrowflow_version": narrowflow.__version__,
         "network": flow.network.describe(),
         "weight_decay": flow.weight_decay,
         "data_sha256": _digest(flow.data.x, flow.data.y),
-        "method": problem.method, "t_span": list(problem.t_span), "rtol": problem.rtol,
-        "atol": problem.atol, "dt": problem.dt, "max_steps": problem.max_steps,
-        "gtol": problem.gtol, "save_at": problem.save_at,
-        "escape_threshold": problem.escape_threshold,
-        "divergence_bound": problem.divergence_bound,
-        "save_states": bool(getattr(problem, "save_states", True)),
         "initial": init.describe(),
-    })
+    }
+    # every solver setting the problem resolves (method, t_span, tolerances, save_at, ...):
+    # taken from the dataclass so that a setting added to the solver is never left out
+    for f in dataclasses.fields(problem):
+        if f.name not in _NOT_IN_CONFIG:
+            cfg[f.name] = getattr(problem, f.name)
+    return _jsonable(cfg)
 
 
 def _fingerprint(config: dict, chunk: int) -> str:
@@ -532,6 +536,14 @@ def local_cluster(n_workers: int | None = None, threads_per_worker: int | None =
                         processes=True, dashboard_address=None, silence_logs=logging.ERROR)
 
 
+def solver_option_names() -> tuple:
+    """The solver options solve_distributed passes on (make_problem's keyword arguments)."""
+    import inspect
+
+    from narrowflow import ensemble
+    return tuple(k for k in inspect.signature(ensemble.make_problem).parameters if k != "flow")
+
+
 def solve_distributed(flow, theta0=None, *, store, initial=None, seed=None, n=None, chunk=None,
                       client=None, overwrite: bool = False, progress=False, threads_per_task=1,
                       retries: int = 2, **solver_options) -> DistributedRun:
@@ -557,10 +569,11 @@ def solve_distributed(flow, theta0=None, *, store, initial=None, seed=None, n=No
     equals ``solve_ensemble(flow, theta0, ...)`` bitwise.
     """
     from narrowflow import ensemble
-    unknown = set(solver_options) - set(_SOLVER_OPTIONS)
+    known = solver_option_names()
+    unknown = set(solver_options) - set(known)
     if unknown:
         raise TypeError(f"solve_distributed got unknown solver options {sorted(unknown)} "
-                        f"(known: {', '.join(_SOLVER_OPTIONS)})")
+                        f"(known: {', '.join(known)})")
     problem = ensemble.make_problem(flow, **solver_options)
     init, theta0 = resolve_initial(problem.n_params, theta0, initial, seed, n)
     config = resolved_config(problem, init)
@@ -630,6 +643,29 @@ def solve_distributed(flow, theta0=None, *, store, initial=None, seed=None, n=No
             own_cluster.close()
     run.elapsed = time.perf_counter() - start
     return run
+
+
+def solve_ensemble_dask(flow, theta0, *, store=None, client=None, chunk=None,
+                        overwrite: bool = False, progress=False, seed=None, **solver_options):
+    """`solve_ensemble(..., backend="dask")`: the same ensemble through `solve_distributed`.
+
+    theta0 (N, p) as for solve_ensemble; store (required): the Zarr store path; chunk: the
+    task size (solve_ensemble's chunk_size); seed: recorded in the result (metadata).
+    threads, memory_limit and profile have no meaning here (each task runs its kernel on one
+    thread, each worker holds one chunk at a time) and are dropped, so that all of
+    solve_ensemble's arguments can be passed through. Returns an EnsembleResult read from the completed store.
+    """
+    if store is None:
+        raise ValueError("store: a Zarr store path is required with backend='dask' "
+                         "(results are written there chunk by chunk, and resumed)")
+    for name in _LOCAL_ONLY:
+        solver_options.pop(name, None)
+    run = solve_distributed(flow, theta0, store=store, client=client, chunk=chunk,
+                            overwrite=overwrite, progress=progress, **solver_options)
+    result = run.to_result()
+    if seed is not None:
+        result.seed = seed
+    return result
 
 
 # --- command line --------------------------------------------------------------------------
@@ -706,7 +742,8 @@ def options_from_config(rc) -> dict:
     Dask threads give the parallelism. solver.chunk_size becomes the task size.
     """
     kw = rc.solver_kwargs()
-    kw.pop("threads", None)
+    for name in _LOCAL_ONLY:
+        kw.pop(name, None)
     chunk = kw.pop("chunk_size", None)
     seed = kw.pop("seed")
     i = rc.cfg["initial"]
@@ -764,7 +801,7 @@ def run_cli(args, rc) -> int:
     return 0
 
 
-__all__ = ["solve_distributed", "DistributedRun", "InitialStates", "resolve_initial",
+__all__ = ["solve_distributed", "solve_ensemble_dask", "DistributedRun", "InitialStates", "resolve_initial",
            "run_chunk", "open_store", "load_result", "store_state", "local_cluster",
            "default_chunk", "add_cli_arguments", "run_cli", "parse_cluster", "wants_distributed",
            "client_from_args", "options_from_config"]
