@@ -18,6 +18,7 @@ _LAZY = {
     "GradientFlow": "narrowflow.model",
     "solve_ensemble": "narrowflow.ensemble",
     "EnsembleResult": "narrowflow.ensemble",
+    "Status": "narrowflow.ensemble",
     "check_integrability": "narrowflow.monodromy",
 }
 _SUBMODULES = ("activations", "model", "rhs", "ensemble", "monodromy", "distributed",

@@ -61,6 +61,11 @@ SCHEMA: dict[str, dict[str, tuple]] = {
         "at": ((list, dict), {"start": 0.01, "stop": 100.0, "num": 40, "spacing": "log"}),
         "states": ((bool,), False),
     },
+    # read by `narrowflow monodromy` (cli/monodromy.py); accepted here so one file serves both
+    "monodromy": {
+        "curve": ((str,), "twin"), "order": ((int,), 1), "base": ((list,), None),
+        "parametrization": ((str,), "w"), "rtol": (_NUM, 1e-12),
+    },
     "output": {
         "dir": ((str,), "narrowflow-out"), "format": ((str,), "zarr"),
         "figure": ((bool,), True), "success_tol": (_NUM, 1e-5),

@@ -49,7 +49,7 @@ def _split_config(path):
     path = Path(path)
     if not path.exists():
         raise FileNotFoundError(f"config file {str(path)!r} does not exist")
-    import tomllib
+    from narrowflow.config import tomllib  # tomli on Python 3.10
     try:
         raw = tomllib.loads(path.read_text())
     except tomllib.TOMLDecodeError as exc:

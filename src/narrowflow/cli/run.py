@@ -161,6 +161,8 @@ def run(args) -> int:
     if rc.cfg["output"]["figure"] and not args.no_figure:
         _figure(result, out_dir)
     print(f"  wall time   {time.perf_counter() - t:.3g} s")
+    print(f"  next        narrowflow report {results_path}   (limit points, Morse indices, "
+          f"escape times)")
     return 0
 
 
@@ -168,12 +170,8 @@ def _figure(result, out_dir: Path) -> None:
     if result.loss_saved is None:
         print("  figure      skipped (no save points: set [save] at)")
         return
-    try:
-        from narrowflow import plots
-        fig = plots.loss_bands(result)
-    except (ImportError, AttributeError) as exc:
-        print(f"  figure      skipped (narrowflow.plots.loss_bands unavailable: {exc})")
-        return
+    from narrowflow import plots
+    fig = plots.loss_bands(result)
     path = out_dir / "loss_bands.png"
     plots.savefig(fig, path)
     print(f"  figure      {path}")
