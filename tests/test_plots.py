@@ -39,6 +39,8 @@ def test_loss_bands_log_time_axis_for_log_spaced_grid():
                     coords={"time": t})
     assert plots.loss_bands(ds).axes[0].get_xscale() == "log"
     assert plots.loss_bands(ds, xscale="linear").axes[0].get_xscale() == "linear"
+    with_zero = ds.assign_coords(time=np.concatenate([[0.0], t[1:]]))
+    assert plots.loss_bands(with_zero).axes[0].get_xscale() == "symlog"
     with pytest.raises(ValueError, match="xscale"):
         plots.loss_bands(ds, xscale="symlog")
 

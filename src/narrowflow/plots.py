@@ -34,8 +34,9 @@ def loss_bands(result, ax=None, quantiles=analysis.DEFAULT_QUANTILES, xscale="au
     result: EnsembleResult or Dataset with saved losses; ax: matplotlib Axes to draw on
     (a new Figure when None); quantiles: percentages, paired outside-in into ribbons
     (5-95, 25-75, ...), the middle one (or 50 if present) drawn as a line; xscale:
-    "linear", "log", or "auto" (log when the save grid is positive and spans over two
-    decades, as a log-spaced grid does). Returns the Figure.
+    "linear", "log", or "auto" (log when the save grid's positive times span over two
+    decades, as a log-spaced grid does; symlog, linear near 0, when the grid also holds
+    t = 0). Returns the Figure.
     """
     if xscale not in ("auto", "linear", "log"):
         raise ValueError(f"xscale must be 'auto', 'linear' or 'log', got {xscale!r}")
@@ -59,9 +60,15 @@ def loss_bands(result, ax=None, quantiles=analysis.DEFAULT_QUANTILES, xscale="au
         ax.set_yscale("log")
     elif finite.size and np.any(finite > 0):
         ax.set_yscale("symlog", linthresh=float(np.min(finite[finite > 0])))
-    if xscale == "auto":
-        xscale = "log" if t.size > 1 and t[0] > 0 and t[-1] / t[0] > 100 else "linear"
-    ax.set_xscale(xscale)
+    pos = t[t > 0]
+    if xscale == "auto" and pos.size > 1 and t.min() >= 0 and pos[-1] / pos[0] > 100:
+        if t.min() > 0:
+            ax.set_xscale("log")
+        else:
+            ax.set_xscale("symlog", linthresh=float(pos[0]))
+            ax.set_xlim(0.0, float(t.max()))
+    else:
+        ax.set_xscale("linear" if xscale == "auto" else xscale)
     ax.set_xlabel("time t")
     ax.set_ylabel("loss L(θ(t))")
     n_traj = int(np.max(da["n_valid"].values)) if da.sizes["time"] else 0
