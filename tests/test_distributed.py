@@ -344,9 +344,14 @@ figure = false
         cli_run.summarize(rc, ref).splitlines()[0])
     assert D.run_cli(args, rc) == 0
     assert "0 chunks computed now, 3 were already complete" in capsys.readouterr().out
+    # nothing left to do, or a refused store: no cluster is ever contacted
+    args.scheduler = "tcp://127.0.0.1:9"
+    assert D.run_cli(args, rc) == 0
+    assert "0 chunks computed now" in capsys.readouterr().out
     rc.cfg["solver"]["rtol"] = 1e-6
-    with pytest.raises(ValueError, match="solver|rtol"):
+    with pytest.raises(ValueError, match="rtol"):
         D.run_cli(args, rc)
+    args.scheduler = client.scheduler.address
     args.overwrite = True
     assert D.run_cli(args, rc) == 0
     assert D.store_state(store)["config"]["rtol"] == 1e-6
@@ -439,3 +444,25 @@ def test_solve_ensemble_dask_entry(client, flow, tmp_path):
         via = nf.solve_ensemble(flow, theta0, backend="dask", store=tmp_path / "se2.zarr",
                                 client=client, chunk_size=16, **opts)
         assert np.array_equal(via.y_final, ref.y_final)
+
+
+def test_narrowflow_run_command(client, tmp_path, capsys):
+    """`narrowflow run CONFIG --scheduler ADDRESS`, through the real command line."""
+    from narrowflow import config
+    from narrowflow.cli import main
+    cfg = tmp_path / "small.toml"
+    cfg.write_text('[initial]\nn = 30\nseed = 3\n[solver]\nt_span = [0.0, 3.0]\n'
+                   '[save]\nat = [0.0, 3.0]\n')
+    out = tmp_path / "out"
+    argv = ["run", str(cfg), "--scheduler", client.scheduler.address, "--chunk", "8",
+            "--out", str(out), "--no-figure"]
+    assert main(argv) == 0
+    assert "4 chunks computed now" in capsys.readouterr().out
+    rc = config.load(cfg)
+    flow = rc.flow()
+    kw = {k: v for k, v in rc.solver_kwargs().items() if k != "chunk_size"}
+    assert_store_equals(out / "results.zarr", nf.solve_ensemble(flow, rc.theta0(4), **kw))
+    # another configuration on the same store: refused with a message naming the key
+    assert main(argv + ["-n", "31"]) == 2
+    assert "initial.n: store has 30, this run has 31" in capsys.readouterr().err
+    assert main(argv + ["-n", "31", "--overwrite"]) == 0

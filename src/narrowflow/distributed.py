@@ -555,8 +555,9 @@ def solve_distributed(flow, theta0=None, *, store, initial=None, seed=None, n=No
     exactly what ``initial.sample(N, p, seed)[i]`` gives in one process.
     store: path of the Zarr store (created, or resumed when it holds this configuration).
     chunk: trajectories per task (default: `default_chunk`, about N/32 within [4096, 65536];
-    when resuming, the store's). client: a distributed.Client; None starts a LocalCluster
-    sized to this machine and closes it afterwards. overwrite: replace a store made by
+    when resuming, the store's). client: a distributed.Client, or a callable returning one
+    (called only if some chunk is left to compute; the caller closes it); None starts a
+    LocalCluster sized to this machine and closes it afterwards. overwrite: replace a store made by
     another configuration (otherwise refused with ValueError). progress: True for a tqdm bar
     over chunks, or a callable progress(done, total) called after each finished chunk.
     threads_per_task: OpenMP threads of the kernel in one task (default 1: a worker's Dask
@@ -607,6 +608,8 @@ def solve_distributed(flow, theta0=None, *, store, initial=None, seed=None, n=No
         from distributed import Client
         own_cluster = local_cluster()
         client = Client(own_cluster)
+    elif callable(client) and not hasattr(client, "submit"):
+        client = client()               # connect only now that there is work
     bar = None
     futures = []
     try:
@@ -770,13 +773,18 @@ def run_cli(args, rc) -> int:
     opts = options_from_config(rc)
     if getattr(args, "chunk", None) is not None:
         opts["chunk"] = args.chunk
-    client, cluster = client_from_args(args)
+    held = {}
+
+    def connect():
+        held["client"], held["cluster"] = client_from_args(args)
+        workers = held["client"].scheduler_info().get("workers", {})
+        held["threads"] = sum(w.get("nthreads", 0) for w in workers.values())
+        print(f"dask: {len(workers)} workers, {held['threads']} threads at "
+              f"{held['client'].scheduler.address}; store {store}", file=sys.stderr)
+        return held["client"]
+
     try:
-        workers = client.scheduler_info().get("workers", {})
-        nthreads = sum(w.get("nthreads", 0) for w in workers.values())
-        print(f"dask: {len(workers)} workers, {nthreads} threads at "
-              f"{client.scheduler.address}; store {store}", file=sys.stderr)
-        run = solve_distributed(flow, store=store, client=client,
+        run = solve_distributed(flow, store=store, client=connect,
                                 overwrite=bool(getattr(args, "overwrite", False)),
                                 progress=True, **opts)
     except KeyboardInterrupt:
@@ -784,14 +792,16 @@ def run_cli(args, rc) -> int:
               f"again to resume", file=sys.stderr)
         return 130
     finally:
-        client.close()
-        if cluster is not None:
-            cluster.close()
+        if "client" in held:
+            held["client"].close()
+        if held.get("cluster") is not None:
+            held["cluster"].close()
     result = run.to_result()
-    result.threads = max(1, nthreads)
+    result.threads = max(1, held.get("threads", 1))
     text = cli_run.summarize(rc, result)
     text += (f"\n  dask        {len(run.computed)} chunks computed now, {len(run.skipped)} "
-             f"were already complete (of {run.n_chunks}, {run.chunk} trajectories each)")
+             f"were already complete (of {run.n_chunks}, {run.chunk} trajectories each; "
+             f"the cost line counts this call only)")
     print(text)
     (out_dir / "summary.txt").write_text(text + "\n")
     (out_dir / "config.toml").write_text(cli_run.effective_toml(rc.cfg))
