@@ -61,10 +61,11 @@ SCHEMA: dict[str, dict[str, tuple]] = {
         "at": ((list, dict), {"start": 0.01, "stop": 100.0, "num": 40, "spacing": "log"}),
         "states": ((bool,), False),
     },
-    # read by `narrowflow monodromy` (cli/monodromy.py); accepted here so one file serves both
+    # read by `narrowflow monodromy` (cli/monodromy.py, which holds the defaults);
+    # accepted here so that one file serves both commands
     "monodromy": {
-        "curve": ((str,), "twin"), "order": ((int,), 1), "base": ((list,), None),
-        "parametrization": ((str,), "w"), "rtol": (_NUM, 1e-12),
+        "curve": ((str,), None), "order": ((int,), None), "base": ((list,), None),
+        "parametrization": ((str,), None), "rtol": (_NUM, None),
     },
     "output": {
         "dir": ((str,), "narrowflow-out"), "format": ((str,), "zarr"),

@@ -14,9 +14,6 @@ from __future__ import annotations
 import sys
 from pathlib import Path
 
-_KEYS = {"curve": str, "order": int, "base": list, "parametrization": str, "rtol": float}
-
-
 def add_parser(subparsers) -> None:
     p = subparsers.add_parser(
         "monodromy", help="test integrability: monodromy of the variational equation",
@@ -42,30 +39,16 @@ def add_parser(subparsers) -> None:
 
 
 def _split_config(path):
-    """(RunConfig, monodromy options) from a TOML file; the [monodromy] table is read here."""
+    """(RunConfig, monodromy options) from a TOML file (None: the NF4 preset).
+
+    The [monodromy] table is validated with the rest by narrowflow.config; its keys
+    left unset (None) are not passed on.
+    """
     from narrowflow import config
-    if path is None:
-        return config.load(None), {}
-    path = Path(path)
-    if not path.exists():
-        raise FileNotFoundError(f"config file {str(path)!r} does not exist")
-    from narrowflow.config import tomllib  # tomli on Python 3.10
-    try:
-        raw = tomllib.loads(path.read_text())
-    except tomllib.TOMLDecodeError as exc:
-        raise ValueError(f"config file {str(path)!r} is not valid TOML: {exc}") from None
-    opts = raw.pop("monodromy", {})
-    if not isinstance(opts, dict):
-        raise TypeError("config key 'monodromy' must be a table ([monodromy])")
-    for k, v in opts.items():
-        if k not in _KEYS:
-            raise ValueError(f"unknown config key 'monodromy.{k}'; allowed: {', '.join(_KEYS)}")
-        if _KEYS[k] is float and isinstance(v, int) and not isinstance(v, bool):
-            v = float(v)
-            opts[k] = v
-        if not isinstance(v, _KEYS[k]) or isinstance(v, bool):
-            raise TypeError(f"config key 'monodromy.{k}' must be {_KEYS[k].__name__}, got {v!r}")
-    rc = config.RunConfig(config.validate(raw), source=str(path), base_dir=path.parent)
+    rc = config.load(path)
+    opts = {k: v for k, v in rc.cfg["monodromy"].items() if v is not None}
+    if "rtol" in opts:
+        opts["rtol"] = float(opts["rtol"])
     return rc, opts
 
 
