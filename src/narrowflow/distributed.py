@@ -56,8 +56,6 @@ STATUS_PENDING = -1             # status of trajectories whose chunk is not comp
 _NOT_IN_CONFIG = ("flow", "lanes")
 # solve_ensemble arguments without meaning for a distributed run (see solve_ensemble_dask)
 _LOCAL_ONLY = ("threads", "memory_limit", "profile")
-_TRAJ_VARS = ("y_final", "t_final", "status", "nfev", "n_accepted", "n_rejected",
-              "loss_final", "y_saved", "loss_saved", "escape_time")
 
 
 # --- configuration -------------------------------------------------------------------------
@@ -441,9 +439,9 @@ def run_chunk(store: str, fingerprint: str, problem_bytes: bytes, init: InitialS
     t_read = time.perf_counter()
     out = ensemble.solve_chunk(problem, y0, threads=threads, _compiled_cache=compiled)
     t_solve = time.perf_counter()
-    for name in _TRAJ_VARS:
-        if name in out:
-            arrays[name][lo:hi] = out[name]
+    for name, values in out.items():      # every per-trajectory output the schema stores
+        if name in arrays and name != "theta0":
+            arrays[name][lo:hi] = values
     arrays["chunk_complete"][k] = True     # only after every array of the chunk is written
     stats = out.get("_stats", np.zeros(2, dtype=np.int64))
     return {"chunk": k, "n": hi - lo, "pid": os.getpid(), "rhs_calls": int(stats[0]),
