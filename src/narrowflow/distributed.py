@@ -665,7 +665,8 @@ def solve_ensemble_dask(flow, theta0, *, store=None, client=None, chunk=None,
     task size (solve_ensemble's chunk_size); seed: recorded in the result (metadata).
     threads, memory_limit and profile have no meaning here (each task runs its kernel on one
     thread, each worker holds one chunk at a time) and are dropped, so that all of
-    solve_ensemble's arguments can be passed through. Returns an EnsembleResult read from the completed store.
+    solve_ensemble's arguments can be passed through. Returns an EnsembleResult read from
+    the completed store.
     """
     if store is None:
         raise ValueError("store: a Zarr store path is required with backend='dask' "
@@ -723,7 +724,8 @@ def parse_cluster(spec: str) -> int | None:
 
 def wants_distributed(args) -> bool:
     """True when the parsed `narrowflow run` arguments ask for a Dask run."""
-    return getattr(args, "cluster", None) is not None or getattr(args, "scheduler", None) is not None
+    return (getattr(args, "cluster", None) is not None
+            or getattr(args, "scheduler", None) is not None)
 
 
 def client_from_args(args):
@@ -820,7 +822,8 @@ def run_cli(args, rc) -> int:
     return 0
 
 
-__all__ = ["solve_distributed", "solve_ensemble_dask", "DistributedRun", "InitialStates", "resolve_initial",
-           "run_chunk", "open_store", "load_result", "store_state", "local_cluster",
-           "default_chunk", "add_cli_arguments", "run_cli", "parse_cluster", "wants_distributed",
-           "client_from_args", "options_from_config"]
+__all__ = ["solve_distributed", "solve_ensemble_dask", "DistributedRun", "InitialStates",
+           "resolve_initial", "run_chunk", "open_store", "load_result", "store_state",
+           "local_cluster", "default_chunk", "solver_option_names", "add_cli_arguments",
+           "run_cli", "parse_cluster", "wants_distributed", "client_from_args",
+           "options_from_config"]
