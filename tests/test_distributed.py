@@ -204,14 +204,24 @@ def test_refuses_foreign_paths(client, flow, tmp_path):
             D.solve_distributed(flow, seed=1, n=4, store=plain, client=client,
                                 overwrite=overwrite, t_span=(0.0, 1.0))
     assert (plain / "keep.txt").read_text() == "mine"
+    import xarray as xr
     foreign = tmp_path / "foreign.zarr"
-    io.save(nf.solve_ensemble(flow, initial.sample(3, 4, 1), t_span=(0.0, 1.0), threads=1),
-            foreign)
-    with pytest.raises(ValueError, match="not a narrowflow distributed store"):
+    xr.Dataset({"v": ("x", np.arange(3.0))}).to_zarr(foreign, consolidated=False)
+    with pytest.raises(ValueError, match="not a narrowflow store"):
         D.solve_distributed(flow, seed=1, n=4, store=foreign, client=client, t_span=(0.0, 1.0))
     with pytest.raises(FileExistsError, match="refusing to delete"):
         D.solve_distributed(flow, seed=1, n=4, store=foreign, client=client, overwrite=True,
                             t_span=(0.0, 1.0))
+    assert np.array_equal(xr.open_zarr(foreign, consolidated=False)["v"].values, np.arange(3.0))
+    # a result saved by an in-process run (io.save): refused, but --overwrite may replace it
+    single = tmp_path / "single.zarr"
+    io.save(nf.solve_ensemble(flow, initial.sample(3, 4, 1), t_span=(0.0, 1.0), threads=1),
+            single)
+    with pytest.raises(ValueError, match="written in one process"):
+        D.solve_distributed(flow, seed=1, n=4, store=single, client=client, t_span=(0.0, 1.0))
+    run = D.solve_distributed(flow, seed=1, n=4, store=single, client=client, overwrite=True,
+                              t_span=(0.0, 1.0))
+    assert run.complete and D.store_state(single)["config"]["initial"]["n"] == 4
 
 
 @pytest.mark.parametrize("n, chunk, n_chunks", [(50, 1000, 1), (103, 25, 5), (1, 8, 1),

@@ -315,6 +315,15 @@ def _is_store(path: Path) -> bool:
     return (path / "zarr.json").is_file() or (path / ".zgroup").is_file()
 
 
+def _is_narrowflow_result(path: Path) -> bool:
+    """True for a Zarr store written by narrowflow (io.save or a distributed run)."""
+    import zarr
+    try:
+        return "narrowflow_version" in zarr.open_group(path, mode="r").attrs
+    except Exception:  # noqa: BLE001 - unreadable: certainly not ours
+        return False
+
+
 def store_state(store) -> dict:
     """What an existing store holds: {"config", "chunk", "n_chunks", "complete" (bool array),
     "fingerprint", "attrs"}. Raises ValueError if `store` is not a narrowflow distributed store."""
@@ -360,13 +369,15 @@ def _prepare_store(path: Path, problem, init, chunk, config, theta0, overwrite: 
         except ValueError:
             state = None
         if overwrite:
-            if state is None:
+            if state is None and not _is_narrowflow_result(path):
                 raise FileExistsError(f"store {str(path)!r} is a Zarr store not written by "
-                                      f"narrowflow.distributed; refusing to delete it")
+                                      f"narrowflow; refusing to delete it")
             shutil.rmtree(path)
         elif state is None:
-            raise ValueError(f"store {str(path)!r} is not a narrowflow distributed store; "
-                             f"choose another path")
+            what = ("holds a narrowflow result written in one process (not resumable)"
+                    if _is_narrowflow_result(path) else "is not a narrowflow store")
+            raise ValueError(f"store {str(path)!r} {what}; pass overwrite=True (--overwrite) "
+                             f"to replace it, or choose another path")
         else:
             diffs = _diff(state["config"], config)
             if chunk is not None and chunk != state["chunk"]:
