@@ -476,3 +476,50 @@ def test_narrowflow_run_command(client, tmp_path, capsys):
     assert main(argv + ["-n", "31"]) == 2
     assert "initial.n: store has 30, this run has 31" in capsys.readouterr().err
     assert main(argv + ["-n", "31", "--overwrite"]) == 0
+
+
+def test_stale_task_never_writes_into_a_replaced_store(client, flow, tmp_path, monkeypatch):
+    """A task of an old run (left running on an external cluster after Ctrl-C) must not mark
+    or fill chunks of a store that --overwrite replaced meanwhile."""
+    import pickle
+
+    import zarr
+
+    from narrowflow import ensemble
+    store = tmp_path / "stale.zarr"
+    opts = dict(t_span=(0.0, 2.0))
+    D.solve_distributed(flow, seed=1, n=8, store=store, chunk=4, client=client, **opts)
+    old = D.store_state(store)
+    problem = ensemble.make_problem(flow, **opts)
+    init, _ = D.resolve_initial(4, seed=1, n=8)
+    args = (str(store), old["store_id"], old["fingerprint"], pickle.dumps(problem), init)
+    # the same call succeeds on its own store (and rewrites identical bytes)
+    D.run_chunk(*args, 1, 4, 8)
+
+    # replaced before the task starts
+    D.solve_distributed(flow, seed=1, n=8, store=store, chunk=4, client=client,
+                        overwrite=True, **opts)
+    new_ds = D.open_store(store).load()
+    with pytest.raises(RuntimeError, match="replaced"):
+        D.run_chunk(*args, 0, 0, 4)
+
+    # replaced while the task solves: simulated by changing the store's id mid-solve
+    g = zarr.open_group(store, mode="r+")
+    g["chunk_complete"][1] = False
+    g["y_final"][4:8] = np.full((4, 4), -7.0)      # a sentinel the task must not overwrite
+    real = ensemble.solve_chunk
+
+    def solve_then_replace(*a, **kw):
+        out = real(*a, **kw)
+        zarr.open_group(store, mode="r+").attrs["narrowflow_store_id"] = "someone-else"
+        return out
+
+    monkeypatch.setattr(ensemble, "solve_chunk", solve_then_replace)
+    new = D.store_state(store)
+    with pytest.raises(RuntimeError, match="replaced"):
+        D.run_chunk(str(store), new["store_id"], new["fingerprint"], pickle.dumps(problem),
+                    init, 1, 4, 8)
+    assert not D.store_state(store)["complete"][1]
+    after = D.open_store(store).load()
+    assert np.all(after["y_final"].values[4:8] == -7.0)
+    assert np.array_equal(after["y_final"].values[:4], new_ds["y_final"].values[:4])

@@ -269,6 +269,7 @@ def _template(problem, init: InitialStates, chunk: int, config: dict, theta0):
     ds.attrs.update(
         narrowflow_config=json.dumps(config, sort_keys=True),
         narrowflow_fingerprint=_fingerprint(config, chunk),
+        narrowflow_store_id=uuid.uuid4().hex,   # this store, not another with the same config
         narrowflow_format=FORMAT, chunk_size=chunk, n_chunks=n_chunks,
         initial=json.dumps(init.describe(), sort_keys=True),
         versions=json.dumps(_versions(), sort_keys=True),
@@ -326,7 +327,8 @@ def _is_narrowflow_result(path: Path) -> bool:
 
 def store_state(store) -> dict:
     """What an existing store holds: {"config", "chunk", "n_chunks", "complete" (bool array),
-    "fingerprint", "attrs"}. Raises ValueError if `store` is not a narrowflow distributed store."""
+    "fingerprint", "store_id", "attrs"}. Raises ValueError if `store` is not a narrowflow
+    distributed store."""
     import zarr
     path = Path(store)
     if not _is_store(path):
@@ -338,7 +340,8 @@ def store_state(store) -> dict:
                          f"(no {FORMAT} attributes)")
     return {"config": json.loads(attrs["narrowflow_config"]), "chunk": int(attrs["chunk_size"]),
             "n_chunks": int(attrs["n_chunks"]), "complete": np.asarray(g["chunk_complete"][:]),
-            "fingerprint": attrs["narrowflow_fingerprint"], "attrs": attrs}
+            "fingerprint": attrs["narrowflow_fingerprint"],
+            "store_id": attrs.get("narrowflow_store_id"), "attrs": attrs}
 
 
 def _diff(old, new, prefix="") -> list[str]:
@@ -358,7 +361,7 @@ def _diff(old, new, prefix="") -> list[str]:
 
 
 def _prepare_store(path: Path, problem, init, chunk, config, theta0, overwrite: bool):
-    """Create the store or check an existing one; returns (chunk, completed mask)."""
+    """Create the store or check an existing one; returns (chunk, completed mask, store id)."""
     if path.exists() and not (path.is_dir() and not any(path.iterdir())):
         if not path.is_dir() or not _is_store(path):
             raise FileExistsError(
@@ -387,13 +390,13 @@ def _prepare_store(path: Path, problem, init, chunk, config, theta0, overwrite: 
                     f"store {str(path)!r} was made by a different configuration ("
                     + "; ".join(diffs) + "); pass overwrite=True (--overwrite) to replace it, "
                     "or choose another store")
-            return state["chunk"], state["complete"]
+            return state["chunk"], state["complete"], state["store_id"]
     elif path.exists():
         path.rmdir()                    # an empty directory: take its place
     chunk = default_chunk(problem, init.n) if chunk is None else chunk
     ds, encoding = _template(problem, init, chunk, config, theta0)
     _create_store(path, ds, encoding)
-    return chunk, np.zeros(-(-init.n // chunk), dtype=bool)
+    return chunk, np.zeros(-(-init.n // chunk), dtype=bool), ds.attrs["narrowflow_store_id"]
 
 
 # --- the task ------------------------------------------------------------------------------
@@ -416,10 +419,10 @@ def _problem_on_worker(fingerprint: str, problem_bytes: bytes):
 _ARRAY_CACHE: dict = {}
 
 
-def _arrays_on_worker(group, store: str, fingerprint: str) -> dict:
-    """The store's Zarr arrays by name, opened once per (store, configuration) and process
-    (opening reads each array's metadata: ~1.5 ms apiece)."""
-    key = (store, fingerprint)
+def _arrays_on_worker(group, store: str, store_id: str) -> dict:
+    """The store's Zarr arrays by name, opened once per store and process (opening reads
+    each array's metadata: ~1.5 ms apiece)."""
+    key = (store, store_id)
     hit = _ARRAY_CACHE.get(key)
     if hit is None:
         hit = {name: arr for name, arr in group.arrays()}
@@ -429,27 +432,37 @@ def _arrays_on_worker(group, store: str, fingerprint: str) -> dict:
     return hit
 
 
-def run_chunk(store: str, fingerprint: str, problem_bytes: bytes, init: InitialStates,
-              k: int, lo: int, hi: int, threads: int = 1) -> dict:
+def _check_store(store: str, store_id: str) -> None:
+    import zarr
+    if zarr.open_group(store, mode="r").attrs.get("narrowflow_store_id") != store_id:
+        raise RuntimeError(f"store {store!r} was replaced (overwrite) while this task ran; "
+                           f"its chunk is not written")
+
+
+def run_chunk(store: str, store_id: str, fingerprint: str, problem_bytes: bytes,
+              init: InitialStates, k: int, lo: int, hi: int, threads: int = 1) -> dict:
     """Compute chunk k (trajectories lo..hi-1) and write it into the store; then mark it.
 
     Runs on a Dask worker (or anywhere): idempotent, so a retry after a lost worker simply
-    writes the same bytes again. Refuses to write into a store whose fingerprint changed
-    (it was replaced by an overwrite while this task was queued).
+    writes the same bytes again. Writes nothing into a store that was replaced (by an
+    overwrite, from another client) since this task was submitted: the store's id is checked
+    before the work and again, freshly read, between the solve and the writes (a task left
+    running on an external cluster after Ctrl-C cannot mark a chunk of a new store).
     """
     import zarr
 
     from narrowflow import ensemble
     start = time.perf_counter()
     g = zarr.open_group(store, mode="r+")
-    if g.attrs.get("narrowflow_fingerprint") != fingerprint:
-        raise RuntimeError(f"store {store!r} changed configuration under a running task")
+    if g.attrs.get("narrowflow_store_id") != store_id:
+        raise RuntimeError(f"store {store!r} was replaced (overwrite) before this task ran")
     problem, compiled = _problem_on_worker(fingerprint, problem_bytes)
-    arrays = _arrays_on_worker(g, store, fingerprint)
+    arrays = _arrays_on_worker(g, store, store_id)
     y0 = init.rows(lo, hi, problem.n_params, group=arrays)
     t_read = time.perf_counter()
     out = ensemble.solve_chunk(problem, y0, threads=threads, _compiled_cache=compiled)
     t_solve = time.perf_counter()
+    _check_store(store, store_id)
     for name, values in out.items():      # every per-trajectory output the schema stores
         if name in arrays and name != "theta0":
             arrays[name][lo:hi] = values
@@ -611,7 +624,8 @@ def solve_distributed(flow, theta0=None, *, store, initial=None, seed=None, n=No
                         f"{progress!r}")
 
     start = time.perf_counter()
-    chunk, complete = _prepare_store(path, problem, init, chunk, config, theta0, overwrite)
+    chunk, complete, store_id = _prepare_store(path, problem, init, chunk, config, theta0,
+                                               overwrite)
     fingerprint = _fingerprint(config, chunk)
     N = init.n
     n_chunks = complete.size
@@ -636,8 +650,8 @@ def solve_distributed(flow, theta0=None, *, store, initial=None, seed=None, n=No
         from distributed import as_completed
         problem_bytes = pickle.dumps(problem, protocol=pickle.HIGHEST_PROTOCOL)
         token = uuid.uuid4().hex[:8]
-        futures = [client.submit(run_chunk, str(path), fingerprint, problem_bytes, init, k,
-                                 k * chunk, min(N, (k + 1) * chunk), threads_per_task,
+        futures = [client.submit(run_chunk, str(path), store_id, fingerprint, problem_bytes,
+                                 init, k, k * chunk, min(N, (k + 1) * chunk), threads_per_task,
                                  key=f"narrowflow-chunk-{k}-{token}", pure=False,
                                  retries=retries)
                    for k in todo]
