@@ -75,12 +75,13 @@ def test_lane_results_are_bitwise_independent_of_lane_count(rng):
     flow = _problem(CASES[0], rng, n=16)
     F, prm, p = rhs.compile_network(flow), rhs.pack_params(flow), flow.n_params
     th = rng.normal(size=(37, p))
-    solo = [rhscall.call(F.flow_address, 1, 0.0, _soa(t[None]), prm, p)[0] for t in th]
-    for lanes in (8, 16, 37):
-        out, _ = rhscall.call(F.flow_address, lanes, 0.0, _soa(th[:lanes]), prm, p)
-        got = out.reshape(p, lanes).T
-        for l in range(lanes):
-            assert np.array_equal(got[l], solo[l])
+    for address, n_out in ((F.flow_address, p), (F.loss_address, 1)):
+        solo = [rhscall.call(address, 1, 0.0, _soa(t[None]), prm, n_out)[0] for t in th]
+        for lanes in (3, 8, 16, 37):
+            out, _ = rhscall.call(address, lanes, 0.0, _soa(th[:lanes]), prm, n_out)
+            got = out.reshape(n_out, lanes).T
+            for l in range(lanes):
+                assert np.array_equal(got[l], solo[l])
 
 
 def test_new_data_does_not_recompile(rng):

@@ -9,8 +9,9 @@ against numpy). NaN in gives NaN out; ±inf and overflow behave like libm.
 
 Every function here must be inlined into a caller compiled with
 ``error_model='numpy'`` (PERF.md: Numba's default division check blocks
-vectorization). No fastmath flags: without them the vector and scalar code
-paths give the same bits, so results do not depend on lane grouping.
+vectorization). The caller's fastmath flags apply (they are taken from the
+outermost function): FMA contraction ('contract') is allowed; 'reassoc' and
+'afn' are not, since they let the vector and scalar paths differ.
 """
 from __future__ import annotations
 
