@@ -26,7 +26,10 @@ initial states were given as an array, ``theta0 (trajectory, parameter)``. Traje
 chunks not yet computed have status -1 and NaN floats.
 
 The store must be on a file system that every worker can reach (a shared file system on a
-cluster). dask, distributed and zarr are the ``narrowflow[dist]`` extra.
+cluster); run one client per store at a time. The guarantees cover killed processes
+(workers, client); after a machine crash, data still in the OS cache may be lost although
+its marker reached the disk (nothing is fsynced): rerun with --overwrite in that case.
+dask, distributed and zarr are the ``narrowflow[dist]`` extra.
 """
 from __future__ import annotations
 
