@@ -432,11 +432,6 @@ def test_default_chunk(flow):
     assert ensemble.output_nbytes(big, c) <= D.CHUNK_BYTES < ensemble.output_nbytes(big, 2 * c)
 
 
-def _solve_ensemble_has_backend():
-    import inspect
-    return "backend" in inspect.signature(nf.solve_ensemble).parameters
-
-
 def test_solve_ensemble_dask_entry(client, flow, tmp_path):
     theta0 = initial.sample(40, 4, 8)
     opts = dict(t_span=(0.0, 5.0), save_at=[1.0, 5.0])
@@ -450,10 +445,15 @@ def test_solve_ensemble_dask_entry(client, flow, tmp_path):
     assert np.array_equal(got.t_saved, ref.t_saved)
     with pytest.raises(ValueError, match="store"):
         D.solve_ensemble_dask(flow, theta0, client=client)
-    if _solve_ensemble_has_backend():     # once solve_ensemble delegates here
-        via = nf.solve_ensemble(flow, theta0, backend="dask", store=tmp_path / "se2.zarr",
-                                client=client, chunk_size=16, **opts)
-        assert np.array_equal(via.y_final, ref.y_final)
+    via = nf.solve_ensemble(flow, theta0, backend="dask", store=tmp_path / "se2.zarr",
+                            client=client, chunk_size=16, **opts)
+    for name in VARS:
+        a, b = getattr(via, name), getattr(ref, name)
+        assert (a is None and b is None) or np.array_equal(a.view(np.uint8), b.view(np.uint8))
+    with pytest.raises(ValueError, match="backend"):
+        nf.solve_ensemble(flow, theta0, backend="mpi", **opts)
+    with pytest.raises(ValueError, match="store is only used"):
+        nf.solve_ensemble(flow, theta0, store=tmp_path / "x.zarr", **opts)
 
 
 def test_narrowflow_run_command(client, tmp_path, capsys):

@@ -605,6 +605,7 @@ def solve_distributed(flow, theta0=None, *, store, initial=None, seed=None, n=No
     Returns a DistributedRun (the store, which chunks were computed now). The stored result
     equals ``solve_ensemble(flow, theta0, ...)`` bitwise.
     """
+    _require_dask()
     from narrowflow import ensemble
     known = solver_option_names()
     unknown = set(solver_options) - set(known)
@@ -794,6 +795,16 @@ def options_from_config(rc) -> dict:
     return dict(initial=spec, seed=seed, n=i["n"], chunk=chunk, **kw)
 
 
+def _require_dask() -> None:
+    """A clear error, naming the extra to install, when dask.distributed is missing."""
+    try:
+        import dask  # noqa: F401
+        import distributed  # noqa: F401
+    except ImportError as exc:
+        raise ImportError(f"distributed ensembles need dask.distributed ({exc}); install them "
+                          f"with: pip install 'narrowflow[dist]'") from exc
+
+
 def run_cli(args, rc) -> int:
     """`narrowflow run [CONFIG] --cluster local[:N] | --scheduler ADDRESS [--overwrite]`.
 
@@ -803,6 +814,7 @@ def run_cli(args, rc) -> int:
     """
     import sys
     from narrowflow.cli import run as cli_run
+    _require_dask()
     if rc.cfg["output"]["format"] != "zarr":
         raise ValueError("output.format: distributed runs write a Zarr store; use format = "
                          "\"zarr\" (or drop --format netcdf)")

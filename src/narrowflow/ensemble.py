@@ -410,7 +410,8 @@ def solve_ensemble(flow, theta0, t_span=(0.0, 100.0), save_at=None, method="dp5"
                    progress=False, *, escape_threshold=None, divergence_bound=DEFAULT_BOUND,
                    lanes=DEFAULT_LANES, chunk_size=None, memory_limit=None,
                    save_states=True, seed=None, profile=False,
-                   max_step=None) -> EnsembleResult:
+                   max_step=None, backend="local", client=None, store=None,
+                   overwrite=False) -> EnsembleResult:
     """Integrate the gradient flow from every row of theta0, each with its own step size.
 
     flow: a GradientFlow (or a CompiledSystem). theta0: (N, p) float array, finite.
@@ -431,12 +432,29 @@ def solve_ensemble(flow, theta0, t_span=(0.0, 100.0), save_at=None, method="dp5"
     save_states: False keeps only loss_saved (y_saved is None), for large ensembles.
     progress: show a tqdm bar advancing per chunk. seed: recorded in the result (metadata).
     profile: time every right-hand-side call (result.rhs_fraction; costs a few per cent).
+    backend: "local" (default) or "dask" (narrowflow.distributed, needs the [dist] extra):
+    chunks of chunk_size trajectories run as tasks on `client` (None: a LocalCluster sized
+    to the machine) and are written to the Zarr `store` (required; resumable; a store from
+    another configuration is refused unless overwrite=True).
 
     Returns an EnsembleResult. Save points after a trajectory stops early are NaN, except after
     CONVERGED, where they hold the final state. escape_time is NaN where the loss never fell
     below the threshold (t0 where it starts below). Results are bitwise identical for any
     threads, chunk_size and lanes (as long as the right-hand side evaluates lanes independently).
     """
+    if backend == "dask":
+        from narrowflow.distributed import solve_ensemble_dask
+        return solve_ensemble_dask(
+            flow, theta0, store=store, client=client, chunk=chunk_size, overwrite=overwrite,
+            progress=progress, seed=seed, t_span=t_span, save_at=save_at, method=method,
+            rtol=rtol, atol=atol, dt=dt, max_steps=max_steps, max_step=max_step, gtol=gtol,
+            escape_threshold=escape_threshold, divergence_bound=divergence_bound, lanes=lanes,
+            save_states=save_states)
+    if backend != "local":
+        raise ValueError(f"backend must be 'local' or 'dask', got {backend!r}")
+    for name, value in (("client", client), ("store", store)):
+        if value is not None:
+            raise ValueError(f"{name} is only used with backend='dask'")
     problem = make_problem(flow, method=method, t_span=t_span, save_at=save_at, rtol=rtol,
                            atol=atol, dt=dt, max_steps=max_steps, gtol=gtol,
                            escape_threshold=escape_threshold, divergence_bound=divergence_bound,
