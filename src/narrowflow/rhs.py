@@ -403,7 +403,9 @@ _BUNDLES: dict = {}
 def _load_generated(net: Network):
     d, m, k, bias = net.architecture
     act = net.activation.key
-    tag = f"nf_rhs_d{d}_m{m}_k{k}_b{int(bias)}_{act}_{_source_hash()}"
+    # Numba's disk cache does not key on compiler flags: FMA on/off get separate modules.
+    fma = "fma" if _FMA else "nofma"
+    tag = f"nf_rhs_d{d}_m{m}_k{k}_b{int(bias)}_{act}_{fma}_{_source_hash()}"
     modname = f"narrowflow._generated.{tag}"
     if modname in sys.modules:
         return sys.modules[modname]
