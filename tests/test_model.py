@@ -160,6 +160,10 @@ def test_bad_input_names_the_argument():
         flow.grad(np.zeros(5))
     with pytest.raises(ValueError, match="weight_decay"):
         nf.GradientFlow(nf.Network(), nf.Dataset(np.zeros(3), np.zeros(3)), weight_decay=-1)
+    with pytest.raises(TypeError, match="weight_decay"):
+        nf.GradientFlow(nf.Network(), nf.Dataset(np.zeros(3), np.zeros(3)), weight_decay="x")
+    with pytest.raises(TypeError, match="weight_decay"):
+        nf.GradientFlow(nf.Network(), nf.Dataset(np.zeros(3), np.zeros(3)), weight_decay=None)
     with pytest.raises(TypeError, match="network"):
         nf.GradientFlow("net", nf.Dataset(np.zeros(3), np.zeros(3)))
 

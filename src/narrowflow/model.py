@@ -163,7 +163,8 @@ class Network:
         """f(x; θ), shape (n, k); x of shape (n, d) (or (n,) when d = 1)."""
         x = _as_2d(x, "x", self.input_dim)
         P = self.unpack(theta)
-        out = self.activation.d(self.preactivations(theta, x), 0) @ P.a
+        z = x @ P.w.T + (P.b if self.bias else 0.0)
+        out = self.activation.d(z, 0) @ P.a
         return out + P.c if self.bias else out
 
 
@@ -240,6 +241,8 @@ class GradientFlow:
         if data.output_dim != network.output_dim:
             raise ValueError(f"data has output_dim {data.output_dim} but the network expects "
                              f"{network.output_dim}")
+        if isinstance(weight_decay, bool) or not isinstance(weight_decay, (int, float, np.number)):
+            raise TypeError(f"weight_decay must be a real number, got {weight_decay!r}")
         lam = float(weight_decay)
         if not np.isfinite(lam) or lam < 0:
             raise ValueError(f"weight_decay must be finite and >= 0, got {weight_decay!r}")
