@@ -241,7 +241,8 @@ class GradientFlow:
         if data.output_dim != network.output_dim:
             raise ValueError(f"data has output_dim {data.output_dim} but the network expects "
                              f"{network.output_dim}")
-        if isinstance(weight_decay, bool) or not isinstance(weight_decay, (int, float, np.number)):
+        real = (int, float, np.integer, np.floating)
+        if isinstance(weight_decay, bool) or not isinstance(weight_decay, real):
             raise TypeError(f"weight_decay must be a real number, got {weight_decay!r}")
         lam = float(weight_decay)
         if not np.isfinite(lam) or lam < 0:
