@@ -60,10 +60,6 @@ class Statistic:
     value: complex
     error: float
 
-    def is_zero(self, margin: float = 100.0):
-        """True if |value| <= margin * error (consistent with 0), False if beyond that margin."""
-        return bool(abs(self.value) <= margin * self.error)
-
     def decide_zero(self, margin: float = 100.0, cap: float = 1e-4):
         """Three-valued zero test: False if |value| > margin*error (non-zero, proven with margin);
         True if |value| <= margin*error <= cap (zero to a resolution of at least cap);
@@ -188,16 +184,12 @@ def _root_of_unity_trace(t: complex, err: float, margin: float, qmax: int, cap: 
         return False, None      # an eigenvalue off the unit circle: infinite order, proven
     if tol > cap:
         return None, None
-    best = None
     for q in range(1, qmax + 1):
         for k in range(0, q // 2 + 1):
             if math.gcd(k, q) != 1 and not (k == 0 and q == 1):
                 continue
-            v = 2 * math.cos(2 * math.pi * k / q)
-            if abs(t - v) <= tol:
+            if abs(t - 2 * math.cos(2 * math.pi * k / q)) <= tol:
                 return True, q
-            d = abs(t - v)
-            best = d if best is None else min(best, d)
     # real, on [-2, 2], but not near a root of unity of small order: cannot be proven either way
     return None, None
 
@@ -247,7 +239,16 @@ class MonodromyGroup:
         if any(M.shape != (n, n) for M in self.matrices):
             raise ValueError("all matrices must have the same shape")
         if errors is not None:
-            errs = [float(e) for e in np.broadcast_to(np.asarray(errors, dtype=float), (len(mats),))]
+            try:
+                earr = np.asarray(errors, dtype=float)
+            except (TypeError, ValueError):
+                raise TypeError("errors must be a number or a sequence of numbers") from None
+            if earr.ndim == 0:
+                earr = np.full(len(mats), float(earr))
+            elif earr.shape != (len(mats),):
+                raise ValueError(f"errors must be a scalar or have one entry per matrix "
+                                 f"({len(mats)}), got shape {earr.shape}")
+            errs = [float(e) for e in earr]
             if any(not (e >= 0) for e in errs):
                 raise ValueError("errors must be non-negative")
         self.errors = errs
@@ -376,13 +377,39 @@ class MonodromyGroup:
         minus = any(np.max(np.abs(e + np.eye(2))) <= tol for e in elems)
         return True, len(elems), minus
 
-    def _finite(self, gens, trace_stats, margin, imprimitive, reasons):
-        """Is the group finite? (True/False/None, number of elements, contains -I).
+    def _enumerate(self, gens, margin, cap, reasons):
+        """Decide finiteness by enumerating the group (``_closure``), with a reason.
+
+        gens: list of (N (2,2), err). Elements count as equal within
+        ``tol = margin * max err + 1e-12``; when ``tol > cap`` the comparison cannot tell
+        distinct elements apart, so nothing is decided. Returns (True/False/None, projective
+        order or None).
+        """
+        tol = margin * max(e for _, e in gens) + 1e-12
+        if tol > cap:
+            reasons.append(f"finiteness undecided: elements are equal only to within {tol:.1e} "
+                           f"(> cap {cap:.1e}), too coarse to enumerate the group")
+            return None, None
+        fin, nel, minus = self._closure([g for g, _ in gens], tol)
+        if fin is True:
+            order = nel // 2 if minus else nel
+            reasons.append(f"the generators close into a finite group of {nel} elements "
+                           f"(projective order {order})")
+            return True, order
+        if fin is False:
+            reasons.append(f"more than {nel - 1} distinct elements: not a finite group of small "
+                           "order")
+            return False, None
+        reasons.append("finiteness undecided (elements near-coincide)")
+        return None, None
+
+    def _finite(self, gens, trace_stats, margin, cap, imprimitive, reasons):
+        """Is the group finite? (True/False/None, projective order or None).
 
         An element of a finite subgroup of SL(2, C) has a real trace in [-2, 2]; in a finite
         primitive group moreover one of 0, +-1, +-sqrt2, +-2, +-(1+-sqrt5)/2. A trace proven
         (beyond margin) to violate that excludes finiteness; otherwise the group is
-        enumerated (``_closure``).
+        enumerated (``_enumerate``); every outcome appends its reason.
         """
         allowed = [0.0, 1.0, -1.0, 2.0, -2.0, math.sqrt(2), -math.sqrt(2)]
         allowed += [s * (1 + t * math.sqrt(5)) / 2 for s in (1, -1) for t in (1, -1)]
@@ -392,12 +419,11 @@ class MonodromyGroup:
             if abs(v.imag) > tol or abs(v.real) > 2 + tol:
                 reasons.append(f"{st.name} is not real in [-2, 2] (beyond margin): an element of "
                                "infinite order, the group is infinite")
-                return False, 0, False
+                return False, None
             if imprimitive is False and min(abs(v - a) for a in allowed) > tol:
                 reasons.append(f"{st.name} is no trace of a finite primitive group (beyond margin)")
-                return False, 0, False
-        tol = margin * max(e for _, e in gens) + 1e-12
-        return self._closure([g for g, _ in gens], tol)
+                return False, None
+        return self._enumerate(gens, margin, cap, reasons)
 
     # -- classification -------------------------------------------------------
     def classify(self, margin: float = 100.0, qmax: int = 60, cap: float = 1e-4) -> Classification:
@@ -419,12 +445,15 @@ class MonodromyGroup:
         stats: list[Statistic] = []
         reasons: list[str] = []
 
-        # trivial: every generator = +-I
+        # trivial: every generator = +-I, three-valued like Statistic.decide_zero: +-I only
+        # when within margin*err <= cap; not +-I when beyond margin*err; otherwise undecided
+        # (the other predicates then carry the uncertainty; a trivial group is abelian)
         triv = []
         for i, (N, e) in enumerate(gens):
             dev = min(np.max(np.abs(N - np.eye(2))), np.max(np.abs(N + np.eye(2))))
-            triv.append(dev <= margin * (e + 4 * _EPS))
-        if all(triv):
+            tol = margin * (e + 4 * _EPS)
+            triv.append(False if dev > tol else (True if tol <= cap else None))
+        if all(t is True for t in triv):
             reasons.append("every generator is +-I within margin")
             return self._result("trivial", 1, margin, stats, ("trivial",), reasons)
         # traces of generators
@@ -474,19 +503,8 @@ class MonodromyGroup:
                 if unipotent is not True:
                     cands.append("reducible-borel")
             if reducible is not True:
-                fin, nel, minus = self._finite(gens, [traces[0], traces[1], tAB], margin,
-                                               imprimitive, reasons)
-                if fin is True:
-                    order = nel // 2 if minus else nel
-                    reasons.append(f"the generators close into a finite group of {nel} elements "
-                                   f"(projective order {order})")
-                elif fin is False and nel == 0:
-                    pass        # the reason was given by _finite
-                elif fin is False:
-                    reasons.append(f"more than {nel - 1} distinct elements: not a finite "
-                                   "group of small order")
-                else:
-                    reasons.append("finiteness undecided (elements near-coincide)")
+                fin, order = self._finite(gens, [traces[0], traces[1], tAB], margin, cap,
+                                          imprimitive, reasons)
                 if imprimitive is not False:
                     if fin is not False:
                         cands.append("imprimitive-finite")
@@ -502,8 +520,9 @@ class MonodromyGroup:
         if kind == "abelian":
             # commuting generators that are all unipotent up to sign (tr = +-2) but not all
             # +-I: the group is unipotent, G0 the additive group (abelian): say so
+            # ("not all +-I" must be proven: with undecided generators "abelian" stays)
             par = [min(abs(t.value - 2), abs(t.value + 2)) <= margin * t.error for t in traces]
-            if all(par):
+            if all(par) and any(t is False for t in triv):
                 kind = "reducible-unipotent"
                 reasons.append("commuting generators with traces +-2, not all +-I: unipotent group")
         if kind not in ("imprimitive-finite", "finite-primitive"):
@@ -546,19 +565,13 @@ class MonodromyGroup:
                 return self._result("SL2", None, margin, stats, ("SL2",), reasons)
         for a, b, sub in subs:
             if sub.kind == "finite-primitive":
-                gens = self.sl2()
-                tol = margin * max(e for _, e in gens) + 1e-12
-                fin, nel, minus = self._closure([g for g, _ in gens], tol)
                 reasons.append(f"the subgroup <{a},{b}> is finite primitive: the group is finite "
                                "primitive or SL2")
+                fin, order = self._enumerate(self.sl2(), margin, cap, reasons)
                 if fin is True:
-                    order = nel // 2 if minus else nel
-                    reasons.append(f"the generators close into {nel} elements (projective order "
-                                   f"{order})")
                     return self._result("finite-primitive", order, margin, stats,
                                         ("finite-primitive",), reasons)
                 if fin is False:
-                    reasons.append(f"more than {nel - 1} distinct elements")
                     return self._result("SL2", None, margin, stats, ("SL2",), reasons)
                 return self._result("undecided", None, margin, stats, ("finite-primitive", "SL2"),
                                     reasons)
