@@ -145,6 +145,48 @@ def test_bad_arguments():
         mono.variational_monodromy(1.0, _osc_jac, np.zeros(2), [[0, 1]])
     with pytest.raises(ValueError, match="rtol"):
         T.integrate_path(lambda z, y, d: y, np.ones(1), [0, 1], rtol=-1.0)
+    with pytest.raises(TypeError, match=r"paths\[1\]"):
+        mono.variational_monodromy(_osc_field, _osc_jac, np.ones(2), [[0, 1], "x"])
+    with pytest.raises(ValueError, match=r"paths\[0\].*2 points"):
+        mono.variational_monodromy(_osc_field, _osc_jac, np.ones(2), [[0]])
+
+
+def test_a_single_polyline_given_flat_is_one_path():
+    y0 = np.array([1.0, 0.3], dtype=complex)
+    flat = mono.variational_monodromy(_osc_field, _osc_jac, y0, [0, 2 * np.pi])
+    nested = mono.variational_monodromy(_osc_field, _osc_jac, y0, [[0, 2 * np.pi]])
+    assert len(flat) == 1 and flat[0].verified
+    assert np.array_equal(flat[0].matrix, nested[0].matrix)
+
+
+def _fake_run(path, rtol, d_coarse=0.0, d_deformed=0.0, d_back=0.0, trace=0.0):
+    """A transport stand-in: M = I plus chosen perturbations on the coarse run, the deformed
+    loop and the loop backwards; ∮tr = trace (Liouville residual |1 - e^trace|)."""
+    def run(pth, tol):
+        M = np.eye(2, dtype=complex)
+        if tol > rtol:
+            M[0, 1] += d_coarse
+        elif pth is not path and pth.is_closed and pth.z(0.3) != path.z(0.3):
+            back = abs(pth.z(0.3) - path.reversed().z(0.3)) < 1e-14
+            M[0, 1] += d_back if back else d_deformed
+        return None, M, trace, 10, T.STATUS_OK
+    return run
+
+
+@pytest.mark.parametrize("kw, which", [
+    (dict(d_deformed=1e-8), "deformation_change"),
+    (dict(trace=1e-7), "liouville_residual"),
+    (dict(d_back=1e-9), "inverse_residual"),
+])
+def test_error_includes_deformation_liouville_and_backwards_residuals(kw, which):
+    path = circle(0.0, 0.5)
+    rtol = 1e-12
+    base = T.verified_transport(_fake_run(path, rtol, d_coarse=1e-13), path, None, rtol=rtol)
+    assert base.error == pytest.approx(1e-13) and base.verified   # only the tolerance change
+    r = T.verified_transport(_fake_run(path, rtol, d_coarse=1e-13, **kw), path, None, rtol=rtol)
+    assert r.verified and getattr(r, which) > 1e-10
+    value = getattr(r, which) * (1.0 if which == "deformation_change" else np.max(np.abs(r.matrix)))
+    assert r.error >= value > 100 * base.error and r.rel_error == r.error / np.max(np.abs(r.matrix))
 
 
 def test_cached_integrator_from_generated_module(tmp_path, monkeypatch):

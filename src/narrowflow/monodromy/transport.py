@@ -463,8 +463,10 @@ class TransportResult:
     """Transport of a fundamental matrix along one path.
 
     matrix: complex (n, n), the transported fundamental matrix (Phi(start) = I), at ``rtol``.
-    error: float, max-entry difference to the run at ``rtol * tol_ratio`` (and to the
-        deformed path, when checked): a conservative absolute error estimate of ``matrix``.
+    error: float, a conservative absolute max-entry error estimate of ``matrix``: the
+        largest of the difference to the run at ``rtol * tol_ratio``, the change along the
+        deformed loop (when checked) and the Liouville and backwards residuals times
+        max |matrix entry| (inf when a check run failed).
     rel_error: error / max |matrix entry|.
     y_end: complex (n,) end of the base curve (field transport) or None (linear systems).
     closure_defect: (coarse, fine) relative defects |y_end - y0|_max / max(1, |y0|_max), or (0, 0).
@@ -592,6 +594,15 @@ def _run_linear(rhs, n, path, data, rtol, max_nfev, compiled):
     return y[:n * n].reshape(n, n).copy(), y[n * n], nfev, status
 
 
+def _is_polyline(v) -> bool:
+    """A non-empty list/tuple/1-D array of numbers: the vertices of one polyline path."""
+    if isinstance(v, np.ndarray):
+        return v.ndim == 1 and v.size > 0 and np.issubdtype(v.dtype, np.number)
+    return (isinstance(v, (list, tuple)) and len(v) > 0
+            and all(isinstance(x, (int, float, complex, np.number)) and not isinstance(x, bool)
+                    for x in v))
+
+
 def transport_linear(A, n, paths, data=None, *, rtol=1e-12, tol_ratio=100.0, deform=0.02,
                      max_nfev=DEFAULT_MAX_NFEV, check_inverse=True, rhs=None):
     """Fundamental matrices of ``Y' = A(z, data) Y`` along paths, Y(start) = I.
@@ -605,8 +616,7 @@ def transport_linear(A, n, paths, data=None, *, rtol=1e-12, tol_ratio=100.0, def
     Returns a TransportResult (one path) or a list of them. A path that does not close in
     the z-plane gives ``closed=False`` (its matrix is a connection, not a monodromy).
     """
-    single = isinstance(paths, Path) or not isinstance(paths, (list, tuple)) or (
-        len(paths) > 0 and all(isinstance(v, (int, float, complex, np.number)) for v in paths))
+    single = isinstance(paths, Path) or not isinstance(paths, (list, tuple)) or _is_polyline(paths)
     plist = [as_path(paths)] if single else [as_path(p) for p in paths]
     n = _check_n(n)
     if rhs is None:
@@ -663,25 +673,32 @@ def verified_transport(run, path, y0, *, rtol=1e-12, tol_ratio=100.0, deform=0.0
         _, Mr, _, nfr, str_ = run(path.reversed(), rtol)
         nfev += nfr
         inv = inverse_residual(M2, Mr) if str_ == STATUS_OK else float("inf")
-    res = _make_result(path, M2, err, ye2, defects, closed, note, dchange, dok, w2, nfev,
-                       time.perf_counter() - t0, status, (rtol, rtol * tol_ratio), alts)
-    res.inverse_residual = inv
-    return res
+    return _make_result(path, M2, err, ye2, defects, closed, note, dchange, dok, w2, nfev,
+                        time.perf_counter() - t0, status, (rtol, rtol * tol_ratio), alts, inv)
 
 
 def _make_result(p, M, err, y_end, defects, closed, note, dchange, dok, w, nfev, secs, status, tols,
-                 alternates=None):
+                 alternates=None, inv=None):
+    """The TransportResult; ``err`` (the two-tolerance difference) is widened to the other
+    error estimates (MATH.md section 5): the deformation change, and the Liouville and
+    backwards residuals (relative) times max|M|. A residual that could not be computed
+    (nan: the run failed) is left out; an infinite one (a check run failed) makes the
+    error infinite."""
     scale = max(_maxabs(M), 1e-300)
     ew = np.exp(w) if np.isfinite(w) else np.nan
     with np.errstate(all="ignore"):
         liou = float(abs(np.linalg.det(M) - ew) / abs(ew)) if np.all(np.isfinite(M)) else float("nan")
+    for extra in (dchange, liou * scale, None if inv is None else inv * scale):
+        if extra is not None and not math.isnan(extra):
+            err = max(err, float(extra))
     return TransportResult(path=p, matrix=M, error=err, rel_error=err / scale, y_end=y_end,
                            closure_defect=defects, closed=bool(closed and status == STATUS_OK),
                            closure_note=note if status == STATUS_OK else _STATUS_TEXT[status],
                            deformation_change=dchange, deformation_ok=dok, trace_integral=complex(w),
                            liouville_residual=liou, nfev=int(nfev), seconds=secs,
                            status="ok" if status == STATUS_OK else _STATUS_TEXT[status],
-                           tolerances=tols, alternates=dict(alternates or {}))
+                           tolerances=tols, alternates=dict(alternates or {}),
+                           inverse_residual=inv)
 
 
 def _check_n(n) -> int:
@@ -746,7 +763,8 @@ def variational_monodromy(field, jacobian, y0, paths, *, rtol=1e-12, tol_ratio=1
     field(y) -> dy/dt (n,), jacobian(y) -> (n, n): complex, autonomous; Numba njit
     functions run compiled, plain Python callables run (slowly) in Python.
     y0: complex base point (n,). paths: a list of paths in the complex-time plane, each a
-    Path or a sequence of complex times (a polyline, e.g. ``[0, T]`` for a period). A path
+    Path or a sequence of complex times (a polyline, e.g. ``[0, T]`` for a period); a single
+    Path or polyline given alone counts as one path. A path
     may be open in time but must close on the curve (y(end) = y0): that is verified
     (closure defect at two tolerances, shrinking; matrix unchanged under a ``deform``
     relative deformation) and reported per path in ``.closed`` / ``.verified``.
@@ -756,14 +774,20 @@ def variational_monodromy(field, jacobian, y0, paths, *, rtol=1e-12, tol_ratio=1
     Returns a list of TransportResult with ``.matrix`` (n, n), ``.closed``,
     ``.closure_defect``, ``.error``, ``.nfev``.
     """
-    if isinstance(paths, Path):
-        paths = [paths]
+    if isinstance(paths, Path) or _is_polyline(paths):
+        paths = [paths]         # one path given alone, e.g. [0, T]: as transport_linear does
     if not isinstance(paths, (list, tuple)):
         raise TypeError("paths must be a list of paths (Path objects or sequences of complex times)")
+    plist = []
+    for i, p in enumerate(paths):
+        try:
+            plist.append(as_path(p))
+        except (TypeError, ValueError) as exc:
+            raise type(exc)(f"paths[{i}]: {exc}") from None
     if not callable(field):
         raise TypeError("field must be callable")
     if not callable(jacobian):
         raise TypeError("jacobian must be callable")
     return [transport_field(field, jacobian, y0, p, rtol=rtol, tol_ratio=tol_ratio, deform=deform,
                             max_nfev=max_nfev, data=data, check_inverse=check_inverse, rhs=rhs)
-            for p in paths]
+            for p in plist]
