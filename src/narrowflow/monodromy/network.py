@@ -91,10 +91,6 @@ class IntegrabilityReport:
     def used_loops(self):
         return [r for r in self.loops if r.used]
 
-    @property
-    def all_used_verified(self) -> bool:
-        return all(r.result.verified for r in self.used_loops)
-
     def __str__(self):
         th = ", ".join(_fmt(z, 6) for z in self.base_point)
         lines = [f"integral curve: {self.curve} plane, parametrised by {self.parametrization}",
@@ -249,7 +245,7 @@ def find_branch_points(flow, plane: _Plane, theta0, *, rtol=1e-11, spreads=(0.0,
     a-plane (s in ``spreads``): each gives the w where a = 0 on some sheet. Returns a list of
     distinct complex w (at most len(spreads)), nearest to w0 first.
     """
-    cf, cj, P = _compiled(flow)
+    cf, _, P = _compiled(flow)
     _, inverse = _cached_plane(cf)
     data = _tail(P, plane.N, -1, plane.ia)
     a0 = complex(theta0[plane.ia])
@@ -312,8 +308,8 @@ def activation_singularities(flow, center, radius):
     return out
 
 
-def _default_base(plane: _Plane):
-    return (0.8 + 0j, 0.3 + 0j)
+# default base point (a0, w0) on either plane
+_DEFAULT_BASE = (0.8 + 0j, 0.3 + 0j)
 
 
 def check_integrability(flow, curve="twin", order=1, *, base=None, parametrization="w",
@@ -357,7 +353,7 @@ def check_integrability(flow, curve="twin", order=1, *, base=None, parametrizati
         raise TypeError(f"flow must be a narrowflow.GradientFlow, got {type(flow).__name__}")
     if parametrization not in ("w", "time"):
         raise ValueError(f"parametrization must be 'w' or 'time', got {parametrization!r}")
-    cf, cj, P = _compiled(flow)
+    cf, _, P = _compiled(flow)
     p = flow.n_params
     notes = []
 
@@ -379,7 +375,7 @@ def check_integrability(flow, curve="twin", order=1, *, base=None, parametrizati
         return _finish(curve, "time", theta0, 0j, [], records, margin, notes)
 
     plane = plane_setup(flow, curve)
-    bp = base if base is not None else _default_base(plane)
+    bp = base if base is not None else _DEFAULT_BASE
     try:
         a0, w0 = (complex(v) for v in bp)
     except (TypeError, ValueError):
@@ -393,13 +389,13 @@ def check_integrability(flow, curve="twin", order=1, *, base=None, parametrizati
     q = plane.N.shape[1]
     ipar = plane.iw if parametrization == "w" else -1
     rhs, _ = _cached_plane(cf)
-    F0 = cf(theta0.copy(), P)
+    F0 = np.asarray(flow.field(theta0), dtype=np.complex128)
     P = _tail(P, plane.N, ipar, plane.ia)
+    if _maxabs(F0) == 0:
+        raise ValueError("the base point is an equilibrium: there is no integral curve through it")
     if parametrization == "w" and abs(F0[plane.iw]) < 1e-8 * max(1.0, _maxabs(F0)):
         raise ValueError("dw/dt = 0 at the base point: the w-parametrisation is singular there; "
                          "choose another base point")
-    if _maxabs(F0) == 0:
-        raise ValueError("the base point is an equilibrium: there is no integral curve through it")
     par0 = w0 if parametrization == "w" else 0j
 
     singular = []
@@ -413,7 +409,8 @@ def check_integrability(flow, curve="twin", order=1, *, base=None, parametrizati
         if not singular:
             notes.append("no point with a = 0 was found from the base point: no default loops")
         special = [w0] + singular + poles
-        for k, b in enumerate(singular):
+        singles = {}            # the once-around loop of each branch point, reused below
+        for b in singular:
             dmin = min(abs(b - z) for z in special if z != b)
             r = radius if radius is not None else 0.3 * dmin
             avoid = [z for z in singular + poles if z != b]
@@ -423,18 +420,12 @@ def check_integrability(flow, curve="twin", order=1, *, base=None, parametrizati
                 except ValueError as exc:
                     notes.append(f"no loop around {_fmt(b)}: {exc}")
                     break
+                if turns == 1:
+                    singles[b] = pth
                 name = f"{'once' if turns == 1 else 'twice'} around w = {_fmt(b)}"
                 records.append(_record(name, pth, rhs, theta0, q, P, p, rtol, tol_ratio, deform,
                                        max_nfev))
         # once around b1, then once around b2: the sheet changes twice, the curve closes
-        singles = {}
-        for b in singular:
-            dmin = min(abs(b - z) for z in special if z != b)
-            r = radius if radius is not None else 0.3 * dmin
-            try:
-                singles[b] = loop_around(b, w0, r, avoid=[z for z in singular + poles if z != b])
-            except ValueError:
-                pass
         for i in range(len(singular)):
             for j in range(i + 1, len(singular)):
                 b1, b2 = singular[i], singular[j]
@@ -457,6 +448,12 @@ def check_integrability(flow, curve="twin", order=1, *, base=None, parametrizati
 
 
 def _finish(curve, parametrization, theta0, par0, singular, records, margin, notes):
+    """The report. Whether a loop is used is decided here, from its result's verification
+    alone (whatever the record says): only verified loops enter the group."""
+    for r in records:
+        r.used = bool(r.result.verified)
+        if not r.used and not r.reason:
+            r.reason = r.result.closure_note if r.result.closure_note else "not verified"
     informative = [r for r in records if r.used]
     group = None
     cls = None
