@@ -93,3 +93,27 @@ def test_hypergeometric_constructor():
         mono.hypergeometric([1], 0, 1)
     with pytest.raises(ValueError, match="base"):
         mono.hypergeometric_monodromy(0.1, 0.2, 0.3, base=1.5)
+
+
+def test_henon_heiles_field_and_jacobian_agree_with_the_jets_kernel():
+    # the VE transport (systems) and the jet transport (monodromy.jets) each carry their own
+    # compiled Hénon–Heiles field (a cross-module call would let Numba's file-based cache serve
+    # stale code): both must agree, and the Jacobian must match central differences
+    from narrowflow.monodromy import jets
+    from narrowflow.monodromy.systems import _hh_field_d, _hh_jacobian_d
+    rng = np.random.default_rng(3)
+    A, B, eps = 1.0, 16.0, 3.0
+    d = np.array([A, B, eps], dtype=complex)
+    for _ in range(3):
+        y = rng.normal(size=4) + 1j * rng.normal(size=4)
+        F = np.zeros(4, complex)
+        D1 = np.zeros((4, 4), complex)
+        D2 = np.zeros((4, 4, 4), complex)
+        jets.henon_heiles_derivs(y, np.array([A, B, eps]), 1, F, D1, D2, D2, D2)
+        assert np.array_equal(_hh_field_d(y, d), F)
+        J = _hh_jacobian_d(y, d)
+        assert np.array_equal(J, D1)
+        h = 1e-3                      # F is quadratic: central differences are exact
+        fd = np.array([(_hh_field_d(y + h * e, d) - _hh_field_d(y - h * e, d)) / (2 * h)
+                       for e in np.eye(4)]).T
+        assert np.max(np.abs(fd - J)) < 1e-10
