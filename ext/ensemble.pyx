@@ -21,6 +21,7 @@ from libc.stdint cimport int64_t, int8_t, uintptr_t
 from libc.stdlib cimport malloc, free
 from libc.string cimport memcpy, memset
 from libc.math cimport sqrt, fabs, pow, isfinite, NAN
+from libc.float cimport DBL_MAX
 from posix.time cimport clock_gettime, timespec, CLOCK_MONOTONIC
 from cython.parallel cimport prange
 from rhs_abi cimport rhs_fn, lane_fn
@@ -192,15 +193,23 @@ cdef inline int64_t now_ns() noexcept nogil:
     return ts.tv_sec * 1000000000 + ts.tv_nsec
 
 
-cdef inline void call_f(Job* job, Work* w, const double* y, double* out) noexcept nogil:
+cdef inline int call_f(Job* job, Work* w, const double* y, double* out) noexcept nogil:
+    """out = f(y) for all lanes; returns the right-hand side's status (ext/rhs_abi.pxd).
+
+    The status is per call, not per lane: non-zero means some output of the call is
+    non-finite (narrowflow.rhs returns 1 exactly then), so the lane it concerns is found from
+    its values where it matters (see run_worker's divergence check).
+    """
     cdef int64_t t0
+    cdef int r
     if job.profile:
         t0 = now_ns()
-        job.f(w.L, job.t0, y, out, job.params)
+        r = job.f(w.L, job.t0, y, out, job.params)
         w.rhs_ns += now_ns() - t0
     else:
-        job.f(w.L, job.t0, y, out, job.params)
+        r = job.f(w.L, job.t0, y, out, job.params)
     w.calls += 1
+    return r
 
 
 cdef inline void combine(const double* coef, int count, Work* w, double* dst) noexcept nogil:
@@ -286,6 +295,11 @@ cdef void load_lane(Job* job, const Tab* tb, Work* w, int64_t l) noexcept nogil:
         w.init[l] = 1
         for i in range(n):
             w.Y[i * L + l] = job.y0[k * n + i]
+            # already beyond the bound (job.bound is finite, so also for inf and NaN):
+            # DIVERGED at t0 without evaluating anything (refill finishes it at once)
+            if not (fabs(w.Y[i * L + l]) <= job.bound):
+                w.st[l] = ST_DIVERGED
+                w.init[l] = 0
     else:
         w.idx[l] = -1
         w.st[l] = ST_SUCCESS
@@ -312,7 +326,7 @@ cdef int refill(Job* job, const Tab* tb, Work* w) noexcept nogil:
     cdef int64_t l
     cdef int live = 0
     for l in range(w.L):
-        if w.idx[l] >= 0 and w.st[l] != ST_RUNNING:
+        while w.idx[l] >= 0 and w.st[l] != ST_RUNNING:   # a new trajectory may stop at t0
             finish_lane(job, w, l)
             load_lane(job, tb, w, l)
         if w.idx[l] >= 0:
@@ -502,7 +516,7 @@ cdef void escape_roots(Job* job, const Tab* tb, Work* w) noexcept nogil:
 cdef int run_worker(Job* job, const Tab* tb, int64_t* stats) noexcept nogil:
     cdef Work w
     cdef int64_t i, l, L = job.L, n = job.n, nL, k
-    cdef int s, x, live, anyacc, anyinit, needd
+    cdef int s, x, live, anyacc, anyinit, needd, fstat
     cdef double err, sk, d, fac11, fac, hn, v, tn, facc1, facc2
     cdef double eps = 2.220446049250313e-16
     cdef const double* Kn
@@ -546,10 +560,11 @@ cdef int run_worker(Job* job, const Tab* tb, int64_t* stats) noexcept nogil:
                     w.tn[l] = job.t1
                 else:
                     w.tn[l] = w.t[l] + w.h[l]
-        # --- stages 1..S-1
+        # --- stages 1..S-1 (fstat: status of the call that gives f(y_new) in slot knew)
+        fstat = 0
         for s in range(1, tb.S):
             stage_input(&tb.A[s][0], s, &w, w.YT)
-            call_f(job, &w, w.YT, w.K + s * nL)
+            fstat = call_f(job, &w, w.YT, w.K + s * nL)
         if tb.fsal:
             memcpy(w.YN, w.YT, nL * sizeof(double))
         else:
@@ -618,16 +633,27 @@ cdef int run_worker(Job* job, const Tab* tb, int64_t* stats) noexcept nogil:
             if w.acc[l]:
                 anyacc = 1
         if anyacc and not tb.fsal:
-            call_f(job, &w, w.YN, w.K + tb.knew * nL)
+            fstat = call_f(job, &w, w.YN, w.K + tb.knew * nL)
         # --- accepted lanes: count, check for divergence
+        Kn = w.K + tb.knew * nL
         for l in range(L):
             if not w.acc[l]:
                 continue
             w.nf[l] += tb.S - 1 + (0 if tb.fsal else 1)
             x = 0
             for i in range(n):
-                if not (fabs(w.YN[i * L + l]) <= job.bound):   # also true for NaN
+                if not (fabs(w.YN[i * L + l]) <= job.bound):   # job.bound is finite: also true for inf, NaN
                     x = 1
+            if fstat != 0 and not x:
+                # The right-hand side reported a non-finite output. A non-finite stage of an
+                # adaptive method makes the error estimate non-finite (rejected: shrink and
+                # retry), and a non-finite state fails the test above, but f(y_new) of
+                # DOP853, RK4 and GD is not part of the step's test: if it is this lane's,
+                # the flow has no finite derivative at the new state, which is DIVERGED
+                # (rather than carried into the next step as a NaN stage).
+                for i in range(n):
+                    if not isfinite(Kn[i * L + l]):
+                        x = 1
             if x:
                 copy_lane(&w, w.YN, w.Y, l)
                 w.t[l] = w.tn[l]
@@ -662,7 +688,6 @@ cdef int run_worker(Job* job, const Tab* tb, int64_t* stats) noexcept nogil:
         if job.escape_on and anyacc:
             escape_roots(job, tb, &w)
         # --- advance accepted lanes, update rejected ones
-        Kn = w.K + tb.knew * nL
         for l in range(L):
             if w.idx[l] < 0 or w.st[l] != ST_RUNNING:
                 continue
@@ -738,6 +763,14 @@ def openmp_enabled():
     return bool(NF_HAVE_OPENMP)
 
 
+def _check_shape(name, arr, shape):
+    if arr is None:
+        raise ValueError(f"{name}: an array of shape {shape} is required, got None")
+    got = tuple(arr.shape[:arr.ndim])
+    if got != shape:
+        raise ValueError(f"{name} must have shape {shape}, got {got}")
+
+
 def integrate(uintptr_t f_address, uintptr_t loss_address, const double[::1] params,
               const double[:, ::1] y0, tab, double t0, double t1, double rtol, double atol,
               double h_init, double dt, double gtol, double bound, int64_t max_steps,
@@ -753,8 +786,13 @@ def integrate(uintptr_t f_address, uintptr_t loss_address, const double[::1] par
     (the flow, n outputs per lane, and a scalar per lane). tab: a narrowflow.tableaus.Tableau.
     h_init > 0 fixes the first step of adaptive methods; dt is the step of fixed-step ones.
     gtol <= 0 disables the convergence test; escape = NaN disables the escape time.
-    Save-point arrays are only touched when tsave is non-empty; y_saved=None saves losses only. Arguments are assumed
-    validated by narrowflow.ensemble. profile=True times every right-hand-side call.
+    Save-point arrays are only touched when tsave is non-empty; y_saved=None saves losses only.
+    The outputs must have their shapes (y_final (N, n), t_final ... n_rejected (N,), loss_saved
+    (N, K), y_saved None or (N, K, n), escape_time (N,)): ValueError naming the array
+    otherwise. The other arguments are assumed validated by narrowflow.ensemble. A row of y0
+    beyond `bound` (or non-finite) stops at t0 as DIVERGED with nfev 0; bound = inf means
+    no bound (non-finite states are DIVERGED still). profile=True times every
+    right-hand-side call.
     max_step > 0 bounds the steps of adaptive methods (default: t1 - t0).
     Returns (rhs_calls, lane_evaluations_used, ns inside the right-hand side (profile only),
     ns inside the workers), summed over workers.
@@ -764,11 +802,25 @@ def integrate(uintptr_t f_address, uintptr_t loss_address, const double[::1] par
     cdef int64_t N = y0.shape[0], n = y0.shape[1], w, nw
     cdef int64_t[:, ::1] st
     cdef int[::1] errs
+    cdef int64_t K = tsave.shape[0]
     fill_tab(&tb, tab)
     if lanes < 1:
         raise ValueError(f"lanes must be >= 1, got {lanes}")
     if threads < 1:
         raise ValueError(f"threads must be >= 1, got {threads}")
+    if not bound > 0.0:
+        raise ValueError(f"bound must be positive, got {bound}")
+    # the workers write without the GIL: every output must have exactly its shape
+    _check_shape("y_final", y_final, (N, n))
+    for name, arr in (("t_final", t_final), ("status", status), ("nfev", nfev),
+                      ("n_accepted", n_accepted), ("n_rejected", n_rejected)):
+        _check_shape(name, arr, (N,))
+    if K > 0:
+        _check_shape("loss_saved", loss_saved, (N, K))
+        if y_saved is not None:
+            _check_shape("y_saved", y_saved, (N, K, n))
+    if escape == escape:
+        _check_shape("escape_time", escape_time, (N,))
     if N == 0:
         return 0, 0, 0, 0
     memset(&job, 0, sizeof(Job))
@@ -786,12 +838,13 @@ def integrate(uintptr_t f_address, uintptr_t loss_address, const double[::1] par
     job.h_init = h_init
     job.dt = dt
     job.gtol = gtol
-    job.bound = bound
+    # fabs(v) <= bound is false for NaN; with a finite bound also for inf (inf means no bound)
+    job.bound = bound if bound < DBL_MAX else DBL_MAX
     job.hmax = t1 - t0
     if max_step > 0.0 and max_step < job.hmax:
         job.hmax = max_step
     job.max_steps = max_steps
-    job.K = tsave.shape[0]
+    job.K = K
     job.tsave = &tsave[0] if job.K > 0 else NULL
     job.escape_on = 0 if escape != escape else 1
     job.escape = escape
@@ -833,6 +886,11 @@ def eval_lanes(uintptr_t address, const double[::1] params, const double[:, ::1]
     cdef int64_t N = y.shape[0], n = y.shape[1], g, ng, i, l, k
     cdef lane_fn f = <lane_fn> address
     cdef double* buf
+    cdef int64_t failed = 0
+    if lanes < 1:
+        raise ValueError(f"lanes must be >= 1, got {lanes}")
+    if threads < 1:
+        raise ValueError(f"threads must be >= 1, got {threads}")
     out = np.full(N, np.nan)
     cdef double[::1] o = out
     if N == 0:
@@ -842,6 +900,7 @@ def eval_lanes(uintptr_t address, const double[::1] params, const double[:, ::1]
         for g in prange(ng, schedule='static', num_threads=threads):
             buf = <double*> malloc((n + 1) * lanes * sizeof(double))
             if buf == NULL:
+                failed += 1            # a reduction: raised below, after the parallel region
                 continue
             for l in range(lanes):
                 k = g * lanes + l
@@ -853,4 +912,6 @@ def eval_lanes(uintptr_t address, const double[::1] params, const double[:, ::1]
                 if k < N:
                     o[k] = buf[n * lanes + l]
             free(buf)
+    if failed:
+        raise MemoryError(f"eval_lanes: could not allocate the lane buffers of {failed} groups")
     return out

@@ -467,3 +467,140 @@ def test_max_step_bounds_the_steps(nf4, nf4_y0):
     assert np.abs(capped.y_final - free.y_final).max() < 1e-6
     with pytest.raises(ValueError, match="max_step"):
         nf.solve_ensemble(nf4, nf4_y0, max_step=0.0)
+
+
+# --- review fixes: kernel-level checks --------------------------------------------------------
+
+def test_solve_chunk_refuses_wrong_output_shapes(nf4):
+    """The kernel writes without the GIL: a wrong `out=` is refused, naming the array."""
+    y0 = model.nf4_initial_states(6, seed=1)
+    prob = ensemble.make_problem(nf4, t_span=(0, 1), save_at=[0.0, 1.0], escape_threshold=0.1)
+    good = ensemble.solve_chunk(prob, y0)
+    for name, bad in (("y_final", np.empty((5, 4))), ("t_final", np.empty(5)),
+                      ("nfev", np.empty(7, dtype=np.int64)),
+                      ("y_saved", np.empty((6, 3, 4))), ("loss_saved", np.empty((6, 1))),
+                      ("escape_time", np.empty(2))):
+        out = ensemble.allocate(prob, 6)
+        out[name] = bad
+        with pytest.raises(ValueError, match=name):
+            ensemble.solve_chunk(prob, y0, out=out)
+    out = ensemble.allocate(prob, 6)
+    del out["loss_saved"]
+    with pytest.raises(ValueError, match="loss_saved"):
+        ensemble.solve_chunk(prob, y0, out=out)
+    # the right shapes (also views into larger arrays) are accepted and give the same result
+    big = ensemble.allocate(prob, 10)
+    view = {k: v[2:8] for k, v in big.items()}
+    ensemble.solve_chunk(prob, y0, out=view)
+    for key in ("y_final", "nfev", "y_saved", "loss_saved", "escape_time"):
+        assert np.array_equal(view[key], good[key], equal_nan=True), key
+
+
+def test_eval_lanes_reports_failed_allocation(nf4):
+    from narrowflow import rhs
+    from narrowflow._ext import ensemble as kernel
+    fns = rhs.compile_network(nf4.network)
+    params = rhs.pack_params(nf4)
+    y = model.nf4_initial_states(3, seed=2)
+    ok = kernel.eval_lanes(fns.loss_address, params, y, 16, 1)
+    assert np.allclose(ok, [nf4.loss(t) for t in y], rtol=1e-12)
+    # a lane buffer of ~2**60 bytes cannot be allocated: MemoryError, not NaN losses
+    with pytest.raises(MemoryError, match="eval_lanes"):
+        kernel.eval_lanes(fns.loss_address, params, y, 2**55, 1)
+
+
+def test_theta0_beyond_the_bound_is_diverged_at_t0(nf4):
+    y0 = model.nf4_initial_states(20, seed=3)
+    y0[7, 2] = 60.0          # beyond the bound before any step
+    y0[11, 0] = -4.0         # inside it
+    opts = dict(t_span=(0, 10), save_at=[0.0, 5.0], escape_threshold=0.05, divergence_bound=50.0)
+    for method, kw in (("dp5", {}), ("dop853", {}), ("rk4", {"dt": 0.1}), ("gd", {"dt": 0.1})):
+        res = nf.solve_ensemble(nf4, y0, method=method, threads=2, lanes=4, **opts, **kw)
+        assert res.status[7] == Status.DIVERGED
+        assert res.t_final[7] == 0.0 and res.nfev[7] == 0 and res.n_accepted[7] == 0
+        assert np.array_equal(res.y_final[7], y0[7])
+        assert np.all(np.isnan(res.loss_saved[7])) and np.isnan(res.escape_time[7])
+        # a row just inside the bound starts normally
+        assert res.t_final[11] > 0.0 and res.nfev[11] > 0
+        # the others are unaffected (their neighbour stopped at t0 and was refilled)
+        solo = nf.solve_ensemble(nf4, np.delete(y0, 7, axis=0), method=method, threads=1,
+                                 **opts, **kw)
+        for name in FIELDS:
+            assert np.array_equal(np.delete(getattr(res, name), 7, axis=0),
+                                  getattr(solo, name), equal_nan=True), (method, name)
+    # the bound decides: with a larger one the same row is integrated
+    res = nf.solve_ensemble(nf4, y0[7:8], t_span=(0, 1), method="rk4", dt=0.1,
+                            divergence_bound=100.0, threads=1)
+    assert res.t_final[0] > 0.0 and res.nfev[0] > 0
+    # the default bound (1e10) too
+    y0[7, 2] = 3e10
+    res = nf.solve_ensemble(nf4, y0[7:8], t_span=(0, 10), threads=1)
+    assert res.status[0] == Status.DIVERGED and res.t_final[0] == 0.0 and res.nfev[0] == 0
+
+
+# y' = 1 where y < c, NaN where y >= c (params [c]); status 1 when any output is non-finite
+@cfunc(RHS_SIGNATURE, error_model="numpy")
+def _nan_wall(lanes, t, y, dy, params):
+    bad = 0
+    for l in range(lanes):
+        if y[l] < params[0]:
+            dy[l] = 1.0
+        else:
+            dy[l] = np.nan
+            bad = 1
+    return bad
+
+
+def test_nonfinite_gradient_at_a_finite_state_is_diverged():
+    """Gradient descent reaches y = 2 exactly (steps of 0.5 from 0) where f is NaN: the lane is
+    DIVERGED there, with its finite state, instead of taking a NaN step; below the wall it runs
+    on, and a lane next to it is unaffected."""
+    def system(c):
+        return CompiledSystem(_nan_wall.address, _half_norm2.address, np.array([c, 0.0]), 1,
+                              keepalive=(_nan_wall, _half_norm2))
+    y0 = np.array([[0.0], [-10.0]])
+    res = nf.solve_ensemble(system(2.0), y0, t_span=(0, 5), method="gd", dt=0.5, threads=1,
+                            lanes=2)
+    assert res.status.tolist() == [Status.DIVERGED, Status.SUCCESS]
+    assert res.y_final[0, 0] == 2.0 and res.t_final[0] == 2.0 and res.n_accepted[0] == 4
+    assert res.y_final[1, 0] == -5.0 and res.t_final[1] == 5.0
+    # the wall moved beyond the state reached at t = 2: it runs on until y = 2.5
+    res = nf.solve_ensemble(system(2.25), y0, t_span=(0, 5), method="gd", dt=0.5, threads=1,
+                            lanes=2)
+    assert res.status[0] == Status.DIVERGED and res.y_final[0, 0] == 2.5
+    assert res.t_final[0] == 2.5
+    # never reached: SUCCESS
+    res = nf.solve_ensemble(system(2.0), y0, t_span=(0, 1.5), method="gd", dt=0.5, threads=1)
+    assert np.all(res.status == Status.SUCCESS) and res.y_final[0, 0] == 1.5
+
+
+def test_gd_needs_whole_steps_and_progress_is_bool(nf4):
+    y0 = np.zeros((2, 4))
+    with pytest.raises(ValueError, match=r"dt.*t_span"):
+        nf.solve_ensemble(nf4, y0, t_span=(0, 1.0), method="gd", dt=0.3)
+    with pytest.raises(ValueError, match=r"dt.*t_span"):
+        nf.solve_ensemble(nf4, y0, t_span=(0, 0.2), method="gd", dt=0.3)
+    # whole numbers of steps pass, also when t1 - t0 is a rounded product k * dt
+    for dt, k in ((0.1, 1000), (0.3, 7), (1e-3, 1234)):
+        res = nf.solve_ensemble(nf4, y0[:1], t_span=(0, k * dt), method="gd", dt=dt,
+                                threads=1)
+        assert res.n_accepted[0] == k
+    # rk4 keeps its (shorter) last step to land on t1
+    res = nf.solve_ensemble(nf4, y0[:1], t_span=(0, 1.0), method="rk4", dt=0.3, threads=1)
+    assert res.n_accepted[0] == 4 and res.t_final[0] == 1.0
+    for bad in ("yes", 1, None):
+        with pytest.raises(TypeError, match="progress"):
+            nf.solve_ensemble(nf4, y0, t_span=(0, 1), progress=bad)
+
+
+def test_solve_ensemble_checks_theta0_once(nf4, monkeypatch):
+    y0 = model.nf4_initial_states(10, seed=4)
+    calls = []
+    real = ensemble.check_theta0
+    monkeypatch.setattr(ensemble, "check_theta0", lambda *a: calls.append(1) or real(*a))
+    nf.solve_ensemble(nf4, y0, t_span=(0, 1), chunk_size=3, threads=1)
+    assert len(calls) == 1
+    # the public solve_chunk still checks its input
+    prob = ensemble.make_problem(nf4, t_span=(0, 1))
+    with pytest.raises(ValueError, match="theta0"):
+        ensemble.solve_chunk(prob, np.full((2, 4), np.nan))

@@ -33,7 +33,7 @@ class Status(IntEnum):
 
     SUCCESS = 0         # reached t_span[1]
     CONVERGED = 1       # ||grad L|| < gtol before t_span[1]
-    DIVERGED = 2        # non-finite state or |theta|_inf > divergence_bound
+    DIVERGED = 2        # |theta|_inf > divergence_bound (also at t0), non-finite state or gradient
     MAX_STEPS = 3       # max_steps attempted steps without reaching t_span[1]
     STEP_TOO_SMALL = 4  # the adaptive step fell below round-off of t
 
@@ -156,6 +156,17 @@ def make_problem(flow, *, method="dp5", t_span=(0.0, 100.0), save_at=None, rtol=
     elif fixed:
         what = "a learning rate" if method == "gd" else "a step size"
         raise ValueError(f"dt is required for method={method!r} ({what}; fixed-step method)")
+    if method == "gd":
+        # every step of gradient descent is one step of learning rate dt: the kernel's last
+        # step ends at t1, so a t_span that is not a whole number of steps would end with a
+        # step of another learning rate
+        ratio = (t1 - t0) / dt
+        steps = round(ratio) if math.isfinite(ratio) else 0
+        if steps < 1 or abs(ratio - steps) > 1e-9 * steps:
+            raise ValueError(
+                f"dt: for method='gd', t_span[1] - t_span[0] must be a whole number of steps of "
+                f"dt (the learning rate); got t_span={t_span!r}, dt={dt!r}: "
+                f"{ratio:.12g} steps")
     max_steps = _int(max_steps, "max_steps")
     if max_step is not None:
         max_step = _real(max_step, "max_step", positive=True)
@@ -235,16 +246,18 @@ def allocate(problem: EnsembleProblem, n_traj: int) -> dict:
 
 
 def solve_chunk(problem: EnsembleProblem, theta0, threads: int = 1, out: dict | None = None,
-                _compiled_cache=None, profile: bool = False) -> dict:
+                _compiled_cache=None, profile: bool = False, _checked: bool = False) -> dict:
     """Integrate one block of trajectories theta0 (n, p); returns (or fills) the output dict.
 
     Keys: y_final (n, p), t_final, status (int8), nfev, n_accepted, n_rejected, loss_final
     (n,), and y_saved (n, K, p) / loss_saved (n, K) with save points, escape_time (n,) with
     an escape threshold. `out` may hold preallocated arrays (views into larger ones) of those
-    shapes. Safe to call from a Dask worker: compiles (or loads from Numba's cache) there.
+    shapes (checked: ValueError naming the array). Safe to call from a Dask worker: compiles
+    (or loads from Numba's cache) there. _checked=True (internal, solve_ensemble): theta0 is
+    already a C-contiguous finite float64 (n, p) array, not checked again.
     """
     from narrowflow._ext import ensemble as _kernel
-    y0 = check_theta0(theta0, problem.n_params)
+    y0 = theta0 if _checked else check_theta0(theta0, problem.n_params)
     n = y0.shape[0]
     if out is None:
         out = allocate(problem, n)
@@ -299,6 +312,17 @@ def default_memory_limit() -> int:
         return int(0.8 * os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES"))
     except (ValueError, OSError, AttributeError):  # pragma: no cover
         return 8 << 30
+
+
+def _check_memory(problem: EnsembleProblem, n_traj: int, memory_limit) -> None:
+    """Refuse (ValueError naming memory_limit) outputs larger than memory_limit bytes."""
+    limit = default_memory_limit() if memory_limit is None else _int(memory_limit, "memory_limit")
+    need = output_nbytes(problem, n_traj)
+    if need > limit:
+        raise ValueError(
+            f"memory_limit: the outputs of {n_traj} trajectories ({problem.n_save} save points) "
+            f"need {need / 2**30:.3g} GiB, over memory_limit = {limit / 2**30:.3g} GiB; use "
+            f"fewer trajectories or save points, or raise memory_limit")
 
 
 @dataclass
@@ -415,7 +439,8 @@ def solve_ensemble(flow, theta0, t_span=(0.0, 100.0), save_at=None, method="dp5"
     """Integrate the gradient flow from every row of theta0, each with its own step size.
 
     flow: a GradientFlow (or a CompiledSystem). theta0: (N, p) float array, finite.
-    t_span: (t0, t1), t0 < t1 (time in the flow's units; for "gd", t advances by dt per step).
+    t_span: (t0, t1), t0 < t1 (time in the flow's units; for "gd", t advances by dt per step,
+    and t1 - t0 must be a whole number of steps).
     save_at: sorted times in t_span where y_saved (N, K, p) and loss_saved (N, K) are filled
     from dense output (4th order for dp5/tsit5, 7th for dop853, 3rd for rk4, linear for gd).
     method: "dp5" (default), "tsit5", "dop853" (adaptive), "rk4", "gd" (fixed step dt).
@@ -425,25 +450,41 @@ def solve_ensemble(flow, theta0, t_span=(0.0, 100.0), save_at=None, method="dp5"
     (default: unbounded, i.e. t1 - t0). gtol: stop as CONVERGED when ||grad L||_2 <
     gtol (checked at every accepted step). escape_threshold: record the first time the
     loss falls below it (root of the dense-output loss). divergence_bound: DIVERGED when
-    |theta|_inf exceeds it or a state is non-finite. threads: OpenMP threads (default: all
+    |theta|_inf exceeds it (a theta0 row beyond it stops at t0 with nfev 0), a state is
+    non-finite, or the gradient at an accepted state is. threads: OpenMP threads (default: all
     available). lanes: trajectories per right-hand-side call. chunk_size: trajectories per
     kernel call (progress and interrupt granularity; default about 64k). memory_limit: bytes
     the outputs may take (default 80 % of RAM); larger requests are refused before allocating.
     save_states: False keeps only loss_saved (y_saved is None), for large ensembles.
-    progress: show a tqdm bar advancing per chunk. seed: recorded in the result (metadata).
+    progress: True or False: show a tqdm bar advancing per chunk. seed: recorded in the result (metadata).
     profile: time every right-hand-side call (result.rhs_fraction; costs a few per cent).
     backend: "local" (default) or "dask" (narrowflow.distributed, needs the [dist] extra):
     chunks of chunk_size trajectories run as tasks on `client` (None: a LocalCluster sized
     to the machine) and are written to the Zarr `store` (required; resumable; a store from
-    another configuration is refused unless overwrite=True).
+    another configuration is refused unless overwrite=True). The whole result is then read
+    into this process, so memory_limit applies as for "local"; threads and profile have no
+    meaning there (each task runs its kernel on one thread) and are refused.
 
     Returns an EnsembleResult. Save points after a trajectory stops early are NaN, except after
     CONVERGED, where they hold the final state. escape_time is NaN where the loss never fell
     below the threshold (t0 where it starts below). Results are bitwise identical for any
     threads, chunk_size and lanes (as long as the right-hand side evaluates lanes independently).
     """
+    if not isinstance(progress, (bool, np.bool_)):
+        raise TypeError(f"progress must be True or False, got {progress!r}")
     if backend == "dask":
         from narrowflow.distributed import solve_ensemble_dask
+        for name, used in (("threads", threads is not None), ("profile", bool(profile))):
+            if used:
+                raise ValueError(f"{name} is not used with backend='dask' (each Dask task runs "
+                                 f"the kernel on one thread; size the cluster instead)")
+        problem = make_problem(flow, method=method, t_span=t_span, save_at=save_at, rtol=rtol,
+                               atol=atol, dt=dt, max_steps=max_steps, gtol=gtol,
+                               escape_threshold=escape_threshold,
+                               divergence_bound=divergence_bound, lanes=lanes,
+                               save_states=save_states, max_step=max_step)
+        if np.ndim(theta0) == 2:        # otherwise theta0's own check names the problem
+            _check_memory(problem, np.shape(theta0)[0], memory_limit)
         return solve_ensemble_dask(
             flow, theta0, store=store, client=client, chunk=chunk_size, overwrite=overwrite,
             progress=progress, seed=seed, t_span=t_span, save_at=save_at, method=method,
@@ -469,13 +510,7 @@ def solve_ensemble(flow, theta0, t_span=(0.0, 100.0), save_at=None, method="dp5"
             chunk_size = max(problem.lanes * threads * 32, min(chunk_size, -(-N // 50)))
     else:
         chunk_size = _int(chunk_size, "chunk_size")
-    limit = default_memory_limit() if memory_limit is None else _int(memory_limit, "memory_limit")
-    need = output_nbytes(problem, N)
-    if need > limit:
-        raise ValueError(
-            f"memory_limit: the outputs of {N} trajectories ({problem.n_save} save points) need "
-            f"{need / 2**30:.3g} GiB, over memory_limit = {limit / 2**30:.3g} GiB; use fewer "
-            f"trajectories or save points, or raise memory_limit")
+    _check_memory(problem, N, memory_limit)
     comp = _compiled(problem.flow)
     out = allocate(problem, N)
     bar = None
@@ -489,7 +524,7 @@ def solve_ensemble(flow, theta0, t_span=(0.0, 100.0), save_at=None, method="dp5"
             hi = min(N, lo + chunk_size)
             view = {k: v[lo:hi] for k, v in out.items()}
             solve_chunk(problem, y0[lo:hi], threads=threads, out=view, _compiled_cache=comp,
-                        profile=profile)
+                        profile=profile, _checked=True)
             stats += view["_stats"]
             if bar is not None:
                 bar.update(hi - lo)
