@@ -170,7 +170,7 @@ def test_interrupt_then_resume(client, flow, reference, tmp_path):
     assert_store_equals(store, reference)
 
 
-def test_other_configuration_refused_and_overwrite(client, flow, tmp_path):
+def test_other_configuration_refused_and_overwrite(client, flow, tmp_path, monkeypatch):
     store = tmp_path / "cfg.zarr"
     opts = dict(t_span=(0.0, 5.0))
     D.solve_distributed(flow, seed=1, n=64, store=store, chunk=16, client=client, **opts)
@@ -184,6 +184,15 @@ def test_other_configuration_refused_and_overwrite(client, flow, tmp_path):
     other = nf.GradientFlow(flow.network, nf.Dataset(flow.data.x, 2 * flow.data.y))
     with pytest.raises(ValueError, match="data_sha256"):
         D.solve_distributed(other, seed=1, n=64, store=store, chunk=16, client=client, **opts)
+    # the compiler settings change the numbers (FMA: last bits of y_final): refused too, checked
+    # before anything is compiled
+    from narrowflow import rhs
+    assert D.store_state(store)["config"]["build"]["rhs_fma"] == bool(rhs._FMA)
+    with monkeypatch.context() as m:
+        m.setattr(rhs, "_FMA", {} if rhs._FMA else {"fastmath": {"contract"}})
+        with pytest.raises(ValueError, match=r"different configuration.*build\.rhs_fma"):
+            D.solve_distributed(flow, seed=1, n=64, store=store, chunk=16, client=client,
+                                **opts)
     # the refused calls left the store as it was
     assert D.store_state(store)["config"]["initial"]["seed"] == 1
 
@@ -247,6 +256,9 @@ def test_array_initial_states_and_uniform_spec(client, flow, tmp_path):
     ref = nf.solve_ensemble(flow, theta0, threads=1, **opts)
     ds = assert_store_equals(store, ref)
     assert np.array_equal(ds["theta0"].values, theta0)
+    # the result read back holds the outputs, not the inputs and markers
+    res = D.load_result(store)
+    assert res.y_final.shape == (37, 4) and np.array_equal(res.y_final, ref.y_final)
     # a different array is a different configuration
     with pytest.raises(ValueError, match="initial.sha256"):
         D.solve_distributed(flow, theta0 + 1e-12, store=store, client=client, **opts)
@@ -454,6 +466,21 @@ def test_solve_ensemble_dask_entry(client, flow, tmp_path):
         nf.solve_ensemble(flow, theta0, backend="mpi", **opts)
     with pytest.raises(ValueError, match="store is only used"):
         nf.solve_ensemble(flow, theta0, store=tmp_path / "x.zarr", **opts)
+    # the result is read into this process: memory_limit applies before anything is computed;
+    # threads and profile have no meaning there and are refused, not ignored
+    from narrowflow import ensemble
+    need = ensemble.output_nbytes(ensemble.make_problem(flow, **opts), 40)
+    with pytest.raises(ValueError, match="memory_limit"):
+        nf.solve_ensemble(flow, theta0, backend="dask", store=tmp_path / "se3.zarr",
+                          client=client, memory_limit=need - 1, **opts)
+    assert not (tmp_path / "se3.zarr").exists()
+    for bad in (dict(threads=2), dict(profile=True)):
+        with pytest.raises(ValueError, match=next(iter(bad))):
+            nf.solve_ensemble(flow, theta0, backend="dask", store=tmp_path / "se3.zarr",
+                              client=client, **bad, **opts)
+    ok = nf.solve_ensemble(flow, theta0, backend="dask", store=tmp_path / "se3.zarr",
+                           client=client, memory_limit=need, **opts)
+    assert np.array_equal(ok.y_final, ref.y_final)
 
 
 def test_narrowflow_run_command(client, tmp_path, capsys):
@@ -495,6 +522,16 @@ def test_stale_task_never_writes_into_a_replaced_store(client, flow, tmp_path, m
     args = (str(store), old["store_id"], old["fingerprint"], pickle.dumps(problem), init)
     # the same call succeeds on its own store (and rewrites identical bytes)
     D.run_chunk(*args, 1, 4, 8)
+
+    # a worker that compiles differently (FMA setting) refuses to write its chunk
+    build = D.build_config()
+    other = dict(build, rhs_fma=not build["rhs_fma"])
+    g0 = zarr.open_group(store, mode="r")
+    before = g0["y_final"][:]
+    with pytest.raises(RuntimeError, match="build.rhs_fma"):
+        D.run_chunk(*args, 1, 4, 8, 1, other)
+    assert np.array_equal(zarr.open_group(store, mode="r")["y_final"][:], before)
+    D.run_chunk(*args, 1, 4, 8, 1, build)
 
     # replaced before the task starts
     D.solve_distributed(flow, seed=1, n=8, store=store, chunk=4, client=client,

@@ -15,8 +15,9 @@ ever write the same Zarr chunk) and only then sets ``chunk_complete[k]``.
 
 Resume: the same call on an existing store computes only the chunks not marked complete.
 The store's attributes hold the resolved configuration (problem, data digest, initial
-states, N, chunk, narrowflow version); a store made by another configuration is refused
-unless overwrite=True. A worker that dies loses nothing: Dask reruns its tasks elsewhere
+states, N, chunk, narrowflow version, and how the right-hand sides are compiled: FMA on/off
+and the Numba version, which change the last bits); a store made by another configuration
+is refused unless overwrite=True, and a worker that compiles differently refuses its task. A worker that dies loses nothing: Dask reruns its tasks elsewhere
 (tasks are idempotent: a chunk's bytes depend only on the configuration). An interrupted
 client leaves every finished chunk marked; the rest is recomputed on the next call.
 
@@ -193,6 +194,18 @@ def default_chunk(problem, n: int) -> int:
     return max(1, min(c, n))
 
 
+def build_config() -> dict:
+    """How this process compiles the right-hand sides, which changes the stored numbers:
+    FMA contraction on or off (``narrowflow.rhs._FMA``, env NARROWFLOW_NO_FMA; y_final differs
+    in the last bits) and the Numba version. The CPU is left out: the client's CPU does not
+    compute anything (workers compile for their own), and a cluster's login node often differs
+    from its compute nodes; each task checks its worker against these values instead."""
+    import numba
+
+    from narrowflow import rhs
+    return {"rhs_fma": bool(rhs._FMA), "numba": numba.__version__}
+
+
 def resolved_config(problem, init: InitialStates) -> dict:
     """Everything the stored bytes depend on, as JSON-able data (chunk kept apart)."""
     import narrowflow
@@ -208,6 +221,7 @@ def resolved_config(problem, init: InitialStates) -> dict:
         "weight_decay": flow.weight_decay,
         "data_sha256": _digest(flow.data.x, flow.data.y),
         "initial": init.describe(),
+        "build": build_config(),
     }
     # every solver setting the problem resolves (method, t_span, tolerances, save_at, ...):
     # taken from the dataclass so that a setting added to the solver is never left out
@@ -443,7 +457,8 @@ def _check_store(store: str, store_id: str) -> None:
 
 
 def run_chunk(store: str, store_id: str, fingerprint: str, problem_bytes: bytes,
-              init: InitialStates, k: int, lo: int, hi: int, threads: int = 1) -> dict:
+              init: InitialStates, k: int, lo: int, hi: int, threads: int = 1,
+              build: dict | None = None) -> dict:
     """Compute chunk k (trajectories lo..hi-1) and write it into the store; then mark it.
 
     Runs on a Dask worker (or anywhere): idempotent, so a retry after a lost worker simply
@@ -451,11 +466,19 @@ def run_chunk(store: str, store_id: str, fingerprint: str, problem_bytes: bytes,
     overwrite, from another client) since this task was submitted: the store's id is checked
     before the work and again, freshly read, between the solve and the writes (a task left
     running on an external cluster after Ctrl-C cannot mark a chunk of a new store).
+    build: the store's `build_config()`; a worker that compiles differently (FMA setting,
+    Numba version) refuses with RuntimeError naming the key, rather than write other bits.
     """
     import zarr
 
     from narrowflow import ensemble
     start = time.perf_counter()
+    if build is not None:
+        diffs = _diff(build, build_config(), "build.")
+        if diffs:
+            raise RuntimeError(f"worker {os.getpid()} compiles differently from the store's "
+                               f"configuration ({'; '.join(diffs)}); its chunk {k} is not "
+                               f"written (start the workers with the same environment)")
     g = zarr.open_group(store, mode="r+")
     if g.attrs.get("narrowflow_store_id") != store_id:
         raise RuntimeError(f"store {store!r} was replaced (overwrite) before this task ran")
@@ -526,7 +549,9 @@ def load_result(store, flow=None, elapsed: float = float("nan")):
         raise ValueError(f"store {str(store)!r} is incomplete: chunks {missing[:10].tolist()}"
                          f"{'...' if missing.size > 10 else ''} ({missing.size} of "
                          f"{state['n_chunks']}) not computed; run the same command again")
-    ds = open_store(store).load()
+    # the inputs (theta0: as large as y_final) and the markers are not part of the result
+    ds = open_store(store)
+    ds = ds.drop_vars([v for v in ("theta0", "chunk_complete") if v in ds]).load()
     flow = io.flow_from_xarray(ds) if flow is None else flow
     a = ds.attrs
 
@@ -656,8 +681,8 @@ def solve_distributed(flow, theta0=None, *, store, initial=None, seed=None, n=No
         token = uuid.uuid4().hex[:8]
         futures = [client.submit(run_chunk, str(path), store_id, fingerprint, problem_bytes,
                                  init, k, k * chunk, min(N, (k + 1) * chunk), threads_per_task,
-                                 key=f"narrowflow-chunk-{k}-{token}", pure=False,
-                                 retries=retries)
+                                 config["build"], key=f"narrowflow-chunk-{k}-{token}",
+                                 pure=False, retries=retries)
                    for k in todo]
         if progress is True:
             from tqdm.auto import tqdm
