@@ -269,6 +269,15 @@ cdef inline double lane_norm2(Work* w, const double* v, int64_t l) noexcept nogi
     return sqrt(s)
 
 
+cdef int lane_nonfinite(Work* w, const double* v, int64_t l) noexcept nogil:
+    """1 if a component of lane l of v is inf or NaN (off the hot path: after a bad status)."""
+    cdef int64_t i, L = w.L
+    for i in range(w.n):
+        if not isfinite(v[i * L + l]):
+            return 1
+    return 0
+
+
 cdef void load_lane(Job* job, const Tab* tb, Work* w, int64_t l) noexcept nogil:
     """Start the next trajectory of the queue in lane l, or pad the lane with zeros."""
     cdef int64_t i, j, L = w.L, nL = w.nL, n = w.n
@@ -560,11 +569,10 @@ cdef int run_worker(Job* job, const Tab* tb, int64_t* stats) noexcept nogil:
                     w.tn[l] = job.t1
                 else:
                     w.tn[l] = w.t[l] + w.h[l]
-        # --- stages 1..S-1 (fstat: status of the call that gives f(y_new) in slot knew)
-        fstat = 0
+        # --- stages 1..S-1
         for s in range(1, tb.S):
             stage_input(&tb.A[s][0], s, &w, w.YT)
-            fstat = call_f(job, &w, w.YT, w.K + s * nL)
+            call_f(job, &w, w.YT, w.K + s * nL)
         if tb.fsal:
             memcpy(w.YN, w.YT, nL * sizeof(double))
         else:
@@ -632,10 +640,12 @@ cdef int run_worker(Job* job, const Tab* tb, int64_t* stats) noexcept nogil:
         for l in range(L):
             if w.acc[l]:
                 anyacc = 1
+        # fstat: status of the call that gives f(y_new) outside the step's test (fill_tab
+        # makes sure that FSAL's f(y_new), the last stage, is inside it)
+        fstat = 0
         if anyacc and not tb.fsal:
             fstat = call_f(job, &w, w.YN, w.K + tb.knew * nL)
         # --- accepted lanes: count, check for divergence
-        Kn = w.K + tb.knew * nL
         for l in range(L):
             if not w.acc[l]:
                 continue
@@ -647,13 +657,11 @@ cdef int run_worker(Job* job, const Tab* tb, int64_t* stats) noexcept nogil:
             if fstat != 0 and not x:
                 # The right-hand side reported a non-finite output. A non-finite stage of an
                 # adaptive method makes the error estimate non-finite (rejected: shrink and
-                # retry), and a non-finite state fails the test above, but f(y_new) of
-                # DOP853, RK4 and GD is not part of the step's test: if it is this lane's,
-                # the flow has no finite derivative at the new state, which is DIVERGED
-                # (rather than carried into the next step as a NaN stage).
-                for i in range(n):
-                    if not isfinite(Kn[i * L + l]):
-                        x = 1
+                # retry; for DP5/Tsit5 this includes f(y_new)), and a non-finite state fails
+                # the test above, but f(y_new) of DOP853, RK4 and GD is not part of the
+                # step's test: if it is this lane's, the flow has no finite derivative at the
+                # new state, which is DIVERGED (rather than carried on as a NaN stage).
+                x = lane_nonfinite(&w, w.K + tb.knew * nL, l)
             if x:
                 copy_lane(&w, w.YN, w.Y, l)
                 w.t[l] = w.tn[l]
@@ -688,6 +696,7 @@ cdef int run_worker(Job* job, const Tab* tb, int64_t* stats) noexcept nogil:
         if job.escape_on and anyacc:
             escape_roots(job, tb, &w)
         # --- advance accepted lanes, update rejected ones
+        Kn = w.K + tb.knew * nL
         for l in range(L):
             if w.idx[l] < 0 or w.st[l] != ST_RUNNING:
                 continue
@@ -737,6 +746,9 @@ cdef void fill_tab(Tab* tb, tab) except *:
     memset(tb, 0, sizeof(Tab))
     tb.S = tab.S
     tb.fsal = 1 if tab.fsal else 0
+    if tb.fsal and (tab.err_kind == 0 or tab.e[tab.S - 1] == 0.0):
+        # run_worker relies on it: a non-finite f(y_new) must make the step fail
+        raise ValueError("an FSAL tableau must weigh its last stage in the error estimate")
     tb.knew = tab.knew
     tb.nk = nk
     tb.n_extra = tab.n_extra

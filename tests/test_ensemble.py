@@ -574,6 +574,21 @@ def test_nonfinite_gradient_at_a_finite_state_is_diverged():
     assert np.all(res.status == Status.SUCCESS) and res.y_final[0, 0] == 1.5
 
 
+def test_kernel_refuses_fsal_tableau_blind_to_its_last_stage(nf4, monkeypatch):
+    """The kernel counts on a non-finite f(y_new) of an FSAL method failing the error test."""
+    import dataclasses
+    dp5 = tableaus.get("dp5")
+    e = dp5.e.copy()
+    e[dp5.S - 1] = 0.0
+    blind = dataclasses.replace(dp5, e=e)
+    prob = ensemble.make_problem(nf4, t_span=(0, 1))
+    y0 = np.zeros((2, 4))
+    ensemble.solve_chunk(prob, y0)                     # the real tableau is accepted
+    monkeypatch.setattr(tableaus, "get", lambda name: blind)
+    with pytest.raises(ValueError, match="FSAL"):
+        ensemble.solve_chunk(prob, y0)
+
+
 def test_gd_needs_whole_steps_and_progress_is_bool(nf4):
     y0 = np.zeros((2, 4))
     with pytest.raises(ValueError, match=r"dt.*t_span"):
