@@ -240,6 +240,25 @@ def complex_jacobian(theta, params):
 # --- scalar (one lane at a time) code, generated once for real and once for complex ---
 
 _SCALAR_TEMPLATE = r'''
+@njit(error_model="numpy", cache=True, nogil=True, inline="always")
+def _forward_SUFFIX(th, x, yd, i, kappa, s0, s1, s2, r):
+    """Data point i: σ, σ', σ'' of every neuron into s0, s1, s2 (M,), residuals into r (K,)."""
+    bs = K + D + (1 if BIAS else 0)
+    for j in range(M):
+        z = th[j * bs + K + D] if BIAS else 0.0 * th[0]
+        for q in range(D):
+            z += th[j * bs + K + q] * x[i * D + q]
+        v = ACT(z, kappa)
+        s0[j] = v[0]
+        s1[j] = v[1]
+        s2[j] = v[2]
+    for q in range(K):
+        f = th[M * bs + q] if BIAS else 0.0 * th[0]
+        for j in range(M):
+            f += th[j * bs + q] * s0[j]
+        r[q] = f - yd[i * K + q]
+
+
 @njit(error_model="numpy", cache=True, nogil=True)
 def _field_into_SUFFIX(th, x, yd, n, lam, kappa, g):
     """g[:] = −∇L(θ) for one parameter vector (real or complex)."""
@@ -248,20 +267,10 @@ def _field_into_SUFFIX(th, x, yd, n, lam, kappa, g):
         g[c] = 0.0
     s0 = np.empty(M, th.dtype)
     s1 = np.empty(M, th.dtype)
+    s2 = np.empty(M, th.dtype)
     r = np.empty(K, th.dtype)
     for i in range(n):
-        for j in range(M):
-            z = th[j * bs + K + D] if BIAS else 0.0 * th[0]
-            for q in range(D):
-                z += th[j * bs + K + q] * x[i * D + q]
-            v = ACT(z, kappa)
-            s0[j] = v[0]
-            s1[j] = v[1]
-        for q in range(K):
-            f = th[M * bs + q] if BIAS else 0.0 * th[0]
-            for j in range(M):
-                f += th[j * bs + q] * s0[j]
-            r[q] = f - yd[i * K + q]
+        _forward_SUFFIX(th, x, yd, i, kappa, s0, s1, s2, r)
         for j in range(M):
             rho = 0.0 * th[0]
             for q in range(K):
@@ -292,19 +301,7 @@ def _hessian_into_SUFFIX(th, x, yd, n, lam, kappa, H):
     s2 = np.empty(M, th.dtype)
     r = np.empty(K, th.dtype)
     for i in range(n):
-        for j in range(M):
-            z = th[j * bs + K + D] if BIAS else 0.0 * th[0]
-            for q in range(D):
-                z += th[j * bs + K + q] * x[i * D + q]
-            v = ACT(z, kappa)
-            s0[j] = v[0]
-            s1[j] = v[1]
-            s2[j] = v[2]
-        for q in range(K):
-            f = th[M * bs + q] if BIAS else 0.0 * th[0]
-            for j in range(M):
-                f += th[j * bs + q] * s0[j]
-            r[q] = f - yd[i * K + q]
+        _forward_SUFFIX(th, x, yd, i, kappa, s0, s1, s2, r)
         for a in range(K):
             for b in range(P):
                 J[a, b] = 0.0
