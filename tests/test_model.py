@@ -9,7 +9,6 @@ import narrowflow as nf
 from narrowflow import activations, model
 
 ACTS = list(activations.NAMES)
-SHAPES = [(1, 1, 1), (2, 3, 1), (3, 2, 2), (1, 2, 3), (3, 3, 3)]
 
 
 def _problem(d, m, k, act, bias, rng, weight_decay=0.05, n=9):
@@ -29,17 +28,18 @@ def _fd_grad(f, th, h=1e-5):
 
 @pytest.mark.parametrize("act", ACTS)
 @pytest.mark.parametrize("bias", [False, True])
-@pytest.mark.parametrize("shape", SHAPES)
-def test_gradient_against_finite_differences_and_complex_step(act, bias, shape, rng):
-    flow, th = _problem(*shape, act, bias, rng)
-    g = flow.grad(th)
-    scale = max(1.0, np.max(np.abs(g)))
-    # central differences: error O(h^2) ~ 1e-10 relative
-    assert np.max(np.abs(_fd_grad(flow.loss, th) - g)) / scale < 1e-7
-    # complex step: exact to round-off for a holomorphic loss
-    h = 1e-30
-    cs = np.array([flow.loss(th + 1j * h * e).imag / h for e in np.eye(th.size)])
-    assert np.max(np.abs(cs - g)) / scale < 1e-12
+def test_gradient_against_finite_differences_and_complex_step(act, bias, rng):
+    """Every (d, m, k) in {1, 2, 3}³."""
+    for shape in itertools.product((1, 2, 3), repeat=3):
+        flow, th = _problem(*shape, act, bias, rng)
+        g = flow.grad(th)
+        scale = max(1.0, np.max(np.abs(g)))
+        # central differences: error O(h^2) ~ 1e-10 relative
+        assert np.max(np.abs(_fd_grad(flow.loss, th) - g)) / scale < 1e-7, shape
+        # complex step: exact to round-off for a holomorphic loss
+        h = 1e-30
+        cs = np.array([flow.loss(th + 1j * h * e).imag / h for e in np.eye(th.size)])
+        assert np.max(np.abs(cs - g)) / scale < 1e-12, shape
 
 
 @pytest.mark.parametrize("act", ACTS)
