@@ -22,7 +22,7 @@ def _classify(a, b, c):
     ("dihedral finite", ("1/10", "-1/10", "1/2"), "imprimitive-finite", 10),
     ("tetrahedral", ("1/4", "-1/12", "1/2"), "finite-primitive", 12),
     ("octahedral", ("5/24", "-1/24", "1/2"), "finite-primitive", 24),
-    ("unipotent", ("1", "1", "2"), "reducible-unipotent", None),
+    ("unipotent (commuting)", ("1", "1", "2"), "abelian", None),
 ])
 def test_classifier_agrees_with_kimura(name, abc, kind, order):
     k = mono.kimura_solvable(*abc)
@@ -177,3 +177,32 @@ def test_kimura_exact_cases_and_bad_input():
         MonodromyGroup([np.ones((2, 3))])
     with pytest.raises(ValueError, match="2x2"):
         MonodromyGroup([np.eye(3), np.eye(3) * 2]).sl2()
+
+
+# -- precedence: commuting generators are "abelian" first (MATH.md section 5, item 1) --------
+_PAR = np.array([[1.0, 1.0], [0.0, 1.0]], dtype=complex)
+_MPAR = np.array([[-1.0, 0.5], [0.0, -1.0]], dtype=complex)
+
+
+def test_commuting_parabolic_pair_is_abelian_first():
+    assert np.allclose(_PAR @ _MPAR, _MPAR @ _PAR)          # they do commute
+    G = MonodromyGroup([_PAR, _MPAR])
+    comm = G.commutator_norm(0, 1)
+    assert comm.decide_zero() is True                      # decided from a computed norm
+    c = G.classify()
+    assert c.kind == "abelian", str(c)
+    assert c.candidates == ("abelian",)
+    assert c.verdict == CONSISTENT_ABELIAN and c.identity_component_abelian is True
+    assert any(s.name.startswith("||[M0,M1]||") for s in c.statistics)
+    # the same pair known only to 1e-3: commuting cannot be proven, nor refuted
+    c = MonodromyGroup([_PAR, _MPAR], errors=1e-3).classify()
+    assert c.kind == "undecided" and "abelian" in c.candidates, str(c)
+
+
+def test_non_commuting_reducible_pair_is_not_abelian():
+    B = np.diag([1j, -1j])                                  # common eigenvector e1 with _PAR
+    G = MonodromyGroup([_PAR, B], errors=1e-12)
+    assert G.commutator_norm(0, 1).decide_zero() is False   # non-zero beyond margin
+    c = G.classify()
+    assert c.kind == "reducible-unipotent" and "abelian" not in c.candidates, str(c)
+    assert c.verdict == CONSISTENT_ABELIAN

@@ -516,15 +516,10 @@ class MonodromyGroup:
                     if fin is not True:
                         cands.append("SL2")
         cands = tuple(dict.fromkeys(cands))
+        # precedence (MATH.md section 5): commuting generators are "abelian" first, whatever
+        # their traces (a commuting unipotent pair is abelian, G0 additive); the decision
+        # rests on the commutator norm and its error bar (three-valued, see decide_zero)
         kind = cands[0] if len(cands) == 1 else "undecided"
-        if kind == "abelian":
-            # commuting generators that are all unipotent up to sign (tr = +-2) but not all
-            # +-I: the group is unipotent, G0 the additive group (abelian): say so
-            # ("not all +-I" must be proven: with undecided generators "abelian" stays)
-            par = [min(abs(t.value - 2), abs(t.value + 2)) <= margin * t.error for t in traces]
-            if all(par) and any(t is False for t in triv):
-                kind = "reducible-unipotent"
-                reasons.append("commuting generators with traces +-2, not all +-I: unipotent group")
         if kind not in ("imprimitive-finite", "finite-primitive"):
             order = None
         return self._result(kind, order, margin, stats, cands, reasons)
