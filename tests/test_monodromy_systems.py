@@ -77,7 +77,9 @@ def test_henon_heiles_interface_and_bad_input():
     h = 1e-6
     J = np.array([(hh.field(y + h * e) - hh.field(y - h * e)) / (2 * h) for e in np.eye(4)]).T
     assert np.max(np.abs(J - hh.jacobian(y))) < 1e-8
-    for kw, exc in [(dict(energy=0.2), ValueError), (dict(eps=-1.0), ValueError),
+    for kw, exc in [(dict(energy=0.2), ValueError), (dict(eps=0.0), ValueError),
+                    (dict(eps=-0.0), ValueError), (dict(eps=math.inf), ValueError),
+                    (dict(eps=math.nan), ValueError), (dict(eps=1j), TypeError),
                     (dict(ratio=1j), TypeError)]:
         with pytest.raises(exc):
             mono.henon_heiles(**{**dict(eps=1.0, ratio=1.0, energy=0.1), **kw})
@@ -117,3 +119,31 @@ def test_henon_heiles_field_and_jacobian_agree_with_the_jets_kernel():
         fd = np.array([(_hh_field_d(y + h * e, d) - _hh_field_d(y - h * e, d)) / (2 * h)
                        for e in np.eye(4)]).T
         assert np.max(np.abs(fd - J)) < 1e-10
+
+
+@pytest.mark.parametrize("eps", [-1.0, -24.0, -96.0])
+def test_negative_eps_is_accepted_with_the_lame_exponent(eps):
+    # Yoshida's family is every eps != 0: for eps < 0, n(n+1) = 12/eps is negative, n complex
+    # (n = -1/2 + iy) for -48 < eps < 0 and real in (-1/2, 0) below -48
+    hh = mono.henon_heiles(eps=eps, ratio=1.0, energy=0.1)
+    n = hh.lame_n
+    assert abs(n * (n + 1) - 12 / eps) < 1e-12
+    assert (isinstance(n, complex) and abs(n.imag) > 0) == (-48 < eps < 0)
+    assert hh.lame_trace == pytest.approx((2 * np.cos(2 * np.pi * complex(n))).real, rel=1e-14)
+    assert hh.y0[1] == hh.roots[1] / eps            # the same scaled plane motion Q = eps q2
+    assert abs(hh.hamiltonian(hh.y0) - hh.energy / eps ** 2) < 1e-15
+
+
+def test_negative_eps_commutator_trace_is_2cos_2pi_n_with_complex_n():
+    hh = mono.henon_heiles(eps=-24.0, ratio=1.0, energy=0.1)
+    n = hh.lame_n                                   # n(n+1) = -1/2: n = (-1 + i)/2
+    assert abs(n - (-0.5 + 0.5j)) < 1e-14
+    MR, MI = hh.period_monodromy()
+    assert MR.verified and MI.verified
+    G = MonodromyGroup([MR, MI], names=["M_R", "M_I"])
+    t = G.commutator_trace().value + 2
+    expected = 2 * np.cos(2 * np.pi * n)            # = -2 cosh(pi): real, far outside [-2, 2]
+    assert abs(expected.imag) < 1e-12 and expected.real < -20
+    assert abs(t - expected) < 1e-8 * abs(expected)
+    c = G.classify()
+    assert c.kind == "SL2" and c.verdict == NON_SOLVABLE, str(c)

@@ -11,6 +11,7 @@ so the loop ``gamma1 + gamma2`` (first gamma1) has the matrix ``M_gamma2 @ M_gam
 """
 from __future__ import annotations
 
+import cmath
 import math
 from dataclasses import dataclass
 from fractions import Fraction
@@ -335,20 +336,25 @@ class HenonHeiles:
     Attributes: eps, ratio, energy, A, B; roots (Q1 < qa < qb of Q³/3 + Q²/2 = energy);
     y0 complex (4,) = (0, qa/eps, 0, 0) the base point (a turning point); T_real (float > 0),
     T_imag (purely imaginary complex): the periods of the base curve; lame_n: n with
-    n(n+1) = 12/eps. State order (q1, q2, p1, p2); ``field(y)``, ``jacobian(y)`` are Numba
+    n(n+1) = 12/eps (the root with real part >= -1/2).
+
+    eps: any real number except 0 (Yoshida's family). The scaled motion Q = eps q2 does not
+    depend on eps, so negative eps only flips q2. For eps > 0 and eps <= -48, n is real (a
+    float); for -48 < eps < 0, 1 + 48/eps < 0 and n = -1/2 + iy is complex (a complex), while
+    the predicted ``lame_trace`` = 2 cos(2 pi n) = -2 cosh(2 pi y) stays real. State order (q1, q2, p1, p2); ``field(y)``, ``jacobian(y)`` are Numba
     functions on complex arrays.
     """
 
     def __init__(self, eps=1.0, ratio=1.0, energy=0.1):
         for nm, v in (("eps", eps), ("ratio", ratio), ("energy", energy)):
             if isinstance(v, (bool, np.bool_)) or not isinstance(v, (Number, np.number)) \
-                    or isinstance(v, complex):
+                    or isinstance(v, (complex, np.complexfloating)):
                 raise TypeError(f"{nm} must be a real number, got {type(v).__name__}")
         self.eps = float(eps)
         self.ratio = float(ratio)
         self.energy = float(energy)
-        if not (self.eps > 0 and math.isfinite(self.eps)):
-            raise ValueError(f"eps must be positive, got {eps!r}")
+        if not (self.eps != 0 and math.isfinite(self.eps)):
+            raise ValueError(f"eps must be a finite non-zero real number, got {eps!r}")
         if not (self.ratio > 0 and math.isfinite(self.ratio)):
             raise ValueError(f"ratio must be positive, got {ratio!r}")
         if not (0 < self.energy < 1.0 / 6.0):
@@ -365,7 +371,11 @@ class HenonHeiles:
         self.T_real = float(pref * ellipk((qb - qa) / (qb - Q1)))
         self.T_imag = complex(0.0, pref * ellipk((qa - Q1) / (qb - Q1)))
         self.y0 = np.array([0.0, qa / self.eps, 0.0, 0.0], dtype=np.complex128)
-        self.lame_n = float((-1.0 + math.sqrt(1.0 + 48.0 / self.eps)) / 2.0)
+        disc = 1.0 + 48.0 / self.eps
+        if disc >= 0:
+            self.lame_n = float((-1.0 + math.sqrt(disc)) / 2.0)
+        else:                    # -48 < eps < 0: n = -1/2 + iy, y = sqrt(-disc)/2
+            self.lame_n = complex(-0.5, math.sqrt(-disc) / 2.0)
 
     @property
     def field(self):
@@ -385,8 +395,13 @@ class HenonHeiles:
 
     @property
     def lame_trace(self) -> float:
-        """The predicted tr[M_R, M_I] = 2 cos(2 pi n) of the normal VE (n(n+1) = 12/eps)."""
-        return 2.0 * math.cos(2.0 * math.pi * self.lame_n)
+        """The predicted tr[M_R, M_I] = 2 cos(2 pi n) of the normal VE (n(n+1) = 12/eps).
+
+        Real for every eps: for complex n = -1/2 + iy it is -2 cosh(2 pi y)."""
+        n = self.lame_n
+        if isinstance(n, complex):
+            return float((2.0 * cmath.cos(2.0 * math.pi * n)).real)
+        return 2.0 * math.cos(2.0 * math.pi * n)
 
     def hamiltonian(self, y) -> complex:
         q1, q2, p1, p2 = np.asarray(y, dtype=np.complex128)
@@ -440,5 +455,5 @@ class HenonHeiles:
 
 
 def henon_heiles(eps=1.0, ratio=1.0, energy=0.1) -> HenonHeiles:
-    """Hénon–Heiles along its invariant plane (see HenonHeiles)."""
+    """Hénon–Heiles along its invariant plane (see HenonHeiles); eps: any real number != 0."""
     return HenonHeiles(eps, ratio, energy)
