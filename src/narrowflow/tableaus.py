@@ -13,6 +13,12 @@ routine for all of them (ext/ensemble.pyx):
 - ``P`` (nk, deg): dense output ``y(t + theta h) = y + h sum_j K_j sum_d P[j, d] theta**(d+1)``.
 - controller constants (Hairer's PI controller): ``safe, fac1, fac2, beta, expo1``;
   ``order``: the exponent of the initial-step heuristic (Hairer's ``iord``).
+
+Rosenbrock methods (``ROSENBROCK``, ``get_rosenbrock``) have their own layout,
+``RosenbrockTableau``: the transformed form of Hairer & Wanner II, eq. (7.25), with stage
+increments ``u_i`` solving ``(I/(h gamma) - J) u_i = f(y + sum_j a[i, j] u_j)
++ sum_j C[i, j]/h u_j``, ``y_new = y + sum_i m_i u_i``, error ``sum_i e_i u_i`` and dense
+output ``y + sum_i u_i sum_d P[i, d] theta**(d+1)`` (details above ``RosenbrockTableau``).
 """
 from __future__ import annotations
 
@@ -157,8 +163,8 @@ def _dop853_dense() -> np.ndarray:
 
 
 @lru_cache(maxsize=None)
-def get(method: str) -> Tableau:
-    """The tableau of `method` (one of METHODS)."""
+def get(method: str) -> Tableau | RosenbrockTableau:
+    """The tableau of `method` (one of METHODS, or of ROSENBROCK: a RosenbrockTableau)."""
     if method == "dp5":
         nk = 7
         A = _square(list(_DP5_A) + [list(_DP5_B)], nk)
@@ -190,4 +196,188 @@ def get(method: str) -> Tableau:
         return Tableau("gd", S=1, fsal=False, nk=nk, n_extra=0, err_kind=0, order=1,
                        A=np.zeros((nk, nk)), b=_pad([1.0], nk), e=np.zeros(nk), e3=np.zeros(nk),
                        P=np.array([[1.0], [0.0]]))
+    if method in ROSENBROCK:
+        return get_rosenbrock(method)
     raise ValueError(f"method must be one of {METHODS}, got {method!r}")
+
+
+# ---------------------------------------------------------------------------------------
+# Rosenbrock (linearly implicit) methods for stiff autonomous problems y' = f(y).
+#
+# Layout: the *transformed* Rosenbrock formulation of Hairer & Wanner, Solving ODEs II
+# (2nd ed., 1996), Sec. IV.7, eq. (7.25), with J = f'(y) and stages i = 0..S-1:
+#
+#     (I/(h*gamma) - J) u_i = f(y + sum_{j<i} a[i,j] u_j) + sum_{j<i} (C[i,j]/h) u_j
+#     y_new = y + sum_i m[i] u_i
+#     err   = sum_i e[i] u_i                 (embedded estimate, in y units;
+#                                             the embedded solution is y_new - err)
+#     y(t + theta h) = y + sum_i u_i sum_{d=1..deg} P[i, d-1] theta**d,  theta in [0, 1].
+#
+# The original form (HW II (7.4): k_i = h f(y + sum alpha_ij k_j) + h J sum gamma_ij k_j,
+# y_new = y + sum b_j k_j) is recovered with Gamma = (diag(1/gamma) - C)^-1 (lower
+# triangular, gamma on the diagonal), u = Gamma k, alpha = a Gamma, b = m Gamma.
+# Both methods below are stiffly accurate: the input of the last stage is the embedded
+# solution, y_new = that input + u_{S-1} (m = a[S-1] + e_{S-1}) and err = u_{S-1}.
+#
+# Coefficient sources (the stage values "ks" of OrdinaryDiffEq.jl solve
+# W ks_i = -(f(...) + sum_j C_ij/dt ks_j) with W = J - I/(dt gamma), i.e. they are exactly
+# the u_i above, with the same A (= a) and C; their b, btilde are m, e):
+#   OrdinaryDiffEq.jl (MIT "Expat" licence, (c) 2016-2020 Chris Rackauckas, Yingbo Ma,
+#   Julia Computing Inc. and contributors), commit b211787f7b18d3c5391121bd8c9e2d5fee54efee:
+#   - Rodas5P: lib/OrdinaryDiffEqRosenbrock/src/rosenbrock_tableaus.jl, RODAS5PA,
+#     RODAS5PC, gamma and RODAS5PH of `Rodas5PTableau`. Paper: G. Steinebach,
+#     "Construction of Rosenbrock-Wanner method Rodas5P and numerical benchmarks within
+#     the Julia Differential Equations package", BIT Numer. Math. 63, 27 (2023).
+#   - RODAS (Rodas4): lib/OrdinaryDiffEqRosenbrockTableaus/src/rosenbrock_tableaus.jl,
+#     RODAS4A, RODAS4C, gamma and RODAS4H of `Rodas4Tableau`; identical to ROCOE, METH=1
+#     of Hairer's rodas.f (A21..A54, C21..C65, GAMMA, D21..D35), version of Oct. 28, 1996.
+#     Book: E. Hairer & G. Wanner, Solving Ordinary Differential Equations II, 2nd ed.,
+#     Springer 1996, Sec. IV.7 and VI.3.
+# Dense output in both sources (lib/OrdinaryDiffEqRosenbrock/src/rosenbrock_interpolants.jl,
+# rodas.f CONTRO): y(theta) = y (1-theta) + theta (y_new + (1-theta)(d1 + theta (d2 +
+# theta d3))), d_k = sum_i H[k, i] u_i, which expands to
+#     P[i] = [m_i + H1_i, -H1_i + H2_i, -H2_i + H3_i, -H3_i]   (no H3 term for RODAS).
+# The order conditions of the dense output leave H[:, S-1] (the weights of u_{S-1} = err)
+# free: they multiply b - b_hat, which vanishes on all trees up to the embedded order. Those
+# three Rodas5P numbers are therefore checked by their provenance only, not by the tests.
+# ---------------------------------------------------------------------------------------
+
+ROSENBROCK = ("rodas5p", "rodas4")
+
+_RODAS5P_GAMMA = 0.21193756319429014
+_RODAS5P_A = [
+    [],
+    [3.0],
+    [2.849394379747939, 0.45842242204463923],
+    [-6.954028509809101, 2.489845061869568, -10.358996098473584],
+    [2.8029986275628964, 0.5072464736228206, -0.3988312541770524, -0.04721187230404641],
+    [-7.502846399306121, 2.561846144803919, -11.627539656261098, -0.18268767659942256,
+     0.030198172008377946],
+    [-7.502846399306121, 2.561846144803919, -11.627539656261098, -0.18268767659942256,
+     0.030198172008377946, 1.0],
+    [-7.502846399306121, 2.561846144803919, -11.627539656261098, -0.18268767659942256,
+     0.030198172008377946, 1.0, 1.0],
+]
+_RODAS5P_C = [
+    [],
+    [-14.155112264123755],
+    [-17.97296035885952, -2.859693295451294],
+    [147.12150275711716, -1.41221402718213, 71.68940251302358],
+    [165.43517024871676, -0.4592823456491126, 42.90938336958603, -5.961986721573306],
+    [24.854864614690072, -3.0009227002832186, 47.4931110020768, 5.5814197821558125,
+     -0.6610691825249471],
+    [30.91273214028599, -3.1208243349937974, 77.79954646070892, 34.28646028294783,
+     -19.097331116725623, -28.087943162872662],
+    [37.80277123390563, -3.2571969029072276, 112.26918849496327, 66.9347231244047,
+     -40.06618937091002, -54.66780262877968, -9.48861652309627],
+]
+_RODAS5P_H = [
+    [25.948786856663858, -2.5579724845846235, 10.433815404888879, -2.3679251022685204,
+     0.524948541321073, 1.1241088310450404, 0.4272876194431874, -0.17202221070155493],
+    [-9.91568850695171, -0.9689944594115154, 3.0438037242978453, -24.495224566215796,
+     20.176138334709044, 15.98066361424651, -6.789040303419874, -6.710236069923372],
+    [11.419903575922262, 2.8879645146136994, 72.92137995996029, 80.12511834622643,
+     -52.072871366152654, -59.78993625266729, -0.15582684282751913, 4.883087185713722],
+]
+
+_RODAS4_GAMMA = 0.25
+_RODAS4_A = [
+    [],
+    [1.544],
+    [0.9466785280815826, 0.2557011698983284],
+    [3.314825187068521, 2.896124015972201, 0.9986419139977817],
+    [1.221224509226641, 6.019134481288629, 12.53708332932087, -0.687886036105895],
+    [1.221224509226641, 6.019134481288629, 12.53708332932087, -0.687886036105895, 1.0],
+]
+_RODAS4_C = [
+    [],
+    [-5.6688],
+    [-2.430093356833875, -0.2063599157091915],
+    [-0.1073529058151375, -9.594562251023355, -20.47028614809616],
+    [7.496443313967647, -10.24680431464352, -33.99990352819905, 11.7089089320616],
+    [8.083246795921522, -7.981132988064893, -31.52159432874371, 16.31930543123136,
+     -6.058818238834054],
+]
+_RODAS4_H = [
+    [10.12623508344586, -7.487995877610167, -34.80091861555747, -7.992771707568823,
+     1.025137723295662, 0.0],
+    [-0.6762803392801253, 6.087714651680015, 16.43084320892478, 24.76722511418386,
+     -6.594389125716872, 0.0],
+]
+
+
+@dataclass(frozen=True)
+class RosenbrockTableau:
+    """One Rosenbrock method in the transformed layout described above this class.
+
+    Controller constants: Hairer's RODAS defaults (rodas.f: WORK(3)=0.2 <= hnew/hold <=
+    WORK(4)=6, safety factor WORK(5)=0.9), hnew = h / max(1/fac2, min(1/fac1,
+    err**expo / safe)) with expo = 1/(order_embedded + 1) (1/4 in rodas.f; rodas.f by
+    default also applies Gustafsson's predictive correction, IWORK(3)=1).
+    """
+
+    name: str
+    S: int
+    gamma: float
+    a: np.ndarray          # (S, S) strictly lower triangular
+    C: np.ndarray          # (S, S) strictly lower triangular
+    m: np.ndarray          # (S,) weights of y_new
+    e: np.ndarray          # (S,) weights of the error estimate
+    P: np.ndarray          # (S, deg) dense output
+    order: int             # order of y_new
+    order_embedded: int    # order of y_new - err
+    safe: float = 0.9
+    fac1: float = 0.2
+    fac2: float = 6.0
+
+    @property
+    def expo(self) -> float:
+        """Exponent of the error norm in the step-size controller."""
+        return 1.0 / (self.order_embedded + 1)
+
+    @property
+    def Gamma(self) -> np.ndarray:
+        """(S, S) matrix (gamma_ij) of the original form: (diag(1/gamma) - C)^-1."""
+        return np.tril(np.linalg.inv(np.eye(self.S) / self.gamma - self.C))
+
+    def dense_weights(self, theta: float) -> np.ndarray:
+        """(S,) weights w_i(theta) with y(t + theta h) = y + sum_i w_i u_i."""
+        powers = theta ** np.arange(1, self.P.shape[1] + 1)
+        return self.P @ powers
+
+
+def _rosenbrock_dense(m: np.ndarray, H) -> np.ndarray:
+    """P (S, nH+1) from y(th) = y(1-th) + th y_new + th(1-th)(d1 + th d2 + ...)."""
+    H = np.asarray(H, dtype=float)
+    nH, S = H.shape
+    P = np.zeros((S, nH + 1))
+    P[:, 0] = m + H[0]
+    for k in range(1, nH):
+        P[:, k] = H[k] - H[k - 1]
+    P[:, nH] = -H[nH - 1]
+    return P
+
+
+def _rosenbrock(name, gamma, a_rows, c_rows, H, order, order_embedded) -> RosenbrockTableau:
+    S = len(a_rows)
+    a = _square(a_rows, S)
+    C = _square(c_rows, S)
+    m = a[S - 1].copy()
+    m[S - 1] = 1.0
+    e = np.zeros(S)
+    e[S - 1] = 1.0
+    return RosenbrockTableau(name, S=S, gamma=gamma, a=a, C=C, m=m, e=e,
+                             P=_rosenbrock_dense(m, H), order=order,
+                             order_embedded=order_embedded)
+
+
+@lru_cache(maxsize=None)
+def get_rosenbrock(name: str) -> RosenbrockTableau:
+    """The Rosenbrock tableau of `name` (one of ROSENBROCK)."""
+    if name == "rodas5p":
+        return _rosenbrock("rodas5p", _RODAS5P_GAMMA, _RODAS5P_A, _RODAS5P_C, _RODAS5P_H,
+                           order=5, order_embedded=4)
+    if name == "rodas4":
+        return _rosenbrock("rodas4", _RODAS4_GAMMA, _RODAS4_A, _RODAS4_C, _RODAS4_H,
+                           order=4, order_embedded=3)
+    raise ValueError(f"name must be one of {ROSENBROCK}, got {name!r}")
