@@ -22,7 +22,7 @@ def test_round_trip(tmp_path, result, name):
                 "escape_time", "data_x", "data_y"):
         assert np.array_equal(ds[var].values, ref[var].values, equal_nan=True), var
     assert list(ds["parameter"].values) == ["a1", "w1", "a2", "w2"]
-    assert ds.attrs["seed"] == 12345 and ds.attrs["method"] == "dp5"
+    assert ds.attrs["seed"] == 12345 and ds.attrs["method"] == result.method
     with pytest.raises(FileExistsError, match="overwrite"):
         io.save(result, path)
     io.save(ds, path, overwrite=True)
@@ -60,3 +60,141 @@ def test_bad_paths(tmp_path, result):
     with pytest.raises(ValueError, match="ds"):
         import xarray as xr
         io.flow_from_xarray(xr.Dataset())
+
+
+# -- completion marker, schema, safe replacement ------------------------------------------
+
+def _marker_attrs(path):
+    import xarray as xr
+    if path.suffix == ".zarr":
+        import zarr
+        return dict(zarr.open_group(path, mode="r").attrs)
+    with xr.open_dataset(path) as ds:
+        return dict(ds.attrs)
+
+
+@pytest.mark.parametrize("name", ["run.zarr", "run.nc"])
+def test_store_carries_completion_marker_and_schema(tmp_path, result, name):
+    path = io.save(result, tmp_path / name)
+    attrs = _marker_attrs(path)
+    assert int(attrs[io.COMPLETE_ATTR]) == 1
+    promised = io._variable_list(attrs[io.VARIABLES_ATTR])
+    ref = result.to_xarray()
+    assert set(promised) == set(ref.data_vars) | set(ref.coords)
+    # nothing is left next to the store (the temporary sibling was renamed into place)
+    assert sorted(p.name for p in tmp_path.iterdir()) == [name]
+    # the in-memory Dataset keeps the marker and can be saved again
+    io.save(io.load(path), tmp_path / ("again" + path.suffix))
+
+
+def test_load_refuses_a_store_without_completion_marker(tmp_path, result):
+    import zarr
+    path = io.save(result, tmp_path / "run.zarr")
+    g = zarr.open_group(path, mode="r+")
+    attrs = dict(g.attrs)
+    del attrs[io.COMPLETE_ATTR]                      # as if the write had stopped before it
+    g.attrs.clear()
+    g.attrs.update(attrs)
+    with pytest.raises(ValueError, match="completion marker .*narrowflow_complete.* is absent"):
+        io.load(path)
+
+
+def test_load_refuses_a_store_missing_promised_variables(tmp_path, result):
+    import shutil
+    path = io.save(result, tmp_path / "run.zarr")
+    for var in ("status", "nfev"):                   # a partial store: arrays never written
+        shutil.rmtree(path / var)
+    with pytest.raises(ValueError, match=r"missing.*nfev.*status|missing.*status.*nfev"):
+        io.load(path)
+
+
+def test_load_refuses_foreign_stores(tmp_path):
+    import xarray as xr
+    foreign = tmp_path / "foreign.zarr"
+    xr.Dataset({"v": ("x", np.arange(3.0))}).to_zarr(foreign, consolidated=False)
+    with pytest.raises(ValueError, match="not a narrowflow result"):
+        io.load(foreign)
+    folder = tmp_path / "folder.zarr"
+    folder.mkdir()
+    (folder / "notes.txt").write_text("x")
+    with pytest.raises(ValueError, match="not a Zarr store"):
+        io.load(folder)
+    nc = tmp_path / "foreign.nc"
+    xr.Dataset({"v": ("x", np.arange(3.0))}).to_netcdf(nc)
+    with pytest.raises(ValueError, match="not a narrowflow result"):
+        io.load(nc)
+
+
+@pytest.mark.parametrize("overwrite", [False, True])
+def test_overwrite_never_deletes_a_foreign_folder(tmp_path, result, overwrite):
+    path = tmp_path / "results.zarr"
+    path.mkdir()
+    (path / "precious.txt").write_text("mine")
+    with pytest.raises(FileExistsError, match="not a narrowflow result"):
+        io.save(result, path, overwrite=overwrite)
+    assert (path / "precious.txt").read_text() == "mine"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["results.zarr"]
+    # a foreign file named like a NetCDF result, likewise
+    nc = tmp_path / "results.nc"
+    nc.write_text("my notes")
+    with pytest.raises(FileExistsError, match="not a narrowflow result"):
+        io.save(result, nc, overwrite=overwrite)
+    assert nc.read_text() == "my notes"
+
+
+def _failing_dataset(result):
+    """The result's Dataset with one dask-backed variable whose second chunk raises when
+    computed: the write fails midway through a real store."""
+    da = pytest.importorskip("dask.array")
+    ds = result.to_xarray()
+    good = ds["y_final"].values
+
+    def block(x, block_info=None):
+        if block_info[0]["chunk-location"][0] == 1:
+            raise OSError("injected failure: disk full")
+        return x
+    ds["y_final"] = (ds["y_final"].dims,
+                     da.from_array(good, chunks=(5, good.shape[1])).map_blocks(block,
+                                                                             dtype=good.dtype))
+    return ds
+
+
+@pytest.mark.parametrize("name", ["run.zarr", "run.nc"])
+def test_failed_overwrite_keeps_the_old_result(tmp_path, result, name):
+    path = io.save(result, tmp_path / name)
+    before = io.load(path)
+    with pytest.raises(OSError, match="injected failure"):
+        io.save(_failing_dataset(result), path, overwrite=True)
+    after = io.load(path)                             # the old result, whole
+    for var in before.data_vars:
+        assert np.array_equal(after[var].values, before[var].values, equal_nan=True), var
+    assert sorted(p.name for p in tmp_path.iterdir()) == [name]   # no debris
+    # a failed first write leaves nothing behind at all
+    with pytest.raises(OSError, match="injected failure"):
+        io.save(_failing_dataset(result), tmp_path / ("new" + path.suffix))
+    assert sorted(p.name for p in tmp_path.iterdir()) == [name]
+    # and a good overwrite replaces it
+    io.save(result, path, overwrite=True)
+    assert np.array_equal(io.load(path)["y_final"].values, result.y_final)
+
+
+def test_load_reads_distributed_stores_by_their_chunk_markers(tmp_path):
+    pytest.importorskip("dask")
+    import zarr
+
+    from narrowflow import distributed as D, ensemble
+    flow = model.nf4_benchmark()
+    problem = ensemble.make_problem(flow, t_span=(0.0, 1.0))
+    init, theta0 = D.resolve_initial(problem.n_params, seed=1, n=8)
+    ds, enc = D._template(problem, init, 4, D.resolved_config(problem, init), theta0)
+    store = tmp_path / "dist.zarr"
+    D._create_store(store, ds, enc)
+    with pytest.raises(ValueError, match=r"incomplete.*chunks \[0, 1\]"):
+        io.load(store)
+    g = zarr.open_group(store, mode="r+")
+    g["chunk_complete"][0] = True
+    with pytest.raises(ValueError, match=r"incomplete.*chunks \[1\]"):
+        io.load(store)
+    g["chunk_complete"][1] = True
+    back = io.load(store)                              # complete by distributed's own rule
+    assert back.sizes["trajectory"] == 8 and "chunk_complete" in back

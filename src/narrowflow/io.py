@@ -3,16 +3,47 @@
     io.save(result, "run.zarr")        # or "run.nc"; result: EnsembleResult or xarray.Dataset
     ds = io.load("run.zarr")           # xarray.Dataset (narrowflow schema, see ensemble)
     flow = io.flow_from_xarray(ds)     # the GradientFlow that produced it
+
+Safety (what a user who has lost data once expects):
+
+- ``save`` writes into a hidden temporary sibling (``.NAME.<random>.partial``) and moves it
+  to ``path`` only once it is complete; a write that fails or is interrupted leaves the
+  previous content of ``path`` as it was (a SIGKILL may leave the hidden sibling behind; it
+  is never read, and may be deleted).
+- Every store carries the schema it promises, ``narrowflow_variables`` (the names of its
+  variables and coordinates), and a completion marker ``narrowflow_complete = 1``: for Zarr
+  both are written as the last step, after every array; for NetCDF they are in the file's
+  attributes and the file is renamed into place only when complete.
+- ``overwrite=True`` replaces only a narrowflow result (or an empty folder), and removes the
+  old one only after the new one is complete; anything else at ``path`` (a user's folder
+  named results.zarr, a foreign Zarr store or NetCDF file) is never deleted: refused with
+  FileExistsError.
+- ``load`` refuses with ValueError a store that is foreign, lacks the completion marker, or
+  lacks a variable its schema promises. Stores of ``narrowflow.distributed`` are complete by
+  their own rule: every ``chunk_complete`` flag set (they are refused, naming the chunks
+  not computed, otherwise).
+
+Nothing is fsynced: after a machine crash (not a killed process) data still in the OS cache
+may be lost although the rename reached the disk.
 """
 from __future__ import annotations
 
+import json
+import os
 import shutil
+import uuid
 import warnings
 from pathlib import Path
 
 import numpy as np
 
 FORMATS = {".zarr": "zarr", ".nc": "netcdf", ".nc4": "netcdf"}
+COMPLETE_ATTR = "narrowflow_complete"      # 1 once every variable is written
+VARIABLES_ATTR = "narrowflow_variables"    # the variables and coordinates the store promises
+# variables every narrowflow result has (EnsembleResult.to_xarray); checked for stores that
+# predate the schema attribute (distributed stores)
+CORE_VARIABLES = ("y_final", "t_final", "status", "nfev", "n_accepted", "n_rejected",
+                  "loss_final")
 
 
 def _format(path: Path) -> str:
@@ -33,51 +64,223 @@ def _dataset(result_or_ds):
                     f"{type(result_or_ds).__name__}")
 
 
+def _variable_list(value) -> list | None:
+    """The schema attribute as a list of names (a list in Zarr, a JSON string in NetCDF)."""
+    if value is None:
+        return None
+    if isinstance(value, str):
+        try:
+            value = json.loads(value)
+        except ValueError:
+            return None
+    if isinstance(value, np.ndarray):
+        value = value.tolist()
+    if not isinstance(value, (list, tuple)) or not all(isinstance(v, str) for v in value):
+        return None
+    return list(value)
+
+
+def _is_zarr_store(path: Path) -> bool:
+    return path.is_dir() and ((path / "zarr.json").is_file() or (path / ".zgroup").is_file())
+
+
+def _attrs_of(path: Path, fmt: str) -> dict | None:
+    """The root attributes of the store at `path`, or None if it is no readable store."""
+    try:
+        if fmt == "zarr":
+            if not _is_zarr_store(path):
+                return None
+            import zarr
+            return dict(zarr.open_group(str(path), mode="r").attrs)
+        if not path.is_file():
+            return None
+        import xarray as xr
+        with xr.open_dataset(path) as ds:
+            return dict(ds.attrs)
+    except Exception:  # noqa: BLE001 - unreadable: not ours
+        return None
+
+
+def _is_narrowflow_result(path: Path, fmt: str) -> bool:
+    attrs = _attrs_of(path, fmt)
+    return attrs is not None and any(k in attrs for k in ("narrowflow_version", COMPLETE_ATTR,
+                                                          "narrowflow_format"))
+
+
+def _check_replaceable(path: Path, fmt: str, overwrite: bool) -> None:
+    """Refuse (FileExistsError) unless `path` is free, or overwrite and it is ours to replace."""
+    if not (path.exists() or path.is_symlink()):
+        return
+    empty_dir = path.is_dir() and not path.is_symlink() and not any(path.iterdir())
+    ours = empty_dir or _is_narrowflow_result(path, fmt)
+    if not ours:
+        raise FileExistsError(f"path {str(path)!r} exists and is not a narrowflow result; "
+                              f"not touching it (choose another path, or move it away)")
+    if not overwrite:
+        raise FileExistsError(f"path {str(path)!r} exists; pass overwrite=True to replace it")
+
+
+def _sibling(path: Path, tag: str) -> Path:
+    return path.with_name(f".{path.name}.{uuid.uuid4().hex[:8]}.{tag}")
+
+
+def _remove(path: Path) -> None:
+    if path.is_dir() and not path.is_symlink():
+        shutil.rmtree(path, ignore_errors=True)
+    else:
+        try:
+            path.unlink()
+        except FileNotFoundError:
+            pass
+
+
+def _swap_in(tmp: Path, path: Path) -> None:
+    """Move the complete `tmp` to `path`; an existing `path` (already checked to be ours) is
+    moved aside first and deleted only once `tmp` is in its place (put back on failure)."""
+    if not (path.exists() or path.is_symlink()):
+        os.rename(tmp, path)
+        return
+    if tmp.is_file() and path.is_file() and not path.is_symlink():
+        os.replace(tmp, path)           # atomic for files
+        return
+    aside = _sibling(path, "old")
+    os.rename(path, aside)
+    try:
+        os.rename(tmp, path)
+    except BaseException:
+        os.rename(aside, path)
+        raise
+    _remove(aside)
+
+
 def save(result_or_ds, path, overwrite: bool = False) -> Path:
     """Write an EnsembleResult (via .to_xarray()) or Dataset to `path` (.zarr or .nc).
 
-    Refuses to replace an existing file unless overwrite=True. Returns the path.
+    The store is written into a temporary sibling, marked complete (``narrowflow_complete``
+    with the list of variables ``narrowflow_variables``) and only then moved to `path`.
+    Refuses (FileExistsError) to replace an existing path unless overwrite=True, and even
+    then anything that is not a narrowflow result (or an empty folder); the old result is
+    removed only after the new one is complete. Returns the path.
     """
     path = Path(path)
     fmt = _format(path)
     ds = _dataset(result_or_ds)
-    if path.exists():
-        if not overwrite:
-            raise FileExistsError(f"path {str(path)!r} exists; pass overwrite=True to replace it")
-        if path.is_dir():
-            shutil.rmtree(path)
-        else:
-            path.unlink()
+    _check_replaceable(path, fmt, overwrite)
     path.parent.mkdir(parents=True, exist_ok=True)
     ds = ds.copy()
-    # attrs must be numbers or strings in both formats
+    # attrs must be numbers or strings in both formats; the marker and schema are written here
     ds.attrs = {k: (int(v) if isinstance(v, (bool, np.bool_)) else v)
-                for k, v in ds.attrs.items() if v is not None}
-    if fmt == "zarr":
-        # variable-length strings: the dtype Zarr v3 specifies (fixed-width UTF-32 it does not)
-        for name in list(ds.coords) + list(ds.data_vars):
-            if ds[name].dtype.kind == "U":
-                ds[name] = ds[name].astype(object)
-        ds.to_zarr(path, mode="w-", consolidated=False)
-    else:
-        ds.to_netcdf(path)
+                for k, v in ds.attrs.items()
+                if v is not None and k not in (COMPLETE_ATTR, VARIABLES_ATTR)}
+    variables = list(ds.data_vars) + [c for c in ds.coords if c not in ds.data_vars]
+    tmp = _sibling(path, "partial" + (path.suffix if fmt == "netcdf" else ""))
+    try:
+        if fmt == "zarr":
+            # variable-length strings: the dtype Zarr v3 specifies (fixed-width UTF-32 it does
+            # not)
+            for name in list(ds.coords) + list(ds.data_vars):
+                if ds[name].dtype.kind == "U":
+                    ds[name] = ds[name].astype(object)
+            ds.to_zarr(tmp, mode="w-", consolidated=False)
+            import zarr
+            # the marker, last: after every array and its metadata
+            zarr.open_group(str(tmp), mode="r+").attrs.update(
+                {VARIABLES_ATTR: variables, COMPLETE_ATTR: 1})
+        else:
+            ds.attrs[VARIABLES_ATTR] = json.dumps(variables)
+            ds.attrs[COMPLETE_ATTR] = 1
+            ds.to_netcdf(tmp)
+        # the path may have changed while writing: check again just before the swap
+        _check_replaceable(path, fmt, overwrite)
+        _swap_in(tmp, path)
+    except BaseException:
+        _remove(tmp)
+        raise
     return path
 
 
+def _incomplete(path: Path, what: str) -> ValueError:
+    return ValueError(f"path {str(path)!r} {what}; it cannot be read as a result")
+
+
+def _check_complete(ds, path: Path) -> None:
+    """Refuse (ValueError, saying what is missing) a store that is foreign or incomplete."""
+    attrs = ds.attrs
+    present = set(ds.data_vars) | set(ds.coords)
+    if COMPLETE_ATTR in attrs:
+        try:
+            done = int(attrs[COMPLETE_ATTR]) == 1
+        except (TypeError, ValueError):
+            done = False
+        if not done:
+            raise _incomplete(path, f"is an incomplete narrowflow result (completion marker "
+                                    f"{COMPLETE_ATTR} = {attrs[COMPLETE_ATTR]!r}, not 1)")
+        promised = _variable_list(attrs.get(VARIABLES_ATTR))
+        if promised is None:
+            raise _incomplete(path, f"has a completion marker but no readable list of its "
+                                    f"variables ({VARIABLES_ATTR})")
+        missing = sorted(v for v in promised if v not in present)
+        if missing:
+            raise _incomplete(path, f"is an incomplete narrowflow result: variables missing "
+                                    f"from the schema it promises: {', '.join(missing)}")
+        return
+    fmt = attrs.get("narrowflow_format")
+    if fmt is not None:
+        from narrowflow.distributed import FORMAT
+        if fmt != FORMAT:
+            raise _incomplete(path, f"has the unknown store format {fmt!r} (this narrowflow "
+                                    f"reads {FORMAT!r})")
+        missing = sorted(v for v in CORE_VARIABLES + ("chunk_complete",) if v not in present)
+        if missing:
+            raise _incomplete(path, f"is an incomplete narrowflow distributed store: variables "
+                                    f"missing: {', '.join(missing)}")
+        flags = np.asarray(ds["chunk_complete"].values, dtype=bool)
+        todo = np.flatnonzero(~flags)
+        if todo.size:
+            raise _incomplete(path, f"is an incomplete narrowflow distributed store: chunks "
+                                    f"{todo[:10].tolist()}{'...' if todo.size > 10 else ''} "
+                                    f"({todo.size} of {flags.size}) not computed (chunk_complete "
+                                    f"unset); run the same command again to resume it")
+        return
+    if "narrowflow_version" in attrs:
+        missing = sorted(v for v in CORE_VARIABLES if v not in present)
+        raise _incomplete(path, f"is an incomplete narrowflow result: the completion marker "
+                                f"{COMPLETE_ATTR} is absent (the write was interrupted, or a "
+                                f"narrowflow older than the marker wrote it)"
+                          + (f"; variables missing: {', '.join(missing)}" if missing else "")
+                          + "; xarray can still open it, at your own risk")
+    raise _incomplete(path, "is not a narrowflow result (no narrowflow attributes)")
+
+
 def load(path):
-    """The Dataset stored at `path` (.zarr or .nc), read into memory."""
+    """The Dataset stored at `path` (.zarr or .nc), read into memory.
+
+    Raises FileNotFoundError if nothing is there, ValueError if it is not a complete
+    narrowflow result (foreign, completion marker absent, promised variables missing, or a
+    distributed store with chunks not computed), naming what is missing.
+    """
     import xarray as xr
     path = Path(path)
     fmt = _format(path)
     if not path.exists():
         raise FileNotFoundError(f"path {str(path)!r} does not exist")
     if fmt == "zarr":
+        if not _is_zarr_store(path):
+            raise ValueError(f"path {str(path)!r} is not a Zarr store (no zarr.json or .zgroup)")
         with warnings.catch_warnings():
             # stores written here are not consolidated; others (Dask runs) may be: read both
             warnings.simplefilter("ignore", RuntimeWarning)
             with xr.open_zarr(path) as ds:
+                _check_complete(ds, path)
                 return ds.load()
-    with xr.open_dataset(path) as ds:
+    if not path.is_file():
+        raise ValueError(f"path {str(path)!r} is not a NetCDF file")
+    try:
+        ds = xr.open_dataset(path)
+    except (OSError, ValueError) as exc:
+        raise ValueError(f"path {str(path)!r} is not a readable NetCDF file ({exc})") from None
+    with ds:
+        _check_complete(ds, path)
         return ds.load()
 
 
