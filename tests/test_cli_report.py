@@ -170,3 +170,39 @@ def test_report_gd_comparison(stored, tmp_path, capsys):
     capsys.readouterr()
     assert main(["report", str(paths[".zarr"]), "--out", str(out), "--gd", "0,1"]) == 2
     assert "--gd" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("ext", [".zarr", ".nc"])
+def test_report_accepts_the_run_folder(stored, tmp_path, capsys, ext):
+    """`narrowflow report DIR` with DIR the folder `narrowflow run --out DIR` made (holding
+    results.zarr or results.nc) reports on the store inside it."""
+    res, paths = stored
+    if isinstance(paths[ext], Exception):
+        pytest.skip(f"NetCDF not available: {paths[ext]}")
+    run_dir = tmp_path / "narrowflow-out"
+    run_dir.mkdir()
+    io.save(res, run_dir / f"results{ext}")
+    (run_dir / "summary.txt").write_text("run summary\n")
+    assert main(["report", str(run_dir)]) == 0, capsys.readouterr().err
+    rep = run_dir / "results_report"            # where `report DIR/results.zarr` puts it
+    assert (rep / "summary.md").exists() and (rep / "limit_points.png").exists()
+    assert "120 trajectories" in (rep / "summary.md").read_text()
+
+
+def test_report_folder_without_results_is_refused_by_name(stored, tmp_path, capsys):
+    res, _ = stored
+    empty = tmp_path / "not-a-run"
+    empty.mkdir()
+    (empty / "notes.txt").write_text("mine")
+    assert main(["report", str(empty)]) == 2
+    err = capsys.readouterr().err
+    assert str(empty) in err and "results.zarr" in err and "results.nc" in err
+    assert sorted(p.name for p in empty.iterdir()) == ["notes.txt"]     # nothing written
+    # a folder holding both: ambiguous, refused naming both
+    both = tmp_path / "both"
+    both.mkdir()
+    io.save(res, both / "results.zarr")
+    io.save(res, both / "results.nc")
+    assert main(["report", str(both)]) == 2
+    err = capsys.readouterr().err
+    assert str(both / "results.zarr") in err and str(both / "results.nc") in err

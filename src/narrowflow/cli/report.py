@@ -1,5 +1,6 @@
 """`narrowflow report RESULTS [--out DIR]`: figures (PNG) and a Markdown summary of a
-stored ensemble result (a .zarr directory or .nc file written by ``narrowflow.io.save``)."""
+stored ensemble result (a .zarr directory or .nc file written by ``narrowflow.io.save``, or
+the run folder ``narrowflow run --out`` made, holding results.zarr or results.nc)."""
 from __future__ import annotations
 
 import os
@@ -14,7 +15,7 @@ def add_parser(subparsers) -> None:
         description="Write loss quantile bands, limit clusters modulo symmetry with their "
                     "critical-point types, escape-time histograms (PNG) and summary.md.")
     p.add_argument("results", metavar="RESULTS", help="a .zarr or .nc file from narrowflow run "
-                   "/ narrowflow.io.save")
+                   "/ narrowflow.io.save, or the folder narrowflow run --out made")
     p.add_argument("--out", metavar="DIR", default=None,
                    help="output directory (default: RESULTS without suffix + '_report')")
     p.add_argument("--tol", type=float, default=1e-3,
@@ -30,6 +31,31 @@ def add_parser(subparsers) -> None:
     p.add_argument("--no-polish", action="store_true",
                    help="do not refine cluster representatives to critical points")
     p.set_defaults(func=run)
+
+
+RUN_STORES = ("results.zarr", "results.nc")     # what `narrowflow run --out DIR` writes
+
+
+def resolve_results(results) -> Path:
+    """The store RESULTS names: a .zarr store or .nc file itself, or the run folder that
+    ``narrowflow run --out`` made (holding exactly one of results.zarr, results.nc).
+
+    Raises FileNotFoundError when nothing is at RESULTS, ValueError (naming the path) for a
+    folder holding neither store, or both."""
+    path = Path(results)
+    if not path.exists():
+        raise FileNotFoundError(f"RESULTS: no such file or directory: {path}")
+    if path.is_dir() and path.suffix.lower() not in (".zarr", ".nc", ".nc4"):
+        found = [path / name for name in RUN_STORES if (path / name).exists()]
+        if not found:
+            raise ValueError(f"RESULTS: {path} is a folder holding neither "
+                             f"{' nor '.join(RUN_STORES)} (the output of narrowflow run "
+                             f"--out), and not a .zarr store; pass the store itself")
+        if len(found) > 1:
+            raise ValueError(f"RESULTS: {path} holds both {found[0]} and {found[1]}; pass "
+                             f"the one to report on")
+        return found[0]
+    return path
 
 
 def default_out_dir(results) -> Path:
@@ -244,9 +270,7 @@ def _gd_section(result, f, flow, lp, rates, n, tol, attrs, out, figures) -> list
 
 
 def run(args) -> int:
-    path = Path(args.results)
-    if not path.exists():
-        raise FileNotFoundError(f"RESULTS: no such file or directory: {path}")
+    path = resolve_results(args.results)
     if not (np.isfinite(args.tol) and args.tol > 0):
         raise ValueError(f"--tol: must be > 0, got {args.tol}")
     thresholds = _parse_numbers(args.thresholds, "--thresholds")
