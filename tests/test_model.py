@@ -173,3 +173,37 @@ def test_nf4_benchmark_problem():
     assert flow.n_params == 4 and flow.data.n == 16
     th0 = model.nf4_initial_states(3)
     assert np.array_equal(th0, np.random.default_rng(12345).standard_normal((3, 4)))
+
+
+@pytest.mark.parametrize("kw, name", [
+    (dict(width=10 ** 7), "width"),
+    (dict(width=1e7), "width"),
+    (dict(width=2 ** 63), "width"),
+    (dict(width=float("inf")), "width"),
+    (dict(input_dim=10 ** 5), "input_dim"),
+    (dict(input_dim=1e5), "input_dim"),
+    (dict(output_dim=10 ** 5), "output_dim"),
+    (dict(width=model.MAX_WIDTH + 1), "width"),
+    (dict(input_dim=model.MAX_INPUT_DIM + 1), "input_dim"),
+    (dict(output_dim=model.MAX_OUTPUT_DIM + 1), "output_dim"),
+])
+def test_huge_networks_are_refused_before_any_work(kw, name):
+    import time
+    t = time.perf_counter()
+    with pytest.raises(ValueError, match=rf"^{name} must be <= \d+"):
+        nf.Network(**kw)
+    assert time.perf_counter() - t < 1.0       # refused up front, nothing allocated or built
+
+
+def test_parameter_count_bound_names_the_arguments():
+    # each size within its own bound, but p = m (k + d + bias) + k over MAX_PARAMS
+    with pytest.raises(ValueError, match=r"parameters.*width.*input_dim.*output_dim"):
+        nf.Network(width=1024, input_dim=8)
+    # the largest networks within the bounds are accepted
+    net = nf.Network(width=model.MAX_WIDTH, input_dim=1, bias=True)
+    assert net.n_params <= model.MAX_PARAMS
+    net = nf.Network(width=1, input_dim=model.MAX_INPUT_DIM, output_dim=1)
+    assert net.n_params == model.MAX_INPUT_DIM + 1
+    assert nf.Network(width=np.int64(4)).width == 4
+    with pytest.raises(TypeError, match="width"):
+        nf.Network(width=2.0)                  # a float in range stays a type error

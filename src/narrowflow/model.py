@@ -16,8 +16,29 @@ import numpy as np
 from narrowflow import activations as _act
 
 
-def _positive_int(value, name: str) -> int:
-    if isinstance(value, bool) or not isinstance(value, (int, np.integer)):
+# Upper bounds on the architecture, checked before anything is built or allocated.
+# The right-hand sides (narrowflow.rhs) are generated and compiled per architecture (d, m, k),
+# with code size and compile time growing with m (d + k); the dense p x p Hessian and
+# variational matrices (analysis, monodromy, Rosenbrock solvers) take 8 p^2 bytes each, 128 MiB
+# at p = 4096 per matrix (per trajectory for the variational equation). A "narrow" network
+# lives far below these; beyond them an ensemble of ODEs in parameter space is the wrong tool,
+# and without them width = 10**7 was accepted and input_dim = 10**5 ended in a RecursionError
+# inside code generation.
+MAX_WIDTH = 1024            # m: hidden units
+MAX_INPUT_DIM = 1024        # d
+MAX_OUTPUT_DIM = 1024       # k
+MAX_PARAMS = 4096           # p = m (k + d + bias) + k bias
+
+
+def _positive_int(value, name: str, upper: int | None = None) -> int:
+    """An integer in [1, upper]: TypeError for a non-integer, ValueError (naming `name`) out
+    of range; a real number beyond `upper` (e.g. 1e7) is a ValueError too."""
+    if isinstance(value, (bool, np.bool_)):
+        raise TypeError(f"{name} must be an integer, got {type(value).__name__}")
+    if upper is not None and isinstance(value, (int, float, np.integer, np.floating)) \
+            and not (value <= upper):          # also inf and nan
+        raise ValueError(f"{name} must be <= {upper}, got {value!r}")
+    if not isinstance(value, (int, np.integer)):
         raise TypeError(f"{name} must be an integer, got {type(value).__name__}")
     if value < 1:
         raise ValueError(f"{name} must be >= 1, got {value}")
@@ -44,16 +65,29 @@ class Network:
     width m >= 1, input_dim d >= 1, output_dim k >= 1; activation: a name from
     ``narrowflow.activations.NAMES`` or an Activation; kappa: the quadratic
     activation's parameter; bias: include b_j and c.
+
+    Upper bounds (ValueError naming the argument, before anything is built): m <= MAX_WIDTH
+    (1024), d <= MAX_INPUT_DIM (1024), k <= MAX_OUTPUT_DIM (1024) and the number of
+    parameters p = m (k + d + bias) + k bias <= MAX_PARAMS (4096). Why: the right-hand
+    sides are generated and compiled per architecture, at a cost growing with m (d + k),
+    and the dense p x p Hessian / variational matrices take 8 p^2 bytes each (128 MiB at
+    p = 4096); narrow networks, this package's subject, are far below.
     """
 
     def __init__(self, width=2, input_dim=1, output_dim=1, activation="tanh", bias=False,
                  kappa=None):
-        self.width = _positive_int(width, "width")
-        self.input_dim = _positive_int(input_dim, "input_dim")
-        self.output_dim = _positive_int(output_dim, "output_dim")
+        self.width = _positive_int(width, "width", MAX_WIDTH)
+        self.input_dim = _positive_int(input_dim, "input_dim", MAX_INPUT_DIM)
+        self.output_dim = _positive_int(output_dim, "output_dim", MAX_OUTPUT_DIM)
         if not isinstance(bias, (bool, np.bool_)):
             raise TypeError(f"bias must be True or False, got {bias!r}")
         self.bias = bool(bias)
+        if self.n_params > MAX_PARAMS:
+            raise ValueError(
+                f"the network would have {self.n_params} parameters (width * (output_dim + "
+                f"input_dim{' + 1' if self.bias else ''}){' + output_dim' if self.bias else ''}"
+                f" with width={self.width}, input_dim={self.input_dim}, output_dim="
+                f"{self.output_dim}), more than {MAX_PARAMS}: reduce width or input_dim")
         self.activation = _act.get(activation, kappa=kappa)
 
     @property
