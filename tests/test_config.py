@@ -13,8 +13,18 @@ def test_default_is_the_nf4_preset():
     assert flow.network.width == 2 and flow.network.activation.name == "tanh"
     assert rc.cfg["initial"]["n"] == 100_000
     kw = rc.solver_kwargs()
-    assert kw["method"] == "dop853" and kw["t_span"] == (0.0, 100.0)
-    assert kw["save_at"][0] == 0.0 and np.all(np.diff(kw["save_at"]) > 0)
+    # to convergence: auto (or its stand-in where this build has no "auto"), gtol 1e-8,
+    # t_max 1e7 as a finite guard, a log grid over the decades
+    assert rc.preset == "nf4" and rc.cfg["solver"]["method"] == config.DEFAULT_METHOD == "auto"
+    assert kw["method"] == ("auto" if config.method_available("auto")
+                            else config.DEFAULT_METHOD_FALLBACK)
+    assert kw["t_span"] == (0.0, 1e7) and kw["gtol"] == 1e-8
+    assert kw["rtol"] == 1e-8 and kw["atol"] == 1e-10 and kw["escape_threshold"] == 1e-3
+    at = kw["save_at"]
+    assert at[0] == 0.0 and at[1] == 1e-2 and at[-1] == 1e7 and np.all(np.diff(at) > 0)
+    assert 50 <= at.size <= 80
+    assert np.allclose(np.diff(np.log10(at[1:])), 9 / (at.size - 2))  # log-spaced
+    assert config.load(None, "nf4").cfg == rc.cfg
     th = rc.theta0(4, n=10)
     assert th.shape == (10, 4) and np.array_equal(th, rc.theta0(4, n=12)[:10])
 
@@ -77,3 +87,92 @@ def test_missing_and_invalid_files(tmp_path):
     (tmp_path / "bad.toml").write_text("[solver\n")
     with pytest.raises(ValueError, match="TOML"):
         config.load(tmp_path / "bad.toml")
+
+
+def test_bench_preset_reproduces_the_old_default():
+    """--preset nf4-bench: the t in [0, 100] throughput benchmark, as the built-in default
+    was before the run-to-convergence preset."""
+    rc = config.load(None, "nf4-bench")
+    kw = rc.solver_kwargs()
+    at = kw.pop("save_at")
+    assert kw == dict(method="dop853", t_span=(0.0, 100.0), rtol=1e-8, atol=1e-10, dt=None,
+                      max_steps=10**6, max_step=None, gtol=None, escape_threshold=1e-3,
+                      divergence_bound=1e10, lanes=16, chunk_size=None, threads=None,
+                      save_states=False, seed=12345)
+    assert np.array_equal(at, np.concatenate([[0.0], np.geomspace(0.01, 100.0, 40)]))
+    assert rc.cfg["initial"]["n"] == 100_000 and rc.flow().network.width == 2
+    # a config naming the preset starts from it; its keys override the preset's
+    rc2 = config.loads("preset = 'nf4-bench'\n[initial]\nn = 10\n")
+    assert rc2.preset == "nf4-bench" and rc2.solver_kwargs()["t_span"] == (0.0, 100.0)
+    assert rc2.cfg["initial"]["n"] == 10
+    assert config.loads("preset = 'nf4-bench'\n", preset="nf4-bench").preset == "nf4-bench"
+
+
+@pytest.mark.parametrize("call,where", [
+    (lambda: config.load(None, "nf5"), "--preset"),
+    (lambda: config.loads("", preset="bench"), "--preset"),
+    (lambda: config.loads("preset = 'nf5'\n"), "config key 'preset'"),
+])
+def test_unknown_preset_refused(call, where):
+    with pytest.raises(ValueError, match="unknown preset") as exc:
+        call()
+    msg = str(exc.value)
+    assert where in msg and "nf4, nf4-bench" in msg
+
+
+def test_conflicting_presets_refused():
+    with pytest.raises(ValueError, match="--preset 'nf4' conflicts"):
+        config.loads("preset = 'nf4-bench'\n", preset="nf4")
+    with pytest.raises(TypeError, match="'preset'"):
+        config.loads("preset = 3\n")
+
+
+@pytest.mark.parametrize("t_span,kind,first,num", [
+    ([0.0, 5.0], "linear", 0.125, 41),        # refused before: the grid ignored t_span
+    ([1.0, 3.0], "linear", 1.05, 41),
+    ([0.0, 10.0], "linear", 0.25, 41),        # 3 decades above 0.01: still linear
+    ([0.0, 1e4], "log", 0.01, 44),            # t0, then 6 decades at 7 points per decade
+    ([2.0, 1e3], "log", 2.01, 37),
+])
+def test_default_save_grid_follows_t_span(t_span, kind, first, num):
+    rc = config.loads(f"[solver]\nt_span = {t_span}\n")
+    at = rc.solver_kwargs()["save_at"]
+    t0, t1 = t_span
+    assert at[0] == t0 and at[-1] == t1 and np.all(np.diff(at) > 0)
+    assert at.size == num and at[1] == pytest.approx(first)
+    off = at[1:] - t0
+    if kind == "log":
+        assert np.allclose(np.diff(np.log(off)), np.log(off[1] / off[0]))
+    else:
+        assert np.allclose(np.diff(at), at[1] - at[0])
+    # an explicit grid is kept as given
+    rc = config.loads(f"[solver]\nt_span = {t_span}\n[save]\nat = [{t1}]\n")
+    assert np.array_equal(rc.save_at(), [t0, t1])
+
+
+def test_t_span_inf_only_with_gtol():
+    rc = config.loads("[solver]\nt_span = [0, inf]\ngtol = 1e-7\n")
+    kw = rc.solver_kwargs()
+    assert kw["t_span"] == (0.0, np.inf) and kw["gtol"] == 1e-7
+    assert kw["save_at"][-1] == config.SAVE_INF_END and np.all(np.isfinite(kw["save_at"]))
+    assert config.loads("[solver]\nt_span = [0, inf]\n").solver_kwargs()["gtol"] == 1e-8
+    for text in ("[solver]\nt_span = [0, inf]\ngtol = 0\n",
+                 "preset = 'nf4-bench'\n[solver]\nt_span = [0, inf]\n",
+                 "[solver]\nt_span = [0, nan]\n", "[solver]\nt_span = [-inf, 1]\n",
+                 "[solver]\nt_span = [1, 1]\n"):
+        with pytest.raises(ValueError, match=r"solver\.t_span"):
+            config.loads(text)
+    with pytest.raises(ValueError, match=r"solver\.gtol"):
+        config.loads("[solver]\ngtol = -1\n")
+    assert config.loads("[solver]\ngtol = 0\n").solver_kwargs()["gtol"] is None  # 0: off
+    with pytest.raises(ValueError, match=r"output\.limit_tol"):
+        config.loads("[output]\nlimit_tol = 0\n")
+
+
+def test_auto_falls_back_where_missing(monkeypatch):
+    import narrowflow.ensemble as ens
+    monkeypatch.setattr(ens, "METHODS", tuple(m for m in ens.METHODS if m != "auto"))
+    rc = config.load(None)
+    assert rc.solver_kwargs()["method"] == config.DEFAULT_METHOD_FALLBACK
+    assert rc.notes and "auto" in rc.notes[0]
+    assert config.loads("[solver]\nmethod = 'tsit5'\n").notes == []

@@ -1,9 +1,22 @@
 """TOML configurations of the main job (`narrowflow run`).
 
 A config has up to six tables; every key is optional and has the default of the built-in
-NF4 preset (DESIGN.md's benchmark problem; method dop853, which was the fastest at rtol 1e-8
-with save points in benchmarks/, and the most accurate). Unknown tables or keys and wrong types are
-refused with an error that names the key (e.g. ``solver.rtol``).
+NF4 preset (DESIGN.md's benchmark problem integrated to convergence: 10^5 trajectories,
+method "auto", until ||grad L|| < gtol = 1e-8 or t = 1e7, a log-spaced save grid). Unknown
+tables or keys and wrong types are refused with an error that names the key (e.g.
+``solver.rtol``).
+
+Presets (``narrowflow run --preset NAME``, or ``preset = "NAME"`` at the top of a config,
+whose keys then override the preset's): see PRESETS.
+
+    nf4         the default: NF4 to convergence (as above)
+    nf4-bench   the throughput benchmark: dop853 on t in [0, 100], no gtol, 40 log-spaced
+                save points from 0.01 to 100 (the built-in default before 0.x)
+
+solver.gtol = 0 turns the convergence test off. solver.t_span may end at ``inf`` only with
+a gtol (each trajectory then runs until ||grad L|| < gtol). Without [save] at, the save grid
+follows t_span (default_save_grid): log-spaced from t0 + 0.01 when t_span spans more than
+3 decades above 0.01, else 41 linear points.
 
     [network]   width, input_dim, output_dim, activation, kappa, bias, weight_decay
     [data]      preset = "nf4" | x, y (inline arrays, or x = {start, stop, num})
@@ -32,6 +45,68 @@ else:  # pragma: no cover
 _NUM = (int, float)
 _ARR = (list, dict)
 
+# >>> The method of the to-convergence presets. "auto" (per-trajectory switch from an explicit
+# method to a Rosenbrock one when stiff) is used once narrowflow.ensemble.METHODS has it;
+# until then a config asking for "auto" runs DEFAULT_METHOD_FALLBACK, and the summary says so.
+DEFAULT_METHOD = "auto"
+DEFAULT_METHOD_FALLBACK = "dop853"
+
+# default save grid (default_save_grid): first positive save time after t0, log spacing
+# beyond this many decades above it, points per decade, linear points, end for t1 = inf
+SAVE_FIRST = 1e-2
+SAVE_LOG_DECADES = 3.0
+SAVE_PER_DECADE = 7
+SAVE_LINEAR_NUM = 41
+SAVE_INF_END = 1e7
+
+
+def method_available(name: str) -> bool:
+    """Whether ``narrowflow.ensemble`` offers ``name`` in this build."""
+    from narrowflow.ensemble import METHODS
+    return name in METHODS
+
+
+def resolve_method(name: str) -> tuple[str, str | None]:
+    """(method to run, note or None): "auto" falls back to DEFAULT_METHOD_FALLBACK where this
+    build has no "auto" yet; other names pass through (solve_ensemble checks them)."""
+    if name == "auto" and not method_available("auto"):
+        return DEFAULT_METHOD_FALLBACK, (f"method 'auto' is not in this build's "
+                                         f"narrowflow.ensemble.METHODS; ran "
+                                         f"{DEFAULT_METHOD_FALLBACK!r} instead")
+    return name, None
+
+
+def default_save_grid(t_span) -> np.ndarray:
+    """Save times for t_span (t0, t1) when [save] at is not given.
+
+    Offsets from t0: log-spaced from SAVE_FIRST (0.01) to t1 - t0, SAVE_PER_DECADE (7) points
+    per decade, when that spans more than SAVE_LOG_DECADES (3) decades; else SAVE_LINEAR_NUM
+    (41) linear points over [t0, t1]. An infinite t1 (run to gtol) ends the grid at
+    t0 + SAVE_INF_END (1e7): save points after a trajectory converged hold its final state.
+    """
+    t0, t1 = (float(v) for v in t_span)
+    end = t1 if np.isfinite(t1) else t0 + SAVE_INF_END
+    span = end - t0
+    decades = np.log10(span / SAVE_FIRST) if span > SAVE_FIRST else 0.0
+    if decades > SAVE_LOG_DECADES:
+        num = int(round(SAVE_PER_DECADE * decades)) + 1
+        at = t0 + np.geomspace(SAVE_FIRST, span, num)
+        at[-1] = end  # exactly t1 despite the rounding of t0 + span
+        return at
+    return np.linspace(t0, end, SAVE_LINEAR_NUM)
+
+
+def preset_names() -> str:
+    return ", ".join(PRESETS)
+
+
+def check_preset(name, where: str = "--preset") -> str:
+    """The preset ``name`` if known; else a ValueError naming ``where`` and the presets."""
+    if not isinstance(name, str) or name not in PRESETS:
+        raise ValueError(f"unknown preset {name!r} ({where}); known presets: "
+                         f"{preset_names()} (narrowflow run --preset NAME)")
+    return name
+
 # table -> key -> (accepted types, default)
 SCHEMA: dict[str, dict[str, tuple]] = {
     "network": {
@@ -50,15 +125,15 @@ SCHEMA: dict[str, dict[str, tuple]] = {
         "high": ((int, float, list), 1.0),
     },
     "solver": {
-        "method": ((str,), "dop853"), "t_span": ((list,), [0.0, 100.0]), "rtol": (_NUM, 1e-8),
-        "atol": (_NUM, 1e-10), "dt": (_NUM, None), "max_steps": ((int,), 10**6),
-        "max_step": (_NUM, None),
-        "gtol": (_NUM, None), "escape_threshold": (_NUM, 1e-3),
+        "method": ((str,), DEFAULT_METHOD), "t_span": ((list,), [0.0, 1e7]),
+        "rtol": (_NUM, 1e-8), "atol": (_NUM, 1e-10), "dt": (_NUM, None),
+        "max_steps": ((int,), 10**6), "max_step": (_NUM, None),
+        "gtol": (_NUM, 1e-8), "escape_threshold": (_NUM, 1e-3),
         "divergence_bound": (_NUM, 1e10), "lanes": ((int,), 16), "chunk_size": ((int,), None),
         "threads": ((int,), None),
     },
     "save": {
-        "at": ((list, dict), {"start": 0.01, "stop": 100.0, "num": 40, "spacing": "log"}),
+        "at": ((list, dict), None),  # None: default_save_grid(solver.t_span)
         "states": ((bool,), False),
     },
     # read by `narrowflow monodromy` (cli/monodromy.py, which holds the defaults);
@@ -70,7 +145,24 @@ SCHEMA: dict[str, dict[str, tuple]] = {
     "output": {
         "dir": ((str,), "narrowflow-out"), "format": ((str,), "zarr"),
         "figure": ((bool,), True), "success_tol": (_NUM, 1e-5),
+        # clustering scale of the summary's limit points (as `narrowflow report --tol`)
+        "limit_tol": (_NUM, 1e-3),
     },
+}
+
+# Named presets: overrides of the SCHEMA defaults (which are the "nf4" preset). A value None
+# switches a key off (e.g. no gtol). The first entry is the default of `narrowflow run`.
+PRESETS: dict[str, dict] = {
+    "nf4": {},
+    "nf4-bench": {
+        "solver": {"method": "dop853", "t_span": [0.0, 100.0], "gtol": None},
+        "save": {"at": {"start": 0.01, "stop": 100.0, "num": 40, "spacing": "log"}},
+    },
+}
+DEFAULT_PRESET = "nf4"
+PRESET_DESCRIPTIONS = {
+    "nf4": "NF4 to convergence: 10^5 trajectories, method auto, gtol 1e-8, t <= 1e7",
+    "nf4-bench": "NF4 throughput benchmark: 10^5 trajectories, dop853, t in [0, 100]",
 }
 _TEACHER_KEYS = {"width": (int,), "activation": (str,), "bias": (bool,), "kappa": _NUM,
                  "theta": (list,)}
@@ -98,10 +190,27 @@ def _check_table(table: dict, allowed: dict, where: str):
         _check_type(value, allowed[key], where + key)
 
 
-def validate(raw: dict) -> dict:
-    """Check a parsed TOML document against SCHEMA; returns it with defaults filled in."""
+def validate(raw: dict, preset: str | None = None) -> dict:
+    """Check a parsed TOML document against SCHEMA; returns it with the defaults of its preset
+    filled in (``preset``, else the document's top-level ``preset`` key, else "nf4")."""
+    return _validate(raw, preset)[0]
+
+
+def _validate(raw: dict, preset: str | None = None) -> tuple[dict, str]:
+    """(validated config, preset name); see validate."""
     if not isinstance(raw, dict):
         raise TypeError("config must be a table")
+    raw = dict(raw)
+    named = raw.pop("preset", None)
+    if named is not None:
+        _check_type(named, (str,), "preset")
+        check_preset(named, "config key 'preset'")
+    if preset is not None:
+        check_preset(preset, "--preset")
+        if named is not None and named != preset:
+            raise ValueError(f"--preset {preset!r} conflicts with the config's preset = "
+                             f"{named!r}; give one")
+    name = preset or named or DEFAULT_PRESET
     for table, body in raw.items():
         if table not in SCHEMA:
             raise ValueError(f"unknown config table [{table}]; allowed: {', '.join(SCHEMA)}")
@@ -109,6 +218,8 @@ def validate(raw: dict) -> dict:
             raise TypeError(f"config key {table!r} must be a table ([{table}])")
         _check_table(body, {k: v[0] for k, v in SCHEMA[table].items()}, f"{table}.")
     cfg = {t: {k: copy.deepcopy(v[1]) for k, v in keys.items()} for t, keys in SCHEMA.items()}
+    for table, body in PRESETS[name].items():
+        cfg[table].update(copy.deepcopy(body))
     for table, body in raw.items():
         cfg[table].update(copy.deepcopy(body))
     data = raw.get("data", {})
@@ -137,12 +248,25 @@ def validate(raw: dict) -> dict:
     t_span = cfg["solver"]["t_span"]
     if len(t_span) != 2 or not all(isinstance(v, _NUM) and not isinstance(v, bool) for v in t_span):
         raise TypeError(f"config key 'solver.t_span' must be an array of two numbers, got {t_span!r}")
+    gtol = cfg["solver"]["gtol"]
+    if gtol is not None and not (np.isfinite(gtol) and gtol >= 0):
+        raise ValueError(f"config key 'solver.gtol' must be >= 0 (0: off), got {gtol!r}")
+    t0, t1 = (float(v) for v in t_span)
+    if not np.isfinite(t0) or np.isnan(t1) or not t1 > t0:
+        raise ValueError(f"config key 'solver.t_span' must be [t0, t1] with t0 finite and "
+                         f"t1 > t0, got {t_span!r}")
+    if np.isinf(t1) and not gtol:
+        raise ValueError(f"config key 'solver.t_span' ends at inf: that needs 'solver.gtol' "
+                         f"(each trajectory then runs until ||grad L|| < gtol), got {t_span!r}")
+    tol = cfg["output"]["limit_tol"]
+    if not (np.isfinite(tol) and tol > 0):
+        raise ValueError(f"config key 'output.limit_tol' must be > 0, got {tol!r}")
     if cfg["output"]["format"] not in ("zarr", "netcdf"):
         raise ValueError(f"config key 'output.format' must be 'zarr' or 'netcdf', got "
                          f"{cfg['output']['format']!r}")
     if cfg["initial"]["n"] < 1:
         raise ValueError(f"config key 'initial.n' must be >= 1, got {cfg['initial']['n']}")
-    return cfg
+    return cfg, name
 
 
 def _check_range(rng: dict, key: str):
@@ -170,8 +294,15 @@ class RunConfig:
     """A validated config (dict `cfg` in the SCHEMA layout) and where it came from."""
 
     cfg: dict
-    source: str = "built-in NF4 preset"
+    source: str = "built-in preset nf4"
     base_dir: Path = Path(".")
+    preset: str = DEFAULT_PRESET
+
+    @property
+    def notes(self) -> list[str]:
+        """What the run does differently from what the config asks (e.g. no "auto" yet)."""
+        note = resolve_method(self.cfg["solver"]["method"])[1]
+        return [note] if note else []
 
     def network(self):
         from narrowflow.model import Network
@@ -231,7 +362,9 @@ class RunConfig:
                               low=i["low"], high=i["high"])
 
     def save_at(self) -> np.ndarray:
-        at = _grid(self.cfg["save"]["at"], "save.at")
+        spec = self.cfg["save"]["at"]
+        at = (default_save_grid(self.cfg["solver"]["t_span"]) if spec is None
+              else _grid(spec, "save.at"))
         t0 = float(self.cfg["solver"]["t_span"][0])
         if at.size and at[0] > t0:
             at = np.concatenate([[t0], at])  # the bands start at the initial loss
@@ -239,10 +372,11 @@ class RunConfig:
 
     def solver_kwargs(self) -> dict:
         s = self.cfg["solver"]
-        kw = dict(method=s["method"], t_span=tuple(float(v) for v in s["t_span"]),
+        kw = dict(method=resolve_method(s["method"])[0],
+                  t_span=tuple(float(v) for v in s["t_span"]),
                   rtol=s["rtol"], atol=s["atol"], dt=s["dt"], max_steps=s["max_steps"],
                   max_step=s["max_step"],
-                  gtol=s["gtol"], escape_threshold=s["escape_threshold"],
+                  gtol=s["gtol"] or None, escape_threshold=s["escape_threshold"],
                   divergence_bound=s["divergence_bound"], lanes=s["lanes"],
                   chunk_size=s["chunk_size"], threads=s["threads"],
                   save_states=self.cfg["save"]["states"], seed=self.cfg["initial"]["seed"])
@@ -251,10 +385,11 @@ class RunConfig:
         return kw
 
 
-def load(path=None) -> RunConfig:
-    """Read and validate a TOML config (None: the built-in NF4 preset)."""
+def load(path=None, preset: str | None = None) -> RunConfig:
+    """Read and validate a TOML config (None: the built-in preset ``preset``, default nf4)."""
     if path is None:
-        return RunConfig(validate({}))
+        cfg, name = _validate({}, preset)
+        return RunConfig(cfg, source=f"built-in preset {name}", preset=name)
     path = Path(path)
     if not path.exists():
         raise FileNotFoundError(f"config file {str(path)!r} does not exist")
@@ -262,9 +397,13 @@ def load(path=None) -> RunConfig:
         raw = tomllib.loads(path.read_text())
     except tomllib.TOMLDecodeError as exc:
         raise ValueError(f"config file {str(path)!r} is not valid TOML: {exc}") from None
-    return RunConfig(validate(raw), source=str(path), base_dir=path.parent)
+    cfg, name = _validate(raw, preset)
+    return RunConfig(cfg, source=str(path) + ("" if name == DEFAULT_PRESET else
+                                              f" (preset {name})"),
+                     base_dir=path.parent, preset=name)
 
 
-def loads(text: str) -> RunConfig:
+def loads(text: str, preset: str | None = None) -> RunConfig:
     """Validate a config given as TOML text."""
-    return RunConfig(validate(tomllib.loads(text)), source="<string>")
+    cfg, name = _validate(tomllib.loads(text), preset)
+    return RunConfig(cfg, source="<string>", preset=name)
