@@ -409,3 +409,73 @@ def test_pooled_unconverged_and_unanalysed(nf4, single_fit):
     assert k == n == 28 and ci[0] > 0.85
     md = lp.to_markdown()
     assert "not converged: 2 clusters" in md and "28 small clusters, not analysed" in md
+
+
+def _ended(nf4, single_fit, seed=0):
+    """A synthetic ensemble's end: 200 CONVERGED at the teacher, 60 CONVERGED at the
+    dead-neuron saddle (index 1), 30 still moving at t_max, 10 diverged; random symmetric
+    images of each state."""
+    rng = np.random.default_rng(seed)
+    a, w = single_fit
+    saddle = np.array([a, w, 0.0, 0.0])
+    X = np.concatenate([np.tile(TEACHER, (200, 1)), np.tile(saddle, (60, 1)),
+                        rng.normal(size=(30, 4)), np.full((10, 4), np.nan)])
+    X[:260] += 1e-10 * rng.standard_normal((260, 4))
+    N = X.shape[0]
+    B = X.reshape(N, 2, 2) * rng.choice([-1.0, 1.0], (N, 2, 1))
+    swap = rng.random(N) < 0.5
+    B[swap] = B[swap][:, ::-1]
+    status = np.repeat([1, 1, 0, 2], [200, 60, 30, 10])
+    t_final = np.concatenate([rng.uniform(10, 20, 200), rng.uniform(30, 40, 60),
+                              np.full(30, 100.0), rng.uniform(0, 1, 10)])
+    loss = np.array([nf4.loss(x) if np.all(np.isfinite(x)) else np.inf for x in X])
+    perm = rng.permutation(N)
+    return analysis.EnsembleFields(
+        y_final=B.reshape(N, 4)[perm], loss_final=loss[perm], status=status[perm],
+        t_final=t_final[perm], t_saved=None, y_saved=None, loss_saved=None, escape_time=None,
+        escape_threshold=None, parameter_names=None, attrs={"gtol": 1e-8}, source=None)
+
+
+def test_summarize_limits_by_type(nf4, single_fit):
+    f = _ended(nf4, single_fit)
+    ls = analysis.summarize_limits(f, nf4)
+    rows = {r["key"]: r for r in ls.rows}
+    assert [r["key"] for r in ls.rows] == ["global_minimum", "saddle_1", "diverged",
+                                           "not_converged"]
+    assert rows["global_minimum"]["label"] == "global minimum (zero loss)"
+    assert rows["saddle_1"]["label"] == "saddle, index 1"
+    for key, n in (("global_minimum", 200), ("saddle_1", 60), ("diverged", 10),
+                   ("not_converged", 30)):
+        assert rows[key]["count"] == n and rows[key]["fraction"] == n / 300
+        p = n / 300
+        assert rows[key]["se"] == pytest.approx(np.sqrt(p * (1 - p) / 300))
+    assert sum(r["fraction"] for r in ls.rows) == pytest.approx(1.0)
+    assert 10 < rows["global_minimum"]["t_median"] < 20 and 30 < rows["saddle_1"]["t_median"] < 40
+    assert ls.n_converged == ls.n_classified == 260 and not ls.subsampled and ls.gtol == 1e-8
+    conv = f.status == 1
+    assert ls.converge_time["median"] == np.median(f.t_final[conv])
+    assert ls.converge_time["q25"] == np.percentile(f.t_final[conv], 25)
+    assert ls.fraction("global") == pytest.approx(200 / 300)
+    # the same from limit_points: the summary is its classification, pooled by type
+    assert sum(cp.size for cp in ls.limit_points.clusters if cp.kind == "saddle") == 60
+
+
+def test_summarize_limits_subsampled_and_without_gtol(nf4, single_fit):
+    f = _ended(nf4, single_fit, seed=1)
+    ls = analysis.summarize_limits(f, nf4, max_states=100, seed=3)
+    assert ls.subsampled and ls.n_classified == 100 and ls.n_converged == 260
+    rows = {r["key"]: r for r in ls.rows}
+    assert sum(r["fraction"] for r in ls.rows) == pytest.approx(1.0)
+    assert rows["global_minimum"]["count"] + rows["saddle_1"]["count"] == pytest.approx(260)
+    # the estimate is within 4 of its standard errors (which include the sampling)
+    g = rows["global_minimum"]
+    assert abs(g["fraction"] - 200 / 300) < 4 * g["se"]
+    assert g["se"] > np.sqrt((2 / 3) * (1 / 3) / 300)
+    f.attrs = {}  # no gtol: the moving ones were never tested
+    ls = analysis.summarize_limits(f, nf4)
+    assert ls.gtol is None and ls.rows[-1]["label"].startswith("not tested for convergence")
+    with pytest.raises(ValueError, match="status"):
+        analysis.summarize_limits(analysis.EnsembleFields(
+            y_final=f.y_final, loss_final=None, status=None, t_final=None, t_saved=None,
+            y_saved=None, loss_saved=None, escape_time=None, escape_threshold=None,
+            parameter_names=None, attrs={}, source=None), nf4)
