@@ -1,4 +1,5 @@
-"""`narrowflow run`: the default preset, the example configs, refusals naming the key."""
+"""`narrowflow run`: the presets, the summary of where training ended (and the report on
+its store), the example configs, refusals naming the key."""
 from pathlib import Path
 
 import numpy as np
@@ -16,24 +17,161 @@ def _run(args, capsys):
     return code, out.out, out.err
 
 
-def test_default_preset(tmp_path, capsys):
-    code, out, err = _run(["--out", str(tmp_path / "o"), "-n", "1500", "--threads", "2"], capsys)
+# NF4 as in the default preset, but short enough for a test: dop853 (an explicit method
+# reaches ||grad L|| < 1e-6 by t = 1e4 for about 40 % of the trajectories)
+SHORT = """
+[solver]
+method = "dop853"
+t_span = [0.0, 1e4]
+gtol = 1e-6
+"""
+
+
+def _limit_rows(text):
+    """{label: (count, fraction)} from the summary's limits table, and the total line."""
+    lines = text.splitlines()
+    i = next(k for k, line in enumerate(lines) if line.startswith("  limits"))
+    rows = {}
+    for line in lines[i + 1:]:
+        if line.startswith("              ("):
+            continue
+        if not line.startswith("    "):
+            break
+        label, rest = line[4:].split("  ", 1) if "  " in line[4:] else (line[4:], "")
+        parts = rest.split()
+        rows[label.strip()] = (float(parts[0]), float(parts[1]))
+    total = rows.pop("(total)")
+    return rows, total
+
+
+def test_summary_answers_the_question(tmp_path, capsys):
+    """The main job's summary: where the trajectories ended (fractions adding up to 1, the
+    global minimum among them), the time to converge."""
+    cfg = tmp_path / "short.toml"
+    cfg.write_text(SHORT)
+    out_dir = tmp_path / "o"
+    code, out, err = _run([str(cfg), "--out", str(out_dir), "-n", "64", "--threads", "1"],
+                          capsys)
     assert code == 0, err
-    for key in ("reached it", "final loss", "escape", "median escape time", "global min  0"):
+    text = (out_dir / "summary.txt").read_text()
+    assert text.strip() in out
+    ds = io.load(out_dir / "results.zarr")
+    status, t_final = ds["status"].values, ds["t_final"].values
+    assert ds.sizes["trajectory"] == 64 and ds.attrs["gtol"] == 1e-6
+    rows, total = _limit_rows(text)
+    assert total[0] == 64 and total[1] == pytest.approx(1.0, abs=1e-9)
+    assert sum(c for c, _ in rows.values()) == 64
+    assert sum(f for _, f in rows.values()) == pytest.approx(1.0, abs=len(rows) * 5e-5)
+    glob = [f for label, (_, f) in rows.items() if label.startswith("global minimum")]
+    assert len(glob) == 1 and glob[0] > 0
+    # classification rows cover exactly the CONVERGED trajectories, status rows the rest
+    n_conv = int(np.sum(status == 1))
+    assert 0 < n_conv < 64
+    status_rows = ("diverged", "not converged: still moving at t_max")
+    assert rows["diverged"][0] == np.sum(status == 2)
+    assert rows["not converged: still moving at t_max"][0] == np.sum(status == 0)
+    assert sum(c for label, (c, _) in rows.items() if label not in status_rows) == n_conv
+    # the median time to converge is that of the stored CONVERGED trajectories
+    line = next(s for s in text.splitlines() if s.startswith("  converge"))
+    med = float(line.split("median ")[1].split(",")[0])
+    assert med == pytest.approx(np.median(t_final[status == 1]), rel=1e-3)
+    assert "quartiles" in line and f"of the {n_conv} converged" in line
+    frac = float(out.split("reached it")[1].split()[0])
+    assert frac > 0 and frac == pytest.approx(np.mean(ds["loss_final"].values <= 1e-5), abs=1e-4)
+    # a second run into the same folder is refused unless --overwrite
+    code, out, err = _run([str(cfg), "--out", str(out_dir), "-n", "10"], capsys)
+    assert code == 2 and "--overwrite" in err
+    code, out, err = _run([str(cfg), "--out", str(out_dir), "-n", "10", "--overwrite",
+                           "--no-figure", "--format", "netcdf", "--threads", "1"], capsys)
+    assert code == 0 and io.load(out_dir / "results.nc").sizes["trajectory"] == 10
+
+
+def _report_has_limit_points(store, out_dir, capsys):
+    """`narrowflow report` on a stored run: a populated limit-point figure and Morse table."""
+    code = main(["report", str(store), "--out", str(out_dir)])
+    capsys.readouterr()
+    assert code == 0
+    assert (out_dir / "limit_points.png").stat().st_size > 1000
+    md = (out_dir / "summary.md").read_text()
+    table = md.split("## Limit points modulo symmetry")[1]
+    assert "| 0 |" in table and "global minimum (zero loss)" in table
+    assert "no trajectory reached a critical point" not in md
+    return md
+
+
+def test_summary_teacher_all_at_global_minimum(tmp_path, capsys):
+    """A one-neuron student of a one-neuron teacher: every trajectory converges to the
+    (certified, zero-loss) global minimum, the table says so, and so does the report."""
+    cfg = tmp_path / "t.toml"
+    cfg.write_text("[network]\nwidth = 1\n[data]\nx = {start = -2, stop = 2, num = 16}\n"
+                   "teacher = {width = 1, theta = [1.0, 1.5]}\n"
+                   "[solver]\nmethod = 'dop853'\nt_span = [0.0, 1e4]\n[output]\nfigure = false\n")
+    code, out, err = _run([str(cfg), "--out", str(tmp_path / "o"), "-n", "32", "--threads", "1"],
+                          capsys)
+    assert code == 0, err
+    rows, total = _limit_rows(out)
+    assert rows["global minimum (zero loss)"] == (32, 1.0)
+    assert rows["diverged"] == (0, 0.0) and rows["not converged: still moving at t_max"] == (0, 0.0)
+    assert "time to ||grad L|| < 1e-08: median" in out
+    _report_has_limit_points(tmp_path / "o" / "results.zarr", tmp_path / "r", capsys)
+
+
+def test_default_preset(tmp_path, capsys):
+    """The built-in default: NF4 to convergence with method auto (a small N here)."""
+    from narrowflow import config
+    if not config.method_available("auto"):
+        pytest.skip("this build has no method 'auto' yet (the default would run dop853 to 1e7)")
+    code, out, err = _run(["--out", str(tmp_path / "o"), "-n", "64", "--threads", "1"], capsys)
+    assert code == 0, err
+    for key in ("method auto", "gtol 1e-08", "t in [0, 1e+07]", "reached it", "final loss",
+                "median escape time", "global min  0", "limits", "converge    time to"):
         assert key in out
     ds = io.load(tmp_path / "o" / "results.zarr")
-    assert ds.sizes["trajectory"] == 1500 and ds.attrs["seed"] == 12345
+    assert ds.sizes["trajectory"] == 64 and ds.attrs["seed"] == 12345
+    assert ds["time"].values[-1] == 1e7 and ds.sizes["time"] > 50
+    rows, total = _limit_rows(out)
+    assert rows["global minimum (zero loss)"][1] > 0.9
     assert (tmp_path / "o" / "loss_bands.png").stat().st_size > 1000
-    assert "reached it" in (tmp_path / "o" / "summary.txt").read_text()
-    # the fraction printed is the one computed from the stored final losses
-    frac = float(out.split("reached it")[1].split()[0])
-    assert frac == pytest.approx(np.mean(ds["loss_final"].values <= 1e-5), abs=1e-4)
-    # a second run into the same folder is refused unless --overwrite
-    code, out, err = _run(["--out", str(tmp_path / "o"), "-n", "10"], capsys)
-    assert code == 2 and "--overwrite" in err
-    code, out, err = _run(["--out", str(tmp_path / "o"), "-n", "10", "--overwrite",
-                           "--no-figure", "--format", "netcdf"], capsys)
-    assert code == 0 and io.load(tmp_path / "o" / "results.nc").sizes["trajectory"] == 10
+    assert (tmp_path / "o" / "config.toml").read_text().startswith('preset = "nf4"')
+    md = _report_has_limit_points(tmp_path / "o" / "results.zarr", tmp_path / "r", capsys)
+    assert "a1=1, w1=1.5, a2=0.7, w2=-0.4" in md  # the teacher, in canonical form
+
+
+def test_bench_preset(tmp_path, capsys):
+    """--preset nf4-bench: the old default (dop853, t in [0, 100], no gtol, the old grid)."""
+    code, out, err = _run(["--preset", "nf4-bench", "--out", str(tmp_path / "o"), "-n", "16",
+                           "--threads", "1", "--no-figure"], capsys)
+    assert code == 0, err
+    assert "built-in preset nf4-bench" in out and "method dop853, t in [0, 100]" in out
+    assert "no gtol: convergence not tested" in out
+    ds = io.load(tmp_path / "o" / "results.zarr")
+    assert ds.attrs["method"] == "dop853" and ds.attrs["t1"] == 100.0 and "gtol" not in ds.attrs
+    assert np.array_equal(ds["time"].values, np.concatenate([[0.0], np.geomspace(0.01, 100, 40)]))
+    assert set(np.unique(ds["status"].values)) <= {0, 2}
+    # the effective config names its preset (and writes gtol off as 0): it runs the same again
+    eff = (tmp_path / "o" / "config.toml").read_text()
+    assert eff.startswith('preset = "nf4-bench"') and "gtol = 0.0" in eff
+    code, out, err = _run([str(tmp_path / "o" / "config.toml"), "--out", str(tmp_path / "p"),
+                           "--no-figure", "--threads", "1"], capsys)
+    assert code == 0, err
+    again = io.load(tmp_path / "p" / "results.zarr")
+    assert np.array_equal(again["y_final"].values, ds["y_final"].values)
+    assert "gtol" not in again.attrs
+
+
+@pytest.mark.parametrize("args,where", [
+    (["--preset", "nf5"], "--preset"),
+    (["--preset", "bench"], "--preset"),
+])
+def test_unknown_preset_refused(tmp_path, capsys, args, where):
+    code, out, err = _run([*args, "--out", str(tmp_path / "o")], capsys)
+    assert code == 2
+    assert where in err and "unknown preset" in err and "nf4, nf4-bench" in err
+    assert not (tmp_path / "o").exists()
+    cfg = tmp_path / "c.toml"
+    cfg.write_text(f"preset = {args[1]!r}\n")
+    code, out, err = _run([str(cfg), "--out", str(tmp_path / "o")], capsys)
+    assert code == 2 and "config key 'preset'" in err and "nf4, nf4-bench" in err
 
 
 @pytest.mark.parametrize("path", EXAMPLES, ids=[p.stem for p in EXAMPLES])
@@ -66,6 +204,11 @@ def test_bad_config_refused_naming_key(tmp_path, capsys, text, key):
 
 @pytest.mark.slow
 def test_default_preset_full(tmp_path, capsys):
+    from narrowflow import config
+    if not config.method_available("auto"):
+        pytest.skip("this build has no method 'auto' yet")
     code, out, err = _run(["--out", str(tmp_path / "o")], capsys)
     assert code == 0, err
     assert io.load(tmp_path / "o" / "results.zarr").sizes["trajectory"] == 100_000
+    rows, total = _limit_rows(out)
+    assert total == (100_000, 1.0) and rows["global minimum (zero loss)"][1] > 0.5
