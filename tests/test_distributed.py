@@ -383,14 +383,42 @@ figure = false
 
 
 SIGINT_SCRIPT = """
-import os, sys
+import os, signal, sys, time
 from narrowflow import distributed as D
 from narrowflow.model import nf4_benchmark
 
+FIRST, STOP = %r, %r
+_run_chunk = D.run_chunk
+
+
+def gated_run_chunk(*args, **kw):
+    # runs on the workers (cloudpickled by value from __main__): the first task to claim FIRST
+    # computes its chunk; every other task is held until the client has been interrupted
+    # (STOP, made by the SIGINT handler below) and then fails without computing, so no
+    # other chunk can finish before or after the signal (the wait is bounded as a safety net)
+    try:
+        os.close(os.open(FIRST, os.O_CREAT | os.O_EXCL | os.O_WRONLY))
+    except FileExistsError:
+        deadline = time.monotonic() + 600
+        while not os.path.exists(STOP) and time.monotonic() < deadline:
+            time.sleep(0.02)
+        raise RuntimeError("held until the client was interrupted")
+    return _run_chunk(*args, **kw)
+
+
+D.run_chunk = gated_run_chunk      # solve_distributed submits D.run_chunk
+
+
+def on_sigint(signum, frame):
+    open(STOP, "w").close()
+    raise KeyboardInterrupt
+
+
 def progress(done, total):
-    print("done", done, flush=True)
+    print("done", done, flush=True)   # the test's cue: one chunk is complete and marked
 
 if __name__ == "__main__":
+    signal.signal(signal.SIGINT, on_sigint)
     try:
         D.solve_distributed(nf4_benchmark(), seed=%d, n=%d, store=sys.argv[1], chunk=%d,
                             progress=progress, t_span=%r, rtol=1e-8, atol=1e-10)
@@ -402,19 +430,26 @@ if __name__ == "__main__":
 
 
 def test_ctrl_c_with_own_cluster_then_resume(client, flow, reference, tmp_path):
-    """A real SIGINT to a client that started its own LocalCluster (client=None)."""
+    """A real SIGINT to a client that started its own LocalCluster (client=None).
+
+    Synchronised on events, not on timing: the subprocess reports on stdout when its first
+    chunk is complete, and every other chunk's task is held on its worker until the client
+    has been interrupted (then it fails without computing), so exactly one chunk is complete
+    when the signal lands however fast the machine (a fresh clone once finished every chunk
+    before a plain SIGINT arrived)."""
     import subprocess
     import sys
     script = tmp_path / "run.py"
-    script.write_text(SIGINT_SCRIPT % (SEED, N, CHUNK, OPTS["t_span"]))
+    first, stop = tmp_path / "first-chunk-claimed", tmp_path / "client-interrupted"
+    script.write_text(SIGINT_SCRIPT % (str(first), str(stop), SEED, N, CHUNK, OPTS["t_span"]))
     store = tmp_path / "ctrlc.zarr"
     log = tmp_path / "stderr.txt"
     with open(log, "w") as err:
         proc = subprocess.Popen([sys.executable, str(script), str(store)],
                                 stdout=subprocess.PIPE, stderr=err, text=True)
         try:
-            first = proc.stdout.readline()
-            assert first.startswith("done"), (first, log.read_text()[-3000:])
+            first_line = proc.stdout.readline()
+            assert first_line.startswith("done 1"), (first_line, log.read_text()[-3000:])
             proc.send_signal(signal.SIGINT)
             rest = proc.communicate(timeout=120)[0]
         finally:
@@ -422,9 +457,12 @@ def test_ctrl_c_with_own_cluster_then_resume(client, flow, reference, tmp_path):
                 proc.kill()
     assert proc.returncode == 130 and "interrupted" in rest, (proc.returncode, rest,
                                                               log.read_text()[-3000:])
+    assert "done" not in rest and "finished" not in rest
     state = D.store_state(store)
     missing = np.flatnonzero(~state["complete"])
-    assert 1 <= missing.size <= 7
+    assert missing.size == N // CHUNK - 1          # exactly the first chunk was completed
+    with pytest.raises(ValueError, match="incomplete"):
+        io.load(store)                             # an interrupted store is never read as whole
     run = D.solve_distributed(flow, seed=SEED, n=N, store=store, client=client, **OPTS)
     assert sorted(run.computed) == missing.tolist()
     assert_store_equals(store, reference)
