@@ -188,11 +188,10 @@ def test_nf4_benchmark_problem():
     (dict(output_dim=model.MAX_OUTPUT_DIM + 1), "output_dim"),
 ])
 def test_huge_networks_are_refused_before_any_work(kw, name):
-    import time
-    t = time.perf_counter()
+    # refused in the constructor, before any code generation or allocation (no wall-clock
+    # assertion: the suite must not depend on timing)
     with pytest.raises(ValueError, match=rf"^{name} must be <= \d+"):
         nf.Network(**kw)
-    assert time.perf_counter() - t < 1.0       # refused up front, nothing allocated or built
 
 
 def test_parameter_count_bound_names_the_arguments():
