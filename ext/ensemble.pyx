@@ -1,9 +1,15 @@
 # cython: language_level=3
-"""Ensemble kernel: lane-batched explicit Runge-Kutta integration of many trajectories.
+"""Ensemble kernel: lane-batched Runge-Kutta and Rosenbrock integration of many trajectories.
 
-One table-driven step routine serves every method (narrowflow.tableaus describes the
-layout): classical RK4 and gradient descent (fixed step), Dormand-Prince 5(4), Tsitouras 5(4)
-and DOP853 (adaptive, Hairer's PI controller, dense output).
+Two step routines serve every method (narrowflow.tableaus describes the layouts):
+- explicit (run_worker): classical RK4 and gradient descent (fixed step), Dormand-Prince
+  5(4), Tsitouras 5(4) and DOP853 (adaptive, Hairer's PI controller, dense output), with
+  Hairer's stiffness test for DOP853 (`stiff_switch`: a lane found stiff stops with the
+  internal status ST_STIFF, and narrowflow.ensemble continues it with a Rosenbrock method);
+- linearly implicit (run_worker_ros): Rosenbrock methods (Rodas5P, Rodas4) in the
+  transformed form of Hairer & Wanner, with the exact Jacobian from a compiled cfunc, one
+  LU factorisation (partial pivoting) of W = I/(gamma h) - J per lane and step, and dense
+  output from the stage increments.
 
 Work is organised as follows. Each worker (one per OpenMP thread) owns `L` SIMD lanes in
 structure-of-arrays layout (`y[i*L + l]`); every right-hand-side call evaluates all lanes at
@@ -15,6 +21,10 @@ trajectory goes through the same arithmetic whatever lane, group, thread or chun
 in: results are bitwise identical across thread counts, chunkings and lane counts as long as
 the right-hand side computes each lane independently (narrowflow.rhs does).
 
+A run can resume trajectories (`rows`, `t_start`, `h_start`, `resume`): each queue entry q
+is the row rows[q] of the arrays, starts at t_start[row] with the counters, save points
+and escape time already in the output arrays, and is written back to the same row.
+
 Systems must be autonomous: the time argument passed to the right-hand side is t0.
 """
 from libc.stdint cimport int64_t, int8_t, uintptr_t
@@ -25,7 +35,6 @@ from libc.float cimport DBL_MAX
 from posix.time cimport clock_gettime, timespec, CLOCK_MONOTONIC
 from cython.parallel cimport prange
 from rhs_abi cimport rhs_fn, lane_fn
-from nf_openmp cimport NF_HAVE_OPENMP, nf_max_threads
 
 import numpy as np
 
@@ -35,6 +44,7 @@ cdef extern from "ensemble_queue.h" nogil:
 cdef enum:
     MAXK = 16      # stage slots
     MAXD = 8       # degree of the dense-output polynomials
+    MAXS = 8       # Rosenbrock stages
 
 # Status codes: the same numbers as narrowflow.ensemble.Status.
 cdef enum:
@@ -44,9 +54,12 @@ cdef enum:
     ST_DIVERGED = 2
     ST_MAX_STEPS = 3
     ST_STEP_TOO_SMALL = 4
+    ST_STIFF = 5          # internal: stiffness detected, to be continued by a Rosenbrock method
 
 cdef struct Tab:
     int S, fsal, knew, nk, n_extra, err_kind, order, deg
+    int incr        # 1: the K slots hold increments (Rosenbrock u_i): dense = y + sum K_j P_j
+    int stiff_test  # 1: Hairer's DOP853 stiffness test on accepted steps
     double A[MAXK][MAXK]
     double b[MAXK]
     double e[MAXK]
@@ -54,9 +67,21 @@ cdef struct Tab:
     double P[MAXK][MAXD]
     double safe, fac1, fac2, beta, expo1
 
+# Rosenbrock method, transformed form (narrowflow.tableaus.RosenbrockTableau):
+# (I/(h gamma) - J) u_i = f(y + sum_j a_ij u_j) + sum_j (C_ij / h) u_j, y_new = y + sum m_i u_i,
+# err = sum e_i u_i. Stage increments u_i live in K slot i + 1 (slot 0 is f(y)).
+cdef struct Ros:
+    int S
+    double gamma
+    double a[MAXS][MAXS]
+    double C[MAXS][MAXS]
+    double m[MAXS]
+    double e[MAXS]
+
 cdef struct Job:
     rhs_fn f
     lane_fn loss
+    rhs_fn jac              # Jacobian of f, p*p per lane, row-major (Rosenbrock only)
     const double* params
     int64_t n, L, N
     const double* y0
@@ -77,6 +102,15 @@ cdef struct Job:
     double* escape_time
     int profile             # 1: time the right-hand-side calls (clock_gettime around each)
     int64_t next            # the queue: index of the next trajectory to start
+    int64_t* njev           # Jacobian evaluations (N,), or NULL
+    double* h_last          # last step size proposed (N,), or NULL
+    const int64_t* rows     # queue entry -> row, or NULL (identity)
+    const double* t_start   # start time per row, or NULL (t0)
+    const double* h_start   # first step per row (<= 0: heuristic), or NULL
+    int resume              # counters, save points and escape time continue from the outputs
+    int stiff_switch        # stiff lanes stop with ST_STIFF (explicit methods with stiff_test)
+    double stiff_hlam       # stiffness test: h|lambda| above this counts as a stiff step
+    int stiff_steps         # ... and this many in a row make the lane stiff
 
 # Per-worker state: lane arrays and SoA buffers.
 cdef struct Work:
@@ -109,6 +143,7 @@ cdef struct Work:
     int64_t* na
     int64_t* nr
     int64_t* nsave
+    int64_t* nj
     int* st
     int* init
     int* rej
@@ -119,9 +154,22 @@ cdef struct Work:
     int* escaped
     int* pend
     int* niter
+    int* needh       # the first step comes from Hairer's heuristic
+    int* iasti       # stiffness test: consecutive stiff-looking steps
+    int* nonsti      # ... and non-stiff ones
+    int* stiff       # stiffness detected on this step
+    int* jnew        # the Jacobian must be evaluated at the current state (Rosenbrock)
+    int* sing        # W was singular (zero or non-finite pivot) on this step
     int64_t calls
     int64_t used
     int64_t rhs_ns
+
+
+# per-lane arrays of Work, by type (work_alloc lays them out)
+cdef enum:
+    N_DBL_LANE = 16
+    N_I64_LANE = 7
+    N_INT_LANE = 16
 
 
 cdef int work_alloc(Work* w, int64_t n, int64_t L, int nk) noexcept nogil:
@@ -133,14 +181,14 @@ cdef int work_alloc(Work* w, int64_t n, int64_t L, int nk) noexcept nogil:
     w.used = 0
     w.rhs_ns = 0
     w.Y = <double*> malloc((5 + nk) * nL * sizeof(double))
-    w.t = <double*> malloc(18 * L * sizeof(double))
-    w.idx = <int64_t*> malloc(6 * L * sizeof(int64_t))
-    w.st = <int*> malloc(11 * L * sizeof(int))
+    w.t = <double*> malloc(N_DBL_LANE * L * sizeof(double))
+    w.idx = <int64_t*> malloc(N_I64_LANE * L * sizeof(int64_t))
+    w.st = <int*> malloc(N_INT_LANE * L * sizeof(int))
     if w.Y == NULL or w.t == NULL or w.idx == NULL or w.st == NULL:
         free(w.Y); free(w.t); free(w.idx); free(w.st)
         return -1
     memset(w.Y, 0, (5 + nk) * nL * sizeof(double))
-    memset(w.t, 0, 18 * L * sizeof(double))
+    memset(w.t, 0, N_DBL_LANE * L * sizeof(double))
     w.YN = w.Y + nL
     w.YT = w.Y + 2 * nL
     w.ACC = w.Y + 3 * nL
@@ -166,6 +214,7 @@ cdef int work_alloc(Work* w, int64_t n, int64_t L, int nk) noexcept nogil:
     w.na = w.idx + 3 * L
     w.nr = w.idx + 4 * L
     w.nsave = w.idx + 5 * L
+    w.nj = w.idx + 6 * L
     w.init = w.st + L
     w.rej = w.st + 2 * L
     w.last = w.st + 3 * L
@@ -175,8 +224,14 @@ cdef int work_alloc(Work* w, int64_t n, int64_t L, int nk) noexcept nogil:
     w.escaped = w.st + 7 * L
     w.pend = w.st + 8 * L
     w.niter = w.st + 9 * L
-    memset(w.idx, 0, 6 * L * sizeof(int64_t))
-    memset(w.st, 0, 11 * L * sizeof(int))
+    w.needh = w.st + 10 * L
+    w.iasti = w.st + 11 * L
+    w.nonsti = w.st + 12 * L
+    w.stiff = w.st + 13 * L
+    w.jnew = w.st + 14 * L
+    w.sing = w.st + 15 * L
+    memset(w.idx, 0, N_I64_LANE * L * sizeof(int64_t))
+    memset(w.st, 0, N_INT_LANE * L * sizeof(int))
     return 0
 
 
@@ -252,7 +307,7 @@ cdef inline void dense_lane(const Tab* tb, Work* w, int64_t l, double theta) noe
         for j in range(tb.nk):
             if wt[j] != 0.0:
                 s += wt[j] * w.K[j * nL + i * L + l]
-        w.YT[i * L + l] = w.Y[i * L + l] + w.h[l] * s
+        w.YT[i * L + l] = w.Y[i * L + l] + (s if tb.incr else w.h[l] * s)
 
 
 cdef inline void copy_lane(Work* w, const double* src, double* dst, int64_t l) noexcept nogil:
@@ -291,15 +346,37 @@ cdef void load_lane(Job* job, const Tab* tb, Work* w, int64_t l) noexcept nogil:
     w.nf[l] = 0
     w.na[l] = 0
     w.nr[l] = 0
+    w.nj[l] = 0
     w.nsave[l] = 0
     w.rej[l] = 0
     w.last[l] = 0
     w.escaped[l] = 0
+    w.iasti[l] = 0
+    w.nonsti[l] = 0
+    w.stiff[l] = 0
+    w.jnew[l] = 1
+    w.sing[l] = 0
     w.facold[l] = 1e-4
     w.facpow[l] = pow(1e-4, tb.beta)
     w.lossprev[l] = 0.0
     if k < job.N:
+        if job.rows != NULL:
+            k = job.rows[k]
         w.idx[l] = k
+        if job.t_start != NULL:
+            w.t[l] = job.t_start[k]
+        if job.resume:
+            # continue the counters, save points and escape time already written
+            w.nf[l] = job.nfev[k]
+            w.na[l] = job.nacc[k]
+            w.nr[l] = job.nrej[k]
+            if job.njev != NULL:
+                w.nj[l] = job.njev[k]
+            w.steps[l] = w.na[l] + w.nr[l]
+            while w.nsave[l] < job.K and job.tsave[w.nsave[l]] <= w.t[l]:
+                w.nsave[l] += 1
+            if job.escape_on and isfinite(job.escape_time[k]):
+                w.escaped[l] = 1
         w.st[l] = ST_RUNNING
         w.init[l] = 1
         for i in range(n):
@@ -327,6 +404,10 @@ cdef void finish_lane(Job* job, Work* w, int64_t l) noexcept nogil:
     job.nfev[k] = w.nf[l]
     job.nacc[k] = w.na[l]
     job.nrej[k] = w.nr[l]
+    if job.njev != NULL:
+        job.njev[k] = w.nj[l]
+    if job.h_last != NULL:
+        job.h_last[k] = w.h[l]
     w.used += w.nf[l]
 
 
@@ -359,10 +440,10 @@ cdef void init_round(Job* job, const Tab* tb, Work* w) noexcept nogil:
         k = w.idx[l]
         if job.escape_on or job.K > 0:
             w.lossprev[l] = w.lbuf[l]
-        if job.escape_on and w.lbuf[l] < job.escape:
-            job.escape_time[k] = job.t0
+        if job.escape_on and not w.escaped[l] and w.lbuf[l] < job.escape:
+            job.escape_time[k] = w.t[l]
             w.escaped[l] = 1
-        while w.nsave[l] < job.K and job.tsave[w.nsave[l]] <= job.t0:
+        while w.nsave[l] < job.K and job.tsave[w.nsave[l]] <= w.t[l]:
             if job.y_saved != NULL:
                 for i in range(n):
                     job.y_saved[(k * job.K + w.nsave[l]) * n + i] = w.Y[i * L + l]
@@ -373,16 +454,20 @@ cdef void init_round(Job* job, const Tab* tb, Work* w) noexcept nogil:
             w.st[l] = ST_DIVERGED
         elif job.gtol > 0.0 and v < job.gtol:
             w.st[l] = ST_CONVERGED
+        w.needh[l] = 0
         if tb.err_kind == 0:
             w.h[l] = job.dt
+        elif job.h_start != NULL and job.h_start[k] > 0.0:
+            w.h[l] = job.h_start[k] if job.h_start[k] < hmax else hmax
         elif job.h_init > 0.0:
             w.h[l] = job.h_init if job.h_init < hmax else hmax
         else:
+            w.needh[l] = 1
             need_h = 1
     if need_h:
         # Hairer's initial step heuristic (hinit in DOPRI5/DOP853), lane by lane.
         for l in range(L):
-            if w.init[l] and tb.err_kind != 0 and not job.h_init > 0.0:
+            if w.init[l] and w.needh[l]:
                 d0 = 0.0
                 d1 = 0.0
                 for i in range(n):
@@ -405,7 +490,7 @@ cdef void init_round(Job* job, const Tab* tb, Work* w) noexcept nogil:
                 copy_lane(w, w.Y, w.YT, l)
         call_f(job, w, w.YT, w.W)
         for l in range(L):
-            if w.init[l] and tb.err_kind != 0 and not job.h_init > 0.0:
+            if w.init[l] and w.needh[l]:
                 w.nf[l] += 1
                 h0 = w.h[l]
                 d2 = 0.0
@@ -520,6 +605,41 @@ cdef void escape_roots(Job* job, const Tab* tb, Work* w) noexcept nogil:
                 job.escape_time[w.idx[l]] = w.t[l] + th * w.h[l]
                 w.escaped[l] = 1
                 w.pend[l] = 0
+
+
+cdef void stiffness_test(const Job* job, const Tab* tb, Work* w) noexcept nogil:
+    """Hairer's stiffness test of DOP853 on the accepted lanes (Solving ODEs II, IV.2).
+
+    h*|lambda| is estimated by h ||f(y_new) - f(y_S)|| / ||y_new - y_S|| from the last stage
+    (node c = 1, input y_S in YT, value in K slot S-1) and f(y_new) in slot knew; 15
+    consecutive estimates above 6.1 (DOP853's stability boundary; Hairer's defaults, which
+    job.stiff_hlam and job.stiff_steps hold) mark the lane stiff, 6
+    below reset the count. Every accepted step is tested (Hairer tests every NSTIFF steps):
+    the test costs 2n flops against 12n RHS evaluations.
+    """
+    cdef int64_t i, l, L = w.L, nL = w.nL
+    cdef double num, den, dv
+    cdef const double* Kn = w.K + tb.knew * nL
+    cdef const double* Ks = w.K + (tb.S - 1) * nL
+    for l in range(L):
+        if not (w.acc[l] and w.st[l] == ST_RUNNING):
+            continue
+        num = 0.0
+        den = 0.0
+        for i in range(w.n):
+            dv = Kn[i * L + l] - Ks[i * L + l]
+            num += dv * dv
+            dv = w.YN[i * L + l] - w.YT[i * L + l]
+            den += dv * dv
+        if den > 0.0 and w.h[l] * w.h[l] * num > job.stiff_hlam * job.stiff_hlam * den:
+            w.nonsti[l] = 0
+            w.iasti[l] += 1
+            if w.iasti[l] >= job.stiff_steps:
+                w.stiff[l] = 1
+        else:
+            w.nonsti[l] += 1
+            if w.nonsti[l] >= 6:
+                w.iasti[l] = 0
 
 
 cdef int run_worker(Job* job, const Tab* tb, int64_t* stats) noexcept nogil:
@@ -667,6 +787,8 @@ cdef int run_worker(Job* job, const Tab* tb, int64_t* stats) noexcept nogil:
                 w.t[l] = w.tn[l]
                 w.na[l] += 1
                 w.st[l] = ST_DIVERGED
+        if tb.stiff_test and job.stiff_switch and anyacc:
+            stiffness_test(job, tb, &w)
         # --- escape crossings (loss along the accepted steps)
         if job.escape_on:
             job.loss(L, job.t0, w.YN, w.lossnew, job.params)
@@ -718,6 +840,9 @@ cdef int run_worker(Job* job, const Tab* tb, int64_t* stats) noexcept nogil:
                 if job.gtol > 0.0 and lane_norm2(&w, w.K, l) < job.gtol:
                     w.st[l] = ST_CONVERGED
                     continue
+                if w.stiff[l]:
+                    w.st[l] = ST_STIFF
+                    continue
             else:
                 w.nf[l] += tb.S - 1          # the stages of the rejected step
                 w.nr[l] += 1
@@ -733,6 +858,312 @@ cdef int run_worker(Job* job, const Tab* tb, int64_t* stats) noexcept nogil:
     stats[1] = w.used
     stats[2] = w.rhs_ns
     stats[3] = now_ns() - t_start
+    work_free(&w)
+    return 0
+
+
+cdef inline int lu_factor(double* A, int* piv, int64_t n) noexcept nogil:
+    """In-place LU with partial pivoting of the row-major n x n matrix A; 1 if singular.
+
+    Singular means a zero or non-finite pivot: the caller rejects the step (a smaller h
+    makes W = I/(gamma h) - J diagonally dominant), it never divides by it.
+    """
+    cdef int64_t i, j, k, r
+    cdef double amax, v, f
+    for k in range(n):
+        r = k
+        amax = fabs(A[k * n + k])
+        for i in range(k + 1, n):
+            v = fabs(A[i * n + k])
+            if v > amax:
+                amax = v
+                r = i
+        if not (amax > 0.0) or not isfinite(amax):
+            return 1
+        piv[k] = <int> r
+        if r != k:
+            for j in range(n):
+                v = A[k * n + j]
+                A[k * n + j] = A[r * n + j]
+                A[r * n + j] = v
+        f = 1.0 / A[k * n + k]
+        for i in range(k + 1, n):
+            v = A[i * n + k] * f
+            A[i * n + k] = v
+            if v != 0.0:
+                for j in range(k + 1, n):
+                    A[i * n + j] -= v * A[k * n + j]
+    return 0
+
+
+cdef inline void lu_solve_lane(const double* A, const int* piv, int64_t n, double* x,
+                               int64_t L, int64_t l) noexcept nogil:
+    """Solve A x = b in place for lane l of the SoA vector x (x[i*L + l]), A from lu_factor."""
+    cdef int64_t i, j
+    cdef double v
+    for i in range(n):
+        j = piv[i]
+        if j != i:
+            v = x[i * L + l]
+            x[i * L + l] = x[j * L + l]
+            x[j * L + l] = v
+    for i in range(1, n):
+        v = x[i * L + l]
+        for j in range(i):
+            v -= A[i * n + j] * x[j * L + l]
+        x[i * L + l] = v
+    for i in range(n - 1, -1, -1):
+        v = x[i * L + l]
+        for j in range(i + 1, n):
+            v -= A[i * n + j] * x[j * L + l]
+        x[i * L + l] = v / A[i * n + i]
+
+
+cdef int run_worker_ros(Job* job, const Tab* tb, const Ros* rs, int64_t* stats) noexcept nogil:
+    """The Rosenbrock step loop: like run_worker, with one Jacobian and LU per lane and step.
+
+    K slot 0 holds f(y) (for the convergence test and the next step's first stage), slots
+    1..S the stage increments u_i (tb.incr: dense output y + sum_j u_j P_j(theta)). The
+    Jacobian is evaluated once per accepted step, at the new state; a rejected step reuses
+    it with the new h. A lane whose Jacobian is not finite stops DIVERGED; a singular W
+    rejects the step and halves h.
+    """
+    cdef Work w
+    cdef int64_t i, j, l, L = job.L, n = job.n, nL, pp = job.n * job.n, k
+    cdef int s, x, live, anyacc, anyinit, anyj, fstat, jstat
+    cdef double err, sk, d, fac, hn, v, facc1, facc2, gh, c
+    cdef double eps = 2.220446049250313e-16
+    cdef double* FS
+    cdef double* FN
+    cdef double* JB
+    cdef double* LU
+    cdef int* piv
+    cdef double* ui
+    cdef int64_t t_start = now_ns()
+    if work_alloc(&w, n, L, tb.nk) != 0:
+        return -1
+    nL = w.nL
+    FS = <double*> malloc((2 * nL + 2 * pp * L) * sizeof(double))
+    piv = <int*> malloc(n * L * sizeof(int))
+    if FS == NULL or piv == NULL:
+        free(FS)
+        free(piv)
+        work_free(&w)
+        return -1
+    memset(FS, 0, (2 * nL + 2 * pp * L) * sizeof(double))
+    FN = FS + nL
+    JB = FS + 2 * nL            # Jacobian as the cfunc writes it: SoA, (r*n + c)*L + l
+    LU = JB + pp * L            # per lane, row-major: LU[l*pp + r*n + c]
+    facc1 = 1.0 / tb.fac1
+    facc2 = 1.0 / tb.fac2
+    for l in range(L):
+        load_lane(job, tb, &w, l)
+    live = refill(job, tb, &w)
+    while live > 0:
+        anyinit = 0
+        for l in range(L):
+            if w.init[l]:
+                anyinit = 1
+        if anyinit:
+            init_round(job, tb, &w)
+            live = refill(job, tb, &w)
+            continue
+        # --- the Jacobian at the current state, where it is new
+        anyj = 0
+        for l in range(L):
+            if w.idx[l] >= 0 and w.jnew[l]:
+                anyj = 1
+        if anyj:
+            jstat = job.jac(L, job.t0, w.Y, JB, job.params)
+            x = 0
+            for l in range(L):
+                if w.idx[l] < 0 or not w.jnew[l]:
+                    continue
+                w.nj[l] += 1
+                w.jnew[l] = 0
+                if jstat != 0:
+                    for i in range(pp):
+                        if not isfinite(JB[i * L + l]):
+                            w.st[l] = ST_DIVERGED
+                            x = 1
+                            break
+            if x:
+                live = refill(job, tb, &w)
+                continue
+        # --- step end times
+        for l in range(L):
+            if w.idx[l] < 0:
+                w.h[l] = 0.0
+                w.tn[l] = job.t0
+                continue
+            w.last[l] = 0
+            if w.t[l] + 1.01 * w.h[l] >= job.t1:
+                w.h[l] = job.t1 - w.t[l]
+                w.last[l] = 1
+                w.tn[l] = job.t1
+            else:
+                w.tn[l] = w.t[l] + w.h[l]
+        # --- W = I/(gamma h) - J and its LU factors, lane by lane (the Jacobian is kept in
+        # JB between a rejected step and its retry, so it is rebuilt from there every time)
+        for l in range(L):
+            w.sing[l] = 0
+            if w.idx[l] < 0:
+                continue
+            gh = 1.0 / (rs.gamma * w.h[l])
+            for i in range(n):
+                for j in range(n):
+                    LU[l * pp + i * n + j] = -JB[(i * n + j) * L + l]
+                LU[l * pp + i * n + i] += gh
+            w.sing[l] = lu_factor(LU + l * pp, piv + l * n, n)
+        # --- stages: u_s = W^-1 (f(y + sum_j a_sj u_j) + sum_j C_sj / h u_j)
+        for s in range(rs.S):
+            if s == 0:
+                memcpy(FS, w.K, nL * sizeof(double))
+            else:
+                for i in range(nL):
+                    w.YT[i] = w.Y[i]
+                for j in range(s):
+                    c = rs.a[s][j]
+                    if c != 0.0:
+                        ui = w.K + (j + 1) * nL
+                        for i in range(nL):
+                            w.YT[i] += c * ui[i]
+                call_f(job, &w, w.YT, FS)
+            ui = w.K + (s + 1) * nL
+            for i in range(n):
+                for l in range(L):
+                    ui[i * L + l] = FS[i * L + l]
+            for j in range(s):
+                c = rs.C[s][j]
+                if c != 0.0:
+                    for i in range(n):
+                        for l in range(L):
+                            if w.h[l] > 0.0:
+                                ui[i * L + l] += (c / w.h[l]) * w.K[(j + 1) * nL + i * L + l]
+            for l in range(L):
+                if w.idx[l] < 0 or w.sing[l]:
+                    for i in range(n):
+                        ui[i * L + l] = 0.0
+                else:
+                    lu_solve_lane(LU + l * pp, piv + l * n, n, ui, L, l)
+        # --- new state and error estimate
+        for i in range(nL):
+            w.YN[i] = w.Y[i]
+            w.ACC[i] = 0.0
+        for s in range(rs.S):
+            ui = w.K + (s + 1) * nL
+            c = rs.m[s]
+            if c != 0.0:
+                for i in range(nL):
+                    w.YN[i] += c * ui[i]
+            c = rs.e[s]
+            if c != 0.0:
+                for i in range(nL):
+                    w.ACC[i] += c * ui[i]
+        for l in range(L):
+            w.errv[l] = 0.0
+        for i in range(n):
+            for l in range(L):
+                v = fabs(w.Y[i * L + l])
+                d = fabs(w.YN[i * L + l])
+                sk = job.atol + job.rtol * (v if v > d else d)
+                w.errv[l] += (w.ACC[i * L + l] / sk) ** 2
+        for l in range(L):
+            w.acc[l] = 0
+            if w.idx[l] < 0:
+                continue
+            err = sqrt(w.errv[l] / n)
+            if w.sing[l] or not isfinite(err):
+                w.hnew[l] = 0.5 * w.h[l]
+                continue
+            fac = pow(err, tb.expo1) / tb.safe
+            if fac > facc1:
+                fac = facc1
+            if fac < facc2:
+                fac = facc2
+            if err <= 1.0:
+                w.acc[l] = 1
+                hn = w.h[l] / fac
+                if w.rej[l] and hn > w.h[l]:
+                    hn = w.h[l]
+                if hn > job.hmax:
+                    hn = job.hmax
+                w.hnew[l] = hn
+            else:
+                w.hnew[l] = w.h[l] / fac
+        anyacc = 0
+        for l in range(L):
+            if w.acc[l]:
+                anyacc = 1
+        fstat = 0
+        if anyacc:
+            fstat = call_f(job, &w, w.YN, FN)
+        # --- accepted lanes: count, check for divergence
+        for l in range(L):
+            if w.idx[l] < 0:
+                continue
+            w.nf[l] += rs.S - 1
+            if not w.acc[l]:
+                continue
+            w.nf[l] += 1
+            x = 0
+            for i in range(n):
+                if not (fabs(w.YN[i * L + l]) <= job.bound):
+                    x = 1
+            if fstat != 0 and not x:
+                x = lane_nonfinite(&w, FN, l)
+            if x:
+                copy_lane(&w, w.YN, w.Y, l)
+                w.t[l] = w.tn[l]
+                w.na[l] += 1
+                w.st[l] = ST_DIVERGED
+        if job.escape_on:
+            job.loss(L, job.t0, w.YN, w.lossnew, job.params)
+            for l in range(L):
+                w.cross[l] = (w.acc[l] and w.st[l] == ST_RUNNING and not w.escaped[l]
+                              and w.lossprev[l] >= job.escape and w.lossnew[l] < job.escape)
+        if job.K > 0 and anyacc:
+            save_points(job, tb, &w)
+        if job.escape_on and anyacc:
+            escape_roots(job, tb, &w)
+        # --- advance accepted lanes, update rejected ones
+        for l in range(L):
+            if w.idx[l] < 0 or w.st[l] != ST_RUNNING:
+                continue
+            w.steps[l] += 1
+            if w.acc[l]:
+                for i in range(n):
+                    w.Y[i * L + l] = w.YN[i * L + l]
+                    w.K[i * L + l] = FN[i * L + l]
+                w.t[l] = w.tn[l]
+                w.na[l] += 1
+                w.rej[l] = 0
+                w.jnew[l] = 1
+                if job.escape_on:
+                    w.lossprev[l] = w.lossnew[l]
+                w.h[l] = w.hnew[l]
+                if w.last[l]:
+                    w.st[l] = ST_SUCCESS
+                    continue
+                if job.gtol > 0.0 and lane_norm2(&w, w.K, l) < job.gtol:
+                    w.st[l] = ST_CONVERGED
+                    continue
+            else:
+                w.nr[l] += 1
+                w.rej[l] = 1
+                w.h[l] = w.hnew[l]
+                if not (0.1 * fabs(w.h[l]) > fabs(w.t[l]) * eps and w.h[l] > 0.0):
+                    w.st[l] = ST_STEP_TOO_SMALL
+                    continue
+            if w.steps[l] >= job.max_steps:
+                w.st[l] = ST_MAX_STEPS
+        live = refill(job, tb, &w)
+    stats[0] = w.calls
+    stats[1] = w.used
+    stats[2] = w.rhs_ns
+    stats[3] = now_ns() - t_start
+    free(FS)
+    free(piv)
     work_free(&w)
     return 0
 
@@ -768,11 +1199,40 @@ cdef void fill_tab(Tab* tb, tab) except *:
     tb.fac2 = tab.fac2
     tb.beta = tab.beta
     tb.expo1 = tab.expo1
+    tb.stiff_test = 1 if tab.name == "dop853" else 0
 
 
-def openmp_enabled():
-    """True when the kernel was compiled with OpenMP."""
-    return bool(NF_HAVE_OPENMP)
+cdef void fill_ros(Tab* tb, Ros* rs, tab) except *:
+    """A RosenbrockTableau into the kernel's Ros and, for the shared code, Tab layouts."""
+    a = np.ascontiguousarray(tab.a, dtype=np.float64)
+    C = np.ascontiguousarray(tab.C, dtype=np.float64)
+    P = np.ascontiguousarray(tab.P, dtype=np.float64)
+    S = int(tab.S)
+    if S > MAXS or S + 1 > MAXK or P.shape[1] > MAXD:
+        raise ValueError("Rosenbrock tableau too large for the kernel")
+    memset(tb, 0, sizeof(Tab))
+    memset(rs, 0, sizeof(Ros))
+    rs.S = S
+    rs.gamma = float(tab.gamma)
+    for i in range(S):
+        rs.m[i] = tab.m[i]
+        rs.e[i] = tab.e[i]
+        for j in range(S):
+            rs.a[i][j] = a[i, j]
+            rs.C[i][j] = C[i, j]
+    tb.S = S
+    tb.nk = S + 1
+    tb.err_kind = 1
+    tb.order = tab.order
+    tb.deg = P.shape[1]
+    tb.incr = 1
+    for i in range(S):
+        for j in range(tb.deg):
+            tb.P[i + 1][j] = P[i, j]
+    tb.safe = tab.safe
+    tb.fac1 = tab.fac1
+    tb.fac2 = tab.fac2
+    tb.expo1 = tab.expo
 
 
 def _check_shape(name, arr, shape):
@@ -791,7 +1251,11 @@ def integrate(uintptr_t f_address, uintptr_t loss_address, const double[::1] par
               int64_t[::1] nfev, int64_t[::1] n_accepted, int64_t[::1] n_rejected,
               double[:, :, ::1] y_saved=None, double[:, ::1] loss_saved=None,
               double[::1] escape_time=None, int64_t lanes=16, int threads=1,
-              bint profile=False, double max_step=0.0):
+              bint profile=False, double max_step=0.0, uintptr_t jac_address=0,
+              int64_t[::1] njev=None, double[::1] h_last=None, const int64_t[::1] rows=None,
+              const double[::1] t_start=None, const double[::1] h_start=None,
+              bint resume=False, bint stiff_switch=False, double stiff_hlam=6.1,
+              int stiff_steps=15):
     """Integrate the trajectories y0 (N, n) from t0 to t1; fills the output arrays in place.
 
     f_address / loss_address: addresses of cfuncs with the signature of ext/rhs_abi.pxd
@@ -806,16 +1270,31 @@ def integrate(uintptr_t f_address, uintptr_t loss_address, const double[::1] par
     no bound (non-finite states are DIVERGED still). profile=True times every
     right-hand-side call.
     max_step > 0 bounds the steps of adaptive methods (default: t1 - t0).
+    tab may be a narrowflow.tableaus.RosenbrockTableau: jac_address is then required (a cfunc
+    writing the Jacobian of f, n*n per lane, row-major, SoA). njev (N,) receives the Jacobian
+    evaluations, h_last (N,) the step size each trajectory would take next.
+    rows (M,): integrate only these rows of y0 / the outputs (default: all); t_start (N,):
+    start times per row (default t0); h_start (N,): first steps per row (<= 0: heuristic);
+    resume: continue the counters, save points and escape times already in the outputs.
+    stiff_switch (DOP853 only): a trajectory found stiff stops with status 5 (internal), its
+    state, time and h_last written, for a Rosenbrock method to continue.
     Returns (rhs_calls, lane_evaluations_used, ns inside the right-hand side (profile only),
     ns inside the workers), summed over workers.
     """
     cdef Tab tb
+    cdef Ros rs
     cdef Job job
-    cdef int64_t N = y0.shape[0], n = y0.shape[1], w, nw
+    cdef int64_t N = y0.shape[0], n = y0.shape[1], w, nw, nq
     cdef int64_t[:, ::1] st
     cdef int[::1] errs
     cdef int64_t K = tsave.shape[0]
-    fill_tab(&tb, tab)
+    cdef bint ros = hasattr(tab, "gamma")
+    if ros:
+        fill_ros(&tb, &rs, tab)
+        if jac_address == 0:
+            raise ValueError(f"jac_address: method {tab.name!r} needs the Jacobian's cfunc")
+    else:
+        fill_tab(&tb, tab)
     if lanes < 1:
         raise ValueError(f"lanes must be >= 1, got {lanes}")
     if threads < 1:
@@ -833,7 +1312,16 @@ def integrate(uintptr_t f_address, uintptr_t loss_address, const double[::1] par
             _check_shape("y_saved", y_saved, (N, K, n))
     if escape == escape:
         _check_shape("escape_time", escape_time, (N,))
-    if N == 0:
+    for name, arr in (("njev", njev), ("h_last", h_last), ("t_start", t_start),
+                      ("h_start", h_start)):
+        if arr is not None:
+            _check_shape(name, arr, (N,))
+    nq = N
+    if rows is not None:
+        nq = rows.shape[0]
+        if nq and (np.min(rows) < 0 or np.max(rows) >= N):
+            raise ValueError(f"rows must lie in [0, {N}), got [{np.min(rows)}, {np.max(rows)}]")
+    if nq == 0:
         return 0, 0, 0, 0
     memset(&job, 0, sizeof(Job))
     job.f = <rhs_fn> f_address
@@ -841,7 +1329,7 @@ def integrate(uintptr_t f_address, uintptr_t loss_address, const double[::1] par
     job.params = &params[0]
     job.n = n
     job.L = lanes
-    job.N = N
+    job.N = nq
     job.y0 = &y0[0, 0]
     job.t0 = t0
     job.t1 = t1
@@ -873,15 +1361,28 @@ def integrate(uintptr_t f_address, uintptr_t loss_address, const double[::1] par
         job.escape_time = &escape_time[0]
     job.profile = 1 if profile else 0
     job.next = 0
+    job.jac = <rhs_fn> jac_address if ros else NULL
+    job.njev = &njev[0] if njev is not None else NULL
+    job.h_last = &h_last[0] if h_last is not None else NULL
+    job.rows = &rows[0] if rows is not None else NULL
+    job.t_start = &t_start[0] if t_start is not None else NULL
+    job.h_start = &h_start[0] if h_start is not None else NULL
+    job.resume = 1 if resume else 0
+    job.stiff_switch = 1 if stiff_switch else 0
+    job.stiff_hlam = stiff_hlam
+    job.stiff_steps = stiff_steps
     # one worker per thread, each pulling trajectories from the shared queue
     nw = threads
-    if nw > (N + lanes - 1) // lanes:
-        nw = (N + lanes - 1) // lanes
+    if nw > (nq + lanes - 1) // lanes:
+        nw = (nq + lanes - 1) // lanes
     st = np.zeros((nw, 4), dtype=np.int64)
     errs = np.zeros(nw, dtype=np.intc)
     with nogil:
         for w in prange(nw, schedule='dynamic', chunksize=1, num_threads=threads):
-            errs[w] = run_worker(&job, &tb, &st[w, 0])
+            if ros:
+                errs[w] = run_worker_ros(&job, &tb, &rs, &st[w, 0])
+            else:
+                errs[w] = run_worker(&job, &tb, &st[w, 0])
     for w in range(nw):
         if errs[w] != 0:
             raise MemoryError("ensemble kernel: could not allocate the lane buffers")

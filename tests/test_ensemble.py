@@ -336,7 +336,7 @@ def test_solve_chunk_matches_solve_ensemble(nf4):
         assert np.array_equal(np.concatenate([p[key] for p in parts]), getattr(whole, key),
                               equal_nan=True)
     import pickle
-    assert pickle.loads(pickle.dumps(prob)).method == "dp5"
+    assert pickle.loads(pickle.dumps(prob)).method == ensemble.DEFAULT_METHOD == "auto"
 
 
 # --- result object ---------------------------------------------------------------------------

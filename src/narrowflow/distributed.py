@@ -277,7 +277,8 @@ def _template(problem, init: InitialStates, chunk: int, config: dict, theta0):
         loss_saved=lazy.get("loss_saved"), escape_threshold=problem.escape_threshold,
         escape_time=lazy.get("escape_time"), flow=problem.flow, method=problem.method,
         rtol=problem.rtol, atol=problem.atol, t_span=problem.t_span, elapsed=float("nan"),
-        dt=problem.dt, gtol=problem.gtol, seed=init.seed, lanes=problem.lanes)
+        dt=problem.dt, gtol=problem.gtol, seed=init.seed, lanes=problem.lanes,
+        njev=lazy["njev"])
     ds = res.to_xarray()
     n_chunks = -(-N // chunk)
     ds["chunk_complete"] = (("chunk",), da.zeros(n_chunks, dtype=bool, chunks=1))
@@ -427,7 +428,7 @@ def _problem_on_worker(fingerprint: str, problem_bytes: bytes):
     if hit is None:
         from narrowflow import ensemble
         problem = pickle.loads(problem_bytes)
-        hit = (problem, ensemble._compiled(problem.flow))
+        hit = (problem, ensemble._compiled(problem.flow, ensemble._needs_jacobian(problem.method)))
         _WORKER_CACHE.clear()          # one configuration at a time is plenty
         _WORKER_CACHE[fingerprint] = hit
     return hit
@@ -568,7 +569,7 @@ def load_result(store, flow=None, elapsed: float = float("nan")):
         escape_threshold=a.get("escape_threshold"), escape_time=get("escape_time"),
         flow=flow, method=a["method"], rtol=float(a["rtol"]), atol=float(a["atol"]),
         t_span=(float(a["t0"]), float(a["t1"])), elapsed=elapsed, dt=a.get("dt"),
-        gtol=a.get("gtol"), seed=cfg["initial"].get("seed"))
+        gtol=a.get("gtol"), seed=cfg["initial"].get("seed"), njev=get("njev"))
 
 
 def default_cluster_size() -> tuple[int, int]:

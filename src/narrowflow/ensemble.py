@@ -1,9 +1,15 @@
 """Ensembles of gradient flows: `solve_ensemble` and its result type.
 
 The work is done by the Cython kernel ``narrowflow._ext.ensemble`` (lane-batched explicit
-Runge-Kutta, one table-driven step routine, OpenMP over workers); this module validates
-the inputs, sizes and allocates the outputs once, runs the kernel chunk by chunk and wraps
-the arrays in an `EnsembleResult`.
+Runge-Kutta and Rosenbrock methods, table-driven, OpenMP over workers); this module
+validates the inputs, sizes and allocates the outputs once, runs the kernel chunk by chunk
+and wraps the arrays in an `EnsembleResult`.
+
+``method="auto"`` (the default) integrates every trajectory with DOP853 while it is not
+stiff; Hairer's stiffness test (15 consecutive steps with h|λ| beyond DOP853's stability
+boundary) stops it, and a Rosenbrock method (`AUTO_STIFF`) continues it from the same state,
+time, step size, save points and counters. The decision depends only on the trajectory's
+own arithmetic, so it is the same in any lane, thread or chunk. See docs/integrators.md.
 
 Distributed runs (narrowflow.distributed) use the same pieces: an `EnsembleProblem` is a
 picklable description of everything but the initial states, and `solve_chunk(problem,
@@ -23,15 +29,29 @@ import numpy as np
 
 from narrowflow import tableaus
 
-METHODS = tableaus.METHODS
+EXPLICIT = tableaus.METHODS
+ROSENBROCK = tableaus.ROSENBROCK
+METHODS = EXPLICIT + ROSENBROCK + ("auto",)
+DEFAULT_METHOD = "auto"
+AUTO_NONSTIFF = "dop853"      # method="auto": the explicit method, with its stiffness test
+AUTO_STIFF = "rodas5p"        # ... and the Rosenbrock method that continues stiff trajectories
+# the stiffness test of "auto": STIFF_STEPS accepted DOP853 steps in a row with h|λ| beyond
+# STIFF_HLAM (estimated from the last two stages) switch a trajectory to AUTO_STIFF. Hairer
+# uses 6.1 (DOP853's stability boundary) and 15; switching once the step is within half of
+# that boundary cut NF4's evaluations at every horizon (benchmarks/README.md)
+STIFF_HLAM = 3.0
+STIFF_STEPS = 5
 DEFAULT_LANES = 16
 DEFAULT_BOUND = 1e10
+
+
+_ST_STIFF = 5   # the kernel's internal status: found stiff, continued by a Rosenbrock method
 
 
 class Status(IntEnum):
     """Per-trajectory outcome (int8 in the result arrays)."""
 
-    SUCCESS = 0         # reached t_span[1]
+    SUCCESS = 0         # reached t_span[1] (finite)
     CONVERGED = 1       # ||grad L|| < gtol before t_span[1]
     DIVERGED = 2        # |theta|_inf > divergence_bound (also at t0), non-finite state or gradient
     MAX_STEPS = 3       # max_steps attempted steps without reaching t_span[1]
@@ -46,6 +66,9 @@ class CompiledSystem:
     loss_address: address of a scalar per lane (used for loss_saved / escape times);
     params: the float64 block both receive; n: the state dimension; keepalive: objects
     (e.g. Numba cfuncs) that must stay alive while the addresses are in use.
+    jacobian_address: address of the Jacobian dF/dy (n*n outputs per lane, row-major:
+    out[(r*n + c)*lanes + l]); needed by the Rosenbrock methods, and by "auto" to switch
+    (without it "auto" stays with its explicit method).
     """
 
     flow_address: int
@@ -53,25 +76,43 @@ class CompiledSystem:
     params: np.ndarray
     n: int
     keepalive: tuple = ()
+    jacobian_address: int | None = None
 
     @property
     def n_params(self) -> int:
         return self.n
 
 
-def _compiled(system):
-    """(flow_address, loss_address, params, n, keepalive) of a GradientFlow or CompiledSystem."""
+@dataclass(frozen=True)
+class _Compiled:
+    """Addresses of a system's compiled functions (jac 0 when absent) and what keeps them alive."""
+
+    flow: int
+    loss: int
+    params: np.ndarray
+    n: int
+    keepalive: tuple
+    jac: int = 0
+
+
+def _compiled(system, jacobian: bool = True) -> _Compiled:
+    """The compiled functions of a GradientFlow or CompiledSystem (the Jacobian if wanted)."""
     if isinstance(system, CompiledSystem):
-        return (int(system.flow_address), int(system.loss_address),
-                np.ascontiguousarray(system.params, dtype=np.float64), int(system.n),
-                system.keepalive)
+        return _Compiled(int(system.flow_address), int(system.loss_address),
+                         np.ascontiguousarray(system.params, dtype=np.float64), int(system.n),
+                         system.keepalive, int(system.jacobian_address or 0))
     from narrowflow.model import GradientFlow
     if not isinstance(system, GradientFlow):
         raise TypeError(f"flow must be a GradientFlow or CompiledSystem, got {type(system).__name__}")
     from narrowflow import rhs
     fns = rhs.compile_network(system.network)
     params = rhs.pack_params(system)
-    return fns.flow_address, fns.loss_address, params, system.n_params, (fns,)
+    return _Compiled(fns.flow_address, fns.loss_address, params, system.n_params, (fns,),
+                     fns.jacobian_address if jacobian else 0)
+
+
+def _needs_jacobian(method: str) -> bool:
+    return method in ROSENBROCK or method == "auto"
 
 
 @dataclass(frozen=True)
@@ -85,7 +126,7 @@ class EnsembleProblem:
     """
 
     flow: object
-    method: str = "dp5"
+    method: str = DEFAULT_METHOD
     t_span: tuple = (0.0, 100.0)
     rtol: float = 1e-8
     atol: float = 1e-10
@@ -128,7 +169,7 @@ def _int(value, name, minimum=1):
     return v
 
 
-def make_problem(flow, *, method="dp5", t_span=(0.0, 100.0), save_at=None, rtol=1e-8,
+def make_problem(flow, *, method=DEFAULT_METHOD, t_span=(0.0, 100.0), save_at=None, rtol=1e-8,
                  atol=1e-10, dt=None, max_steps=10**6, gtol=None, escape_threshold=None,
                  divergence_bound=DEFAULT_BOUND, lanes=DEFAULT_LANES,
                  save_states=True, max_step=None) -> EnsembleProblem:
@@ -143,14 +184,22 @@ def make_problem(flow, *, method="dp5", t_span=(0.0, 100.0), save_at=None, rtol=
     except (TypeError, ValueError):
         raise ValueError(f"t_span must be a pair (t0, t1), got {t_span!r}") from None
     t0 = _real(t0, "t_span[0]")
-    t1 = _real(t1, "t_span[1]")
+    t1 = _real(t1, "t_span[1]", finite=False)
     if not t1 > t0:
         raise ValueError(f"t_span must satisfy t0 < t1 (forward integration), got {t_span!r}")
+    if math.isinf(t1) and gtol is None:
+        raise ValueError("t_span: an infinite end time needs gtol (each trajectory then runs "
+                         "until ||grad L|| < gtol, divergence or max_steps)")
+    if math.isinf(t1) and method in ("rk4", "gd"):
+        raise ValueError(f"t_span: method={method!r} has a fixed step and needs a finite end time")
     rtol = _real(rtol, "rtol", positive=True)
     atol = _real(atol, "atol", positive=True)
     if rtol < 1e-15:
         raise ValueError(f"rtol must be >= 1e-15 (round-off), got {rtol!r}")
     fixed = method in ("rk4", "gd")
+    if isinstance(flow, CompiledSystem) and method in ROSENBROCK and not flow.jacobian_address:
+        raise ValueError(f"flow: method={method!r} needs the Jacobian; give the CompiledSystem "
+                         f"a jacobian_address")
     if dt is not None:
         dt = _real(dt, "dt", positive=True)
     elif fixed:
@@ -221,7 +270,7 @@ def check_theta0(theta0, n_params: int) -> np.ndarray:
 def output_nbytes(problem: EnsembleProblem, n_traj: int) -> int:
     """Bytes `solve_ensemble` allocates for the outputs of n_traj trajectories."""
     p, K = problem.n_params, problem.n_save
-    per = 8 * p + 8 + 1 + 3 * 8 + 8            # y_final, t_final, status, counts, loss_final
+    per = 8 * p + 8 + 1 + 4 * 8 + 8            # y_final, t_final, status, counts, loss_final
     if problem.escape_threshold is not None:
         per += 8
     per += K * (8 * p * problem.save_states + 8)   # y_saved, loss_saved
@@ -235,7 +284,7 @@ def allocate(problem: EnsembleProblem, n_traj: int) -> dict:
         y_final=np.empty((n_traj, p)), t_final=np.empty(n_traj),
         status=np.empty(n_traj, dtype=np.int8), nfev=np.empty(n_traj, dtype=np.int64),
         n_accepted=np.empty(n_traj, dtype=np.int64), n_rejected=np.empty(n_traj, dtype=np.int64),
-        loss_final=np.empty(n_traj))
+        njev=np.zeros(n_traj, dtype=np.int64), loss_final=np.empty(n_traj))
     if K and problem.save_states:
         out["y_saved"] = np.full((n_traj, K, p), np.nan)
     if K:
@@ -249,40 +298,53 @@ def solve_chunk(problem: EnsembleProblem, theta0, threads: int = 1, out: dict | 
                 _compiled_cache=None, profile: bool = False, _checked: bool = False) -> dict:
     """Integrate one block of trajectories theta0 (n, p); returns (or fills) the output dict.
 
-    Keys: y_final (n, p), t_final, status (int8), nfev, n_accepted, n_rejected, loss_final
-    (n,), and y_saved (n, K, p) / loss_saved (n, K) with save points, escape_time (n,) with
-    an escape threshold. `out` may hold preallocated arrays (views into larger ones) of those
-    shapes (checked: ValueError naming the array). Safe to call from a Dask worker: compiles
-    (or loads from Numba's cache) there. _checked=True (internal, solve_ensemble): theta0 is
-    already a C-contiguous finite float64 (n, p) array, not checked again.
+    Keys: y_final (n, p), t_final, status (int8), nfev, n_accepted, n_rejected, njev,
+    loss_final (n,), and y_saved (n, K, p) / loss_saved (n, K) with save points, escape_time
+    (n,) with an escape threshold. `out` may hold preallocated arrays (views into larger
+    ones) of those shapes (checked: ValueError naming the array). Safe to call from a Dask
+    worker: compiles (or loads from Numba's cache) there. _checked=True (internal,
+    solve_ensemble): theta0 is already a C-contiguous finite float64 (n, p) array.
     """
     from narrowflow._ext import ensemble as _kernel
     y0 = theta0 if _checked else check_theta0(theta0, problem.n_params)
     n = y0.shape[0]
     if out is None:
         out = allocate(problem, n)
-    comp = _compiled_cache or _compiled(problem.flow)
-    f_addr, loss_addr, params, dim, keep = comp
-    tab = tableaus.get(problem.method)
+    comp = _compiled_cache or _compiled(problem.flow, _needs_jacobian(problem.method))
     t0, t1 = problem.t_span
-    K = problem.n_save
     escape = np.nan if problem.escape_threshold is None else problem.escape_threshold
-    h_init = problem.dt if (problem.dt is not None and tab.adaptive) else 0.0
-    dt = problem.dt if (problem.dt is not None and not tab.adaptive) else 0.0
-    stats = _kernel.integrate(
-        f_addr, loss_addr, params, y0, tab, t0, t1, problem.rtol, problem.atol, h_init, dt,
-        problem.gtol or 0.0, problem.divergence_bound, problem.max_steps, problem.save_at,
-        escape, out["y_final"], out["t_final"], out["status"], out["nfev"], out["n_accepted"],
-        out["n_rejected"], out.get("y_saved"), out.get("loss_saved"),
-        out.get("escape_time"), problem.lanes, int(threads), bool(profile),
-        problem.max_step or 0.0)
-    out["loss_final"][...] = _kernel.eval_lanes(loss_addr, params, out["y_final"], problem.lanes,
-                                                int(threads))
-    if K:
+    stats = np.zeros(4, dtype=np.int64)
+
+    def run(tab, y, **extra):
+        adaptive = getattr(tab, "adaptive", True)
+        h_init = problem.dt if (problem.dt is not None and adaptive) else 0.0
+        dt = problem.dt if (problem.dt is not None and not adaptive) else 0.0
+        stats[:] += _kernel.integrate(
+            comp.flow, comp.loss, comp.params, y, tab, t0, t1, problem.rtol, problem.atol,
+            h_init, dt, problem.gtol or 0.0, problem.divergence_bound, problem.max_steps,
+            problem.save_at, escape, out["y_final"], out["t_final"], out["status"],
+            out["nfev"], out["n_accepted"], out["n_rejected"], out.get("y_saved"),
+            out.get("loss_saved"), out.get("escape_time"), problem.lanes, int(threads),
+            bool(profile), problem.max_step or 0.0, jac_address=comp.jac, njev=out["njev"],
+            **extra)
+
+    if problem.method == "auto":
+        h_last = np.zeros(n)
+        run(tableaus.get(AUTO_NONSTIFF), y0, stiff_switch=comp.jac != 0, h_last=h_last,
+            stiff_hlam=STIFF_HLAM, stiff_steps=STIFF_STEPS)
+        rows = np.flatnonzero(out["status"] == _ST_STIFF)
+        if rows.size:
+            # continue each stiff trajectory where it stopped, in the same output rows
+            run(tableaus.get(AUTO_STIFF), np.ascontiguousarray(out["y_final"]), rows=rows,
+                t_start=np.ascontiguousarray(out["t_final"]), h_start=h_last, resume=True)
+    else:
+        run(tableaus.get(problem.method), y0)
+    out["loss_final"][...] = _kernel.eval_lanes(comp.loss, comp.params, out["y_final"],
+                                                problem.lanes, int(threads))
+    if problem.n_save:
         _hold_converged(problem, out)
     out.setdefault("_stats", np.zeros(4, dtype=np.int64))
-    out["_stats"] += np.asarray(stats, dtype=np.int64)
-    del keep
+    out["_stats"] += stats
     return out
 
 
@@ -356,6 +418,7 @@ class EnsembleResult:
     worker_seconds: float = 0.0
     lanes: int = DEFAULT_LANES
     threads: int = 1
+    njev: np.ndarray | None = None
 
     @property
     def n_trajectories(self) -> int:
@@ -401,6 +464,7 @@ class EnsembleResult:
             "nfev": (("trajectory",), self.nfev),
             "n_accepted": (("trajectory",), self.n_accepted),
             "n_rejected": (("trajectory",), self.n_rejected),
+            **({"njev": (("trajectory",), self.njev)} if self.njev is not None else {}),
             "loss_final": (("trajectory",), self.loss_final),
         }
         coords = {"parameter": names, "trajectory": np.arange(self.n_trajectories)}
@@ -429,7 +493,7 @@ class EnsembleResult:
         return xr.Dataset(dv, coords=coords, attrs=attrs)
 
 
-def solve_ensemble(flow, theta0, t_span=(0.0, 100.0), save_at=None, method="dp5", rtol=1e-8,
+def solve_ensemble(flow, theta0, t_span=(0.0, 100.0), save_at=None, method=DEFAULT_METHOD, rtol=1e-8,
                    atol=1e-10, dt=None, max_steps=10**6, gtol=None, threads=None,
                    progress=False, *, escape_threshold=None, divergence_bound=DEFAULT_BOUND,
                    lanes=DEFAULT_LANES, chunk_size=None, memory_limit=None,
@@ -440,10 +504,14 @@ def solve_ensemble(flow, theta0, t_span=(0.0, 100.0), save_at=None, method="dp5"
 
     flow: a GradientFlow (or a CompiledSystem). theta0: (N, p) float array, finite.
     t_span: (t0, t1), t0 < t1 (time in the flow's units; for "gd", t advances by dt per step,
-    and t1 - t0 must be a whole number of steps).
+    and t1 - t0 must be a whole number of steps). t1 = np.inf needs gtol: every trajectory
+    then runs until it converges (or diverges, or max_steps).
     save_at: sorted times in t_span where y_saved (N, K, p) and loss_saved (N, K) are filled
-    from dense output (4th order for dp5/tsit5, 7th for dop853, 3rd for rk4, linear for gd).
-    method: "dp5" (default), "tsit5", "dop853" (adaptive), "rk4", "gd" (fixed step dt).
+    from dense output (4th order for dp5/tsit5/rodas5p, 7th for dop853, 3rd for rk4 and
+    rodas4, linear for gd); `log_times` makes a grid for runs that span decades.
+    method: "auto" (default: DOP853, switching each trajectory to Rodas5P once it is stiff),
+    "rodas5p", "rodas4" (Rosenbrock, for stiff problems; they use the exact Hessian),
+    "dp5", "tsit5", "dop853" (explicit, adaptive), "rk4", "gd" (fixed step dt).
     rtol, atol: local error tolerances (adaptive methods). dt: step (rk4), learning rate
     (gd), or the first step of an adaptive method (default: Hairer's heuristic).
     max_steps: attempted steps per trajectory. max_step: largest step of an adaptive method
@@ -511,7 +579,7 @@ def solve_ensemble(flow, theta0, t_span=(0.0, 100.0), save_at=None, method="dp5"
     else:
         chunk_size = _int(chunk_size, "chunk_size")
     _check_memory(problem, N, memory_limit)
-    comp = _compiled(problem.flow)
+    comp = _compiled(problem.flow, _needs_jacobian(problem.method))
     out = allocate(problem, N)
     bar = None
     if progress:
@@ -542,4 +610,21 @@ def solve_ensemble(flow, theta0, t_span=(0.0, 100.0), save_at=None, method="dp5"
         elapsed=elapsed, dt=problem.dt, gtol=problem.gtol, seed=seed,
         rhs_calls=int(stats[0]), lane_evaluations=int(stats[1]), lanes=problem.lanes,
         rhs_seconds=stats[2] * 1e-9 if profile else None, worker_seconds=stats[3] * 1e-9,
-        threads=threads)
+        threads=threads, njev=out["njev"])
+
+
+def log_times(stop: float, num: int = 50, start: float | None = None, t0: float = 0.0) -> np.ndarray:
+    """A save grid for runs that span decades: t0, then num - 1 log-spaced times up to stop.
+
+    start: the first time after t0 (default: stop * 1e-9, at least 1e-3 past t0). Returns a
+    sorted float64 array of num times in [t0, stop], usable as `save_at`.
+    """
+    stop = _real(stop, "stop")
+    t0 = _real(t0, "t0")
+    num = _int(num, "num", minimum=2)
+    if not stop > t0:
+        raise ValueError(f"stop must be > t0, got stop={stop!r}, t0={t0!r}")
+    first = max(stop * 1e-9, 1e-3) if start is None else _real(start, "start", positive=True)
+    if not first < stop - t0:
+        raise ValueError(f"start must be < stop - t0, got start={first!r}")
+    return np.concatenate([[t0], t0 + np.geomspace(first, stop - t0, num - 1)])
