@@ -132,6 +132,8 @@ def test_overwrite_never_deletes_a_foreign_folder(tmp_path, result, overwrite):
     (path / "precious.txt").write_text("mine")
     with pytest.raises(FileExistsError, match="not a narrowflow result"):
         io.save(result, path, overwrite=overwrite)
+    with pytest.raises(FileExistsError, match="not a narrowflow result"):
+        io.check_save_path(path, overwrite=overwrite)      # the same check, before any work
     assert (path / "precious.txt").read_text() == "mine"
     assert sorted(p.name for p in tmp_path.iterdir()) == ["results.zarr"]
     # a foreign file named like a NetCDF result, likewise
@@ -169,6 +171,9 @@ def test_failed_overwrite_keeps_the_old_result(tmp_path, result, name):
     for var in before.data_vars:
         assert np.array_equal(after[var].values, before[var].values, equal_nan=True), var
     assert sorted(p.name for p in tmp_path.iterdir()) == [name]   # no debris
+    assert io.check_save_path(path, overwrite=True) == path
+    with pytest.raises(FileExistsError, match="overwrite"):
+        io.check_save_path(path)
     # a failed first write leaves nothing behind at all
     with pytest.raises(OSError, match="injected failure"):
         io.save(_failing_dataset(result), tmp_path / ("new" + path.suffix))

@@ -120,6 +120,15 @@ def _check_replaceable(path: Path, fmt: str, overwrite: bool) -> None:
         raise FileExistsError(f"path {str(path)!r} exists; pass overwrite=True to replace it")
 
 
+def check_save_path(path, overwrite: bool = False) -> Path:
+    """Check, before any work, that ``save(..., path, overwrite)`` may write `path`: the
+    suffix names a format, and `path` is free or (with overwrite) a narrowflow result or an
+    empty folder. Raises ValueError / FileExistsError as ``save`` would; returns the Path."""
+    path = Path(path)
+    _check_replaceable(path, _format(path), overwrite)
+    return path
+
+
 def _sibling(path: Path, tag: str) -> Path:
     return path.with_name(f".{path.name}.{uuid.uuid4().hex[:8]}.{tag}")
 
