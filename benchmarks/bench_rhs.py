@@ -1,13 +1,16 @@
 """Cost of the compiled right-hand sides per lane, and their compile / cached-load times.
 
-    python benchmarks/bench_rhs.py [--repeats 200000]
+    python benchmarks/bench_rhs.py [--repeats 200000] [--wide]
 
 Prints, for the NF4 benchmark problem (DESIGN.md), the time per lane-RHS of the
 flow and loss cfuncs called through their C address from nogil Cython, for
 lane counts 1..64 (the per-lane cost must fall once the lane loop vectorizes),
 next to the same evaluation by numpy (the model layer) and, as a scalar
-reference, a Numba function calling math.tanh. Then the first-call compile time
-and the cached-load time of `compile_network`, each in a fresh process.
+reference, a Numba function calling math.tanh. Then the cost of the `jacobian`
+cfunc (J = −∇²L per lane) at 16 lanes as a multiple of the flow's ("a Hessian
+costs X RHS evaluations"; with --wide also for a p = 65 network: width 16, d = 2,
+k = 1, bias), and the first-call compile time and the cached-load time of
+`compile_network`, each in a fresh process.
 """
 from __future__ import annotations
 
@@ -24,6 +27,9 @@ from numba import njit
 from narrowflow import model, rhs
 from narrowflow._ext import rhscall
 
+_LOAD_JAC = ("import time; import narrowflow as nf; from narrowflow import rhs, model; "
+             "F=rhs.compile_network(model.nf4_benchmark()); t=time.perf_counter(); F.jacobian_address; "
+             "print(time.perf_counter()-t)")
 _LOAD = ("import time; t=time.perf_counter(); import narrowflow as nf; from narrowflow import rhs, model; "
          "F=rhs.compile_network(model.nf4_benchmark()); F.flow_address; F.loss_address; "
          "print(time.perf_counter()-t)")
@@ -44,9 +50,24 @@ def _scalar_libm_flow(th, x, y, out):
         out[c] = g[c] / x.size
 
 
+def _jacobian_vs_flow(flow, lanes: int, repeats: int, rng, rounds: int = 5):
+    """Best-of-`rounds` seconds per lane-evaluation of flow and jacobian, measured alternately."""
+    F, prm, p = rhs.compile_network(flow), rhs.pack_params(flow), flow.n_params
+    y = rng.normal(size=p * lanes)
+    reps_f = max(repeats // lanes, 10)
+    reps_j = max(repeats // (lanes * p), 10)
+    t_flow, t_jac = [], []
+    for _ in range(rounds):
+        t_flow.append(rhscall.time_per_call(F.flow_address, lanes, y, prm, p, reps_f) / lanes)
+        t_jac.append(rhscall.time_per_call(F.jacobian_address, lanes, y, prm, p * p, reps_j) / lanes)
+    return min(t_flow), min(t_jac)
+
+
 def main(argv=None) -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--repeats", type=int, default=200_000, help="lane-evaluations per measurement")
+    ap.add_argument("--wide", action="store_true",
+                    help="also the jacobian of a p = 65 network (compiling its flow takes ~10 s)")
     args = ap.parse_args(argv)
     flow = model.nf4_benchmark()
     F, prm = rhs.compile_network(flow), rhs.pack_params(flow)
@@ -74,14 +95,27 @@ def main(argv=None) -> None:
     t_np = (time.perf_counter() - t0) / 2000
     print(f"scalar Numba with math.tanh (incl. Python call overhead): {t_libm * 1e9:.0f} ns")
     print(f"numpy model layer flow.grad: {t_np * 1e9:.0f} ns")
+    problems = [("NF4 (p=4)", flow)]
+    if args.wide:
+        wrng = np.random.default_rng(1)
+        net = model.Network(width=16, input_dim=2, output_dim=1, activation="tanh", bias=True)
+        problems.append(("width 16, d=2, k=1, bias (p=65, n=16)",
+                         model.GradientFlow(net, model.Dataset(wrng.normal(size=(16, 2)),
+                                                               wrng.normal(size=(16, 1))))))
+    for name, prob in problems:
+        t_flow, t_jac = _jacobian_vs_flow(prob, 16, args.repeats // 4, rng)
+        print(f"jacobian (J = -Hessian) {name}, 16 lanes: {t_jac * 1e9:.0f} ns per lane vs flow "
+              f"{t_flow * 1e9:.0f} ns: a Hessian costs {t_jac / t_flow:.2f} RHS evaluations")
     with tempfile.TemporaryDirectory() as cache:
         env = {"NARROWFLOW_CACHE_DIR": cache, "NUMBA_CACHE_DIR": cache}
         import os
         env = {**os.environ, **env}
         first = float(subprocess.check_output([sys.executable, "-c", _LOAD], env=env, text=True))
         again = float(subprocess.check_output([sys.executable, "-c", _LOAD], env=env, text=True))
+        jac = float(subprocess.check_output([sys.executable, "-c", _LOAD_JAC], env=env, text=True))
     print(f"compile_network(NF4) flow+loss: first call {first:.2f} s, cached load {again:.2f} s "
           f"(each in a fresh process, incl. imports)")
+    print(f"compile the NF4 jacobian cfunc: first call {jac:.2f} s (fresh process, flow and loss cached)")
 
 
 if __name__ == "__main__":

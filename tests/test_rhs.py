@@ -3,7 +3,7 @@ import numpy as np
 import pytest
 
 import narrowflow as nf
-from narrowflow import rhs
+from narrowflow import activations, rhs
 from narrowflow._ext import rhscall
 
 CASES = [(1, 2, 1, False, "tanh"), (2, 3, 2, True, "softplus"), (1, 2, 1, True, "silu"),
@@ -108,6 +108,83 @@ def test_overflow_is_reported_not_swallowed(rng):
     assert status == 1 and np.isnan(out).any()
     loss, status = rhscall.call(F.loss_address, 1, 0.0, _soa(nan_state), prm, 1)
     assert status == 1 and np.isnan(loss[0])
+
+
+# --- the lane-batched Jacobian cfunc (J = −∇²L, row-major per lane, structure-of-arrays) ---
+
+ARCHS = sorted({c[:4] for c in CASES})
+
+
+def _jac(F, lanes, th, prm, p):
+    """(lanes, p, p) Jacobians and the status from the jacobian cfunc."""
+    out, status = rhscall.call(F.jacobian_address, lanes, 0.0, _soa(th), prm, p * p)
+    return out.reshape(p * p, lanes).T.reshape(lanes, p, p), status
+
+
+@pytest.mark.parametrize("lam", [0.0, 0.02])
+@pytest.mark.parametrize("act", activations.NAMES)
+@pytest.mark.parametrize("arch", ARCHS)
+def test_jacobian_matches_model_hessian(arch, act, lam, rng):
+    flow = _problem((*arch, act), rng, lam=lam)
+    F, prm, p = rhs.compile_network(flow), rhs.pack_params(flow), flow.n_params
+    assert F.n_out("jacobian") == p * p
+    lanes = 5
+    th = rng.normal(size=(lanes, p))
+    got, status = _jac(F, lanes, th, prm, p)
+    assert status == 0
+    for l in range(lanes):
+        ref = -flow.hessian(th[l])
+        assert np.allclose(got[l], ref, rtol=1e-12, atol=1e-12 * np.abs(ref).max())
+        assert np.array_equal(got[l], got[l].T)
+
+
+@pytest.mark.parametrize("lam", [0.0, 0.02])
+@pytest.mark.parametrize("act", activations.NAMES)
+@pytest.mark.parametrize("arch", ARCHS)
+def test_jacobian_matches_finite_differences_of_flow(arch, act, lam, rng):
+    flow = _problem((*arch, act), rng, lam=lam)
+    F, prm, p = rhs.compile_network(flow), rhs.pack_params(flow), flow.n_params
+    th = 0.7 * rng.normal(size=p)
+    h = 1e-5
+    # all 2p perturbed states in one call, one per lane
+    plus, minus = th + h * np.eye(p), th - h * np.eye(p)
+    out, status = rhscall.call(F.flow_address, 2 * p, 0.0, _soa(np.vstack([plus, minus])), prm, p)
+    assert status == 0
+    f = out.reshape(p, 2 * p).T
+    fd = ((f[:p] - f[p:]) / (2 * h)).T                    # column c: ∂(flow)/∂θ_c
+    got, status = _jac(F, 1, th[None], prm, p)
+    assert status == 0
+    assert np.allclose(got[0], fd, rtol=1e-6, atol=1e-7 * max(1.0, np.abs(fd).max()))
+
+
+@pytest.mark.parametrize("case", CASES)
+def test_jacobian_is_bitwise_independent_of_lane_count(case, rng):
+    flow = _problem(case, rng, n=16)
+    F, prm, p = rhs.compile_network(flow), rhs.pack_params(flow), flow.n_params
+    th = rng.normal(size=(37, p))
+    solo = [_jac(F, 1, t[None], prm, p)[0][0] for t in th]
+    for lanes in (3, 16, 37):
+        got, status = _jac(F, lanes, th[:lanes], prm, p)
+        assert status == 0
+        for l in range(lanes):
+            assert np.array_equal(got[l], solo[l])
+
+
+def test_jacobian_reports_a_non_finite_lane_and_leaves_the_others_alone(rng):
+    flow = _problem(CASES[1], rng)
+    F, prm, p = rhs.compile_network(flow), rhs.pack_params(flow), flow.n_params
+    lanes = 16
+    th = rng.normal(size=(lanes, p))
+    clean, status = _jac(F, lanes, th, prm, p)
+    assert status == 0
+    for bad_lane, value in ((0, np.nan), (5, np.inf), (15, 1e308)):
+        bad = th.copy()
+        bad[bad_lane, :: 2] = value
+        got, status = _jac(F, lanes, bad, prm, p)
+        assert status == 1
+        assert not np.all(np.isfinite(got[bad_lane]))
+        others = [l for l in range(lanes) if l != bad_lane]
+        assert np.array_equal(got[others], clean[others])
 
 
 def test_signature_constants():

@@ -18,7 +18,10 @@ never recompiles.
 The flow and loss loop over data points outside and lanes inside, with every
 neuron unrolled, so the lane loop vectorizes (the activations use
 :mod:`narrowflow.fastmath`); they are compiled with FMA contraction (see ``_FMA``). The variational right-hand side builds −H per lane
-with scalar code: it serves accuracy studies, not the hot ensemble path.
+with scalar code: it serves accuracy studies, not the hot ensemble path. The
+``jacobian`` cfunc (J = −∇²L per lane, for Rosenbrock steps) is lane-batched too,
+with FMA, but loops over neurons and parameters, so its source does not grow with
+the width (see `_jacobian_source`).
 """
 from __future__ import annotations
 
@@ -47,7 +50,8 @@ _COMPILE_OPTIONS = dict(error_model="numpy", cache=True)
 # each lane's arithmetic stays fixed, so results do not depend on the lane count or grouping
 # (tests/test_rhs.py checks lane counts 1..37 bit for bit). NARROWFLOW_NO_FMA=1 turns it off.
 _FMA = {} if os.environ.get("NARROWFLOW_NO_FMA") else {"fastmath": {"contract"}}
-_HOT = ("flow", "loss")
+_HOT = ("flow", "loss", "jacobian")
+_JAC_BLOCK = 8  # data points per Gauss–Newton block of the jacobian cfunc
 _SRC_FILES = ("rhs.py", "activations.py", "fastmath.py")
 
 
@@ -234,6 +238,165 @@ def complex_jacobian(theta, params):
     _hessian_into_complex(theta, params[{HEADER}:{HEADER} + n * D],
                           params[{HEADER} + n * D:{HEADER} + n * (D + K)], n, params[1], params[2], H)
     return -H
+''' + _jacobian_source(d, m, k, bias)
+
+
+def _jacobian_source(d: int, m: int, k: int, bias: bool) -> str:
+    """The ``jacobian`` cfunc: J = −∇²L per lane; loops over neurons and parameters, lanes inside.
+
+    Per data point i and output q, the output-Jacobian row g_q = ∂f_q/∂θ has
+    NZ = m(1 + d + bias) + bias structural nonzeros (a_jq: σ_j; w̃_je = (w_j, b_j)_e:
+    a_jq σ'_j x̃_e with x̃ = (x, 1); c_q: 1), kept compressed in G with their
+    θ-indices in _IDX. The upper triangle accumulates Σ_q g_q g_qᵀ plus the residual
+    terms r_q σ'_j x̃_e (a_jq, w̃_je) and ρ_j σ''_j x̃_e x̃_e′ (w̃_je, w̃_je′),
+    ρ_j = Σ_q r_q a_jq; then J = −(·)/n − λI is mirrored into the lower triangle.
+
+    The Gauss–Newton sum runs over blocks of NB data points (the last one padded
+    with zero rows): each (a, b) pair's lane loop then adds NB products, which pays
+    for its loop overhead and the load/store of the accumulator. Every lane does
+    the same operations in the same order whatever the lane count. Source size does
+    not grow with m or p²: only the pre-activation (over d) and the NB products are unrolled.
+    """
+    bs = k + d + int(bias)
+    z = " + ".join([f"y[(o + {k + e}) * lanes + l] * x{e}" for e in range(d)]
+                   + ([f"y[(o + {k + d}) * lanes + l]"] if bias else []))
+    load_x = "\n".join(f"            x{e} = params[{HEADER} + i * {d} + {e}]\n"
+                       f"            XE[{e}] = x{e}" for e in range(d))
+    products = "\n".join(f"                        v += G[g1 + {b} * gs + l] * G[g2 + {b} * gs + l]"
+                         for b in range(_JAC_BLOCK))
+    return f'''
+
+BS, DE, NB = {bs}, {d + int(bias)}, {_JAC_BLOCK}
+NZ = M * (1 + DE) + (1 if BIAS else 0)
+
+
+def _jacobian_index():
+    idx = np.empty((K, NZ), np.int64)
+    for q in range(K):
+        for j in range(M):
+            idx[q, j * (1 + DE)] = j * BS + q
+            for e in range(DE):
+                idx[q, j * (1 + DE) + 1 + e] = j * BS + K + e
+        if BIAS:
+            idx[q, M * (1 + DE)] = M * BS + q
+    return idx
+
+
+_IDX = _jacobian_index()
+
+
+def jacobian(lanes, t, y, out, params):
+    n = int(params[0])
+    lam = params[1]
+    kappa = params[2]
+    ml = M * lanes
+    gs = K * NZ * lanes                      # G stride between the block's data points
+    o_r = 3 * ml
+    o_rs = o_r + K * lanes
+    o_g = o_rs + lanes
+    o_x = o_g + NB * gs
+    scratch = np.empty(o_x + DE)
+    S0 = scratch[0:ml]
+    S1 = scratch[ml:2 * ml]
+    S2 = scratch[2 * ml:o_r]
+    R = scratch[o_r:o_rs]
+    RS = scratch[o_rs:o_g]
+    G = scratch[o_g:o_x]
+    XE = scratch[o_x:]
+    if BIAS:
+        XE[DE - 1] = 1.0
+    for c in range(P * P * lanes):
+        out[c] = 0.0
+    for i0 in range(0, n, NB):
+        for ib in range(NB):
+            i = i0 + ib
+            gb = ib * gs
+            if i >= n:                       # padding: zero rows add nothing
+                for c in range(gs):
+                    G[gb + c] = 0.0
+                continue
+{load_x}
+            for j in range(M):
+                o = j * BS
+                for l in range(lanes):
+                    s0, s1, s2, _s3, _s4 = act({z}, kappa)
+                    S0[j * lanes + l] = s0
+                    S1[j * lanes + l] = s1
+                    S2[j * lanes + l] = s2
+            for q in range(K):
+                yq = params[{HEADER} + n * D + i * K + q]
+                for l in range(lanes):
+                    R[q * lanes + l] = y[(M * BS + q) * lanes + l] if BIAS else 0.0
+                for j in range(M):
+                    for l in range(lanes):
+                        R[q * lanes + l] += y[(j * BS + q) * lanes + l] * S0[j * lanes + l]
+                for l in range(lanes):
+                    R[q * lanes + l] -= yq
+            # compressed output-Jacobian rows g_q of data point i
+            for q in range(K):
+                for j in range(M):
+                    gj = gb + (q * NZ + j * (1 + DE)) * lanes
+                    for l in range(lanes):
+                        G[gj + l] = S0[j * lanes + l]
+                    for e in range(DE):
+                        xe = XE[e]
+                        ge = gj + (1 + e) * lanes
+                        for l in range(lanes):
+                            G[ge + l] = y[(j * BS + q) * lanes + l] * S1[j * lanes + l] * xe
+                if BIAS:
+                    gc = gb + (q * NZ + M * (1 + DE)) * lanes
+                    for l in range(lanes):
+                        G[gc + l] = 1.0
+            # residual terms r·∂²f (a-w̃ and w̃-w̃ blocks of each neuron)
+            for j in range(M):
+                o = j * BS
+                for l in range(lanes):
+                    RS[l] = 0.0
+                for q in range(K):
+                    for l in range(lanes):
+                        RS[l] += R[q * lanes + l] * y[(o + q) * lanes + l]
+                    for e in range(DE):
+                        xe = XE[e]
+                        base = ((o + q) * P + o + K + e) * lanes
+                        for l in range(lanes):
+                            out[base + l] += R[q * lanes + l] * S1[j * lanes + l] * xe
+                for l in range(lanes):
+                    RS[l] *= S2[j * lanes + l]
+                for e in range(DE):
+                    for e2 in range(e, DE):
+                        xx = XE[e] * XE[e2]
+                        base = ((o + K + e) * P + o + K + e2) * lanes
+                        for l in range(lanes):
+                            out[base + l] += RS[l] * xx
+        # Gauss–Newton part of the block, upper triangle: Σ_i Σ_q g_q g_qᵀ
+        for q in range(K):
+            for t1 in range(NZ):
+                a = _IDX[q, t1]
+                g1 = (q * NZ + t1) * lanes
+                for t2 in range(t1, NZ):
+                    base = (a * P + _IDX[q, t2]) * lanes
+                    g2 = (q * NZ + t2) * lanes
+                    for l in range(lanes):
+                        v = out[base + l]
+{products}
+                        out[base + l] = v
+    inv_n = 1.0 / n
+    bad = 0.0
+    for a in range(P):
+        base = (a * P + a) * lanes
+        for l in range(lanes):
+            v = -(out[base + l] * inv_n) - lam
+            out[base + l] = v
+            bad += v * 0.0
+        for b in range(a + 1, P):
+            up = (a * P + b) * lanes
+            lo = (b * P + a) * lanes
+            for l in range(lanes):
+                v = -(out[up + l] * inv_n)
+                out[up + l] = v
+                out[lo + l] = v
+                bad += v * 0.0
+    return 0 if bad == 0.0 else 1
 '''
 
 
@@ -429,7 +592,8 @@ class NetworkFunctions:
 
     cfuncs (ext/rhs_abi.pxd), with the number of outputs per lane:
       ``flow`` (p: dy = −∇L), ``loss`` (1: L), ``variational`` (p + p²: state
-      [θ, Φ row-major], Φ̇ = −HΦ), ``complex_flow`` / ``complex_variational``
+      [θ, Φ row-major], Φ̇ = −HΦ), ``jacobian`` (p²: J = −∇²L, λ included,
+      row-major per lane: ``out[(r*p + c)*lanes + l] = J[r, c]``), ``complex_flow`` / ``complex_variational``
       (complex128 y, dy). ``*_address`` give their C addresses; keep this
       object alive while an address is in use (it is cached per process).
     njit functions: ``complex_field(theta, params) -> (p,)``, ``complex_jacobian(theta, params) -> (p, p)``.
@@ -453,6 +617,7 @@ class NetworkFunctions:
     flow = property(lambda self: self._get("flow", RHS_SIGNATURE))
     loss = property(lambda self: self._get("loss", RHS_SIGNATURE))
     variational = property(lambda self: self._get("variational", RHS_SIGNATURE))
+    jacobian = property(lambda self: self._get("jacobian", RHS_SIGNATURE))
     complex_flow = property(lambda self: self._get("complex_flow", COMPLEX_RHS_SIGNATURE))
     complex_variational = property(lambda self: self._get("complex_variational", COMPLEX_RHS_SIGNATURE))
     complex_field = property(lambda self: self._get("complex_field", None))
@@ -461,13 +626,15 @@ class NetworkFunctions:
     flow_address = property(lambda self: self.flow.address)
     loss_address = property(lambda self: self.loss.address)
     variational_address = property(lambda self: self.variational.address)
+    jacobian_address = property(lambda self: self.jacobian.address)
     complex_flow_address = property(lambda self: self.complex_flow.address)
     complex_variational_address = property(lambda self: self.complex_variational.address)
 
     def n_out(self, name: str) -> int:
         """Outputs per lane of the cfunc `name`."""
         p = self.n_params
-        return {"flow": p, "loss": 1, "variational": p + p * p, "complex_flow": p,
+        return {"flow": p, "loss": 1, "variational": p + p * p, "jacobian": p * p,
+                "complex_flow": p,
                 "complex_variational": p + p * p}[name]
 
 
