@@ -41,6 +41,15 @@ import numpy as np
 cdef extern from "ensemble_queue.h" nogil:
     int64_t nf_fetch_add(int64_t* p, int64_t v)
 
+cdef extern from "nf_interrupt.h" nogil:
+    int nf_install_sigint()
+    void nf_restore_sigint()
+    int nf_is_interrupted()
+    void nf_clear_interrupt()
+    void nf_count_finished()
+    int64_t nf_finished_count()
+    void nf_reset_finished()
+
 cdef enum:
     MAXK = 16      # stage slots
     MAXD = 8       # degree of the dense-output polynomials
@@ -54,7 +63,8 @@ cdef enum:
     ST_DIVERGED = 2
     ST_MAX_STEPS = 3
     ST_STEP_TOO_SMALL = 4
-    ST_STIFF = 5          # internal: stiffness detected, to be continued by a Rosenbrock method
+    ST_INTERRUPTED = 5    # Ctrl-C: stopped where it was (or never started)
+    ST_STIFF = 6          # internal: stiffness detected, to be continued by a Rosenbrock method
 
 cdef struct Tab:
     int S, fsal, knew, nk, n_extra, err_kind, order, deg
@@ -409,6 +419,17 @@ cdef void finish_lane(Job* job, Work* w, int64_t l) noexcept nogil:
     if job.h_last != NULL:
         job.h_last[k] = w.h[l]
     w.used += w.nf[l]
+    nf_count_finished()
+
+
+cdef void interrupt_lanes(Job* job, Work* w) noexcept nogil:
+    """Ctrl-C: write every live lane out as INTERRUPTED, where it stands; take no new ones."""
+    cdef int64_t l
+    for l in range(w.L):
+        if w.idx[l] >= 0:
+            w.st[l] = ST_INTERRUPTED
+            finish_lane(job, w, l)
+            w.idx[l] = -1
 
 
 cdef int refill(Job* job, const Tab* tb, Work* w) noexcept nogil:
@@ -659,6 +680,9 @@ cdef int run_worker(Job* job, const Tab* tb, int64_t* stats) noexcept nogil:
         load_lane(job, tb, &w, l)
     live = refill(job, tb, &w)
     while live > 0:
+        if nf_is_interrupted():
+            interrupt_lanes(job, &w)
+            break
         anyinit = 0
         for l in range(L):
             if w.init[l]:
@@ -862,61 +886,69 @@ cdef int run_worker(Job* job, const Tab* tb, int64_t* stats) noexcept nogil:
     return 0
 
 
-cdef inline int lu_factor(double* A, int* piv, int64_t n) noexcept nogil:
-    """In-place LU with partial pivoting of the row-major n x n matrix A; 1 if singular.
+cdef void lu_factor_lanes(double* A, int* piv, double* dinv, int* sing, int64_t n,
+                          int64_t L) noexcept nogil:
+    """LU with partial pivoting of one n x n matrix per lane, all lanes at once, in place.
 
-    Singular means a zero or non-finite pivot: the caller rejects the step (a smaller h
-    makes W = I/(gamma h) - J diagonally dominant), it never divides by it.
+    A is SoA: A[(i*n + j)*L + l]. Row swaps are per lane (piv[k*L + l]: the row swapped with
+    k at step k, whole rows as in LAPACK's getrf); the elimination runs over the lanes in the
+    inner loop, so it vectorizes, while each lane's arithmetic is its own (the result does
+    not depend on L). dinv holds the reciprocal pivots. sing[l] = 1 for a zero or non-finite
+    pivot: the caller rejects that lane's step (a smaller h makes W = I/(gamma h) - J
+    diagonally dominant) and ignores its solution.
     """
-    cdef int64_t i, j, k, r
+    cdef int64_t i, j, k, l, r
     cdef double amax, v, f
     for k in range(n):
-        r = k
-        amax = fabs(A[k * n + k])
+        for l in range(L):
+            r = k
+            amax = fabs(A[(k * n + k) * L + l])
+            for i in range(k + 1, n):
+                v = fabs(A[(i * n + k) * L + l])
+                if v > amax:
+                    amax = v
+                    r = i
+            piv[k * L + l] = <int> r
+            if not (amax > 0.0) or not isfinite(amax):
+                sing[l] = 1
+                dinv[k * L + l] = 0.0
+                continue
+            if r != k:
+                for j in range(n):
+                    v = A[(k * n + j) * L + l]
+                    A[(k * n + j) * L + l] = A[(r * n + j) * L + l]
+                    A[(r * n + j) * L + l] = v
+            dinv[k * L + l] = 1.0 / A[(k * n + k) * L + l]
         for i in range(k + 1, n):
-            v = fabs(A[i * n + k])
-            if v > amax:
-                amax = v
-                r = i
-        if not (amax > 0.0) or not isfinite(amax):
-            return 1
-        piv[k] = <int> r
-        if r != k:
-            for j in range(n):
-                v = A[k * n + j]
-                A[k * n + j] = A[r * n + j]
-                A[r * n + j] = v
-        f = 1.0 / A[k * n + k]
-        for i in range(k + 1, n):
-            v = A[i * n + k] * f
-            A[i * n + k] = v
-            if v != 0.0:
-                for j in range(k + 1, n):
-                    A[i * n + j] -= v * A[k * n + j]
-    return 0
+            for l in range(L):
+                A[(i * n + k) * L + l] *= dinv[k * L + l]
+            for j in range(k + 1, n):
+                for l in range(L):
+                    A[(i * n + j) * L + l] -= A[(i * n + k) * L + l] * A[(k * n + j) * L + l]
 
 
-cdef inline void lu_solve_lane(const double* A, const int* piv, int64_t n, double* x,
-                               int64_t L, int64_t l) noexcept nogil:
-    """Solve A x = b in place for lane l of the SoA vector x (x[i*L + l]), A from lu_factor."""
-    cdef int64_t i, j
+cdef void lu_solve_lanes(const double* A, const int* piv, const double* dinv, int64_t n,
+                         int64_t L, double* x) noexcept nogil:
+    """Solve A x = b in place for every lane (x SoA: x[i*L + l]), A from lu_factor_lanes."""
+    cdef int64_t i, j, k, l, r
     cdef double v
-    for i in range(n):
-        j = piv[i]
-        if j != i:
-            v = x[i * L + l]
-            x[i * L + l] = x[j * L + l]
-            x[j * L + l] = v
+    for k in range(n):
+        for l in range(L):
+            r = piv[k * L + l]
+            if r != k:
+                v = x[k * L + l]
+                x[k * L + l] = x[r * L + l]
+                x[r * L + l] = v
     for i in range(1, n):
-        v = x[i * L + l]
         for j in range(i):
-            v -= A[i * n + j] * x[j * L + l]
-        x[i * L + l] = v
+            for l in range(L):
+                x[i * L + l] -= A[(i * n + j) * L + l] * x[j * L + l]
     for i in range(n - 1, -1, -1):
-        v = x[i * L + l]
         for j in range(i + 1, n):
-            v -= A[i * n + j] * x[j * L + l]
-        x[i * L + l] = v / A[i * n + i]
+            for l in range(L):
+                x[i * L + l] -= A[(i * n + j) * L + l] * x[j * L + l]
+        for l in range(L):
+            x[i * L + l] *= dinv[i * L + l]
 
 
 cdef int run_worker_ros(Job* job, const Tab* tb, const Ros* rs, int64_t* stats) noexcept nogil:
@@ -931,35 +963,47 @@ cdef int run_worker_ros(Job* job, const Tab* tb, const Ros* rs, int64_t* stats) 
     cdef Work w
     cdef int64_t i, j, l, L = job.L, n = job.n, nL, pp = job.n * job.n, k
     cdef int s, x, live, anyacc, anyinit, anyj, fstat, jstat
-    cdef double err, sk, d, fac, hn, v, facc1, facc2, gh, c
+    cdef double err, sk, d, fac, hn, v, facc1, facc2, c
     cdef double eps = 2.220446049250313e-16
     cdef double* FS
     cdef double* FN
     cdef double* JB
     cdef double* LU
+    cdef double* dinv
+    cdef double* hinv
+    cdef double* wdiag
+    cdef double* jmask
     cdef int* piv
     cdef double* ui
+    cdef const double* uj
     cdef int64_t t_start = now_ns()
     if work_alloc(&w, n, L, tb.nk) != 0:
         return -1
     nL = w.nL
-    FS = <double*> malloc((2 * nL + 2 * pp * L) * sizeof(double))
+    FS = <double*> malloc((3 * nL + 3 * L + 2 * pp * L) * sizeof(double))
     piv = <int*> malloc(n * L * sizeof(int))
     if FS == NULL or piv == NULL:
         free(FS)
         free(piv)
         work_free(&w)
         return -1
-    memset(FS, 0, (2 * nL + 2 * pp * L) * sizeof(double))
+    memset(FS, 0, (3 * nL + 3 * L + 2 * pp * L) * sizeof(double))
     FN = FS + nL
-    JB = FS + 2 * nL            # Jacobian as the cfunc writes it: SoA, (r*n + c)*L + l
-    LU = JB + pp * L            # per lane, row-major: LU[l*pp + r*n + c]
+    dinv = FS + 2 * nL          # reciprocal pivots (SoA)
+    hinv = FS + 3 * nL          # 1/h per lane (0 for empty lanes)
+    wdiag = hinv + L            # 1/(gamma h) per lane (1 for empty lanes)
+    jmask = wdiag + L           # 1 for lanes with a trajectory, 0 for empty ones
+    JB = jmask + L              # Jacobian as the cfunc writes it: SoA, (r*n + c)*L + l
+    LU = JB + pp * L            # W and its LU factors, same layout
     facc1 = 1.0 / tb.fac1
     facc2 = 1.0 / tb.fac2
     for l in range(L):
         load_lane(job, tb, &w, l)
     live = refill(job, tb, &w)
     while live > 0:
+        if nf_is_interrupted():
+            interrupt_lanes(job, &w)
+            break
         anyinit = 0
         for l in range(L):
             if w.init[l]:
@@ -1003,18 +1047,21 @@ cdef int run_worker_ros(Job* job, const Tab* tb, const Ros* rs, int64_t* stats) 
                 w.tn[l] = job.t1
             else:
                 w.tn[l] = w.t[l] + w.h[l]
-        # --- W = I/(gamma h) - J and its LU factors, lane by lane (the Jacobian is kept in
-        # JB between a rejected step and its retry, so it is rebuilt from there every time)
+        # --- W = I/(gamma h) - J and its LU factors (the Jacobian stays in JB between a
+        # rejected step and its retry, so W is rebuilt from there every time); an empty
+        # lane gets W = I
         for l in range(L):
             w.sing[l] = 0
-            if w.idx[l] < 0:
-                continue
-            gh = 1.0 / (rs.gamma * w.h[l])
-            for i in range(n):
-                for j in range(n):
-                    LU[l * pp + i * n + j] = -JB[(i * n + j) * L + l]
-                LU[l * pp + i * n + i] += gh
-            w.sing[l] = lu_factor(LU + l * pp, piv + l * n, n)
+            hinv[l] = 1.0 / w.h[l] if w.idx[l] >= 0 else 0.0
+            wdiag[l] = 1.0 / (rs.gamma * w.h[l]) if w.idx[l] >= 0 else 1.0
+            jmask[l] = 1.0 if w.idx[l] >= 0 else 0.0
+        for i in range(pp):
+            for l in range(L):
+                LU[i * L + l] = -(JB[i * L + l] * jmask[l])
+        for i in range(n):
+            for l in range(L):
+                LU[(i * n + i) * L + l] += wdiag[l]
+        lu_factor_lanes(LU, piv, dinv, w.sing, n, L)
         # --- stages: u_s = W^-1 (f(y + sum_j a_sj u_j) + sum_j C_sj / h u_j)
         for s in range(rs.S):
             if s == 0:
@@ -1030,22 +1077,19 @@ cdef int run_worker_ros(Job* job, const Tab* tb, const Ros* rs, int64_t* stats) 
                             w.YT[i] += c * ui[i]
                 call_f(job, &w, w.YT, FS)
             ui = w.K + (s + 1) * nL
-            for i in range(n):
-                for l in range(L):
-                    ui[i * L + l] = FS[i * L + l]
+            memcpy(ui, FS, nL * sizeof(double))
             for j in range(s):
                 c = rs.C[s][j]
                 if c != 0.0:
+                    uj = w.K + (j + 1) * nL
                     for i in range(n):
                         for l in range(L):
-                            if w.h[l] > 0.0:
-                                ui[i * L + l] += (c / w.h[l]) * w.K[(j + 1) * nL + i * L + l]
+                            ui[i * L + l] += (c * hinv[l]) * uj[i * L + l]
+            lu_solve_lanes(LU, piv, dinv, n, L, ui)
             for l in range(L):
                 if w.idx[l] < 0 or w.sing[l]:
                     for i in range(n):
                         ui[i * L + l] = 0.0
-                else:
-                    lu_solve_lane(LU + l * pp, piv + l * n, n, ui, L, l)
         # --- new state and error estimate
         for i in range(nL):
             w.YN[i] = w.Y[i]
@@ -1255,7 +1299,7 @@ def integrate(uintptr_t f_address, uintptr_t loss_address, const double[::1] par
               int64_t[::1] njev=None, double[::1] h_last=None, const int64_t[::1] rows=None,
               const double[::1] t_start=None, const double[::1] h_start=None,
               bint resume=False, bint stiff_switch=False, double stiff_hlam=6.1,
-              int stiff_steps=15):
+              int stiff_steps=15, bint interruptible=False):
     """Integrate the trajectories y0 (N, n) from t0 to t1; fills the output arrays in place.
 
     f_address / loss_address: addresses of cfuncs with the signature of ext/rhs_abi.pxd
@@ -1276,8 +1320,12 @@ def integrate(uintptr_t f_address, uintptr_t loss_address, const double[::1] par
     rows (M,): integrate only these rows of y0 / the outputs (default: all); t_start (N,):
     start times per row (default t0); h_start (N,): first steps per row (<= 0: heuristic);
     resume: continue the counters, save points and escape times already in the outputs.
-    stiff_switch (DOP853 only): a trajectory found stiff stops with status 5 (internal), its
+    stiff_switch (DOP853 only): a trajectory found stiff stops with status 6 (internal), its
     state, time and h_last written, for a Rosenbrock method to continue.
+    interruptible (call from the main thread only): SIGINT during the run stops every
+    worker within one step; running and never-started trajectories get status 5
+    (INTERRUPTED), the finished ones keep their results, and KeyboardInterrupt is raised
+    once the previous SIGINT handler is back.
     Returns (rhs_calls, lane_evaluations_used, ns inside the right-hand side (profile only),
     ns inside the workers), summed over workers.
     """
@@ -1377,16 +1425,37 @@ def integrate(uintptr_t f_address, uintptr_t loss_address, const double[::1] par
         nw = (nq + lanes - 1) // lanes
     st = np.zeros((nw, 4), dtype=np.int64)
     errs = np.zeros(nw, dtype=np.intc)
-    with nogil:
-        for w in prange(nw, schedule='dynamic', chunksize=1, num_threads=threads):
-            if ros:
-                errs[w] = run_worker_ros(&job, &tb, &rs, &st[w, 0])
-            else:
-                errs[w] = run_worker(&job, &tb, &st[w, 0])
+    nf_reset_finished()
+    if interruptible:
+        nf_clear_interrupt()
+        if nf_install_sigint() != 0:
+            interruptible = False
+    try:
+        with nogil:
+            for w in prange(nw, schedule='dynamic', chunksize=1, num_threads=threads):
+                if ros:
+                    errs[w] = run_worker_ros(&job, &tb, &rs, &st[w, 0])
+                else:
+                    errs[w] = run_worker(&job, &tb, &st[w, 0])
+    finally:
+        if interruptible:
+            nf_restore_sigint()
+    if interruptible and nf_is_interrupted():
+        nf_clear_interrupt()
+        # the queue entries no worker took: never started
+        todo = np.arange(min(job.next, nq), nq)
+        status_arr = np.asarray(status)
+        status_arr[np.asarray(rows)[todo] if rows is not None else todo] = ST_INTERRUPTED
+        raise KeyboardInterrupt("narrowflow: ensemble integration interrupted")
     for w in range(nw):
         if errs[w] != 0:
             raise MemoryError("ensemble kernel: could not allocate the lane buffers")
     return tuple(int(v) for v in np.asarray(st).sum(axis=0))
+
+
+def finished_count():
+    """Trajectories written out by the running (or last) integrate() call, all threads."""
+    return int(nf_finished_count())
 
 
 def eval_lanes(uintptr_t address, const double[::1] params, const double[:, ::1] y,

@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import math
 import os
+import threading
 import time
 from dataclasses import dataclass, field, replace
 from enum import IntEnum
@@ -45,7 +46,7 @@ DEFAULT_LANES = 16
 DEFAULT_BOUND = 1e10
 
 
-_ST_STIFF = 5   # the kernel's internal status: found stiff, continued by a Rosenbrock method
+_ST_STIFF = 6   # the kernel's internal status: found stiff, continued by a Rosenbrock method
 
 
 class Status(IntEnum):
@@ -56,6 +57,8 @@ class Status(IntEnum):
     DIVERGED = 2        # |theta|_inf > divergence_bound (also at t0), non-finite state or gradient
     MAX_STEPS = 3       # max_steps attempted steps without reaching t_span[1]
     STEP_TOO_SMALL = 4  # the adaptive step fell below round-off of t
+    INTERRUPTED = 5     # Ctrl-C: stopped where it was, or never started (solve_chunk only;
+                        # solve_ensemble raises KeyboardInterrupt)
 
 
 @dataclass
@@ -311,6 +314,9 @@ def solve_chunk(problem: EnsembleProblem, theta0, threads: int = 1, out: dict | 
     if out is None:
         out = allocate(problem, n)
     comp = _compiled_cache or _compiled(problem.flow, _needs_jacobian(problem.method))
+    # Ctrl-C reaches the kernel through its own SIGINT handler, which only the main thread
+    # may install (Dask runs tasks in worker threads: their runs are not interruptible)
+    interruptible = threading.current_thread() is threading.main_thread()
     t0, t1 = problem.t_span
     escape = np.nan if problem.escape_threshold is None else problem.escape_threshold
     stats = np.zeros(4, dtype=np.int64)
@@ -326,7 +332,7 @@ def solve_chunk(problem: EnsembleProblem, theta0, threads: int = 1, out: dict | 
             out["nfev"], out["n_accepted"], out["n_rejected"], out.get("y_saved"),
             out.get("loss_saved"), out.get("escape_time"), problem.lanes, int(threads),
             bool(profile), problem.max_step or 0.0, jac_address=comp.jac, njev=out["njev"],
-            **extra)
+            interruptible=interruptible, **extra)
 
     if problem.method == "auto":
         h_last = np.zeros(n)
@@ -341,6 +347,10 @@ def solve_chunk(problem: EnsembleProblem, theta0, threads: int = 1, out: dict | 
         run(tableaus.get(problem.method), y0)
     out["loss_final"][...] = _kernel.eval_lanes(comp.loss, comp.params, out["y_final"],
                                                 problem.lanes, int(threads))
+    # a finite state whose loss is not finite (e.g. residuals beyond 1e154) has not trained
+    # to anything: DIVERGED, never SUCCESS or CONVERGED
+    ok = (out["status"] == Status.SUCCESS) | (out["status"] == Status.CONVERGED)
+    out["status"][ok & ~np.isfinite(out["loss_final"])] = Status.DIVERGED
     if problem.n_save:
         _hold_converged(problem, out)
     out.setdefault("_stats", np.zeros(4, dtype=np.int64))
