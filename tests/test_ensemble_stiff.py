@@ -200,7 +200,7 @@ def test_finite_guard_ends_with_success(nf4):
 
 def test_nf4_to_convergence_escape_and_log_grid(nf4):
     y0 = model.nf4_initial_states(32, seed=3)
-    grid = nf.ensemble.log_times(1e7, num=30)
+    grid = nf.log_times(1e7, num=30)
     r = nf.solve_ensemble(nf4, y0, t_span=(0.0, 1e7), gtol=1e-8, save_at=grid,
                           escape_threshold=1e-3, threads=1, save_states=False)
     conv = r.status == Status.CONVERGED

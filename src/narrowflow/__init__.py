@@ -19,6 +19,7 @@ _LAZY = {
     "solve_ensemble": "narrowflow.ensemble",
     "EnsembleResult": "narrowflow.ensemble",
     "Status": "narrowflow.ensemble",
+    "log_times": "narrowflow.ensemble",
     "check_integrability": "narrowflow.monodromy",
 }
 _SUBMODULES = ("activations", "model", "rhs", "ensemble", "monodromy", "distributed",
