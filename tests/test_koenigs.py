@@ -97,7 +97,13 @@ def test_two_points_non_abelian():
 
 
 @pytest.mark.parametrize("case", ["linear", "dead-neuron"])
-def test_controls_commute(case):
+def test_structural_zero_controls_commute(case):
+    # STRUCTURAL-ZERO controls: on these curves the loops around the branch points have the
+    # identity 2-jet (asserted below), and every commutator has such a factor, so it cannot come
+    # out non-zero whatever the engine does (the circle around 0 alone has a non-trivial jet).
+    # They check that the pipeline runs and reports "no conclusion"; the null tests that could
+    # fail (non-trivial jets that still commute) are test_null_homotopic_loops_commute below
+    # and test_null_homotopic_detours_commute in test_monodromy_jets.py.
     if case == "linear":
         rep = kg.saddle_unstable_check(nf4(X3, activation="linear"), order=2)
         assert [lp.turns for lp in rep.loops] == [1, 2, 2]       # square-root branch points
@@ -105,6 +111,10 @@ def test_controls_commute(case):
         flow = nf4(X3)
         rep = kg.saddle_unstable_check(flow, order=2, subspace=DeadNeuron(flow.network, 1))
     assert all(lp.verified for lp in rep.loops) and len(rep.commutators) == 3
+    trivial = [not lp.jet.deviation(1).significant() and not lp.jet.deviation(2).significant()
+               for lp in rep.loops]
+    assert trivial == [False, True, True]                 # why the zero is structural
+    assert all(trivial[i] or trivial[j] for (i, j) in rep.commutators)
     for devs in rep.deviations().values():
         assert not any(d.significant() for d in devs)
     assert rep.verdict == "no conclusion at order 2"
@@ -170,14 +180,90 @@ def test_series_residual_other_activations(name):
 # abelian; the second-order jets along verified loops are not, and the integrable X0 on the
 # very same loops commutes: the time change destroys Ayoul–Zung integrability.
 
-def test_one_point_non_abelian_at_second_order():
+@pytest.fixture(scope="module")
+def one_point_reports():
     flow = nf4(np.array([1.0]))
-    for frac in (0.6, 0.4):                     # two base points: same decision
-        rep = kg.saddle_unstable_check(flow, order=2, base_fraction=frac)
+    return flow, {frac: kg.saddle_unstable_check(flow, order=2, base_fraction=frac)
+                  for frac in (0.6, 0.4)}
+
+
+def test_one_point_non_abelian_at_second_order(one_point_reports):
+    _, reps = one_point_reports
+    for frac, rep in reps.items():               # two base points: same decision
         assert all(lp.verified for lp in rep.loops)
         assert rep.verdict == NON_ABELIAN_2
         (d1, d2) = rep.deviations()[(rep.loops[0].name, rep.loops[1].name)]
         assert not d1.significant() and d2.significant(1e4)
+        assert "coordinate-free: Φ1 = I within error, Φ2 ≠ 0" in str(rep)
+
+
+def test_one_point_error_bar_counts_base_point_placement(one_point_reports):
+    # R places the base point (z0 = 0.6 R); R's error is at least the spread of R over series
+    # orders N/2, N, 3N/2, and the figure's change over z0 ± 0.6 dR enters its error bar
+    _, reps = one_point_reports
+    rep = reps[0.6]
+    Rs = rep.R_by_order
+    assert sorted(Rs) == [200, 400, 600]
+    spread = max(abs(r - Rs[400]) for r in Rs.values())
+    assert rep.radius[1] >= spread > 1e-6
+    # the independently located branch point z* = 0.8095276i lies within R ± dR
+    assert abs(0.8095276 - rep.radius[0]) <= rep.radius[1]
+    C = rep.commutators[(0, 1)]
+    d, di = C.deviation(2), C.integration_deviation(2)
+    assert C.extra_error[2] > 10 * di.error            # placement dominates the integration
+    assert d.error == pytest.approx(di.error + C.extra_error[2])
+    assert 1e-5 < d.error < 1e-3
+    # the figure at base points placed by R(N = 200) and R(N = 600) lies within the bar
+    assert "base-point placement" in str(rep)
+
+
+def test_one_point_two_base_points_are_conjugate(one_point_reports):
+    # the figures at z0 = 0.6 R and 0.4 R differ (15.144 vs 11.117): the same group element in
+    # different coordinates. Transporting the 2-jet from one base point to the other (ψ along
+    # the real segment) conjugates one commutator into the other.
+    from narrowflow.monodromy import jets
+    _, reps = one_point_reports
+    a, b = reps[0.6], reps[0.4]
+    Ca, Cb = a.commutators[(0, 1)], b.commutators[(0, 1)]
+    va, vb = Ca.deviation(2), Cb.deviation(2)
+    assert abs(va.value - vb.value) > 100 * (va.error + vb.error)      # coordinate-dependent
+    system = Ca.system
+    psi, info = jets.transport_jet(system, a.series(a.base), polyline([a.base, b.base]), order=2,
+                                   rtol=1e-13, atol=1e-15)
+    assert info["status"] == "success"
+    assert np.allclose(psi[0], b.series(b.base), atol=1e-12)
+    conj = jets.compose(jets.compose(psi, Ca.loop_jet.tensors), jets.inverse(psi))
+    for k in (1, 2):
+        assert np.max(np.abs(conj[k] - Cb.loop_jet.tensors[k])) < 1e-8 * (1 + vb.value)
+
+
+def test_null_homotopic_loops_commute(one_point_reports):
+    # a NULL TEST THAT COULD FAIL: the circle around z = 0 and a square loop homotopic to it
+    # (both inside the disc of convergence) have non-trivial jets (linear part 0.39 from the
+    # identity, ‖Φ2‖ ≈ 4.5) and still commute; the same code with the loop around the branch
+    # point z* (not homotopic) gives a non-zero commutator.
+    from narrowflow.monodromy import jets
+    from narrowflow.monodromy.paths import circle, lasso
+    flow, reps = one_point_reports
+    rep = reps[0.6]
+    z0, S = rep.base, rep.series
+    square = polyline([z0, z0 + 1j * z0, -z0 + 1j * z0, -z0 - 1j * z0, z0 - 1j * z0, z0])
+    star = rep.loops[1]
+    J0, Jsq, Jst = jets.jet_monodromy(flow, S(z0), [circle(0.0, z0), square,
+                                                      lasso(z0, star.around, star.radius,
+                                                            turns=star.turns)],
+                                      order=2, koenigs_c=S.c)
+    assert J0.verified and Jsq.verified and Jst.verified
+    for J in (J0, Jsq):
+        assert J.deviation(1).value > 0.3 and J.deviation(1).significant(1e6)
+        assert J.deviation(2).value > 4.0 and J.deviation(2).significant(1e6)
+    null = jets.jet_commutator(J0, Jsq)
+    assert null.verified
+    assert not null.deviation(1).significant() and not null.deviation(2).significant()
+    assert null.deviation(2).value < 1e-9
+    assert null.verdict() == "no conclusion at order 2"
+    other = jets.jet_commutator(J0, Jst)
+    assert other.deviation(2).significant(1e4) and other.verdict() == NON_ABELIAN_2
 
 
 @pytest.mark.slow

@@ -97,6 +97,7 @@ def test_eps2_verdict_non_abelian(hh2):
 
 @pytest.mark.parametrize("eps", [1.0, 6.0])
 def test_integrable_cases_commute(eps):
+    # integrable: the period jets are non-trivial and commute (a null test that could fail)
     h = hh(eps)
     JR, JI = h.period_jets(order=3)
     C = jets.jet_commutator(JR, JI)
@@ -105,6 +106,29 @@ def test_integrable_cases_commute(eps):
         assert not d.significant(100.0), d
         assert d.value < 1e-1
     assert C.verdict() == "no conclusion at order 3"
+
+
+@pytest.mark.parametrize("eps", [1.0, 6.0, 2.0])
+def test_null_homotopic_detours_commute(eps):
+    # a NULL TEST THAT COULD FAIL: the real period [0, T] and a detour through complex time
+    # homotopic to it have non-trivial jets (‖Φ3‖ ≈ 170 for eps = 1, ≈ 2200 for eps = 6) and
+    # commute within error; for eps = 2 the same detour commutes too while the real and
+    # imaginary periods do not (order 3): the machinery can say both.
+    h = hh(eps)
+    T1 = h.T_real
+    JR, Jd = jets.jet_monodromy(h, h.y0, [[0, T1], [0, T1 / 2 + 0.25j * T1, T1]], order=3)
+    assert JR.verified and Jd.verified
+    for J in (JR, Jd):
+        assert J.deviation(1).value > 0.5 and J.deviation(3).value > 100
+        assert all(J.deviation(k).significant(1e4) for k in (1, 2, 3))
+    C = jets.jet_commutator(JR, Jd)
+    assert C.verified
+    for k in (1, 2, 3):
+        assert not C.deviation(k).significant(), C.deviation(k)
+    assert C.verdict() == "no conclusion at order 3"
+    if eps == 2.0:
+        JI = jets.jet_monodromy(h, h.y0, [[0, complex(h.T_imag)]], order=3)[0]
+        assert jets.jet_commutator(JR, JI).deviation(3).significant(1e4)
 
 
 def test_eps6_one_jet_group_is_a_torus():

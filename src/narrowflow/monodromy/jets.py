@@ -920,6 +920,10 @@ class JetCommutator:
         p1, p2 = J1.path, J2.path
         self.loop = _concat([p1, p2, p1.reversed(), p2.reversed()], self.system)
         self.loop_jet = Jet(self.system, J1.y0, self.loop, self.order, **J1._kw)
+        # error terms beyond the integration at this base point (per order 0..k), e.g. the
+        # base-point placement (koenigs.saddle_unstable_check); added to deviation().error
+        self.extra_error = [0.0] * (self.order + 1)
+        self.extra_error_note = ""
 
     @property
     def verified(self) -> bool:
@@ -931,6 +935,13 @@ class JetCommutator:
         order = self.order if order is None else order
         if not 1 <= order <= self.order:
             raise ValueError(f"order must be in 1..{self.order}, got {order}")
+        d = self.loop_jet.deviation(order)
+        extra = self.extra_error[order]
+        return d if not extra else Deviation(order, d.value, d.error + extra)
+
+    def integration_deviation(self, order=None) -> Deviation:
+        """deviation(order) with the integration error only (no ``extra_error``)."""
+        order = self.order if order is None else order
         return self.loop_jet.deviation(order)
 
     def one_jet_group(self):

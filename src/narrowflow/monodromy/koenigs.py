@@ -22,6 +22,7 @@ flow map along such loops are transported with dy/dz = F(y)/(c z)
 from __future__ import annotations
 
 import cmath
+import math
 import time
 from dataclasses import dataclass
 
@@ -554,6 +555,21 @@ def _closing_turns(system, y0, z0, point, radii, max_turns, rtol):
     return None, None, tried
 
 
+def _coordinate_free(C, order):
+    """The coordinate-free reading of a commutator's figures: the lowest order at which its
+    jet differs from the identity's (that does not depend on the base point or coordinates;
+    the norms do: moving the base point along the curve conjugates the jet)."""
+    for k in range(1, order + 1):
+        d = C.deviation(k)
+        if d.significant(100.0):
+            low = "Φ1 = I within error, " if k > 1 else ""
+            return (f"coordinate-free: {low}Φ{k} {'≠ I' if k == 1 else '≠ 0'} (margin {d.margin:.3g}): "
+                    f"the commutator is not the identity at order {k}; the norms above are "
+                    f"at this base point, in θ coordinates")
+    return (f"coordinate-free: the commutator's {order}-jet is the identity within error "
+            f"(orders 1..{order} not significant)")
+
+
 class SaddleUnstableReport:
     """Higher-order VE test along the unstable manifold of a saddle (``saddle_unstable_check``).
 
@@ -580,13 +596,21 @@ class SaddleUnstableReport:
              f"  saddle θ0 = {np.array2string(np.real_if_close(S.theta0), precision=6)}, "
              f"unstable eigenvalue c = {S.c:.10g}, θ_1 = {np.array2string(np.real_if_close(S.v), precision=6)}",
              f"  Koenigs series: order {S.order} ({S.seconds:.3f} s), radius {self.radius[0]:.8g} "
-             f"(nearest singularity; root test {self.root_test[0]:.4g} ± {self.root_test[1]:.1e})"]
+             f"± {self.radius[1]:.1e} (nearest singularity; root test {self.root_test[0]:.4g} ± "
+             f"{self.root_test[1]:.1e})"]
+        Rs = getattr(self, "R_by_order", {})
+        if len(Rs) > 1:
+            L.append("    R by series order: " + ", ".join(f"N={k}: {v:.9g}" for k, v in sorted(Rs.items()))
+                     + " (the ± above is the larger of this spread and the Domb–Sykes error)")
         for r, v in self.residuals.items():
             L.append(f"    invariance residual on |z| = {r:.4g}: {v:.2e} (relative)")
         L.append(f"    series vs ODE continuation at {self.continuation_point:.4g}: {self.continuation_error:.2e}")
         for s in self.singularities:
             L.append(f"    singularity {s}")
-        L.append(f"  base point z0 = {self.base:.6g} (Koenigs plane z = e^(c t))")
+        frac = getattr(self, "base_fraction", None)
+        L.append(f"  base point z0 = {self.base:.9g}"
+                 + (f" = {frac:g} R, placed to ± {frac * self.radius[1]:.1e} by R's error"
+                    if frac is not None else "") + " (Koenigs plane z = e^(c t))")
         for lp in self.loops:
             J = lp.jet
             if J is None:
@@ -599,7 +623,11 @@ class SaddleUnstableReport:
             L.append(f"  commutator [{self.loops[i].name}, {self.loops[j].name}] "
                      f"(verified={C.verified}):")
             for k in range(1, self.order + 1):
-                L.append(f"    {C.deviation(k)}")
+                d, di = C.deviation(k), C.integration_deviation(k)
+                extra = (f" (integration {di.error:.1e}, {C.extra_error_note} {C.extra_error[k]:.1e})"
+                         if C.extra_error[k] else "")
+                L.append(f"    {d}{extra}")
+            L.append("    " + _coordinate_free(C, self.order))
             L.append(f"    -> {C.verdict(self.order)}")
         L.append(f"  verdict: {self.verdict}\n    ({self.reason})")
         L.append(f"  time: {self.seconds:.2f} s")
@@ -608,9 +636,39 @@ class SaddleUnstableReport:
     __repr__ = __str__
 
 
+def _placement_errors(system, S, loops, commutators, order, z0, dz, rtol, max_nfev=2_000_000):
+    """{(i, j): [error per order 0..k]}: how much each commutator's order-j figure moves when
+    the base point z0 moves by ±dz along the curve (the loops keep their shape and homotopy
+    class; the base point y0 = Θ(z0 ± dz) from the same series). inf where a transport fails."""
+    from . import jets
+    from .paths import circle, lasso
+
+    def loop_path(lp, z):
+        if lp.around == 0j:
+            return circle(0.0, z)
+        return lasso(z, lp.around, lp.radius, turns=lp.turns)
+
+    out = {}
+    for (i, j), C in commutators.items():
+        ref = jets._order_norms(C.loop_jet.tensors)
+        worst = [0.0] * (order + 1)
+        for z in (z0 - dz, z0 + dz):
+            p1, p2 = loop_path(loops[i], z), loop_path(loops[j], z)
+            loop = jets._concat([p1, p2, p1.reversed(), p2.reversed()], system)
+            tens, info = jets.transport_jet(system, S(z), loop, order=order, rtol=rtol,
+                                            atol=rtol * 1e-2, max_nfev=max_nfev)
+            if info["status"] != "success":
+                worst = [math.inf] * (order + 1)
+                break
+            v = jets._order_norms(tens)
+            worst = [max(w, abs(a - b)) for w, a, b in zip(worst, v, ref)]
+        out[(i, j)] = worst
+    return out
+
+
 def saddle_unstable_check(flow, order=2, *, saddle=None, subspace="twin", series_order=400,
                           base_fraction=0.6, n_singular=2, radii=(0.01, 0.003), max_turns=8,
-                          rtol=1e-12, **jet_kw):
+                          rtol=1e-12, placement=True, placement_orders=None, **jet_kw):
     """VE_k test along the 1-D unstable manifold of a saddle, in its Koenigs plane.
 
     flow: GradientFlow. order: k (1..3). saddle: (p,) equilibrium (default θ = 0).
@@ -621,7 +679,14 @@ def saddle_unstable_check(flow, order=2, *, saddle=None, subspace="twin", series
     around them, as fractions of R, tried in turn; max_turns: the most turns tried.
     Loops: the circle |z| = z0 (t -> t + 2πi/c) and, around each singularity, the lasso with
     the fewest turns that closes on the curve. Only loops that pass closure (two tolerances),
-    deformation and evaluation checks enter the commutators. Returns a SaddleUnstableReport;
+    deformation and evaluation checks enter the commutators.
+    placement: add to every commutator figure's error the base-point placement error: the
+    radius R that places z0 = base_fraction * R is an estimate; its error dR is the larger of
+    the Domb–Sykes error and the spread of R over the series orders ``placement_orders``
+    (default N/2 and 3N/2; this also covers the series truncation), and the figure's change
+    when z0 moves by ±base_fraction * dR is added to its error (figures at a base point
+    depend on it: they are conjugated as the base point moves along the curve; whether the
+    commutator's jet is the identity does not). Returns a SaddleUnstableReport;
     its ``verdict`` is "G⁰(VE_j) non-abelian ⇒ not integrable" (lowest such j <= k, margin
     100x) or "no conclusion at order k".
     """
@@ -644,6 +709,16 @@ def saddle_unstable_check(flow, order=2, *, saddle=None, subspace="twin", series
     R_root, Rerr = S.radius()
     sing = S.singularities()
     R = min(abs(s.z) for s in sing) if sing else R_root
+    R_by_order = {int(series_order): R}
+    dR = max([s.error for s in sing[:1]] + [Rerr if not sing else 0.0])
+    if placement:
+        orders = (placement_orders if placement_orders is not None
+                  else (max(2, series_order // 2), 3 * series_order // 2))
+        for N2 in orders:
+            S2 = koenigs_series(flow, saddle=saddle, order=int(N2), subspace=sub)
+            sing2 = S2.singularities()
+            R_by_order[int(N2)] = min(abs(s.z) for s in sing2) if sing2 else S2.radius()[0]
+        dR = max([dR] + [abs(r - R) for r in R_by_order.values()])
     residuals = {r * R: S.invariance_residual(r * R) for r in (0.5, 0.9)}
     zc = 0.8 * R * np.exp(0.6j)
     from .paths import polyline
@@ -676,6 +751,13 @@ def saddle_unstable_check(flow, order=2, *, saddle=None, subspace="twin", series
         for b in range(a + 1, len(good)):
             i, j = good[a], good[b]
             commutators[(i, j)] = jets.jet_commutator(loops[i].jet, loops[j].jet)
+    placement_err = {}
+    if placement and commutators:
+        placement_err = _placement_errors(system, S, loops, commutators, order, z0,
+                                          base_fraction * dR, rtol)
+        for key, C in commutators.items():
+            C.extra_error = list(placement_err[key])
+            C.extra_error_note = "base-point placement"
     verdict = jets.NO_CONCLUSION.format(k=order)
     reason = "fewer than two verified loops" if len(good) < 2 else ""
     best = None
@@ -691,8 +773,9 @@ def saddle_unstable_check(flow, order=2, *, saddle=None, subspace="twin", series
         verdict, reason = best[1], best[2]
     curve = ("unstable manifold of the saddle θ0" + (f" in {type(sub).__name__} plane" if sub is not None else "")
              + f", Koenigs coordinate z = exp({S.c:.6g} t)")
-    return SaddleUnstableReport(curve=curve, series=S, radius=(R, Rerr), root_test=(R_root, Rerr),
-                                singularities=sing,
+    return SaddleUnstableReport(curve=curve, series=S, radius=(R, dR), root_test=(R_root, Rerr),
+                                singularities=sing, R_by_order=R_by_order,
+                                placement_errors=placement_err, base_fraction=base_fraction,
                                 residuals=residuals, continuation_point=zc, continuation_error=cont,
                                 base=z0, loops=loops, commutators=commutators, order=order,
                                 verdict=verdict, reason=reason, seconds=time.perf_counter() - t0)
