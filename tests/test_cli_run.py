@@ -212,3 +212,196 @@ def test_default_preset_full(tmp_path, capsys):
     assert io.load(tmp_path / "o" / "results.zarr").sizes["trajectory"] == 100_000
     rows, total = _limit_rows(out)
     assert total == (100_000, 1.0) and rows["global minimum (zero loss)"][1] > 0.5
+
+
+# --- issue 11: output safety, bounds before work, one-line refusals --------------------------
+
+TINY = "[solver]\nmethod = 'dop853'\nt_span = [0.0, 10.0]\n"
+
+
+def _no_integration(monkeypatch):
+    """Make any integration fail loudly: refusals must come before it."""
+    import narrowflow.ensemble as ens
+
+    def boom(*a, **k):
+        raise AssertionError("integrated although the run should have been refused first")
+    monkeypatch.setattr(ens, "solve_ensemble", boom)
+
+
+def test_users_config_in_out_folder_is_not_overwritten(tmp_path, capsys):
+    """`narrowflow run w/config.toml --out w`: the hand-written config stays as it is; the
+    effective config goes to config.effective.toml; a rerun replaces only our files."""
+    w = tmp_path / "w"
+    w.mkdir()
+    mine = "# my notes, keep them\n" + TINY
+    (w / "config.toml").write_text(mine)
+    args = [str(w / "config.toml"), "--out", str(w), "-n", "8", "--threads", "1"]
+    code, out, err = _run(args, capsys)
+    assert code == 0, err
+    assert (w / "config.toml").read_text() == mine
+    eff = (w / "config.effective.toml").read_text()
+    assert "[solver]" in eff and "config.effective.toml" in out
+    assert (w / "summary.txt").exists() and (w / "loss_bands.png").exists()
+    assert not list(w.glob(".*partial*"))
+    # the same again with --overwrite: our files replaced, the user's config still untouched
+    code, out, err = _run(args + ["--overwrite"], capsys)
+    assert code == 0, err
+    assert (w / "config.toml").read_text() == mine
+    # --overwrite does not make the run write over CONFIG either
+    assert io.load(w / "results.zarr").sizes["trajectory"] == 8
+
+
+def test_foreign_files_refused_before_integration(tmp_path, capsys, monkeypatch):
+    """A summary.txt / config.toml / loss_bands.png the program did not write (or that was
+    edited since) is refused by name before any integration; --overwrite replaces it."""
+    cfg = tmp_path / "c.toml"
+    cfg.write_text(TINY)
+    out_dir = tmp_path / "o"
+    out_dir.mkdir()
+    (out_dir / "summary.txt").write_text("my own summary\n")
+    args = [str(cfg), "--out", str(out_dir), "-n", "8", "--threads", "1"]
+    with monkeypatch.context() as m:
+        _no_integration(m)
+        code, out, err = _run(args, capsys)
+    assert code == 2 and "summary.txt" in err and "--overwrite" in err
+    assert (out_dir / "summary.txt").read_text() == "my own summary\n"
+    assert not (out_dir / "results.zarr").exists()
+    code, out, err = _run(args + ["--overwrite"], capsys)
+    assert code == 0, err
+    assert (out_dir / "summary.txt").read_text() != "my own summary\n"
+    # our files are ours: replaced on --overwrite; one the user edited is theirs again
+    (out_dir / "config.toml").write_text((out_dir / "config.toml").read_text() + "# edited\n")
+    (out_dir / "results.zarr").rename(tmp_path / "moved.zarr")
+    with monkeypatch.context() as m:
+        _no_integration(m)
+        code, out, err = _run(args, capsys)
+    listed = err.split("edited since):")[1].split(";")[0]
+    assert code == 2 and "config.toml" in listed and "summary.txt" not in listed
+    assert (out_dir / "config.toml").read_text().endswith("# edited\n")
+
+
+def test_side_files_written_through_temporary_siblings(tmp_path, capsys, monkeypatch):
+    """A figure that fails half-way leaves the previous figure whole and no partial file."""
+    cfg = tmp_path / "c.toml"
+    cfg.write_text(TINY)
+    out_dir = tmp_path / "o"
+    args = [str(cfg), "--out", str(out_dir), "-n", "8", "--threads", "1"]
+    code, out, err = _run(args, capsys)
+    assert code == 0, err
+    before = (out_dir / "loss_bands.png").read_bytes()
+    from narrowflow import plots
+
+    def half(fig, path, dpi=100):
+        Path(path).write_bytes(b"\x89PNG half")
+        raise OSError("disk full (simulated)")
+    monkeypatch.setattr(plots, "savefig", half)
+    code, out, err = _run(args + ["--overwrite"], capsys)
+    assert code == 2 and "disk full" in err
+    assert (out_dir / "loss_bands.png").read_bytes() == before
+    assert not [p for p in out_dir.iterdir() if "partial" in p.name]
+
+
+@pytest.mark.parametrize("case", ["file", "under_file"])
+def test_out_unusable_refused_before_integration(tmp_path, capsys, monkeypatch, case):
+    cfg = tmp_path / "c.toml"
+    cfg.write_text(TINY)
+    f = tmp_path / "f"
+    f.write_text("not a folder\n")
+    out = f if case == "file" else f / "sub" / "o"
+    _no_integration(monkeypatch)
+    code, _, err = _run([str(cfg), "--out", str(out), "-n", "8"], capsys)
+    assert code == 2 and "--out" in err and "Traceback" not in err
+    assert f.read_text() == "not a folder\n"
+
+
+def test_out_without_space_refused_before_integration(tmp_path, capsys, monkeypatch):
+    """The estimated output (ensemble.output_nbytes) must fit in the free space."""
+    import shutil
+    from collections import namedtuple
+    cfg = tmp_path / "c.toml"
+    cfg.write_text(TINY)
+    usage = namedtuple("usage", "total used free")
+    monkeypatch.setattr(shutil, "disk_usage", lambda p: usage(10**6, 10**6 - 1000, 1000))
+    _no_integration(monkeypatch)
+    code, _, err = _run([str(cfg), "--out", str(tmp_path / "o"), "-n", "8"], capsys)
+    assert code == 2 and "--out" in err and "free" in err
+
+
+@pytest.fixture
+def small_mount(tmp_path):
+    """A real tmpfs (root can mount one; chmod does not stop root): yields mount(options)."""
+    import subprocess
+    mounted = []
+
+    def mount(options):
+        d = tmp_path / f"mnt{len(mounted)}"
+        d.mkdir()
+        r = subprocess.run(["mount", "-t", "tmpfs", "-o", options, "none", str(d)],
+                           capture_output=True, text=True)
+        if r.returncode:
+            pytest.skip(f"cannot mount a tmpfs here ({r.stderr.strip() or r.returncode}): "
+                        f"needs root with CAP_SYS_ADMIN")
+        mounted.append(d)
+        return d
+    yield mount
+    for d in mounted:
+        subprocess.run(["umount", "-l", str(d)], capture_output=True)
+
+
+def test_out_read_only_filesystem_refused(tmp_path, capsys, monkeypatch, small_mount):
+    cfg = tmp_path / "c.toml"
+    cfg.write_text(TINY)
+    ro = small_mount("ro,size=1m")
+    _no_integration(monkeypatch)
+    code, _, err = _run([str(cfg), "--out", str(ro / "o"), "-n", "8"], capsys)
+    assert code == 2 and "read-only" in err and "--out" in err
+
+
+def test_out_full_filesystem_refused(tmp_path, capsys, monkeypatch, small_mount):
+    """A real small tmpfs: 20000 trajectories with 41 saved states each do not fit in 1 MiB."""
+    cfg = tmp_path / "c.toml"
+    cfg.write_text(TINY + "[save]\nstates = true\n")
+    small = small_mount("size=1m")
+    _no_integration(monkeypatch)
+    code, _, err = _run([str(cfg), "--out", str(small / "o"), "-n", "20000"], capsys)
+    assert code == 2 and "GiB free" in err and not (small / "o").exists()
+
+
+@pytest.mark.parametrize("args,key", [
+    (["-n", str(2**63 - 1)], "initial.n"),
+    (["-n", "300000000"], "initial.n"),
+    (["--threads", str(2**31)], "solver.threads"),
+    (["--threads", "0"], "--threads"),
+])
+def test_cli_bounds_before_work(tmp_path, capsys, monkeypatch, args, key):
+    cfg = tmp_path / "c.toml"
+    cfg.write_text(TINY)
+    _no_integration(monkeypatch)
+    code, _, err = _run([str(cfg), "--out", str(tmp_path / "o"), *args], capsys)
+    assert code == 2 and key in err
+    assert len(err.strip().splitlines()) == 1 and not (tmp_path / "o").exists()
+
+
+@pytest.mark.parametrize("setup,key", [
+    ("folder", "data.file"),
+    ("empty_npy", "data.file"),
+    ("bad_csv", "d.csv"),
+    ("complex_npy", "data.file"),
+])
+def test_data_file_errors_one_line(tmp_path, capsys, setup, key):
+    """Unreadable data files: exit 2 with one line naming the key or file, no traceback."""
+    import numpy as np
+    name = "d.csv" if setup == "bad_csv" else "d.npy"
+    path = tmp_path / name
+    if setup == "folder":
+        path.mkdir()
+    elif setup == "empty_npy":
+        path.write_bytes(b"")
+    elif setup == "bad_csv":
+        path.write_text("1,2\n3,abc\n")
+    else:
+        np.save(path, np.array([[1 + 1j, 2], [3, 4]]))
+    cfg = tmp_path / "c.toml"
+    cfg.write_text(f"[data]\nfile = '{name}'\n" + TINY)
+    code, _, err = _run([str(cfg), "--out", str(tmp_path / "o"), "-n", "4"], capsys)
+    assert code == 2 and key in err and len(err.strip().splitlines()) == 1

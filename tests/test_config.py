@@ -176,3 +176,112 @@ def test_auto_falls_back_where_missing(monkeypatch):
     assert rc.solver_kwargs()["method"] == config.DEFAULT_METHOD_FALLBACK
     assert rc.notes and "auto" in rc.notes[0]
     assert config.loads("[solver]\nmethod = 'tsit5'\n").notes == []
+
+
+# --- issue 11: every refusal names the dotted key, before anything is built ---------------
+
+@pytest.mark.parametrize("text,key", [
+    ("[save]\nat = [[1, 2]]\n", "save.at"),
+    ("[save]\nat = [5.0, 1.0]\n", "save.at"),
+    ("[save]\nat = {start = 0, stop = 1e9, num = 5}\n", "save.at"),
+    ("[save]\nat = {start = 0, stop = 1, num = 0}\n", "save.at.num"),
+    ("[data]\nx = [[1, 2], [3]]\ny = [1, 2]\n", "data.x"),
+    ("[data]\nx = [1, 'a']\ny = [1, 2]\n", "data.x"),
+    ("[data]\nx = [1, 2]\ny = [[1], [2, 3]]\n", "data.y"),
+    ("[data]\nx = {start = 0, stop = 1, num = 0}\nteacher = {width = 1, theta = [1.0, 1.0]}\n",
+     "data.x"),
+    ("[data]\nx = {start = 0, stop = inf, num = 3}\nteacher = {width = 1, theta = [1.0, 1.0]}\n",
+     "data.x"),
+    ("[data]\nx = [1.0]\nteacher = {width = 1, theta = [1.0]}\n", "data.teacher.theta"),
+    ("[output]\nsuccess_tol = nan\n", "output.success_tol"),
+    ("[output]\nsuccess_tol = -1\n", "output.success_tol"),
+    ("[initial]\nlow = -2.0\n", "initial.low"),
+    ("[initial]\nhigh = 2.0\n", "initial.high"),
+    ("[initial]\ndistribution = 'uniform'\nmean = 1.0\n", "initial.mean"),
+    ("[initial]\ndistribution = 'uniform'\nstd = 1.0\n", "initial.std"),
+    ("[initial]\ndistribution = 'cauchy'\n", "initial.distribution"),
+    ("[initial]\nmean = [1.0, 2.0]\n", "initial.mean"),
+    ("[initial]\nstd = -1.0\n", "initial.std"),
+    ("[initial]\nseed = -1\n", "initial.seed"),
+    ("[initial]\nn = 0\n", "initial.n"),
+    ("[solver]\nrtol = -1.0\n", "solver.rtol"),
+    ("[solver]\natol = nan\n", "solver.atol"),
+    ("[solver]\nthreads = 0\n", "solver.threads"),
+    ("[solver]\nthreads = -3\n", "solver.threads"),
+    ("[solver]\nthreads = 2147483648\n", "solver.threads"),
+    ("[solver]\nmax_steps = 0\n", "solver.max_steps"),
+    ("[solver]\nlanes = 4096\n", "solver.lanes"),
+    ("[solver]\nchunk_size = 0\n", "solver.chunk_size"),
+    ("[solver]\nmethod = 'rk4'\n", "solver.dt"),
+    ("[solver]\nmethod = 'euler'\n", "solver.method"),
+    ("[solver]\ndivergence_bound = -1.0\n", "solver.divergence_bound"),
+    ("[network]\nwidth = 10000000\n", "network.width"),
+    ("[network]\ninput_dim = 100000\n", "network.input_dim"),
+    ("[network]\nactivation = 'relu6'\n", "network.activation"),
+    ("[network]\nweight_decay = -1.0\n", "network.weight_decay"),
+])
+def test_refusals_name_the_dotted_key(text, key):
+    with pytest.raises((ValueError, TypeError)) as exc:
+        config.loads(text)
+    assert f"config key '{key}" in str(exc.value), str(exc.value)   # (or a key below it)
+
+
+@pytest.mark.parametrize("text,key", [
+    ("[save]\nat = {start = 0, stop = 1, num = 1000000000}\n", "save.at"),
+    ("[initial]\nn = 300000000\n", "initial.n"),
+    ("[initial]\nn = 9223372036854775807\n", "initial.n"),
+])
+def test_memory_refused_naming_the_key_before_allocating(text, key):
+    """Refused at load, before the save grid or the initial states exist (no MemoryError)."""
+    import tracemalloc
+    tracemalloc.start()
+    try:
+        with pytest.raises(ValueError, match="memory limit") as exc:
+            config.loads(text)
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    assert str(exc.value).startswith(f"config key '{key}'") and peak < 50e6
+
+
+def test_command_line_values_checked_naming_the_option():
+    rc = config.loads("[initial]\nn = 10\n")
+    rc.cfg["initial"]["n"] = 2**63 - 1
+    with pytest.raises(ValueError, match=r"'initial\.n' \(set by -n\)"):
+        rc.check({"initial.n": "-n"})
+
+
+@pytest.mark.parametrize("setup,exc,match", [
+    ("folder", ValueError, "is not a file"),
+    ("empty_npy", ValueError, "cannot be read"),
+    ("empty_csv", ValueError, "cannot be read"),
+    ("text_csv", ValueError, "cannot be read"),
+    ("complex_npy", TypeError, "complex"),
+    ("object_npy", ValueError, "cannot be read"),
+    ("nan_csv", ValueError, "NaN"),
+])
+def test_data_file_refusals_name_key_and_file(tmp_path, setup, exc, match):
+    name = "d.csv" if setup.endswith("csv") else "d.npy"
+    path = tmp_path / name
+    if setup == "folder":
+        path.mkdir()
+    elif setup == "empty_npy":
+        path.write_bytes(b"")
+    elif setup == "empty_csv":
+        path.write_text("")
+    elif setup == "text_csv":
+        path.write_text("x,y\n1,2\n")
+    elif setup == "nan_csv":
+        path.write_text("1,2\nnan,3\n")
+    elif setup == "complex_npy":
+        np.save(path, np.array([[1 + 1j, 2], [3, 4]]))
+    else:
+        np.save(path, np.array([[1, None]], dtype=object), allow_pickle=True)
+    (tmp_path / "c.toml").write_text(f"[data]\nfile = '{name}'\n")
+    import warnings
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")          # cast with a warning: not accepted
+        with pytest.raises(exc, match=match) as info:
+            config.load(tmp_path / "c.toml").dataset()
+    msg = str(info.value)
+    assert "data.file" in msg and name in msg and "\n" not in msg

@@ -619,3 +619,46 @@ def test_solve_ensemble_checks_theta0_once(nf4, monkeypatch):
     prob = ensemble.make_problem(nf4, t_span=(0, 1))
     with pytest.raises(ValueError, match="theta0"):
         ensemble.solve_chunk(prob, np.full((2, 4), np.nan))
+
+
+# --- issue 11: bounds before work ----------------------------------------------------------
+
+@pytest.mark.parametrize("kwargs,match", [
+    (dict(threads=2**31), "threads must be <="),
+    (dict(threads=10**6), "threads must be <="),
+    (dict(threads=-1), "threads must be >="),
+    (dict(max_steps=2**63), "max_steps must be <="),
+    (dict(max_steps=2**70), "max_steps must be <="),
+    (dict(chunk_size=2**64), "chunk_size must be <="),
+    (dict(lanes=2**63), "lanes must be <= 1024"),
+])
+def test_integer_bounds_refused_by_name(nf4, kwargs, match):
+    with pytest.raises(ValueError, match=match):
+        nf.solve_ensemble(nf4, np.zeros((2, 4)), t_span=(0.0, 1.0), **kwargs)
+    assert ensemble.max_threads() >= max(ensemble.MIN_THREAD_CAP, ensemble.default_threads())
+
+
+def test_memory_limit_before_theta0_is_materialised(nf4):
+    """A broadcast theta0 (a view of one row) is refused by memory_limit (a number, 1e6 as
+    well as 10**6) before its copy exists."""
+    import tracemalloc
+    view = np.broadcast_to(np.zeros(4), (10**7, 4))     # 320 MB once copied
+    tracemalloc.start()
+    try:
+        for limit in (1e6, 10**6):
+            with pytest.raises(ValueError, match="memory_limit"):
+                nf.solve_ensemble(nf4, view, t_span=(0.0, 1.0), memory_limit=limit)
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    assert peak < 50e6
+    with pytest.raises(ValueError, match="memory_limit"):
+        nf.solve_ensemble(nf4, np.broadcast_to(np.zeros(4), (10**9, 4)), t_span=(0.0, 1.0),
+                          memory_limit=1e6)
+    with pytest.raises(ValueError, match="memory_limit"):
+        nf.solve_ensemble(nf4, np.zeros((2, 4)), memory_limit=float("nan"))
+
+
+def test_ragged_theta0_refused_by_name(nf4):
+    with pytest.raises(ValueError, match="theta0"):
+        nf.solve_ensemble(nf4, [[0.0, 0.0, 0.0, 0.0], [0.0]], t_span=(0.0, 1.0))

@@ -69,3 +69,15 @@ def test_bad_arguments(kwargs, match):
     args.update(kwargs)
     with pytest.raises((ValueError, TypeError), match=match):
         initial.sample(**args)
+
+
+def test_sizes_refused_before_drawing():
+    """n = 2**63 - 1 (or start + n past int64) is refused up front, naming n: never an empty
+    or wrapped-around sample, never a MemoryError."""
+    with pytest.raises(ValueError, match="^n: .*memory limit"):
+        initial.sample(2**63 - 1, 4, seed=1)
+    with pytest.raises(ValueError, match="^n: start \\+ n"):
+        initial.sample(10, 4, seed=1, start=2**63 - 5)
+    with pytest.raises(ValueError, match="^n: .*memory limit"):
+        initial.sample(3 * 10**9, 4, seed=1)
+    assert initial.sample(2, 4, seed=1, start=2**63 - 3).shape == (2, 4)

@@ -27,13 +27,18 @@ follows t_span (default_save_grid): log-spaced from t0 + 0.01 when t_span spans 
                 divergence_bound, lanes, chunk_size, threads
     [save]      at = [times] | {start, stop, num, spacing = "linear" | "log"}, states (bool)
     [output]    dir, format ("zarr" | "netcdf"), figure (bool), success_tol
+    [cluster]   jobs, cores, processes, memory, walltime, queue, account, extra, log_directory,
+                interface, wait (batch kinds); workers, threads (local): --cluster's options
 """
 from __future__ import annotations
 
 import copy
+import re
 import sys
-from dataclasses import dataclass
+from contextlib import contextmanager
+from dataclasses import dataclass, field
 from pathlib import Path
+from types import SimpleNamespace
 
 import numpy as np
 
@@ -148,6 +153,15 @@ SCHEMA: dict[str, dict[str, tuple]] = {
         # clustering scale of the summary's limit points (as `narrowflow report --tol`)
         "limit_tol": (_NUM, 1e-3),
     },
+    # options of `narrowflow run --cluster KIND` (narrowflow.cluster; --cluster's own
+    # key=value options override them); unset keys take narrowflow.cluster's defaults
+    "cluster": {
+        "jobs": ((int,), None), "cores": ((int,), None), "processes": ((int,), None),
+        "memory": ((str,), None), "walltime": ((str,), None), "queue": ((str,), None),
+        "account": ((str,), None), "extra": ((list, str), None),
+        "log_directory": ((str,), None), "interface": ((str,), None), "wait": (_NUM, None),
+        "workers": ((int,), None), "threads": ((int,), None),
+    },
 }
 
 # Named presets: overrides of the SCHEMA defaults (which are the "nf4" preset). A value None
@@ -188,6 +202,213 @@ def _check_table(table: dict, allowed: dict, where: str):
             raise ValueError(f"unknown config key {where + key!r}; allowed in "
                              f"[{where.rstrip('.') or 'top level'}]: {', '.join(allowed)}")
         _check_type(value, allowed[key], where + key)
+
+
+# bounds of the config (beyond them: refused naming the key, before anything is allocated)
+MAX_DATA_POINTS = 10**6        # data.x = {start, stop, num}: num <= this
+MAX_INT64 = 2**63 - 1          # initial.n, solver.max_steps, solver.chunk_size
+
+
+def _label(key: str, via: dict | None = None) -> str:
+    """'key' as refusals name it, with the command-line option that set it if any."""
+    return f"{key!r}" + (f" (set by {via[key]})" if via and key in via else "")
+
+
+def _keyed_error(exc: Exception, default: str, names: dict, via: dict | None = None):
+    """`exc` (from an API check naming its argument) as the same error naming the config key:
+    the key of the argument named first in the message (``names``: argument -> dotted key),
+    else ``default``. Messages that already name a config key pass through."""
+    msg = str(exc)
+    kind = TypeError if isinstance(exc, TypeError) else ValueError
+    if "config key" in msg:
+        return kind(msg)
+    best, key = len(msg) + 1, default
+    for arg, dotted in names.items():
+        m = re.search(r"(?<![\w.'])" + re.escape(arg) + r"(?!\w)", msg)
+        if m and m.start() < best:
+            best, key = m.start(), dotted
+    return kind(f"config key {_label(key, via)}: {msg}")
+
+
+@contextmanager
+def _as_key(default: str, names: dict | None = None, via: dict | None = None):
+    """Re-raise ValueError / TypeError / OverflowError inside as a refusal naming a key."""
+    try:
+        yield
+    except (ValueError, TypeError, OverflowError) as exc:
+        raise _keyed_error(exc, default, names or {}, via) from None
+
+
+def _numbers(value, key: str, max_ndim: int = 1, via: dict | None = None) -> np.ndarray:
+    """A TOML array of numbers (nested up to max_ndim deep, rectangular) as float64, or a
+    refusal naming `key` (strings, booleans, tables, ragged rows, too deep)."""
+    def depth_ok(v, d):
+        if isinstance(v, list):
+            return d < max_ndim and all(depth_ok(x, d + 1) for x in v)
+        return isinstance(v, _NUM) and not isinstance(v, bool)
+    if not isinstance(value, list) or not depth_ok(value, 0):
+        raise TypeError(f"config key {_label(key, via)} must be an array of numbers"
+                        + (f" (or of rows of numbers)" if max_ndim > 1 else "")
+                        + f", got {value!r}"[:200])
+    try:
+        arr = np.asarray(value, dtype=np.float64)
+    except ValueError:
+        raise ValueError(f"config key {_label(key, via)}: rows of different lengths "
+                         f"(ragged array)") from None
+    if arr.dtype == object or arr.ndim > max_ndim:
+        raise ValueError(f"config key {_label(key, via)}: rows of different lengths "
+                         f"(ragged array)")
+    return arr
+
+
+_NETWORK_ARGS = {k: f"network.{k}" for k in ("width", "input_dim", "output_dim", "activation",
+                                            "kappa", "bias")}
+_SOLVER_ARGS = {**{k: f"solver.{k}" for k in (
+    "method", "t_span", "rtol", "atol", "dt", "max_steps", "max_step", "gtol",
+    "escape_threshold", "divergence_bound", "lanes", "chunk_size", "threads")},
+    "save_at": "save.at", "save_states": "save.states", "flow": "solver.method"}
+_INITIAL_ARGS = {k: f"initial.{k}" for k in ("n", "seed", "distribution", "mean", "std",
+                                            "low", "high")}
+_INITIAL_ARGS["p"] = "network.width"
+
+
+def _save_count(cfg: dict) -> int:
+    """Save points of the run (t0 included) without building the grid."""
+    spec = cfg["save"]["at"]
+    t0 = float(cfg["solver"]["t_span"][0])
+    if spec is None:
+        at = default_save_grid(cfg["solver"]["t_span"])
+        return at.size + int(bool(at.size) and at[0] > t0)
+    if isinstance(spec, list):
+        return len(spec) + 1
+    return int(spec["num"]) + int(spec["num"] > 0 and spec["start"] > t0)
+
+
+def check_values(cfg: dict, raw: dict | None = None, via: dict | None = None) -> None:
+    """Check every value of a validated config before anything is sampled, built or
+    allocated; each refusal (ValueError / TypeError) names the dotted key (and ``via``:
+    {key: command-line option} for values the command line set). ``raw``: the document as
+    given (keys the user set), for the keys that only one distribution uses."""
+    from narrowflow import ensemble, initial
+    from narrowflow.model import Network
+    raw = raw or {}
+    if cfg.get("cluster"):
+        from narrowflow import cluster
+        cluster.check_table(cfg["cluster"])
+    net = cfg["network"]
+    with _as_key("network.width", _NETWORK_ARGS, via):
+        network = Network(width=net["width"], input_dim=net["input_dim"],
+                          output_dim=net["output_dim"], activation=net["activation"],
+                          bias=net["bias"], kappa=net["kappa"])
+    wd = net["weight_decay"]
+    if not (np.isfinite(wd) and wd >= 0):
+        raise ValueError(f"config key 'network.weight_decay' must be finite and >= 0, got {wd!r}")
+    p = network.n_params
+    # data given inline (a file is read by RunConfig.dataset, relative to the config's folder)
+    d = cfg["data"]
+    if isinstance(d.get("x"), dict):
+        num = d["x"]["num"]
+        for k in ("start", "stop"):
+            if not np.isfinite(d["x"][k]):
+                raise ValueError(f"config key 'data.x.{k}' must be finite, got {d['x'][k]!r}")
+        if not 1 <= num <= MAX_DATA_POINTS:
+            raise ValueError(f"config key 'data.x.num' must be in [1, {MAX_DATA_POINTS}], "
+                             f"got {num}")
+    elif d.get("x") is not None:
+        x = _numbers(d["x"], "data.x", 2)
+        if x.size == 0:
+            raise ValueError("config key 'data.x' must hold at least one data point")
+    if d.get("y") is not None:
+        y = _numbers(d["y"], "data.y", 2)
+        if y.size == 0:
+            raise ValueError("config key 'data.y' must hold at least one data point")
+    if d.get("teacher") is not None:
+        t = d["teacher"]
+        with _as_key("data.teacher.width", {k: f"data.teacher.{k}" for k in _TEACHER_KEYS}):
+            teacher = Network(width=t.get("width", net["width"]), input_dim=net["input_dim"],
+                              output_dim=net["output_dim"],
+                              activation=t.get("activation", net["activation"]),
+                              bias=t.get("bias", False), kappa=t.get("kappa"))
+        theta = _numbers(t["theta"], "data.teacher.theta")
+        if theta.shape != (teacher.n_params,):
+            raise ValueError(f"config key 'data.teacher.theta' must have {teacher.n_params} "
+                             f"entries for {teacher!r}, got {theta.size}")
+        if not np.all(np.isfinite(theta)):
+            raise ValueError("config key 'data.teacher.theta' must be finite")
+    # initial states: the keys of the other distribution are refused, not ignored
+    i = cfg["initial"]
+    given = raw.get("initial", {}) if isinstance(raw.get("initial"), dict) else {}
+    with _as_key("initial.distribution", _INITIAL_ARGS, via):
+        if i["distribution"] not in initial.DISTRIBUTIONS:
+            raise ValueError(f"config key 'initial.distribution' must be one of "
+                             f"{', '.join(initial.DISTRIBUTIONS)}, got {i['distribution']!r}")
+        unused = ("low", "high") if i["distribution"] == "normal" else ("mean", "std")
+        for k in unused:
+            if k in given:
+                raise ValueError(f"config key 'initial.{k}' is not used by "
+                                 f"distribution = {i['distribution']!r} (it takes "
+                                 f"{' and '.join(k2 for k2 in ('mean', 'std', 'low', 'high') if k2 not in unused)}); "
+                                 f"remove it or set initial.distribution")
+        for k in ("mean", "std", "low", "high"):
+            if isinstance(i[k], list):
+                _numbers(i[k], f"initial.{k}")
+            vec = initial._vec(i[k], p, k)
+            if k == "std" and np.any(vec < 0):
+                raise ValueError(f"config key 'initial.std' must be >= 0, got {i['std']!r}")
+        if np.any(initial._vec(i["high"], p, "high") < initial._vec(i["low"], p, "low")):
+            raise ValueError(f"config key 'initial.high' must be >= initial.low, got "
+                             f"low = {i['low']!r}, high = {i['high']!r}")
+        initial._seed_key(i["seed"])
+    n = i["n"]
+    if not 1 <= n <= MAX_INT64:
+        raise ValueError(f"config key {_label('initial.n', via)} must be in [1, 2**63 - 1], "
+                         f"got {n}")
+    # solver settings: the checks of narrowflow.ensemble, naming the keys
+    s = cfg["solver"]
+    if s["threads"] is not None:
+        cap = ensemble.max_threads()
+        if not 1 <= s["threads"] <= cap:
+            raise ValueError(f"config key {_label('solver.threads', via)} must be in [1, {cap}] "
+                             f"(4 x the {ensemble.default_threads()} cores here, at least "
+                             f"{ensemble.MIN_THREAD_CAP}), got {s['threads']}")
+    if s["chunk_size"] is not None and not 1 <= s["chunk_size"] <= MAX_INT64:
+        raise ValueError(f"config key 'solver.chunk_size' must be >= 1, got {s['chunk_size']}")
+    spec = cfg["save"]["at"]
+    if isinstance(spec, dict) and spec["num"] < 1:
+        raise ValueError(f"config key 'save.at.num' must be >= 1, got {spec['num']}")
+    if isinstance(spec, list):
+        _numbers(spec, "save.at")
+    # memory before the save grid or the initial states exist
+    K = _save_count(cfg)
+    escape = s["escape_threshold"] is not None
+    shape = SimpleNamespace(n_params=p, n_save=K, escape_threshold=1.0 if escape else None,
+                            save_states=bool(cfg["save"]["states"]))
+    need = ensemble.output_nbytes(shape, n) + 3 * 8 * n * p + 3 * 8 * K
+    limit = ensemble.default_memory_limit()
+    if need > limit:
+        bare = SimpleNamespace(n_params=p, n_save=0, escape_threshold=shape.escape_threshold,
+                               save_states=False)
+        # the trajectories alone too many: initial.n first; else the save points
+        keys = (["initial.n", "save.at"] if ensemble.output_nbytes(bare, n) + 24 * n * p > limit
+                else ["save.at", "initial.n"])
+        raise ValueError(
+            f"config key {_label(keys[0], via)}: {n} trajectories with {K} save points "
+            f"(save.at{', save.states = true' if shape.save_states else ''}) and {p} "
+            f"parameters need about {need / 2**30:.3g} GiB, over the memory limit of "
+            f"{limit / 2**30:.3g} GiB (80 % of RAM); reduce {keys[0]} or {keys[1]}")
+    with _as_key("solver", _SOLVER_ARGS, via):
+        rc = RunConfig(cfg)
+        kw = rc.solver_kwargs()
+        for k in ("threads", "chunk_size", "seed"):
+            kw.pop(k)
+        placeholder = ensemble.CompiledSystem(0, 0, np.zeros(0), p, jacobian_address=1)
+        ensemble.make_problem(placeholder, **kw)
+    out = cfg["output"]
+    tol = out["success_tol"]
+    if not (np.isfinite(tol) and tol >= 0):
+        raise ValueError(f"config key 'output.success_tol' must be finite and >= 0, got {tol!r}")
+    if not out["dir"].strip():
+        raise ValueError("config key 'output.dir' must not be empty")
 
 
 def validate(raw: dict, preset: str | None = None) -> dict:
@@ -264,8 +485,7 @@ def _validate(raw: dict, preset: str | None = None) -> tuple[dict, str]:
     if cfg["output"]["format"] not in ("zarr", "netcdf"):
         raise ValueError(f"config key 'output.format' must be 'zarr' or 'netcdf', got "
                          f"{cfg['output']['format']!r}")
-    if cfg["initial"]["n"] < 1:
-        raise ValueError(f"config key 'initial.n' must be >= 1, got {cfg['initial']['n']}")
+    check_values(cfg, raw)
     return cfg, name
 
 
@@ -280,8 +500,7 @@ def _check_range(rng: dict, key: str):
 
 def _grid(spec, key: str) -> np.ndarray:
     if isinstance(spec, list):
-        arr = np.asarray(spec, dtype=float)
-        return arr
+        return _numbers(spec, key)
     if spec.get("spacing", "linear") == "log":
         if not (spec["start"] > 0 and spec["stop"] > 0):
             raise ValueError(f"config key {key!r}: log spacing needs start, stop > 0")
@@ -298,6 +517,11 @@ class RunConfig:
     base_dir: Path = Path(".")
     preset: str = DEFAULT_PRESET
 
+    def check(self, via: dict | None = None) -> None:
+        """Check the values again (after the command line changed some: ``via`` = {dotted
+        key: option}, named in refusals), before anything is built or allocated."""
+        check_values(self.cfg, {}, via)
+
     @property
     def notes(self) -> list[str]:
         """What the run does differently from what the config asks (e.g. no "auto" yet)."""
@@ -307,10 +531,13 @@ class RunConfig:
     def network(self):
         from narrowflow.model import Network
         n = self.cfg["network"]
-        return Network(width=n["width"], input_dim=n["input_dim"], output_dim=n["output_dim"],
-                       activation=n["activation"], bias=n["bias"], kappa=n["kappa"])
+        with _as_key("network.width", _NETWORK_ARGS):
+            return Network(width=n["width"], input_dim=n["input_dim"],
+                           output_dim=n["output_dim"], activation=n["activation"],
+                           bias=n["bias"], kappa=n["kappa"])
 
     def dataset(self):
+        """The training data; a refusal names the key (data.x, data.y, data.file, ...)."""
         from narrowflow.model import Dataset, Network
         d = self.cfg["data"]
         net = self.cfg["network"]
@@ -318,48 +545,82 @@ class RunConfig:
             x = np.linspace(-2.0, 2.0, 16)
             return Dataset(x, np.tanh(1.5 * x) - 0.7 * np.tanh(0.4 * x))
         if d.get("file"):
-            path = Path(d["file"])
-            if not path.is_absolute():
-                path = self.base_dir / path
-            if not path.exists():
-                raise FileNotFoundError(f"config key 'data.file': {str(path)!r} does not exist")
-            if path.suffix == ".npy":
-                arr = np.load(path)
-            elif path.suffix == ".csv":
-                arr = np.loadtxt(path, delimiter=",", ndmin=2)
-            else:
-                raise ValueError(f"config key 'data.file' must be a .npy or .csv file, got {path.name}")
-            arr = np.asarray(arr, dtype=float)
+            arr, path = self._data_file(d["file"])
             din, dout = net["input_dim"], net["output_dim"]
             if arr.ndim != 2 or arr.shape[1] != din + dout:
-                raise ValueError(f"config key 'data.file': expected {din + dout} columns "
-                                 f"(x then y), got shape {arr.shape}")
-            return Dataset(arr[:, :din], arr[:, din:])
-        x = _grid(d["x"], "data.x") if isinstance(d["x"], dict) else np.asarray(d["x"], dtype=float)
-        if d.get("teacher") is not None:
-            t = d["teacher"]
-            teacher = Network(width=t.get("width", net["width"]), input_dim=net["input_dim"],
-                              output_dim=net["output_dim"],
-                              activation=t.get("activation", net["activation"]),
-                              bias=t.get("bias", False), kappa=t.get("kappa"))
-            theta = np.asarray(t["theta"], dtype=float)
-            if theta.shape != (teacher.n_params,):
-                raise ValueError(f"config key 'data.teacher.theta' must have {teacher.n_params} "
-                                 f"entries for {teacher!r}, got {theta.size}")
-            return Dataset.from_teacher(teacher, theta, x.reshape(len(x), -1))
-        return Dataset(x, np.asarray(d["y"], dtype=float))
+                raise ValueError(f"config key 'data.file': {str(path)!r}: expected {din + dout} "
+                                 f"columns (x then y), got shape {arr.shape}")
+            with _as_key("data.file", {}):
+                try:
+                    return Dataset(arr[:, :din], arr[:, din:])
+                except (ValueError, TypeError) as exc:
+                    raise type(exc)(f"{str(path)!r}: {exc}") from None
+        names = {"x": "data.x", "y": "data.y", "theta": "data.teacher.theta",
+                 "input_dim": "network.input_dim", "output_dim": "network.output_dim"}
+        with _as_key("data.x", names):
+            x = _grid(d["x"], "data.x") if isinstance(d["x"], dict) else _numbers(d["x"],
+                                                                                   "data.x", 2)
+            if d.get("teacher") is not None:
+                t = d["teacher"]
+                teacher = Network(width=t.get("width", net["width"]),
+                                  input_dim=net["input_dim"], output_dim=net["output_dim"],
+                                  activation=t.get("activation", net["activation"]),
+                                  bias=t.get("bias", False), kappa=t.get("kappa"))
+                theta = _numbers(t["theta"], "data.teacher.theta")
+                if theta.shape != (teacher.n_params,):
+                    raise ValueError(f"config key 'data.teacher.theta' must have "
+                                     f"{teacher.n_params} entries for {teacher!r}, got "
+                                     f"{theta.size}")
+                return Dataset.from_teacher(teacher, theta, x.reshape(len(x), -1))
+            return Dataset(x, _numbers(d["y"], "data.y", 2))
+
+    def _data_file(self, name: str):
+        """(array, path) of data.file (.npy or .csv); unreadable files refused naming the key
+        and the path: a folder, an empty or damaged file, text that is not numbers, complex
+        or object arrays (never cast)."""
+        path = Path(name)
+        if not path.is_absolute():
+            path = self.base_dir / path
+        where = f"config key 'data.file': {str(path)!r}"
+        if not path.exists():
+            raise FileNotFoundError(f"{where} does not exist")
+        if not path.is_file():
+            raise ValueError(f"{where} is not a file")
+        if path.suffix not in (".npy", ".csv"):
+            raise ValueError(f"config key 'data.file' must be a .npy or .csv file, got "
+                             f"{path.name}")
+        try:
+            if path.suffix == ".npy":
+                arr = np.load(path, allow_pickle=False)
+            else:
+                import warnings
+                with warnings.catch_warnings():
+                    warnings.simplefilter("error")      # "empty input file" and the like
+                    arr = np.loadtxt(path, delimiter=",", ndmin=2)
+        except Exception as exc:  # noqa: BLE001 - numpy's many ways to fail, all refused
+            msg = " ".join(str(exc).split()) or type(exc).__name__
+            raise ValueError(f"{where} cannot be read as {path.suffix[1:]} data: "
+                             f"{msg}"[:400]) from None
+        if not isinstance(arr, np.ndarray) or arr.dtype.kind not in "biuf":
+            kind = getattr(arr, "dtype", type(arr).__name__)
+            raise TypeError(f"{where} must hold real numbers, got {kind} (complex or other "
+                            f"data is refused, not cast)")
+        return np.asarray(arr, dtype=np.float64), path
 
     def flow(self):
         from narrowflow.model import GradientFlow
-        return GradientFlow(self.network(), self.dataset(),
-                            weight_decay=self.cfg["network"]["weight_decay"])
+        network, data = self.network(), self.dataset()
+        with _as_key("data", {"input_dim": "network.input_dim", "output_dim":
+                              "network.output_dim", "weight_decay": "network.weight_decay"}):
+            return GradientFlow(network, data, weight_decay=self.cfg["network"]["weight_decay"])
 
     def theta0(self, n_params: int, n: int | None = None) -> np.ndarray:
         from narrowflow import initial
         i = self.cfg["initial"]
-        return initial.sample(i["n"] if n is None else n, n_params, i["seed"],
-                              distribution=i["distribution"], mean=i["mean"], std=i["std"],
-                              low=i["low"], high=i["high"])
+        with _as_key("initial.n", _INITIAL_ARGS):
+            return initial.sample(i["n"] if n is None else n, n_params, i["seed"],
+                                  distribution=i["distribution"], mean=i["mean"], std=i["std"],
+                                  low=i["low"], high=i["high"])
 
     def save_at(self) -> np.ndarray:
         spec = self.cfg["save"]["at"]

@@ -163,13 +163,26 @@ def _real(value, name, positive=False, finite=True):
     return v
 
 
-def _int(value, name, minimum=1):
+def _int(value, name, minimum=1, maximum=2**63 - 1):
+    """An integer in [minimum, maximum] (default: what a C int64 holds), or an error naming it."""
     if isinstance(value, bool) or not isinstance(value, (Integral, np.integer)):
         raise TypeError(f"{name} must be an integer, got {value!r}")
     v = int(value)
     if v < minimum:
         raise ValueError(f"{name} must be >= {minimum}, got {value!r}")
+    if maximum is not None and v > maximum:
+        raise ValueError(f"{name} must be <= {maximum}, got {value!r}")
     return v
+
+
+MIN_THREAD_CAP = 64
+
+
+def max_threads() -> int:
+    """The most OpenMP threads a run may ask for: 4 x the cores available (at least
+    MIN_THREAD_CAP = 64). More threads than that only oversubscribe the cores, and far more
+    than the system can create crash inside the OpenMP runtime, so they are refused."""
+    return max(MIN_THREAD_CAP, 4 * default_threads())
 
 
 def make_problem(flow, *, method=DEFAULT_METHOD, t_span=(0.0, 100.0), save_at=None, rtol=1e-8,
@@ -229,9 +242,7 @@ def make_problem(flow, *, method=DEFAULT_METHOD, t_span=(0.0, 100.0), save_at=No
     divergence_bound = _real(divergence_bound, "divergence_bound", positive=True, finite=False)
     if not isinstance(save_states, (bool, np.bool_)):
         raise TypeError(f"save_states must be True or False, got {save_states!r}")
-    lanes = _int(lanes, "lanes")
-    if lanes > 1024:
-        raise ValueError(f"lanes must be <= 1024, got {lanes}")
+    lanes = _int(lanes, "lanes", maximum=1024)
     if save_at is None:
         ts = np.empty(0)
     else:
@@ -257,7 +268,11 @@ def make_problem(flow, *, method=DEFAULT_METHOD, t_span=(0.0, 100.0), save_at=No
 
 def check_theta0(theta0, n_params: int) -> np.ndarray:
     """theta0 as a C-contiguous float64 (N, p) array of finite values, or a clear error."""
-    arr = np.asarray(theta0)
+    try:
+        arr = np.asarray(theta0)
+    except (ValueError, TypeError):
+        raise ValueError("theta0 must be an (N, p) array; rows of different lengths "
+                         "(ragged)") from None
     if arr.dtype.kind not in "iuf":
         raise TypeError(f"theta0 must be a real array, got dtype {arr.dtype}")
     if arr.ndim != 2 or arr.shape[1] != n_params:
@@ -386,10 +401,16 @@ def default_memory_limit() -> int:
         return 8 << 30
 
 
-def _check_memory(problem: EnsembleProblem, n_traj: int, memory_limit) -> None:
-    """Refuse (ValueError naming memory_limit) outputs larger than memory_limit bytes."""
-    limit = default_memory_limit() if memory_limit is None else _int(memory_limit, "memory_limit")
+def _check_memory(problem: EnsembleProblem, n_traj: int, memory_limit, theta0=None) -> None:
+    """Refuse (ValueError naming memory_limit) outputs larger than memory_limit bytes (a
+    number, e.g. 1e9), counting the float64 C-contiguous copy of theta0 when one is needed
+    (a broadcast view is checked before it is materialised)."""
+    limit = (default_memory_limit() if memory_limit is None
+             else _real(memory_limit, "memory_limit", positive=True))
     need = output_nbytes(problem, n_traj)
+    if theta0 is not None and not (isinstance(theta0, np.ndarray) and theta0.dtype == np.float64
+                                   and theta0.flags.c_contiguous):
+        need += 8 * n_traj * problem.n_params
     if need > limit:
         raise ValueError(
             f"memory_limit: the outputs of {n_traj} trajectories ({problem.n_save} save points) "
@@ -578,8 +599,12 @@ def solve_ensemble(flow, theta0, t_span=(0.0, 100.0), save_at=None, method=DEFAU
                            atol=atol, dt=dt, max_steps=max_steps, gtol=gtol,
                            escape_threshold=escape_threshold, divergence_bound=divergence_bound,
                            lanes=lanes, save_states=save_states, max_step=max_step)
+    threads = (default_threads() if threads is None
+               else _int(threads, "threads", maximum=max_threads()))
+    if isinstance(theta0, np.ndarray) and theta0.ndim == 2:
+        # before theta0 is copied (a broadcast view would be materialised)
+        _check_memory(problem, theta0.shape[0], memory_limit, theta0)
     y0 = check_theta0(theta0, problem.n_params)
-    threads = default_threads() if threads is None else _int(threads, "threads")
     N = y0.shape[0]
     if chunk_size is None:
         # big chunks (each ends with its lanes draining); smaller with a progress bar

@@ -81,13 +81,25 @@ def sample(n: int, p: int, seed: int, distribution: str = "normal", start: int =
     """Initial states (n, p) float64 for trajectories start .. start+n-1.
 
     distribution "normal": mean + std * N(0, 1) (mean, std scalars or (p,) arrays);
-    "uniform": uniform on [low, high) componentwise.
+    "uniform": uniform on [low, high) componentwise. Refused (ValueError naming n) before
+    anything is drawn: start + n beyond 2**63 - 1, or states that would not fit in memory.
     """
     for name, v in (("n", n), ("p", p), ("start", start)):
         if isinstance(v, bool) or not isinstance(v, (Integral, np.integer)) or v < 0:
             raise ValueError(f"{name} must be a non-negative integer, got {v!r}")
     if p < 1:
         raise ValueError(f"p must be >= 1, got {p}")
+    if start + n > 2**63 - 1:
+        raise ValueError(f"n: start + n must be <= 2**63 - 1 (trajectory indices are int64), "
+                         f"got start={start}, n={n}")
+    # the draws take about 3 float64 arrays of (n, p) while they are made: refused beyond
+    # the memory limit of narrowflow.ensemble (80 % of RAM) before anything is allocated
+    from narrowflow.ensemble import default_memory_limit
+    need, limit = 3 * 8 * n * max(p, 2), default_memory_limit()
+    if need > limit:
+        raise ValueError(f"n: {n} initial states of {p} parameters need about "
+                         f"{need / 2**30:.3g} GiB while drawn, over the memory limit of "
+                         f"{limit / 2**30:.3g} GiB (80 % of RAM)")
     if distribution not in DISTRIBUTIONS:
         raise ValueError(f"distribution must be one of {DISTRIBUTIONS}, got {distribution!r}")
     u = uniforms(seed, np.arange(start, start + n, dtype=np.int64), p)

@@ -36,8 +36,11 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     try:
         return int(args.func(args) or 0)
-    except (ValueError, TypeError, FileNotFoundError, FileExistsError, ImportError) as exc:
-        print(f"narrowflow {args.command}: error: {exc}", file=sys.stderr)
+    except (ValueError, TypeError, OSError, ImportError) as exc:
+        # a refusal (bad config or argument, an output folder that cannot take the results, a
+        # file that cannot be read): one line, exit status 2, no traceback
+        msg = " ".join(str(exc).split()) or type(exc).__name__
+        print(f"narrowflow {args.command}: error: {msg}", file=sys.stderr)
         return 2
 
 

@@ -11,11 +11,32 @@ writes into the output folder the results (a Zarr store or NetCDF file through x
 loss quantile bands over time (PNG), the summary (summary.txt) and the effective config
 (config.toml). `--preset nf4-bench` runs the t in [0, 100] throughput benchmark instead.
 See narrowflow.config for the keys and presets.
+
+The output folder is safe to point anywhere (OutputFolder):
+
+- Before any integration: the config and the command line's values are checked (bounds
+  included), the results path is checked (narrowflow.io.check_save_path), and --out must be
+  a folder, or creatable, on a writable file system with room for the estimated output
+  (narrowflow.ensemble.output_nbytes, an upper bound: Zarr compresses).
+- Every file is written into a hidden temporary sibling and renamed into place once
+  complete (the results by narrowflow.io.save, which also keeps an old result until the
+  new one is complete).
+- The program replaces only files it owns: those it wrote, recorded with their SHA-256 in
+  the folder's ``.narrowflow-run.json``, and unchanged since. A summary.txt, config.toml or
+  loss_bands.png of the same name that the program did not write (or that was edited since)
+  is refused before any integration, naming the file; --overwrite replaces it. Folders of
+  those names are never replaced. One exception: when CONFIG itself is OUT/config.toml and
+  not a file of ours (``narrowflow run w/config.toml --out w``), it is left as it is, even
+  with --overwrite, and the effective config is written as ``config.effective.toml``.
 """
 from __future__ import annotations
 
+import hashlib
 import json
+import os
+import shutil
 import time
+import uuid
 from pathlib import Path
 
 import numpy as np
@@ -71,12 +92,18 @@ def _toml_value(v) -> str:
 
 def effective_toml(cfg: dict, preset: str | None = None) -> str:
     """The config with every default filled in, as TOML (None values left out, except
-    solver.gtol: off is written as 0 so that no preset's gtol comes back); ``preset``
+    solver.gtol: off is written as 0 so that no preset's gtol comes back; the initial keys
+    of the distribution not used, e.g. low/high for "normal", left out); ``preset``
     (the preset it started from) is written as the top-level key."""
     lines = [f"preset = {_toml_value(preset)}", ""] if preset else []
+    # the keys of the other initial distribution are left out (a config giving them is refused)
+    unused = {"normal": ("low", "high"), "uniform": ("mean", "std")}.get(
+        cfg.get("initial", {}).get("distribution"), ())
     for table, body in cfg.items():
         lines.append(f"[{table}]")
         for k, v in body.items():
+            if table == "initial" and k in unused:
+                continue
             if v is None and table == "solver" and k == "gtol":
                 v = 0.0
             if v is not None:
@@ -204,44 +231,225 @@ def summarize(rc, result) -> str:
     return "\n".join(lines)
 
 
+MARKER = ".narrowflow-run.json"       # files this program wrote in a folder, with SHA-256
+
+
+def _sha256(path: Path) -> str | None:
+    try:
+        h = hashlib.sha256()
+        with open(path, "rb") as f:
+            for block in iter(lambda: f.read(1 << 20), b""):
+                h.update(block)
+        return h.hexdigest()
+    except OSError:
+        return None
+
+
+def check_out_dir(out_dir: Path, nbytes: int = 0, label: str = "--out") -> None:
+    """Refuse (ValueError naming `label`), before any work, an output folder that cannot take
+    the results: a file, a path under a file, a folder that is not writable (a read-only file
+    system, permissions), or too little free space for `nbytes` (the estimated output)."""
+    out_dir = Path(out_dir)
+    where = f"{label} {str(out_dir)!r}"
+    if out_dir.exists() and not out_dir.is_dir():
+        raise ValueError(f"{where} is a file, not a folder; choose a folder")
+    anc = out_dir
+    while not (anc.exists() or anc.is_symlink()):
+        if anc.parent == anc:
+            break
+        anc = anc.parent
+    if not anc.is_dir():
+        raise ValueError(f"{where}: {str(anc)!r} is a file (or a broken link), so no folder "
+                         f"can be made under it")
+    try:
+        readonly = bool(os.statvfs(anc).f_flag & os.ST_RDONLY)
+    except (OSError, AttributeError):  # pragma: no cover - no statvfs
+        readonly = False
+    if readonly:
+        raise ValueError(f"{where}: {str(anc)!r} is on a read-only file system")
+    if not os.access(anc, os.W_OK | os.X_OK):
+        raise ValueError(f"{where}: {str(anc)!r} is not writable (permissions)")
+    free = shutil.disk_usage(anc).free
+    if nbytes > free:
+        raise ValueError(f"{where}: the results need up to {nbytes / 2**30:.3g} GiB "
+                         f"(estimated before compression), only {free / 2**30:.3g} GiB free on "
+                         f"its file system; free space, choose another --out, or use fewer "
+                         f"trajectories or save points")
+
+
+class OutputFolder:
+    """The files of a run folder (summary.txt, config.toml, loss_bands.png): written through
+    temporary siblings, and only over files this program owns (see the module's doc)."""
+
+    def __init__(self, path, overwrite: bool = False, config_path=None):
+        self.dir = Path(path)
+        self.overwrite = bool(overwrite)
+        self.config_path = Path(config_path) if config_path is not None else None
+        self.names = {"summary": "summary.txt", "config": "config.toml",
+                      "figure": "loss_bands.png"}
+
+    # the ownership record ------------------------------------------------------------
+    def _marker(self) -> dict | None:
+        """{name: [sha256, ...]} of the files we wrote; {} if none; None if a file of that
+        name is not ours."""
+        path = self.dir / MARKER
+        if not (path.exists() or path.is_symlink()):
+            return {}
+        try:
+            doc = json.loads(path.read_text())
+            files = doc["narrowflow_run_files"]
+            if isinstance(files, dict) and all(isinstance(v, list) for v in files.values()):
+                return files
+        except (OSError, ValueError, KeyError, TypeError):
+            pass
+        return None
+
+    def _write_marker(self, files: dict) -> None:
+        path = self.dir / MARKER
+        tmp = path.with_name(f"{MARKER}.{uuid.uuid4().hex[:8]}.partial")
+        try:
+            tmp.write_text(json.dumps({"narrowflow_run_files": files}, indent=1) + "\n")
+            os.replace(tmp, path)
+        except BaseException:
+            tmp.unlink(missing_ok=True)
+            raise
+
+    def owns(self, name: str) -> bool:
+        files = self._marker() or {}
+        digest = _sha256(self.dir / name)
+        return digest is not None and digest in files.get(name, [])
+
+    def _is_config(self, path: Path) -> bool:
+        try:
+            return self.config_path is not None and path.exists() and \
+                os.path.samefile(path, self.config_path)
+        except OSError:
+            return False
+
+    def check(self, kinds=("summary", "config", "figure")) -> None:
+        """Before any work: refuse (FileExistsError naming them) files of our names that we
+        do not own, unless overwrite; folders of those names always. Picks the effective
+        config's name (config.effective.toml when CONFIG is OUT/config.toml, not ours)."""
+        foreign, folders = [], []
+        marker = self.dir / MARKER
+        if self._marker() is None:
+            (folders if marker.is_dir() else foreign).append(MARKER)
+        for kind in kinds:
+            name = self.names[kind]
+            path = self.dir / name
+            if kind == "config" and self._is_config(path) and not self.owns(name):
+                name = self.names["config"] = "config.effective.toml"
+                path = self.dir / name
+            if not (path.exists() or path.is_symlink()):
+                continue
+            if path.is_dir() and not path.is_symlink():
+                folders.append(name)
+            elif not self.owns(name):
+                foreign.append(name)
+        if folders:
+            raise FileExistsError(f"output folder {str(self.dir)!r} has folders named "
+                                  f"{', '.join(folders)}, where this run writes files; move "
+                                  f"them away or choose another --out")
+        if foreign and not self.overwrite:
+            raise FileExistsError(f"output folder {str(self.dir)!r} has files this program "
+                                  f"did not write (or that were edited since): "
+                                  f"{', '.join(foreign)}; pass --overwrite to replace them, "
+                                  f"or choose another --out")
+
+    # writing ---------------------------------------------------------------------------
+    def _put(self, kind: str, write) -> Path:
+        """write(tmp) into a hidden sibling, then rename it to the kind's name."""
+        self.check((kind,))                 # again: the folder may have changed meanwhile
+        self.dir.mkdir(parents=True, exist_ok=True)
+        name = self.names[kind]
+        path = self.dir / name
+        tmp = path.with_name(f".{name}.{uuid.uuid4().hex[:8]}.partial{path.suffix}")
+        try:
+            write(tmp)
+            digest = _sha256(tmp)
+            files = self._marker() or {}
+            # recorded before the rename (old and new both ours, should we be killed between)
+            files[name] = sorted(set(files.get(name, [])) | {digest})
+            self._write_marker(files)
+            os.replace(tmp, path)
+        except BaseException:
+            tmp.unlink(missing_ok=True)
+            raise
+        files = self._marker() or {}
+        files[name] = [digest]
+        self._write_marker(files)
+        return path
+
+    def write_text(self, kind: str, text: str) -> Path:
+        return self._put(kind, lambda tmp: tmp.write_text(text))
+
+    def write_figure(self, fig) -> Path:
+        from narrowflow import plots
+        return self._put("figure", lambda tmp: plots.savefig(fig, tmp))
+
+
+def estimate_nbytes(flow, kwargs: dict, n: int) -> int:
+    """Upper bound of the bytes the results of n trajectories take on disk (uncompressed)."""
+    from narrowflow import ensemble
+    kw = {k: v for k, v in kwargs.items() if k not in ("threads", "chunk_size", "seed")}
+    problem = ensemble.make_problem(flow, **kw)
+    return ensemble.output_nbytes(problem, n) + 16 * flow.data.x.size + (1 << 20)
+
+
 def run(args) -> int:
     from narrowflow import config, io
     from narrowflow.ensemble import solve_ensemble
     rc = config.load(args.config, preset=getattr(args, "preset", None))
+    via = {}
     if args.trajectories is not None:
-        if args.trajectories < 1:
-            raise ValueError(f"--trajectories must be >= 1, got {args.trajectories}")
+        if not 1 <= args.trajectories <= config.MAX_INT64:
+            raise ValueError(f"--trajectories (-n) must be in [1, 2**63 - 1], got "
+                             f"{args.trajectories}")
         rc.cfg["initial"]["n"] = args.trajectories
+        via["initial.n"] = "-n"
     if args.threads is not None:
         if args.threads < 1:
             raise ValueError(f"--threads must be >= 1, got {args.threads}")
         rc.cfg["solver"]["threads"] = args.threads
+        via["solver.threads"] = "--threads"
     if args.format is not None:
         rc.cfg["output"]["format"] = args.format
+    if via:
+        rc.check(via)                   # bounds (memory, threads) of the values given here
     if getattr(args, "cluster", None) is not None or getattr(args, "scheduler", None) is not None:
         from narrowflow import distributed
         return distributed.run_cli(args, rc)
     out_dir = Path(args.out if args.out is not None else rc.cfg["output"]["dir"])
+    label = "--out" if args.out is not None else "config key 'output.dir'"
     fmt = rc.cfg["output"]["format"]
     results_path = out_dir / ("results.zarr" if fmt == "zarr" else "results.nc")
-    if results_path.exists() and not args.overwrite:
-        raise FileExistsError(f"{results_path} exists; pass --overwrite to replace it or "
-                              f"--out to write elsewhere")
-    # build everything (and fail on bad input) before integrating
+    # build everything (and fail on bad input or an unusable output folder) before integrating
+    check_out_dir(out_dir, 0, label)
+    try:
+        io.check_save_path(results_path, args.overwrite)
+    except FileExistsError as exc:     # in the command line's words
+        raise FileExistsError(str(exc).replace("pass overwrite=True to replace it",
+                                               "pass --overwrite to replace it, or --out to "
+                                               "write elsewhere")) from None
     flow = rc.flow()
     kwargs = rc.solver_kwargs()
+    figure = bool(rc.cfg["output"]["figure"] and not args.no_figure)
+    folder = OutputFolder(out_dir, args.overwrite, args.config)
+    folder.check(("summary", "config") + (("figure",) if figure else ()))
+    check_out_dir(out_dir, estimate_nbytes(flow, kwargs, rc.cfg["initial"]["n"]), label)
     theta0 = rc.theta0(flow.n_params)
     t = time.perf_counter()
     result = solve_ensemble(flow, theta0, progress=args.progress, **kwargs)
     text = summarize(rc, result)
     print(text)
-    out_dir.mkdir(parents=True, exist_ok=True)
-    io.save(result, results_path, overwrite=True)
-    (out_dir / "summary.txt").write_text(text + "\n")
-    (out_dir / "config.toml").write_text(effective_toml(rc.cfg, rc.preset))
+    io.save(result, results_path, overwrite=args.overwrite)
+    folder.write_text("summary", text + "\n")
+    cfg_path = folder.write_text("config", effective_toml(rc.cfg, rc.preset))
     print(f"  results     {results_path}")
-    if rc.cfg["output"]["figure"] and not args.no_figure:
-        _figure(result, out_dir)
+    if cfg_path.name != "config.toml":
+        print(f"  config      {cfg_path} (the effective config; {args.config} is left as it is)")
+    if figure:
+        _figure(result, folder)
     print(f"  wall time   {time.perf_counter() - t:.3g} s")
     ltol = float(rc.cfg["output"]["limit_tol"])
     print(f"  next        narrowflow report {results_path}"
@@ -250,12 +458,13 @@ def run(args) -> int:
     return 0
 
 
-def _figure(result, out_dir: Path) -> None:
+def _figure(result, out) -> None:
+    """The loss bands figure into `out` (an OutputFolder, or a folder path)."""
     if result.loss_saved is None:
         print("  figure      skipped (no save points: set [save] at)")
         return
     from narrowflow import plots
     fig = plots.loss_bands(result)
-    path = out_dir / "loss_bands.png"
-    plots.savefig(fig, path)
+    folder = out if isinstance(out, OutputFolder) else OutputFolder(out)
+    path = folder.write_figure(fig)
     print(f"  figure      {path}")
