@@ -846,7 +846,16 @@ def run_cli(args, rc) -> int:
                          "\"zarr\" (or drop --format netcdf)")
     out_dir = Path(args.out if getattr(args, "out", None) is not None else rc.cfg["output"]["dir"])
     store = out_dir / "results.zarr"
+    label = "--out" if getattr(args, "out", None) is not None else "config key 'output.dir'"
+    cli_run.check_out_dir(out_dir, 0, label)
     flow = rc.flow()
+    figure = bool(rc.cfg["output"]["figure"] and not getattr(args, "no_figure", False))
+    folder = cli_run.OutputFolder(out_dir, bool(getattr(args, "overwrite", False)),
+                                  getattr(args, "config", None))
+    folder.check(("summary", "config") + (("figure",) if figure else ()))
+    if not store.exists():      # (a store being resumed already holds part of it)
+        cli_run.check_out_dir(out_dir, cli_run.estimate_nbytes(
+            flow, rc.solver_kwargs(), rc.cfg["initial"]["n"]), label)
     opts = options_from_config(rc)
     if getattr(args, "chunk", None) is not None:
         opts["chunk"] = args.chunk
@@ -880,11 +889,11 @@ def run_cli(args, rc) -> int:
              f"were already complete (of {run.n_chunks}, {run.chunk} trajectories each; "
              f"the cost line counts this call only)")
     print(text)
-    (out_dir / "summary.txt").write_text(text + "\n")
-    (out_dir / "config.toml").write_text(cli_run.effective_toml(rc.cfg))
+    folder.write_text("summary", text + "\n")
+    folder.write_text("config", cli_run.effective_toml(rc.cfg))
     print(f"  results     {store}")
-    if rc.cfg["output"]["figure"] and not getattr(args, "no_figure", False):
-        cli_run._figure(result, out_dir)
+    if figure:
+        cli_run._figure(result, folder)
     return 0
 
 
