@@ -285,3 +285,13 @@ def test_data_file_refusals_name_key_and_file(tmp_path, setup, exc, match):
             config.load(tmp_path / "c.toml").dataset()
     msg = str(info.value)
     assert "data.file" in msg and name in msg and "\n" not in msg
+
+
+def test_complex_teacher_refused_not_cast():
+    """Dataset.from_teacher took the real part of a complex teacher silently."""
+    net = model.Network(width=1)
+    with pytest.raises(TypeError, match="theta.*complex"):
+        model.Dataset.from_teacher(net, np.array([1 + 1j, 1.0]), np.linspace(0, 1, 3))
+    with pytest.raises(TypeError, match="x must be a real"):
+        model.Dataset(np.array([1 + 0j, 2]), [1.0, 2.0])
+    assert model.Dataset.from_teacher(net, [1, 2], [0.0, 1.0]).y.dtype == np.float64

@@ -252,9 +252,13 @@ class Dataset:
 
     @classmethod
     def from_teacher(cls, net: Network, theta, x) -> "Dataset":
-        """Labels y = f(x; θ_teacher) of a teacher network."""
+        """Labels y = f(x; θ_teacher) of a teacher network (θ real: complex is refused, not
+        cast to its real part)."""
         x2 = _as_2d(x, "x", net.input_dim)
-        return cls(x2, net.forward(net.check_theta(theta, "theta").real, x2))
+        if np.iscomplexobj(theta) or np.asarray(theta).dtype.kind not in "biuf":
+            raise TypeError(f"theta must be a real array (complex data is refused, not cast), "
+                            f"got dtype {np.asarray(theta).dtype}")
+        return cls(x2, net.forward(net.check_theta(theta, "theta"), x2))
 
 
 class GradientFlow:
