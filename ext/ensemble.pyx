@@ -663,12 +663,101 @@ cdef void stiffness_test(const Job* job, const Tab* tb, Work* w) noexcept nogil:
                 w.iasti[l] = 0
 
 
+cdef int round_prologue(Job* job, const Tab* tb, Work* w) noexcept nogil:
+    """Top of a worker's loop: -1 after Ctrl-C (lanes written out, stop the worker); 1 when
+    lanes just loaded were initialised (refill, then loop again); 0: take a step."""
+    cdef int64_t l
+    if nf_is_interrupted():
+        interrupt_lanes(job, w)
+        return -1
+    for l in range(w.L):
+        if w.init[l]:
+            init_round(job, tb, w)
+            return 1
+    return 0
+
+
+cdef inline void adaptive_step_end(const Job* job, Work* w, int64_t l) noexcept nogil:
+    """End time tn of lane l's next adaptive step; the step that would end within 1 % of
+    t1 ends at t1 (last)."""
+    w.last[l] = 0
+    if w.t[l] + 1.01 * w.h[l] >= job.t1:
+        w.h[l] = job.t1 - w.t[l]
+        w.last[l] = 1
+        w.tn[l] = job.t1
+    else:
+        w.tn[l] = w.t[l] + w.h[l]
+
+
+cdef inline int accepted_diverges(const Job* job, Work* w, int64_t l, const double* Fnew,
+                                  int fstat) noexcept nogil:
+    """DIVERGED (1) when lane l's accepted state is beyond the bound or not finite, or when
+    its F(y_new) is not finite (fstat: the status of the call that gave Fnew).
+
+    A non-finite stage of an adaptive method makes the error estimate non-finite (rejected:
+    shrink and retry), but F(y_new) of DOP853, RK4, GD and the Rosenbrock methods is not part
+    of the step's test: if it is not finite, the flow has no finite derivative at the new
+    state, which is DIVERGED (rather than carried on as a NaN stage).
+    """
+    cdef int64_t i, L = w.L
+    cdef int x = 0
+    for i in range(w.n):
+        if not (fabs(w.YN[i * L + l]) <= job.bound):   # job.bound is finite: also true for inf, NaN
+            x = 1
+    if fstat != 0 and not x:
+        x = lane_nonfinite(w, Fnew, l)
+    if x:
+        copy_lane(w, w.YN, w.Y, l)
+        w.t[l] = w.tn[l]
+        w.na[l] += 1
+        w.st[l] = ST_DIVERGED
+    return x
+
+
+cdef void escape_crossings(Job* job, Work* w) noexcept nogil:
+    """cross[l]: the loss fell below the escape threshold during lane l's accepted step."""
+    cdef int64_t l
+    job.loss(w.L, job.t0, w.YN, w.lossnew, job.params)
+    for l in range(w.L):
+        w.cross[l] = (w.acc[l] and w.st[l] == ST_RUNNING and not w.escaped[l]
+                      and w.lossprev[l] >= job.escape and w.lossnew[l] < job.escape)
+
+
+cdef inline void advance_accepted(const Job* job, Work* w, int64_t l, const double* Fnew,
+                                  int adaptive) noexcept nogil:
+    """Lane l moves to its accepted step's end, F(y_new) into K slot 0; SUCCESS at t1,
+    CONVERGED when ||F|| < gtol."""
+    cdef int64_t i, L = w.L
+    for i in range(w.n):
+        w.Y[i * L + l] = w.YN[i * L + l]
+        w.K[i * L + l] = Fnew[i * L + l]
+    w.t[l] = w.tn[l]
+    w.na[l] += 1
+    w.rej[l] = 0
+    if job.escape_on:
+        w.lossprev[l] = w.lossnew[l]
+    if adaptive:
+        w.h[l] = w.hnew[l]
+    if w.last[l]:
+        w.st[l] = ST_SUCCESS
+    elif job.gtol > 0.0 and lane_norm2(w, w.K, l) < job.gtol:
+        w.st[l] = ST_CONVERGED
+
+
+cdef inline void reject_step(Work* w, int64_t l) noexcept nogil:
+    """Lane l retries with the smaller step hnew; STEP_TOO_SMALL below round-off of t."""
+    w.nr[l] += 1
+    w.rej[l] = 1
+    w.h[l] = w.hnew[l]
+    if not (0.1 * fabs(w.h[l]) > fabs(w.t[l]) * 2.220446049250313e-16 and w.h[l] > 0.0):
+        w.st[l] = ST_STEP_TOO_SMALL
+
+
 cdef int run_worker(Job* job, const Tab* tb, int64_t* stats) noexcept nogil:
     cdef Work w
     cdef int64_t i, l, L = job.L, n = job.n, nL, k
-    cdef int s, x, live, anyacc, anyinit, needd, fstat
+    cdef int s, x, live, anyacc, needd, fstat
     cdef double err, sk, d, fac11, fac, hn, v, tn, facc1, facc2
-    cdef double eps = 2.220446049250313e-16
     cdef const double* Kn
     cdef int64_t t_start = now_ns()
     if work_alloc(&w, n, L, tb.nk) != 0:
@@ -680,15 +769,10 @@ cdef int run_worker(Job* job, const Tab* tb, int64_t* stats) noexcept nogil:
         load_lane(job, tb, &w, l)
     live = refill(job, tb, &w)
     while live > 0:
-        if nf_is_interrupted():
-            interrupt_lanes(job, &w)
+        x = round_prologue(job, tb, &w)
+        if x < 0:
             break
-        anyinit = 0
-        for l in range(L):
-            if w.init[l]:
-                anyinit = 1
-        if anyinit:
-            init_round(job, tb, &w)
+        if x > 0:
             live = refill(job, tb, &w)
             continue
         # --- the step: end time and step size per lane
@@ -706,13 +790,7 @@ cdef int run_worker(Job* job, const Tab* tb, int64_t* stats) noexcept nogil:
                 w.tn[l] = tn
                 w.h[l] = tn - w.t[l]
             else:
-                w.last[l] = 0
-                if w.t[l] + 1.01 * w.h[l] >= job.t1:
-                    w.h[l] = job.t1 - w.t[l]
-                    w.last[l] = 1
-                    w.tn[l] = job.t1
-                else:
-                    w.tn[l] = w.t[l] + w.h[l]
+                adaptive_step_end(job, &w, l)
         # --- stages 1..S-1
         for s in range(1, tb.S):
             stage_input(&tb.A[s][0], s, &w, w.YT)
@@ -794,31 +872,12 @@ cdef int run_worker(Job* job, const Tab* tb, int64_t* stats) noexcept nogil:
             if not w.acc[l]:
                 continue
             w.nf[l] += tb.S - 1 + (0 if tb.fsal else 1)
-            x = 0
-            for i in range(n):
-                if not (fabs(w.YN[i * L + l]) <= job.bound):   # job.bound is finite: also true for inf, NaN
-                    x = 1
-            if fstat != 0 and not x:
-                # The right-hand side reported a non-finite output. A non-finite stage of an
-                # adaptive method makes the error estimate non-finite (rejected: shrink and
-                # retry; for DP5/Tsit5 this includes f(y_new)), and a non-finite state fails
-                # the test above, but f(y_new) of DOP853, RK4 and GD is not part of the
-                # step's test: if it is this lane's, the flow has no finite derivative at the
-                # new state, which is DIVERGED (rather than carried on as a NaN stage).
-                x = lane_nonfinite(&w, w.K + tb.knew * nL, l)
-            if x:
-                copy_lane(&w, w.YN, w.Y, l)
-                w.t[l] = w.tn[l]
-                w.na[l] += 1
-                w.st[l] = ST_DIVERGED
+            accepted_diverges(job, &w, l, w.K + tb.knew * nL, fstat)
         if tb.stiff_test and job.stiff_switch and anyacc:
             stiffness_test(job, tb, &w)
         # --- escape crossings (loss along the accepted steps)
         if job.escape_on:
-            job.loss(L, job.t0, w.YN, w.lossnew, job.params)
-            for l in range(L):
-                w.cross[l] = (w.acc[l] and w.st[l] == ST_RUNNING and not w.escaped[l]
-                              and w.lossprev[l] >= job.escape and w.lossnew[l] < job.escape)
+            escape_crossings(job, &w)
         # --- extra stages for dense output (DOP853) where a lane needs the interpolant
         if tb.n_extra > 0 and anyacc:
             needd = 0
@@ -848,34 +907,13 @@ cdef int run_worker(Job* job, const Tab* tb, int64_t* stats) noexcept nogil:
                 continue
             w.steps[l] += 1
             if w.acc[l]:
-                for i in range(n):
-                    w.Y[i * L + l] = w.YN[i * L + l]
-                    w.K[i * L + l] = Kn[i * L + l]
-                w.t[l] = w.tn[l]
-                w.na[l] += 1
-                w.rej[l] = 0
-                if job.escape_on:
-                    w.lossprev[l] = w.lossnew[l]
-                if tb.err_kind != 0:
-                    w.h[l] = w.hnew[l]
-                if w.last[l]:
-                    w.st[l] = ST_SUCCESS
-                    continue
-                if job.gtol > 0.0 and lane_norm2(&w, w.K, l) < job.gtol:
-                    w.st[l] = ST_CONVERGED
-                    continue
-                if w.stiff[l]:
+                advance_accepted(job, &w, l, Kn, tb.err_kind != 0)
+                if w.stiff[l] and w.st[l] == ST_RUNNING:
                     w.st[l] = ST_STIFF
-                    continue
             else:
                 w.nf[l] += tb.S - 1          # the stages of the rejected step
-                w.nr[l] += 1
-                w.rej[l] = 1
-                w.h[l] = w.hnew[l]
-                if not (0.1 * fabs(w.h[l]) > fabs(w.t[l]) * eps and w.h[l] > 0.0):
-                    w.st[l] = ST_STEP_TOO_SMALL
-                    continue
-            if w.steps[l] >= job.max_steps:
+                reject_step(&w, l)
+            if w.st[l] == ST_RUNNING and w.steps[l] >= job.max_steps:
                 w.st[l] = ST_MAX_STEPS
         live = refill(job, tb, &w)
     stats[0] = w.calls
@@ -962,9 +1000,8 @@ cdef int run_worker_ros(Job* job, const Tab* tb, const Ros* rs, int64_t* stats) 
     """
     cdef Work w
     cdef int64_t i, j, l, L = job.L, n = job.n, nL, pp = job.n * job.n, k
-    cdef int s, x, live, anyacc, anyinit, anyj, fstat, jstat
+    cdef int s, x, live, anyacc, anyj, fstat, jstat
     cdef double err, sk, d, fac, hn, v, facc1, facc2, c
-    cdef double eps = 2.220446049250313e-16
     cdef double* FS
     cdef double* FN
     cdef double* JB
@@ -1001,15 +1038,10 @@ cdef int run_worker_ros(Job* job, const Tab* tb, const Ros* rs, int64_t* stats) 
         load_lane(job, tb, &w, l)
     live = refill(job, tb, &w)
     while live > 0:
-        if nf_is_interrupted():
-            interrupt_lanes(job, &w)
+        x = round_prologue(job, tb, &w)
+        if x < 0:
             break
-        anyinit = 0
-        for l in range(L):
-            if w.init[l]:
-                anyinit = 1
-        if anyinit:
-            init_round(job, tb, &w)
+        if x > 0:
             live = refill(job, tb, &w)
             continue
         # --- the Jacobian at the current state, where it is new
@@ -1039,14 +1071,8 @@ cdef int run_worker_ros(Job* job, const Tab* tb, const Ros* rs, int64_t* stats) 
             if w.idx[l] < 0:
                 w.h[l] = 0.0
                 w.tn[l] = job.t0
-                continue
-            w.last[l] = 0
-            if w.t[l] + 1.01 * w.h[l] >= job.t1:
-                w.h[l] = job.t1 - w.t[l]
-                w.last[l] = 1
-                w.tn[l] = job.t1
             else:
-                w.tn[l] = w.t[l] + w.h[l]
+                adaptive_step_end(job, &w, l)
         # --- W = I/(gamma h) - J and its LU factors (the Jacobian stays in JB between a
         # rejected step and its retry, so W is rebuilt from there every time); an empty
         # lane gets W = I
@@ -1150,22 +1176,9 @@ cdef int run_worker_ros(Job* job, const Tab* tb, const Ros* rs, int64_t* stats) 
             if not w.acc[l]:
                 continue
             w.nf[l] += 1
-            x = 0
-            for i in range(n):
-                if not (fabs(w.YN[i * L + l]) <= job.bound):
-                    x = 1
-            if fstat != 0 and not x:
-                x = lane_nonfinite(&w, FN, l)
-            if x:
-                copy_lane(&w, w.YN, w.Y, l)
-                w.t[l] = w.tn[l]
-                w.na[l] += 1
-                w.st[l] = ST_DIVERGED
+            accepted_diverges(job, &w, l, FN, fstat)
         if job.escape_on:
-            job.loss(L, job.t0, w.YN, w.lossnew, job.params)
-            for l in range(L):
-                w.cross[l] = (w.acc[l] and w.st[l] == ST_RUNNING and not w.escaped[l]
-                              and w.lossprev[l] >= job.escape and w.lossnew[l] < job.escape)
+            escape_crossings(job, &w)
         if job.K > 0 and anyacc:
             save_points(job, tb, &w)
         if job.escape_on and anyacc:
@@ -1176,30 +1189,11 @@ cdef int run_worker_ros(Job* job, const Tab* tb, const Ros* rs, int64_t* stats) 
                 continue
             w.steps[l] += 1
             if w.acc[l]:
-                for i in range(n):
-                    w.Y[i * L + l] = w.YN[i * L + l]
-                    w.K[i * L + l] = FN[i * L + l]
-                w.t[l] = w.tn[l]
-                w.na[l] += 1
-                w.rej[l] = 0
+                advance_accepted(job, &w, l, FN, 1)
                 w.jnew[l] = 1
-                if job.escape_on:
-                    w.lossprev[l] = w.lossnew[l]
-                w.h[l] = w.hnew[l]
-                if w.last[l]:
-                    w.st[l] = ST_SUCCESS
-                    continue
-                if job.gtol > 0.0 and lane_norm2(&w, w.K, l) < job.gtol:
-                    w.st[l] = ST_CONVERGED
-                    continue
             else:
-                w.nr[l] += 1
-                w.rej[l] = 1
-                w.h[l] = w.hnew[l]
-                if not (0.1 * fabs(w.h[l]) > fabs(w.t[l]) * eps and w.h[l] > 0.0):
-                    w.st[l] = ST_STEP_TOO_SMALL
-                    continue
-            if w.steps[l] >= job.max_steps:
+                reject_step(&w, l)
+            if w.st[l] == ST_RUNNING and w.steps[l] >= job.max_steps:
                 w.st[l] = ST_MAX_STEPS
         live = refill(job, tb, &w)
     stats[0] = w.calls
