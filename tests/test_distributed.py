@@ -469,16 +469,35 @@ def test_ctrl_c_with_own_cluster_then_resume(client, flow, reference, tmp_path):
 
 
 def test_default_chunk(flow):
+    """Whole waves of equal chunks per worker slot, within [MIN_CHUNK, 65536] where N allows,
+    one wave of N/slots for small N, more waves when a chunk would exceed the caps."""
     from narrowflow import ensemble
     prob = ensemble.make_problem(flow)
+
+    def tasks(n, slots):
+        c = D.default_chunk(prob, n, slots)
+        return c, -(-n // c)
+
     assert D.default_chunk(prob, 1) == 1
-    assert D.default_chunk(prob, 3000) == 3000            # one task when N is small
-    assert D.default_chunk(prob, 20_000) == 4096
-    assert D.default_chunk(prob, 10**6) == 16384           # ~N/32, a power of two
-    assert D.default_chunk(prob, 10**8) == 65536
+    assert D.default_chunk(prob, 100, 16) == 100           # below MIN_SPLIT: one task
+    assert tasks(10**6, 16) == (7813, 128)                 # 8 waves of 16
+    assert tasks(10**6, 2) == (62500, 16)                  # 8 waves of 2
+    assert tasks(4 * 10**5, 16) == (4167, 96)              # 6 waves: chunks >= ~MIN_CHUNK
+    assert tasks(20_000, 2) == (5000, 4)                   # 2 waves
+    assert tasks(50_000, 16) == (3125, 16)                 # one wave of N/slots
+    c, m = tasks(10**8, 16)                                 # capped at 65536: more waves
+    assert c <= D.DEFAULT_CHUNK and m % 16 == 0
+    for n in (10**5, 3 * 10**5 + 17, 10**6, 10**7):
+        for slots in (1, 2, 3, 4, 8, 16, 32):
+            c, m = tasks(n, slots)
+            assert m % slots == 0, (n, slots)
+            # up to WAVES waves; more only where one wave fewer would exceed the cap
+            assert m // slots <= D.WAVES or -(-n // (m - slots)) > D.DEFAULT_CHUNK
+            assert n - (m - 1) * c <= c                     # the last chunk is the short one
+    assert D.default_chunk(prob, 10**6) == D.default_chunk(prob, 10**6, D.DEFAULT_SLOTS)
     # many save points: a chunk's outputs stay under 64 MiB
     big = ensemble.make_problem(flow, save_at=np.linspace(0, 100, 2000))
-    c = D.default_chunk(big, 10**8)
+    c = D.default_chunk(big, 10**8, 16)
     assert ensemble.output_nbytes(big, c) <= D.CHUNK_BYTES < ensemble.output_nbytes(big, 2 * c)
 
 

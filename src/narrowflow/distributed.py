@@ -52,7 +52,11 @@ import numpy as np
 
 FORMAT = "narrowflow-distributed/1"
 DEFAULT_CHUNK = 65536           # largest default chunk (trajectories per task)
-MIN_CHUNK = 4096                # smallest default chunk, unless N is smaller
+MIN_CHUNK = 4096                # smallest default chunk where N allows WAVES... waves
+MIN_SPLIT = 256                 # smallest default chunk when N is split over the slots
+WAVES = 8                       # tasks per worker slot by default (a tail of <= 1/8 of the run)
+DEFAULT_SLOTS = 4               # slots assumed when the cluster's size is not known
+WATCH_INTERVAL = 2.0            # seconds between watch() calls while waiting for tasks
 CHUNK_BYTES = 64 << 20          # default chunk keeps one chunk's outputs under 64 MiB
 STATUS_PENDING = -1             # status of trajectories whose chunk is not computed yet
 # EnsembleProblem fields that cannot change a stored byte (the kernel is bitwise independent
@@ -179,19 +183,36 @@ def resolve_initial(p: int, theta0=None, initial=None, seed=None, n=None):
     return init, None
 
 
-def default_chunk(problem, n: int) -> int:
-    """Trajectories per task, from N and the problem only (so a resumed run finds the same).
+def default_tasks(n: int, slots: int, cap: int = DEFAULT_CHUNK) -> int:
+    """Number of tasks for N trajectories on `slots` worker slots (see default_chunk)."""
+    slots = max(1, int(slots))
+    waves = max(1, min(WAVES, n // (slots * MIN_CHUNK)))
+    tasks = slots * waves
+    if -(-n // tasks) > cap:                     # chunks too large: more full waves
+        tasks = slots * -(-n // (slots * cap))
+    return tasks
 
-    About N/32 (enough tasks to balance a few dozen workers threads), rounded down to a power
-    of two and kept within [4096, 65536] (tasks of about a second to tens of seconds
-    for NF4, against a few ms of overhead each), and small enough that one chunk's outputs
-    stay under 64 MiB; never more than N.
+
+def default_chunk(problem, n: int, slots: int | None = None) -> int:
+    """Trajectories per task, from N, the worker slots (threads of the cluster, divided by
+    threads_per_task; DEFAULT_SLOTS when unknown) and the problem's output size.
+
+    The tasks are a whole number of waves of `slots` (every slot gets the same number of
+    equal chunks, so the run ends without a partial last wave): WAVES (8) per slot, fewer
+    where that would make chunks smaller than MIN_CHUNK (4096; tasks of about a second
+    for NF4 against a few ms of overhead each), down to one wave of N/slots (never below
+    MIN_SPLIT = 256 trajectories); more waves where a chunk would exceed 65536 trajectories
+    or 64 MiB of outputs. The last chunk may be shorter (N is not always a multiple). The
+    chunking does not change a stored bit (the kernel is bitwise independent of it); a store
+    keeps its chunk when resumed on another cluster. Never more than N.
     """
     from narrowflow import ensemble
     per = max(1, ensemble.output_nbytes(problem, 1))
-    c = min(DEFAULT_CHUNK, max(MIN_CHUNK, n // 32), max(1, CHUNK_BYTES // per))
-    c = 1 << (c.bit_length() - 1)                # a power of two
-    return max(1, min(c, n))
+    cap = max(1, min(DEFAULT_CHUNK, CHUNK_BYTES // per))
+    slots = DEFAULT_SLOTS if slots is None else max(1, int(slots))
+    c = -(-n // default_tasks(n, slots, cap))
+    c = max(c, min(MIN_SPLIT, cap))
+    return max(1, min(c, cap, n))
 
 
 def build_config() -> dict:
@@ -378,8 +399,11 @@ def _diff(old, new, prefix="") -> list[str]:
     return []
 
 
-def _prepare_store(path: Path, problem, init, chunk, config, theta0, overwrite: bool):
-    """Create the store or check an existing one; returns (chunk, completed mask, store id)."""
+def _prepare_store(path: Path, problem, init, chunk, config, theta0, overwrite: bool,
+                   slots=None):
+    """Create the store or check an existing one; returns (chunk, completed mask, store id).
+    slots: worker slots for the default chunk of a new store (an int, or a callable asked
+    only when a store is created without a chunk)."""
     if path.exists() and not (path.is_dir() and not any(path.iterdir())):
         if not path.is_dir() or not _is_store(path):
             raise FileExistsError(
@@ -411,7 +435,8 @@ def _prepare_store(path: Path, problem, init, chunk, config, theta0, overwrite: 
             return state["chunk"], state["complete"], state["store_id"]
     elif path.exists():
         path.rmdir()                    # an empty directory: take its place
-    chunk = default_chunk(problem, init.n) if chunk is None else chunk
+    if chunk is None:
+        chunk = default_chunk(problem, init.n, slots() if callable(slots) else slots)
     ds, encoding = _template(problem, init, chunk, config, theta0)
     _create_store(path, ds, encoding)
     return chunk, np.zeros(-(-init.n // chunk), dtype=bool), ds.attrs["narrowflow_store_id"]
@@ -448,6 +473,24 @@ def _arrays_on_worker(group, store: str, store_id: str) -> dict:
             _ARRAY_CACHE.clear()
         _ARRAY_CACHE[key] = hit
     return hit
+
+
+def _write_rows(arrays: dict, values: dict, lo: int, hi: int) -> None:
+    """arrays[name][lo:hi] = values[name] for every name, concurrently in zarr's event loop
+    (zarr >= 3); one array after the other where zarr lacks the async API."""
+    try:
+        import asyncio
+
+        from zarr.core.sync import sync
+        targets = [(arrays[name]._async_array, v) for name, v in values.items()]
+    except (ImportError, AttributeError):
+        for name, v in values.items():
+            arrays[name][lo:hi] = v
+        return
+
+    async def write_all():
+        await asyncio.gather(*(a.setitem(slice(lo, hi), v) for a, v in targets))
+    sync(write_all())
 
 
 def _check_store(store: str, store_id: str) -> None:
@@ -490,9 +533,10 @@ def run_chunk(store: str, store_id: str, fingerprint: str, problem_bytes: bytes,
     out = ensemble.solve_chunk(problem, y0, threads=threads, _compiled_cache=compiled)
     t_solve = time.perf_counter()
     _check_store(store, store_id)
-    for name, values in out.items():      # every per-trajectory output the schema stores
-        if name in arrays and name != "theta0":
-            arrays[name][lo:hi] = values
+    # every per-trajectory output the schema stores, written concurrently (one round trip
+    # of zarr's event loop instead of one per array)
+    _write_rows(arrays, {name: values for name, values in out.items()
+                         if name in arrays and name != "theta0"}, lo, hi)
     arrays["chunk_complete"][k] = True     # only after every array of the chunk is written
     stats = out.get("_stats", np.zeros(2, dtype=np.int64))
     return {"chunk": k, "n": hi - lo, "pid": os.getpid(), "rhs_calls": int(stats[0]),
@@ -605,7 +649,8 @@ def solver_option_names() -> tuple:
 
 def solve_distributed(flow, theta0=None, *, store, initial=None, seed=None, n=None, chunk=None,
                       client=None, overwrite: bool = False, progress=False, threads_per_task=1,
-                      retries: int = 2, **solver_options) -> DistributedRun:
+                      retries: int = 2, slots: int | None = None, watch=None,
+                      **solver_options) -> DistributedRun:
     """Integrate an ensemble on a Dask cluster into a resumable Zarr store.
 
     flow: a GradientFlow. Initial states: theta0 (N, p) array, or initial (None = standard
@@ -613,10 +658,16 @@ def solve_distributed(flow, theta0=None, *, store, initial=None, seed=None, n=No
     with seed (int) and n (N): trajectory i gets ``initial.sample(..., seed, start=i)``'s row,
     exactly what ``initial.sample(N, p, seed)[i]`` gives in one process.
     store: path of the Zarr store (created, or resumed when it holds this configuration).
-    chunk: trajectories per task (default: `default_chunk`, about N/32 within [4096, 65536];
-    when resuming, the store's). client: a distributed.Client, or a callable returning one
-    (called only if some chunk is left to compute; the caller closes it); None starts a
-    LocalCluster sized to this machine and closes it afterwards. overwrite: delete an
+    chunk: trajectories per task (default: `default_chunk` for the cluster's worker slots: a
+    whole number of waves, up to 8, of equal chunks; when resuming, the store's). client: a
+    distributed.Client, or a callable returning one (called only if some chunk is left to
+    compute or the new store's chunk needs the cluster's size; the caller closes it); None
+    starts a LocalCluster sized to this machine and closes it afterwards. slots: worker slots
+    to size the default chunk for (default: the connected workers' threads divided by
+    threads_per_task; an int, or a callable asked only when a new store is made without a
+    chunk; give it where workers are still on their way, e.g. queued batch jobs).
+    watch: a callable called every WATCH_INTERVAL (2 s) while waiting for tasks; it raises to
+    abort the run (narrowflow.cluster's job queue checks). overwrite: delete an
     existing narrowflow store at `store` and start from scratch (without it, a store made by
     another configuration is refused with ValueError and one made by this configuration is
     resumed). progress: True for a tqdm bar over chunks, or a callable progress(done, total)
@@ -653,31 +704,49 @@ def solve_distributed(flow, theta0=None, *, store, initial=None, seed=None, n=No
         raise TypeError(f"progress must be True, False or a callable(done, total), got "
                         f"{progress!r}")
 
-    start = time.perf_counter()
-    chunk, complete, store_id = _prepare_store(path, problem, init, chunk, config, theta0,
-                                               overwrite)
-    fingerprint = _fingerprint(config, chunk)
-    N = init.n
-    n_chunks = complete.size
-    todo = [k for k in range(n_chunks) if not complete[k]]
-    skipped = [k for k in range(n_chunks) if complete[k]]
-    run = DistributedRun(store=path, n_trajectories=N, chunk=chunk, n_chunks=n_chunks,
-                         computed=[], skipped=skipped, elapsed=0.0, tasks=[], flow=flow)
-    if not todo:
-        run.elapsed = time.perf_counter() - start
-        return run
+    if slots is not None and not callable(slots):
+        slots = _positive_int(slots, "slots")
+    if watch is not None and not callable(watch):
+        raise TypeError(f"watch must be a callable or None, got {watch!r}")
 
-    own_cluster = None
-    if client is None:
-        from distributed import Client
-        own_cluster = local_cluster()
-        client = Client(own_cluster)
-    elif callable(client) and not hasattr(client, "submit"):
-        client = client()               # connect only now that there is work
+    start = time.perf_counter()
+    held = {"client": client if hasattr(client, "submit") else None, "own": None}
+
+    def connect():
+        if held["client"] is None:
+            if client is None:
+                from distributed import Client
+                held["own"] = local_cluster()
+                held["client"] = Client(held["own"])
+            else:
+                held["client"] = client()   # connect only now that it is needed
+        return held["client"]
+
+    def cluster_slots():
+        if callable(slots):
+            return slots()
+        if slots is not None:
+            return slots
+        workers = connect().scheduler_info().get("workers", {})
+        threads = sum(w.get("nthreads", 0) for w in workers.values())
+        return max(1, threads // threads_per_task) if threads else None
+
     bar = None
     futures = []
     try:
-        from distributed import as_completed
+        chunk, complete, store_id = _prepare_store(path, problem, init, chunk, config, theta0,
+                                                   overwrite, slots=cluster_slots)
+        fingerprint = _fingerprint(config, chunk)
+        N = init.n
+        n_chunks = complete.size
+        todo = [k for k in range(n_chunks) if not complete[k]]
+        skipped = [k for k in range(n_chunks) if complete[k]]
+        run = DistributedRun(store=path, n_trajectories=N, chunk=chunk, n_chunks=n_chunks,
+                             computed=[], skipped=skipped, elapsed=0.0, tasks=[], flow=flow)
+        if not todo:
+            run.elapsed = time.perf_counter() - start
+            return run
+        client = connect()
         problem_bytes = pickle.dumps(problem, protocol=pickle.HIGHEST_PROTOCOL)
         token = uuid.uuid4().hex[:8]
         futures = [client.submit(run_chunk, str(path), store_id, fingerprint, problem_bytes,
@@ -689,7 +758,7 @@ def solve_distributed(flow, theta0=None, *, store, initial=None, seed=None, n=No
             from tqdm.auto import tqdm
             bar = tqdm(total=len(todo), unit="chunk", desc="solve_distributed",
                        initial=0)
-        for fut in as_completed(futures):
+        for fut in _completed(futures, watch):
             report = fut.result()
             run.computed.append(report["chunk"])
             run.tasks.append(report)
@@ -698,18 +767,37 @@ def solve_distributed(flow, theta0=None, *, store, initial=None, seed=None, n=No
             elif callable(progress):
                 progress(len(run.computed), len(todo))
     except BaseException:
-        # Ctrl-C or a failed task: stop the rest; finished chunks stay marked in the store
+        # Ctrl-C, a failed task or the watch: stop the rest; finished chunks stay marked
         if futures:
-            client.cancel(futures)
+            held["client"].cancel(futures)
         raise
     finally:
         if bar is not None:
             bar.close()
-        if own_cluster is not None:
-            client.close()
-            own_cluster.close()
+        if held["own"] is not None:
+            held["client"].close()
+            held["own"].close()
     run.elapsed = time.perf_counter() - start
     return run
+
+
+def _completed(futures, watch=None, poll: float = 0.02):
+    """The futures as they complete (distributed.as_completed); with `watch`, calls it
+    every WATCH_INTERVAL seconds while none completes (it raises to stop the run)."""
+    from distributed import as_completed
+    ac = as_completed(futures)
+    if watch is None:
+        yield from ac
+        return
+    due = time.monotonic() + WATCH_INTERVAL
+    while not ac.is_empty():
+        batch = ac.next_batch(block=False) if ac.has_ready() else []
+        yield from batch
+        if time.monotonic() >= due:
+            watch()
+            due = time.monotonic() + WATCH_INTERVAL
+        if not batch:
+            time.sleep(poll)
 
 
 def solve_ensemble_dask(flow, theta0, *, store=None, client=None, chunk=None,
@@ -744,10 +832,17 @@ def add_cli_arguments(parser) -> None:
     have = set(getattr(parser, "_option_string_actions", {}))
     g = parser.add_argument_group("distributed runs (Dask; the narrowflow[dist] extra)")
     x = g.add_mutually_exclusive_group()
-    x.add_argument("--cluster", metavar="local[:N]", default=None,
-                   help="run on a local Dask cluster of N worker processes (default: sized to "
-                        "this machine), writing a resumable Zarr store; run the same command "
-                        "again to finish an interrupted run")
+    x.add_argument("--cluster", metavar="KIND[:OPTIONS]", default=None,
+                   help="start a Dask cluster and write a resumable Zarr store (run the same "
+                        "command again to finish an interrupted run): local (sized to this "
+                        "machine), local:N (N worker processes), or a batch queue through "
+                        "dask-jobqueue (narrowflow[hpc]): slurm, pbs or lsf, with options "
+                        "key=value,... (jobs, cores, processes, memory, walltime, queue, "
+                        "account, extra (a job directive, repeatable), log_directory, "
+                        "interface, wait) over the config's [cluster] table, e.g. "
+                        "slurm:jobs=4,cores=32,memory=64GB,walltime=04:00:00; the jobs are "
+                        "cancelled when the run ends, also on Ctrl-C or an error; job logs "
+                        "in OUT/slurm-logs")
     x.add_argument("--scheduler", metavar="ADDRESS", default=None,
                    help="run on an existing Dask cluster (tcp://host:8786 or a scheduler "
                         "file, e.g. from dask-jobqueue on SLURM), writing a resumable Zarr "
@@ -763,18 +858,13 @@ def add_cli_arguments(parser) -> None:
 
 
 def parse_cluster(spec: str) -> int | None:
-    """'local' -> None (sized to the machine), 'local:N' -> N workers; else ValueError."""
-    if not isinstance(spec, str) or not (spec == "local" or spec.startswith("local:")):
+    """'local' -> None (sized to the machine), 'local:N' -> N workers; else ValueError.
+    (The local case of `narrowflow.cluster.parse_spec`, which also reads batch kinds.)"""
+    from narrowflow import cluster
+    kind, opts = cluster.parse_spec(spec)
+    if kind != "local" or set(opts) - {"workers"}:
         raise ValueError(f"--cluster must be 'local' or 'local:N', got {spec!r}")
-    if spec == "local":
-        return None
-    try:
-        n = int(spec.split(":", 1)[1])
-    except ValueError:
-        raise ValueError(f"--cluster: N in 'local:N' must be an integer, got {spec!r}") from None
-    if n < 1:
-        raise ValueError(f"--cluster: N in 'local:N' must be >= 1, got {n}")
-    return n
+    return opts.get("workers")
 
 
 def wants_distributed(args) -> bool:
@@ -783,25 +873,39 @@ def wants_distributed(args) -> bool:
             or getattr(args, "scheduler", None) is not None)
 
 
-def client_from_args(args):
-    """(client, cluster or None) from --cluster / --scheduler; the caller closes both."""
+def cluster_options(args, table: dict | None = None) -> tuple[str, dict]:
+    """(kind, options) of --cluster: its options over the config's [cluster] table (job
+    directives of both, the table's first). ValueError naming the key when one is wrong."""
+    from narrowflow import cluster
+    kind, opts = cluster.parse_spec(args.cluster)
+    merged = cluster.options_from_table(kind, table)
+    extra = merged.pop("extra", []) + opts.pop("extra", [])
+    merged.update(opts)
+    if extra:
+        merged["extra"] = extra
+    return kind, merged
+
+
+def session_from_args(args, table: dict | None = None, out_dir=None):
+    """A `narrowflow.cluster.ClusterSession` from --cluster / --scheduler; the caller closes
+    it (which also cancels the batch jobs it submitted)."""
     try:
-        from distributed import Client
+        import distributed  # noqa: F401
     except ImportError:  # pragma: no cover - the light install
         raise ValueError("--cluster/--scheduler need dask.distributed and zarr: "
                          "pip install 'narrowflow[dist]'") from None
+    from narrowflow import cluster
     if getattr(args, "scheduler", None):
-        addr = args.scheduler
-        if os.path.isfile(addr):
-            return Client(scheduler_file=addr), None
-        return Client(addr, timeout=30), None
-    n = parse_cluster(args.cluster)
-    if n is None:
-        cluster = local_cluster()
-    else:
-        from narrowflow.ensemble import default_threads
-        cluster = local_cluster(n, max(1, default_threads() // n))
-    return Client(cluster), cluster
+        return cluster.connect_scheduler(args.scheduler)
+    kind, options = cluster_options(args, table)
+    return cluster.open_cluster(kind, options, out_dir=out_dir)
+
+
+def client_from_args(args):
+    """(client, cluster or None) from --cluster / --scheduler; the caller closes both
+    (session_from_args gives the session, whose close also cancels batch jobs)."""
+    s = session_from_args(args)
+    return s.client, s.cluster
 
 
 def options_from_config(rc) -> dict:
@@ -859,29 +963,53 @@ def run_cli(args, rc) -> int:
     opts = options_from_config(rc)
     if getattr(args, "chunk", None) is not None:
         opts["chunk"] = args.chunk
+    table = rc.cfg.get("cluster")
+    if getattr(args, "cluster", None) is not None:
+        cluster_options(args, table)        # a wrong option is refused before anything starts
     held = {}
 
     def connect():
-        held["client"], held["cluster"] = client_from_args(args)
-        workers = held["client"].scheduler_info().get("workers", {})
-        held["threads"] = sum(w.get("nthreads", 0) for w in workers.values())
-        print(f"dask: {len(workers)} workers, {held['threads']} threads at "
-              f"{held['client'].scheduler.address}; store {store}", file=sys.stderr)
-        return held["client"]
+        if "session" not in held:
+            session = held["session"] = session_from_args(args, table, out_dir)
+            workers = session.client.scheduler_info().get("workers", {})
+            held["threads"] = (session.slots
+                               or sum(w.get("nthreads", 0) for w in workers.values()))
+            print(f"{session.describe()}; store {store}", file=sys.stderr)
+        return held["session"].client
 
+    def slots():        # the slots asked for (batch workers may still be queued)
+        connect()
+        return held["session"].slots or held["threads"] or None
+
+    def watch():        # the job queue: rejected jobs, jobs all gone (narrowflow.cluster)
+        held["session"].watch()
+
+    import signal
+    import threading
+
+    from narrowflow import cluster as cluster_mod
+    previous = None
+    if threading.current_thread() is threading.main_thread():
+        def on_sigterm(signum, frame):   # kill / scancel of the client: clean up as on Ctrl-C
+            raise KeyboardInterrupt
+        previous = signal.signal(signal.SIGTERM, on_sigterm)
     try:
         run = solve_distributed(flow, store=store, client=connect,
                                 overwrite=bool(getattr(args, "overwrite", False)),
-                                progress=True, **opts)
+                                progress=True, slots=slots, watch=watch, **opts)
     except KeyboardInterrupt:
         print(f"\ninterrupted: finished chunks are kept in {store}; run the same command "
               f"again to resume", file=sys.stderr)
         return 130
+    except cluster_mod.QueueError as exc:
+        print(f"narrowflow run: error: {exc}\n(finished chunks are kept in {store}; run the "
+              f"same command again to resume)", file=sys.stderr)
+        return 2
     finally:
-        if "client" in held:
-            held["client"].close()
-        if held.get("cluster") is not None:
-            held["cluster"].close()
+        if "session" in held:
+            held["session"].close()
+        if previous is not None:
+            signal.signal(signal.SIGTERM, previous)
     result = run.to_result()
     result.threads = max(1, held.get("threads", 1))
     text = cli_run.summarize(rc, result)
@@ -901,4 +1029,4 @@ __all__ = ["solve_distributed", "solve_ensemble_dask", "DistributedRun", "Initia
            "resolve_initial", "run_chunk", "open_store", "load_result", "store_state",
            "local_cluster", "default_chunk", "solver_option_names", "add_cli_arguments",
            "run_cli", "parse_cluster", "wants_distributed", "client_from_args",
-           "options_from_config"]
+           "options_from_config", "session_from_args", "cluster_options", "default_tasks"]
