@@ -1,10 +1,14 @@
 """Koenigs series of the NF4 twin-plane saddle and the higher-order VE test along loops in its
 z-plane (issue 7): series accuracy, singularities, verdicts both ways, controls."""
+import cmath
+
 import numpy as np
 import pytest
+from numba import njit
 
 import narrowflow as nf
 from narrowflow.model import DeadNeuron, Twin
+from narrowflow import series
 from narrowflow.monodromy import koenigs as kg
 from narrowflow.monodromy.paths import polyline
 
@@ -149,6 +153,31 @@ def test_bad_input():
         kg.koenigs_series(flow, subspace=Twin(flow.network, 0, 1), scale=-1.0)
 
 
+@njit(cache=True)
+def _act_series(code, kappa, s):
+    """σ(s) and σ'(s) as complex series through narrowflow.series (one lane), seeded the way
+    koenigs._field_coef seeds them."""
+    N1 = s.shape[0]
+    ns = series.nslots(code)
+    B = np.zeros(N1 * ns, np.complex128)
+    for k in range(N1):
+        B[k * ns + series.S_Z] = s[k]
+        if k == 0:
+            series.seed_args(code, 1, 1, 1, B, N1 * ns)
+            ts = series.tanh_slot(code)
+            if ts >= 0:
+                B[ts] = cmath.tanh(B[ts])
+            if code == 2:
+                B[series.S_U] = kg._csoftplus(B[series.S_Z])
+        series.act_step(code, kappa, k, 1, B, 0, ns)
+    U = np.empty(N1, np.complex128)
+    SP = np.empty(N1, np.complex128)
+    for k in range(N1):
+        U[k] = B[k * ns + series.S_U]
+        SP[k] = B[k * ns + series.S_SP]
+    return U, SP
+
+
 @pytest.mark.parametrize("name", ["tanh", "sigmoid", "softplus", "silu", "gelu_tanh", "quadratic",
                                   "linear"])
 def test_series_arithmetic_all_activations(name):
@@ -157,10 +186,8 @@ def test_series_arithmetic_all_activations(name):
     N = 40
     s = np.zeros(N + 1, complex)
     s[:3] = [0.3 - 0.1j, 0.5, -0.2]
-    U, SP, X1, X2, X3, X4, X5 = (np.zeros(N + 1, complex) for _ in range(7))
     code = list(nf.activations.NAMES).index(name)
-    for k in range(N + 1):
-        kg._act_step(code, act.kappa, s, U, SP, X1, X2, X3, X4, X5, k)
+    U, SP = _act_series(code, act.kappa, s)
     z = 0.15 + 0.05j
     sz = np.polyval(s[::-1], z)
     assert abs(np.polyval(U[::-1], z) - act.d(sz, 0)) < 1e-13

@@ -11,7 +11,8 @@ computed by the parameterization method: order by order, (k c I − DF(θ0)) θ_
 where R_k is the order-k coefficient of F(Θ) with θ_k = 0 (non-resonant: k c is not an
 eigenvalue of DF(θ0) for k >= 2, checked). F(Θ(z)) is evaluated in truncated power-series
 arithmetic (online Taylor recurrences for tanh, sigmoid, softplus, silu, gelu_tanh,
-quadratic, linear), O(N²) per series, Numba-compiled.
+quadratic, linear: narrowflow.series, the implementation the Taylor integrator uses too),
+O(N²) per series, Numba-compiled.
 
 In the z-plane, a loop around z = 0 is the time shift t -> t + 2πi/c; loops around the
 series' singularities (branch points where the curve meets a singularity of F) close on
@@ -30,103 +31,33 @@ import numpy as np
 from numba import njit
 
 from narrowflow import activations as _act
+from narrowflow import series as _series
 
 __all__ = ["KoenigsSeries", "koenigs_series", "saddle_unstable_check", "SaddleUnstableReport"]
 
 _NJ = dict(cache=True, error_model="numpy", nogil=True)
 _CODES = {name: i for i, name in enumerate(_act.NAMES)}
-_GC = 0.7978845608028654   # sqrt(2/pi), gelu_tanh
-_GA = 0.044715
 
 
 # ---------------------------------------------------------------------------------------
-# online power-series arithmetic: coefficient k from coefficients <= k
+# F(Θ(z)) coefficient by coefficient: narrowflow.series (shared with the Taylor integrator),
+# complex, one lane
 # ---------------------------------------------------------------------------------------
 
 @njit(**_NJ)
-def _cprod(u, v, k):
-    """Coefficient k of the product of series u, v (1-D arrays)."""
-    acc = 0j
-    for l in range(k + 1):
-        acc += u[l] * v[k - l]
-    return acc
+def _csoftplus(z):
+    if z.real > 0:
+        return z + cmath.log(1.0 + cmath.exp(-z))
+    return cmath.log(1.0 + cmath.exp(z))
 
 
 @njit(**_NJ)
-def _tanh_step(s, scale, T, Q, k):
-    """T = tanh(scale * s), Q = 1 − T²: fill coefficient k (T' = Q (scale s)')."""
-    if k == 0:
-        T[0] = cmath.tanh(scale * s[0])
-    else:
-        acc = 0j
-        for l in range(1, k + 1):
-            acc += l * s[l] * Q[k - l]
-        T[k] = scale * acc / k
-    Q[k] = (1.0 if k == 0 else 0.0) - _cprod(T, T, k)
-
-
-@njit(**_NJ)
-def _act_step(code, kappa, s, U, SP, X1, X2, X3, X4, X5, k):
-    """Coefficient k of U = σ(s) and SP = σ'(s) for the activation ``code``.
-
-    X1..X5: auxiliary series (tanh of s or s/2 and its 1 − T², powers of s, ...).
-    """
-    if code == 0:                     # tanh
-        _tanh_step(s, 1.0, U, SP, k)
-    elif code == 1 or code == 2 or code == 3:
-        # g = sigmoid(s) = (1 + tanh(s/2))/2, g(1 − g) = (1 − tanh²(s/2))/4
-        _tanh_step(s, 0.5, X1, X2, k)
-        g_k = 0.5 * X1[k] + (0.5 if k == 0 else 0.0)
-        X3[k] = g_k                    # g
-        X4[k] = 0.25 * X2[k]           # g (1 − g)
-        if code == 1:
-            U[k] = g_k
-            SP[k] = X4[k]
-        elif code == 2:                # softplus: u' = g s'
-            if k == 0:
-                z = s[0]
-                if z.real > 0:
-                    U[0] = z + cmath.log(1.0 + cmath.exp(-z))
-                else:
-                    U[0] = cmath.log(1.0 + cmath.exp(z))
-            else:
-                acc = 0j
-                for l in range(1, k + 1):
-                    acc += l * s[l] * X3[k - l]
-                U[k] = acc / k
-            SP[k] = g_k
-        else:                          # silu: s g, σ' = g + s g (1 − g)
-            U[k] = _cprod(s, X3, k)
-            SP[k] = g_k + _cprod(s, X4, k)
-    elif code == 4:                    # gelu_tanh: 0.5 s (1 + T), T = tanh(v), v = C (s + A s³)
-        X3[k] = _cprod(s, s, k)                       # s²
-        X4[k] = _cprod(X3, s, k)                      # s³
-        X5[k] = _GC * (s[k] + _GA * X4[k])            # v
-        _tanh_step(X5, 1.0, X1, X2, k)                # T, 1 − T²
-        U[k] = 0.5 * (s[k] + _cprod(s, X1, k))
-        # σ' = 0.5 (1 + T) + 0.5 s (1 − T²) C (1 + 3 A s²); W = (1 − T²)(1 + 3 A s²) in X4?
-        # X4 is needed as s³ above: keep W in SP's slot computation directly
-        acc = 0j
-        for l in range(k + 1):
-            # coefficient l of W = (1 − T²) + 3A (1 − T²) s²
-            w = X2[l] + 3.0 * _GA * _cprod(X2, X3, l)
-            acc += s[k - l] * w
-        SP[k] = 0.5 * ((1.0 if k == 0 else 0.0) + X1[k]) + 0.5 * _GC * acc
-    elif code == 5:                    # quadratic z + κ z²
-        U[k] = s[k] + kappa * _cprod(s, s, k)
-        SP[k] = (1.0 if k == 0 else 0.0) + 2.0 * kappa * s[k]
-    else:                              # linear
-        U[k] = s[k]
-        SP[k] = 1.0 if k == 0 else 0.0
-
-
-@njit(**_NJ)
-def _field_coef(k, TH, params, Z, U, SP, X1, X2, X3, X4, X5, R, RHO, out):
+def _field_coef(k, TH, params, NB, RB, tmp, out):
     """Coefficient k of F(Θ(z)) = −∇L(Θ(z)) into out (p,), updating the intermediate series.
 
-    TH (p, N+1): coefficients of Θ (those <= k used); Z, U, SP, X* (n, m, N+1);
-    R (n, kout, N+1) residual series; RHO (n, m, N+1) = Σ_κ r_κ a_jκ. params as in
-    narrowflow.derivatives.pack_params.
+    TH (p, N+1): coefficients of Θ (those <= k used); NB: the neuron blocks of
+    narrowflow.series (n·m blocks of N+1 coefficients × nslots), RB: residual series
+    (n·kout blocks of N+1). params as in narrowflow.derivatives.pack_params.
     """
     d = int(params[0])
     m = int(params[1])
@@ -138,57 +69,21 @@ def _field_coef(k, TH, params, Z, U, SP, X1, X2, X3, X4, X5, R, RHO, out):
     code = int(params[7])
     xo = 8
     yo = 8 + n * d
-    bs = kk + d + bias
-    p = TH.shape[0]
-    inv_n = 1.0 / n
-    for i in range(n):
-        for j in range(m):
-            base = j * bs
-            acc = 0j
-            for l in range(d):
-                acc += TH[base + kk + l, k] * params[xo + i * d + l]
-            if bias:
-                acc += TH[base + kk + d, k]
-            Z[i, j, k] = acc
-            _act_step(code, kappa, Z[i, j], U[i, j], SP[i, j], X1[i, j], X2[i, j], X3[i, j],
-                      X4[i, j], X5[i, j], k)
-        for kap in range(kk):
-            acc = 0j
-            for j in range(m):
-                acc += _cprod(TH[j * bs + kap], U[i, j], k)
-            if bias:
-                acc += TH[m * bs + kap, k]
-            if k == 0:
-                acc -= params[yo + i * kk + kap]
-            R[i, kap, k] = acc
-        for j in range(m):
-            acc = 0j
-            for kap in range(kk):
-                acc += _cprod(R[i, kap], TH[j * bs + kap], k)
-            RHO[i, j, k] = acc
-    for q in range(p):
-        out[q] = -lam * TH[q, k]
-    for j in range(m):
-        base = j * bs
-        for kap in range(kk):
-            acc = 0j
-            for i in range(n):
-                acc += _cprod(R[i, kap], U[i, j], k)
-            out[base + kap] -= inv_n * acc
-        accb = 0j
-        for i in range(n):
-            t = _cprod(RHO[i, j], SP[i, j], k)
-            for l in range(d):
-                out[base + kk + l] -= inv_n * t * params[xo + i * d + l]
-            accb += t
-        if bias:
-            out[base + kk + d] -= inv_n * accb
-    if bias:
-        for kap in range(kk):
-            acc = 0j
-            for i in range(n):
-                acc += R[i, kap, k]
-            out[m * bs + kap] -= inv_n * acc
+    N1 = TH.shape[1]
+    ns = _series.nslots(code)
+    nbb = N1 * ns
+    th = TH.reshape(TH.size)
+    _series.neuron_inputs(k, 1, d, m, kk, bias, n, params, xo, th, 0, N1, 1, NB, nbb, ns)
+    if k == 0:
+        _series.seed_args(code, n, m, 1, NB, nbb)
+        ts = _series.tanh_slot(code)
+        for blk in range(n * m):
+            if ts >= 0:
+                NB[blk * nbb + ts] = cmath.tanh(NB[blk * nbb + ts])
+            if code == 2:
+                NB[blk * nbb + _series.S_U] = _csoftplus(NB[blk * nbb + _series.S_Z])
+    _series.field_rest(k, 1, d, m, kk, bias, n, lam, kappa, code, params, xo, yo, th, 0, N1, 1,
+                       NB, nbb, ns, RB, N1, tmp, out, 0, 1, 1.0)
 
 
 @njit(**_NJ)
@@ -202,29 +97,23 @@ def _koenigs_coeffs(params, theta0, v, c, Minv, N):
     n = int(params[4])
     m = int(params[1])
     kk = int(params[2])
+    ns = _series.nslots(int(params[7]))
     TH = np.zeros((p, N + 1), np.complex128)
-    Z = np.zeros((n, m, N + 1), np.complex128)
-    U = np.zeros_like(Z)
-    SP = np.zeros_like(Z)
-    X1 = np.zeros_like(Z)
-    X2 = np.zeros_like(Z)
-    X3 = np.zeros_like(Z)
-    X4 = np.zeros_like(Z)
-    X5 = np.zeros_like(Z)
-    R = np.zeros((n, kk, N + 1), np.complex128)
-    RHO = np.zeros((n, m, N + 1), np.complex128)
+    NB = np.zeros(n * m * (N + 1) * ns, np.complex128)
+    RB = np.zeros(n * kk * (N + 1), np.complex128)
+    tmp = np.zeros(1, np.complex128)
     out = np.zeros(p, np.complex128)
     res = np.zeros(N + 1)
     TH[:, 0] = theta0
-    _field_coef(0, TH, params, Z, U, SP, X1, X2, X3, X4, X5, R, RHO, out)
+    _field_coef(0, TH, params, NB, RB, tmp, out)
     res[0] = np.max(np.abs(out))               # F(θ0): the saddle's equilibrium residual
     if N >= 1:
         TH[:, 1] = v
-        _field_coef(1, TH, params, Z, U, SP, X1, X2, X3, X4, X5, R, RHO, out)
+        _field_coef(1, TH, params, NB, RB, tmp, out)
         res[1] = np.max(np.abs(c * v - out))
     for k in range(2, N + 1):
         TH[:, k] = 0.0
-        _field_coef(k, TH, params, Z, U, SP, X1, X2, X3, X4, X5, R, RHO, out)
+        _field_coef(k, TH, params, NB, RB, tmp, out)
         Mk = Minv[k]
         for q in range(p):
             acc = 0j
@@ -232,7 +121,7 @@ def _koenigs_coeffs(params, theta0, v, c, Minv, N):
                 acc += Mk[q, l] * out[l]
             TH[q, k] = acc
         # second pass with the true θ_k: the intermediates' coefficient k
-        _field_coef(k, TH, params, Z, U, SP, X1, X2, X3, X4, X5, R, RHO, out)
+        _field_coef(k, TH, params, NB, RB, tmp, out)
         r = 0.0
         for q in range(p):
             r = max(r, abs(k * c * TH[q, k] - out[q]))

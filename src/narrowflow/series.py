@@ -1,0 +1,339 @@
+"""Truncated power-series arithmetic of network gradient fields: the one implementation.
+
+Two users share every recurrence here:
+
+- the Koenigs parametrisation (:mod:`narrowflow.monodromy.koenigs`): complex128 series of
+  one unstable manifold, one "lane", orders up to hundreds;
+- the Taylor integrator (:mod:`narrowflow.taylor`, ``method="taylor"``): real series of
+  many trajectories at once, SIMD lanes innermost, orders up to ~30.
+
+The functions are ``register_jitable`` (compiled in the caller's context, for the caller's
+types: complex or float64, arrays or C pointers) and use one addressing scheme: a series
+is (array, offset, coefficient stride); its coefficient j in lane l is
+``a[offset + j*stride + l]``, l < L. With L = 1 and stride 1 that is a plain 1-D series.
+
+The recurrences are the classical ones of automatic differentiation of series (online:
+coefficient k from coefficients <= k). With s = Σ s_j t^j:
+
+- product:          (u v)_k = Σ_{j<=k} u_j v_{k-j}
+- square:           (u²)_k, symmetric (half the products)
+- U' = g s':        U_k = (1/k) Σ_{j=1..k} j s_j g_{k-j}
+- T = tanh(a s):    T_k = (a/k) Σ_{j=1..k} j s_j Q_{k-j},  Q = 1 − T²,  Q_k = −(T²)_k (k >= 1)
+- sigmoid(s) = (1 + tanh(s/2))/2, sigmoid' = (1 − tanh²(s/2))/4
+- softplus' = sigmoid (the U' = g s' rule), silu = s g, silu' = g + s g(1 − g)
+- gelu_tanh = s(1 + T)/2 with T = tanh(v), v = C(s + A s³);
+  gelu' = (1 + T)/2 + (C/2) s W, W = (1 − T²)(1 + 3 A s²)
+- quadratic s + κ s², linear s.
+
+Coefficient 0 of tanh and softplus needs the elementary function itself, which each user
+evaluates its own way (branch-free vectorizable real code, or cmath): `seed_args` leaves
+the argument in place and the caller overwrites it with the value (see `tanh_slot`).
+
+Per data point i and neuron j, the intermediate series live in one "neuron block" of
+`nslots(code)` slots (Z: pre-activation, U: σ, SP: σ', RHO: Σ_q r_q a_jq, X1..X6:
+auxiliary); block (i, j) starts at (i*m + j)*nbb, its coefficient c at + c*nbc, slot s at
++ s*L. Residual series r_iq live in blocks (i*kk + q)*rbb with coefficient stride L.
+"""
+from __future__ import annotations
+
+from numba.extending import register_jitable
+
+GELU_C = 0.7978845608028654   # sqrt(2/pi)
+GELU_A = 0.044715
+
+# activation codes (the order of narrowflow.activations.NAMES)
+TANH, SIGMOID, SOFTPLUS, SILU, GELU, QUADRATIC, LINEAR = range(7)
+
+# neuron-block slots
+S_Z, S_U, S_SP, S_RHO, S_X1, S_X2, S_X3, S_X4, S_X5, S_X6 = range(10)
+
+
+@register_jitable
+def nslots(code):
+    """Slots of a neuron block for the activation `code`."""
+    if code == 1 or code == 2 or code == 3:
+        return 8
+    if code == 4:
+        return 10
+    return 4
+
+
+@register_jitable
+def tanh_slot(code):
+    """The slot whose coefficient 0 the caller turns from tanh's argument into its value
+    (-1: none)."""
+    if code == 0:
+        return S_U
+    if code >= 1 and code <= 4:
+        return S_X1
+    return -1
+
+
+# --- elementary recurrences --------------------------------------------------------------
+
+@register_jitable
+def mul_set(k, L, u, ou, us, v, ov, vs, out, oo):
+    """out[oo + l] = (u v)_k."""
+    b = ov + k * vs
+    for l in range(L):
+        out[oo + l] = u[ou + l] * v[b + l]
+    for j in range(1, k + 1):
+        a = ou + j * us
+        b = ov + (k - j) * vs
+        for l in range(L):
+            out[oo + l] += u[a + l] * v[b + l]
+
+
+@register_jitable
+def mul_add(k, L, u, ou, us, v, ov, vs, out, oo):
+    """out[oo + l] += (u v)_k."""
+    for j in range(k + 1):
+        a = ou + j * us
+        b = ov + (k - j) * vs
+        for l in range(L):
+            out[oo + l] += u[a + l] * v[b + l]
+
+
+@register_jitable
+def sq_set(k, L, u, ou, us, out, oo):
+    """out[oo + l] = (u²)_k, each product once: 2 Σ_{j < k-j} u_j u_{k-j} (+ u_{k/2}²)."""
+    for l in range(L):
+        out[oo + l] = 0.0 * u[ou + l]
+    for j in range((k + 1) // 2):
+        a = ou + j * us
+        b = ou + (k - j) * us
+        for l in range(L):
+            out[oo + l] += u[a + l] * u[b + l]
+    for l in range(L):
+        out[oo + l] *= 2.0
+    if k % 2 == 0:
+        a = ou + (k // 2) * us
+        for l in range(L):
+            out[oo + l] += u[a + l] * u[a + l]
+
+
+@register_jitable
+def dmul_set(k, L, scale, s, os_, ss, g, og, gs, out, oo):
+    """out[oo + l] = (scale/k) Σ_{j=1..k} j s_j g_{k-j}: coefficient k (>= 1) of U with
+    U' = scale g s'."""
+    a = os_ + ss
+    b = og + (k - 1) * gs
+    for l in range(L):
+        out[oo + l] = s[a + l] * g[b + l]
+    for j in range(2, k + 1):
+        a = os_ + j * ss
+        b = og + (k - j) * gs
+        fj = float(j)
+        for l in range(L):
+            out[oo + l] += fj * (s[a + l] * g[b + l])
+    f = scale / k
+    for l in range(L):
+        out[oo + l] *= f
+
+
+@register_jitable
+def tanh_step(k, L, scale, B, oS, oT, oQ, c):
+    """T = tanh(scale s), Q = 1 − T² (all in block B, coefficient stride c): coefficient k.
+    At k = 0, T_0 must already hold tanh(scale s_0) (the caller's elementary function)."""
+    if k == 0:
+        for l in range(L):
+            t = B[oT + l]
+            B[oQ + l] = 1.0 - t * t
+        return
+    dmul_set(k, L, scale, B, oS, c, B, oQ, c, B, oT + k * c)
+    sq_set(k, L, B, oT, c, B, oQ + k * c)
+    for l in range(L):
+        B[oQ + k * c + l] = -B[oQ + k * c + l]
+
+
+@register_jitable
+def act_step(code, kappa, k, L, B, b, c):
+    """Coefficient k of σ(Z) (slot U) and σ'(Z) (slot SP) in the neuron block at b."""
+    oZ = b + S_Z * L
+    oU = b + S_U * L
+    oSP = b + S_SP * L
+    kc = k * c
+    one = 1.0 if k == 0 else 0.0
+    if code == 0:
+        tanh_step(k, L, 1.0, B, oZ, oU, oSP, c)
+    elif code == 1 or code == 2 or code == 3:
+        oX1 = b + S_X1 * L
+        oX2 = b + S_X2 * L
+        oX3 = b + S_X3 * L
+        oX4 = b + S_X4 * L
+        tanh_step(k, L, 0.5, B, oZ, oX1, oX2, c)
+        for l in range(L):
+            B[oX3 + kc + l] = 0.5 * B[oX1 + kc + l] + 0.5 * one     # g = sigmoid
+            B[oX4 + kc + l] = 0.25 * B[oX2 + kc + l]                # g (1 − g)
+        if code == 1:
+            for l in range(L):
+                B[oU + kc + l] = B[oX3 + kc + l]
+                B[oSP + kc + l] = B[oX4 + kc + l]
+        elif code == 2:
+            if k > 0:                                               # U_0: the caller's seed
+                dmul_set(k, L, 1.0, B, oZ, c, B, oX3, c, B, oU + kc)
+            for l in range(L):
+                B[oSP + kc + l] = B[oX3 + kc + l]
+        else:
+            mul_set(k, L, B, oZ, c, B, oX3, c, B, oU + kc)
+            mul_set(k, L, B, oZ, c, B, oX4, c, B, oSP + kc)
+            for l in range(L):
+                B[oSP + kc + l] += B[oX3 + kc + l]
+    elif code == 4:
+        oX1 = b + S_X1 * L
+        oX2 = b + S_X2 * L
+        oX3 = b + S_X3 * L
+        oX4 = b + S_X4 * L
+        oX5 = b + S_X5 * L
+        oX6 = b + S_X6 * L
+        if k > 0:                                                   # k = 0: seed_args
+            sq_set(k, L, B, oZ, c, B, oX3 + kc)                     # s²
+            mul_set(k, L, B, oX3, c, B, oZ, c, B, oX4 + kc)         # s³
+            for l in range(L):
+                B[oX5 + kc + l] = GELU_C * (B[oZ + kc + l] + GELU_A * B[oX4 + kc + l])
+        tanh_step(k, L, 1.0, B, oX5, oX1, oX2, c)                   # T = tanh(v), 1 − T²
+        mul_set(k, L, B, oX2, c, B, oX3, c, B, oX6 + kc)            # W = (1 − T²)(1 + 3A s²)
+        for l in range(L):
+            B[oX6 + kc + l] = B[oX2 + kc + l] + (3.0 * GELU_A) * B[oX6 + kc + l]
+        mul_set(k, L, B, oZ, c, B, oX1, c, B, oU + kc)
+        for l in range(L):
+            B[oU + kc + l] = 0.5 * (B[oZ + kc + l] + B[oU + kc + l])
+        mul_set(k, L, B, oZ, c, B, oX6, c, B, oSP + kc)
+        for l in range(L):
+            B[oSP + kc + l] = 0.5 * (one + B[oX1 + kc + l]) + (0.5 * GELU_C) * B[oSP + kc + l]
+    elif code == 5:
+        sq_set(k, L, B, oZ, c, B, oU + kc)
+        for l in range(L):
+            z = B[oZ + kc + l]
+            B[oU + kc + l] = z + kappa * B[oU + kc + l]
+            B[oSP + kc + l] = one + 2.0 * kappa * z
+    else:
+        for l in range(L):
+            B[oU + kc + l] = B[oZ + kc + l]
+            B[oSP + kc + l] = one + 0.0 * B[oZ + kc + l]
+
+
+# --- the gradient field ------------------------------------------------------------------
+
+@register_jitable
+def neuron_inputs(k, L, d, m, kk, bias, n, params, xo, th, oth, qs, ths, NB, nbb, nbc):
+    """Coefficient k of every pre-activation z_ij = w_j·x_i (+ b_j) into slot Z.
+
+    Θ: coefficient c of parameter q, lane l at th[oth + q*qs + c*ths + l] (neuron-major
+    layout of narrowflow.model: a_j (kk), w_j (d), b_j, ..., then c (kk) with bias).
+    """
+    bs = kk + d + bias
+    for i in range(n):
+        for j in range(m):
+            oz = (i * m + j) * nbb + k * nbc + S_Z * L
+            base = j * bs
+            t = oth + (base + kk) * qs + k * ths
+            x0 = params[xo + i * d]
+            for l in range(L):
+                NB[oz + l] = th[t + l] * x0
+            for e in range(1, d):
+                xe = params[xo + i * d + e]
+                t = oth + (base + kk + e) * qs + k * ths
+                for l in range(L):
+                    NB[oz + l] += th[t + l] * xe
+            if bias:
+                t = oth + (base + kk + d) * qs + k * ths
+                for l in range(L):
+                    NB[oz + l] += th[t + l]
+
+
+@register_jitable
+def seed_args(code, n, m, L, NB, nbb):
+    """After neuron_inputs(0): the argument of tanh at coefficient 0 into `tanh_slot(code)`
+    (and gelu's s², s³, v). The caller then replaces it by tanh of it, and for softplus
+    writes softplus(Z_0) into slot U."""
+    for blk in range(n * m):
+        b = blk * nbb
+        oZ = b + S_Z * L
+        if code == 0:
+            for l in range(L):
+                B_ = NB[oZ + l]
+                NB[b + S_U * L + l] = B_
+        elif code == 1 or code == 2 or code == 3:
+            for l in range(L):
+                NB[b + S_X1 * L + l] = 0.5 * NB[oZ + l]
+        elif code == 4:
+            for l in range(L):
+                z = NB[oZ + l]
+                z2 = z * z
+                z3 = z2 * z
+                v = GELU_C * (z + GELU_A * z3)
+                NB[b + S_X3 * L + l] = z2
+                NB[b + S_X4 * L + l] = z3
+                NB[b + S_X5 * L + l] = v
+                NB[b + S_X1 * L + l] = v
+
+
+@register_jitable
+def field_rest(k, L, d, m, kk, bias, n, lam, kappa, code, params, xo, yo, th, oth, qs, ths,
+               NB, nbb, nbc, RB, rbb, tmp, out, oo, os_, scale):
+    """Coefficient k of F(Θ) = −∇L(Θ) (mean squared loss / 2, weight decay lam), times
+    `scale`, into out[oo + q*os_ + l], after neuron_inputs(k) (and the seeds at k = 0).
+
+    RB: residual blocks r_iq, (i*kk + q)*rbb, coefficient stride L. tmp: L scratch values.
+    """
+    bs = kk + d + bias
+    p = m * bs + (kk if bias else 0)
+    for q in range(p):
+        for l in range(L):
+            out[oo + q * os_ + l] = 0.0 * th[oth + l]
+    for i in range(n):
+        for j in range(m):
+            act_step(code, kappa, k, L, NB, (i * m + j) * nbb, nbc)
+        # residuals r_q = Σ_j a_jq σ_j (+ c_q) − y_q
+        for q in range(kk):
+            orr = (i * kk + q) * rbb
+            oR = orr + k * L
+            b0 = i * m * nbb + S_U * L
+            mul_set(k, L, th, oth + q * qs, ths, NB, b0, nbc, RB, oR)
+            for j in range(1, m):
+                mul_add(k, L, th, oth + (j * bs + q) * qs, ths, NB,
+                        (i * m + j) * nbb + S_U * L, nbc, RB, oR)
+            if bias:
+                t = oth + (m * bs + q) * qs + k * ths
+                for l in range(L):
+                    RB[oR + l] += th[t + l]
+            if k == 0:
+                yq = params[yo + i * kk + q]
+                for l in range(L):
+                    RB[oR + l] -= yq
+        for j in range(m):
+            b = (i * m + j) * nbb
+            orho = b + k * nbc + S_RHO * L
+            # rho_j = Σ_q r_q a_jq
+            mul_set(k, L, RB, i * kk * rbb, L, th, oth + (j * bs) * qs, ths, NB, orho)
+            for q in range(1, kk):
+                mul_add(k, L, RB, (i * kk + q) * rbb, L, th, oth + (j * bs + q) * qs, ths,
+                        NB, orho)
+            # ∂/∂a_jq: r_q σ_j
+            for q in range(kk):
+                mul_add(k, L, RB, (i * kk + q) * rbb, L, NB, b + S_U * L, nbc,
+                        out, oo + (j * bs + q) * os_)
+            # ∂/∂w_je, ∂/∂b_j: rho_j σ'_j x_ie, rho_j σ'_j
+            mul_set(k, L, NB, b + S_RHO * L, nbc, NB, b + S_SP * L, nbc, tmp, 0)
+            for e in range(d):
+                xe = params[xo + i * d + e]
+                ow = oo + (j * bs + kk + e) * os_
+                for l in range(L):
+                    out[ow + l] += tmp[l] * xe
+            if bias:
+                ob = oo + (j * bs + kk + d) * os_
+                for l in range(L):
+                    out[ob + l] += tmp[l]
+        if bias:
+            for q in range(kk):
+                oR = (i * kk + q) * rbb + k * L
+                oc = oo + (m * bs + q) * os_
+                for l in range(L):
+                    out[oc + l] += RB[oR + l]
+    f = -scale / n
+    g = -scale * lam
+    for q in range(p):
+        t = oth + q * qs + k * ths
+        for l in range(L):
+            out[oo + q * os_ + l] = f * out[oo + q * os_ + l] + g * th[t + l]
