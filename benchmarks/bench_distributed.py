@@ -15,6 +15,15 @@ other jobs on a shared machine), the time split of the tasks
 (prepare = open store + sample initial states, solve, write), and the per-chunk overhead
 measured end to end from many near-empty chunks (N = 1024, chunk = 1, t in [0, 1e-3]).
 The results of both paths are checked bitwise equal.
+
+    python benchmarks/bench_distributed.py --slots 2,4,8,16 -n 200000 --overhead-chunks 256
+
+Scaling mode: for each S, a LocalCluster of S worker processes x 1 thread, the default chunk
+for S slots (default_chunk), against the in-process run on --threads threads; prints the
+efficiency (in-process wall / distributed wall, and the CPU-time ratio), the tasks' split, and
+the per-chunk overhead (near-empty chunks). On a machine with fewer cores than S the slots
+are oversubscribed: the figure then measures overhead and scheduling, not parallel speed-up.
+Then the efficiency model (see `model`) predicts S slots on S cores from these measurements.
 """
 from __future__ import annotations
 
@@ -34,6 +43,137 @@ def _cpu() -> float:
     return r.ru_utime + r.ru_stime
 
 
+def model(n: int, slots: int, c: float, overhead: float, cv: float, chunk: int | None = None,
+          dispatch: float = 0.0) -> dict:
+    """Predicted efficiency of a distributed run on `slots` dedicated cores against a perfectly
+    scaling in-process run on as many threads (T_ideal = n c / slots).
+
+    Tasks: the default chunking for `slots` (or `chunk`); task k costs size_k * c * (1 + cv
+    z_k) + overhead thread-seconds (c: seconds per trajectory on one core; overhead: per-task
+    thread-seconds outside the kernel; cv: the spread of a chunk's cost per trajectory,
+    z_k = +-1 alternating in submission order, a pessimistic pattern), dispatched in order
+    to the first free slot (Dask's default for independent tasks) after `dispatch` seconds
+    of scheduling per task on the client/scheduler. Returns the waves (tasks / slots), the
+    makespan, the ideal time, the efficiency and its three losses: overhead (all tasks'
+    overhead / slots / T_ideal), tail (slot time idle at the end / slots / T_ideal) and
+    the rest.
+    """
+    import heapq
+    from narrowflow import distributed as D
+    from narrowflow import ensemble
+    from narrowflow.model import nf4_benchmark
+    if chunk is None:
+        chunk = D.default_chunk(ensemble.make_problem(nf4_benchmark()), n, slots)
+    sizes = [min(chunk, n - lo) for lo in range(0, n, chunk)]
+    free = [0.0] * slots
+    heapq.heapify(free)
+    ends = []
+    for k, m in enumerate(sizes):
+        start = max(heapq.heappop(free), k * dispatch)
+        end = start + m * c * (1 + cv * (1 if k % 2 else -1)) + overhead
+        heapq.heappush(free, end)
+        ends.append(end)
+    makespan = max(ends)
+    ideal = n * c / slots
+    over = len(sizes) * overhead / slots
+    idle = sum(makespan - t for t in free) / slots
+    return {"slots": slots, "tasks": len(sizes), "chunk": chunk,
+            "waves": len(sizes) / slots, "makespan": makespan, "ideal": ideal,
+            "efficiency": ideal / makespan, "overhead_loss": over / makespan,
+            "tail_loss": idle / makespan}
+
+
+def scaling(args, flow, opts, base):
+    """--slots: efficiency and overhead per chunk at each slot count, then the model."""
+    import os
+
+    from distributed import Client, LocalCluster
+
+    import narrowflow as nf
+    from narrowflow import distributed as D
+    from narrowflow import initial
+    N, T, seed = args.n, args.threads, 12345
+    theta0 = initial.sample(N, flow.n_params, seed)
+    nf.solve_ensemble(flow, theta0[:64], threads=T, **opts)          # warm
+    c0 = _cpu()
+    t = time.perf_counter()
+    ref = nf.solve_ensemble(flow, theta0, threads=T, seed=seed, **opts)
+    t_in = time.perf_counter() - t
+    cpu_in = _cpu() - c0
+    c_core = cpu_in / N                     # CPU seconds per trajectory (one core)
+    print(f"in-process: {t_in:.2f} s on {T} threads = {N / t_in:.0f} traj/s; "
+          f"{1e6 * c_core:.1f} us of CPU per trajectory; {os.cpu_count()} cores here")
+    rows = []
+    for S in args.slots:
+        cluster = LocalCluster(n_workers=S, threads_per_worker=1, processes=True,
+                               dashboard_address=None)
+        client = Client(cluster)
+        try:
+            client.wait_for_workers(S)
+            D.solve_distributed(flow, seed=1, n=4 * S, chunk=1, store=base / f"w{S}.zarr",
+                                client=client, overwrite=True, **opts)       # warm workers
+            store = base / f"s{S}.zarr"
+            c = _cpu() + sum(client.run(_cpu).values())
+            t = time.perf_counter()
+            run = D.solve_distributed(flow, seed=seed, n=N, store=store, client=client,
+                                      overwrite=True, slots=S, **opts)
+            t_d = time.perf_counter() - t
+            cpu_d = _cpu() + sum(client.run(_cpu).values()) - c
+            got = run.to_result()
+            same = all(np.array_equal(getattr(got, k), getattr(ref, k), equal_nan=k != "status")
+                       for k in ("y_final", "t_final", "status", "nfev", "loss_final"))
+            # the spread of a chunk's cost from its thread's CPU time (not wall: load-proof)
+            per = np.array([x["solve_cpu_s"] / x["n"] for x in run.tasks])
+            cv = float(per.std() / per.mean()) if per.size > 1 else 0.0
+            kernel = sum(x["solve_cpu_s"] for x in run.tasks) / cpu_in   # vs in-process
+            M = args.overhead_chunks
+            c = _cpu() + sum(client.run(_cpu).values())
+            t = time.perf_counter()
+            ov = D.solve_distributed(flow, seed=2, n=M, chunk=1, store=base / f"o{S}.zarr",
+                                     client=client, overwrite=True, t_span=(0.0, 1e-3))
+            wall_ov = time.perf_counter() - t
+            cpu_ov = _cpu() + sum(client.run(_cpu).values()) - c
+            inside = np.median([x["prepare_s"] + x["solve_s"] + x["write_s"]
+                                for x in ov.tasks])
+        finally:
+            client.close()
+            cluster.close()
+        eff, eff_cpu = t_in / t_d, cpu_in / cpu_d
+        thread_ov = cpu_ov / M          # CPU of client, scheduler and workers per chunk
+        rows.append(dict(S=S, chunks=run.n_chunks, chunk=run.chunk, eff=eff, eff_cpu=eff_cpu,
+                         ov_wall=wall_ov / M, ov_thread=thread_ov, ov_inside=inside, cv=cv,
+                         kernel=kernel, same=same))
+        print(f"S={S:2d}: {run.n_chunks} chunks of {run.chunk} ({run.n_chunks / S:.1f} "
+              f"waves); distributed {t_d:.2f} s; efficiency (wall) {eff:.3f}, CPU-time ratio "
+              f"{eff_cpu:.3f}; overhead per chunk {1e3 * wall_ov / M:.2f} ms wall = "
+              f"{1e3 * thread_ov:.2f} ms of CPU ({1e3 * inside:.2f} ms wall inside the task); "
+              f"cost spread between chunks {100 * cv:.1f} %; kernel CPU vs in-process "
+              f"{kernel:.3f}; bitwise equal: {same}", flush=True)
+    # the model: per-trajectory cost, overhead and spread measured here, S dedicated cores
+    ov = float(np.median([r["ov_thread"] for r in rows]))
+    cv = float(np.median([r["cv"] for r in rows]))
+    kf = float(np.median([r["kernel"] for r in rows]))
+    c_task = c_core * kf                    # a trajectory's CPU inside a task
+    print(f"model inputs: c = {1e6 * c_core:.1f} us/trajectory (one core, in-process), "
+          f"x {kf:.3f} inside tasks; overhead {1e3 * ov:.2f} ms of CPU per chunk; spread "
+          f"{100 * cv:.1f} %")
+    for S in sorted(set(args.slots) | {16}):
+        for n in sorted({N, 4 * 10**5, 10**6}):
+            m = model(n, S, c_task, ov, cv)
+            m["efficiency"] *= c_core / c_task      # against in-process speed
+            print(f"  predicted S={S:2d} N={n:>8d}: {m['tasks']} chunks of {m['chunk']} "
+                  f"({m['waves']:.1f} waves): efficiency {m['efficiency']:.3f} (overhead "
+                  f"{m['overhead_loss']:.3f}, tail {m['tail_loss']:.3f}); old chunking "
+                  f"(N/32, power of 2): "
+                  f"{model(n, S, c_task, ov, cv, chunk=_old_chunk(n))['efficiency'] * c_core / c_task:.3f}")
+    return rows
+
+
+def _old_chunk(n: int) -> int:
+    c = min(65536, max(4096, n // 32))
+    return min(1 << (c.bit_length() - 1), n)
+
+
 def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("-n", type=int, default=10**6, help="trajectories (default 10^6)")
@@ -48,7 +188,21 @@ def main(argv=None):
     ap.add_argument("--overhead-chunks", type=int, default=1024,
                     help="near-empty chunks for the per-chunk overhead (0: skip)")
     ap.add_argument("--dir", default=None, help="where to put the stores (default: a temp dir)")
+    ap.add_argument("--slots", default=None, help="scaling mode: comma-separated worker slot "
+                    "counts (e.g. 2,4,8,16), each a LocalCluster of that many 1-thread workers")
     args = ap.parse_args(argv)
+    if args.slots:
+        args.slots = [int(x) for x in args.slots.split(",")]
+        from narrowflow.model import nf4_benchmark
+        base = Path(args.dir or tempfile.mkdtemp(prefix="nf-bench-dist-"))
+        base.mkdir(parents=True, exist_ok=True)
+        try:
+            scaling(args, nf4_benchmark(), dict(method="dop853", t_span=(0.0, args.t1),
+                                                rtol=1e-8, atol=1e-10), base)
+        finally:
+            if args.dir is None:
+                shutil.rmtree(base, ignore_errors=True)
+        return
 
     import distributed
     from distributed import Client, LocalCluster

@@ -121,8 +121,10 @@ def test_rejected_job_is_reported_and_nothing_left(slurm, tmp_path):
     assert _squeue() == ""
 
 
-def test_ctrl_c_cancels_the_jobs(slurm, tmp_path):
-    """SIGINT once the worker jobs run: exit 130, every job gone from squeue."""
+@pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM], ids=["SIGINT", "SIGTERM"])
+def test_ctrl_c_cancels_the_jobs(slurm, tmp_path, sig):
+    """SIGINT (Ctrl-C) or SIGTERM (kill, scancel of the client's own job) once the worker
+    jobs run: exit 130, every job gone from squeue."""
     cfg = tmp_path / "run.toml"
     cfg.write_text(CONFIG.format(n=400_000))       # minutes of work: never done before SIGINT
     p = subprocess.Popen([*CLI, "run", str(cfg), "--out",
@@ -140,7 +142,7 @@ def test_ctrl_c_cancels_the_jobs(slurm, tmp_path):
         while _squeue().count("RUNNING") < 2:
             deadline_lines += 1
             assert p.poll() is None and deadline_lines < 10_000
-        p.send_signal(signal.SIGINT)
+        p.send_signal(sig)
         out, err = p.communicate(timeout=300)
     finally:
         if p.poll() is None:
