@@ -319,9 +319,26 @@ def check_values(cfg: dict, raw: dict | None = None, via: dict | None = None) ->
         if x.size == 0:
             raise ValueError("config key 'data.x' must hold at least one data point")
     if d.get("y") is not None:
+        if d.get("x") is None:
+            raise ValueError("config key 'data.y' needs 'data.x'")
+        if isinstance(d["x"], dict):
+            x = np.empty(d["x"]["num"])          # (only its shape is used)
         y = _numbers(d["y"], "data.y", 2)
         if y.size == 0:
             raise ValueError("config key 'data.y' must hold at least one data point")
+        # the shapes the network expects (1-D: one column)
+        for arr, key, dim in ((x, "data.x", "input_dim"), (y, "data.y", "output_dim")):
+            cols = 1 if arr.ndim == 1 else arr.shape[1]
+            if cols != net[dim]:
+                raise ValueError(f"config key {key!r} has {cols} column(s) but network.{dim} "
+                                 f"is {net[dim]}")
+        if len(x) != len(y):
+            raise ValueError(f"config keys 'data.x' and 'data.y' must have the same number of "
+                             f"rows, got {len(x)} and {len(y)}")
+    if d.get("preset") == "nf4" and (net["input_dim"], net["output_dim"]) != (1, 1):
+        raise ValueError(f"config key 'data.preset': the nf4 data set has input_dim = "
+                         f"output_dim = 1, but network.input_dim = {net['input_dim']}, "
+                         f"network.output_dim = {net['output_dim']}; give [data] for them")
     if d.get("teacher") is not None:
         t = d["teacher"]
         with _as_key("data.teacher.width", {k: f"data.teacher.{k}" for k in _TEACHER_KEYS}):
@@ -401,7 +418,10 @@ def check_values(cfg: dict, raw: dict | None = None, via: dict | None = None) ->
         kw = rc.solver_kwargs()
         for k in ("threads", "chunk_size", "seed"):
             kw.pop(k)
-        placeholder = ensemble.CompiledSystem(0, 0, np.zeros(0), p, jacobian_address=1)
+        # the network with placeholder data of its shape (the data are checked by dataset())
+        from narrowflow.model import Dataset, GradientFlow
+        placeholder = GradientFlow(network, Dataset(np.zeros((1, network.input_dim)),
+                                                    np.zeros((1, network.output_dim))))
         ensemble.make_problem(placeholder, **kw)
     out = cfg["output"]
     tol = out["success_tol"]

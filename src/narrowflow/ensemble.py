@@ -246,7 +246,11 @@ def make_problem(flow, *, method=DEFAULT_METHOD, t_span=(0.0, 100.0), save_at=No
     if save_at is None:
         ts = np.empty(0)
     else:
-        ts = np.asarray(save_at)
+        try:
+            ts = np.asarray(save_at)
+        except (ValueError, TypeError):
+            raise ValueError("save_at must be a 1-D array of times; rows of different lengths "
+                             "(ragged)") from None
         if ts.dtype.kind not in "iuf":
             raise TypeError(f"save_at must be an array of real times, got dtype {ts.dtype}")
         ts = np.atleast_1d(ts.astype(np.float64))
@@ -413,7 +417,8 @@ def _check_memory(problem: EnsembleProblem, n_traj: int, memory_limit, theta0=No
         need += 8 * n_traj * problem.n_params
     if need > limit:
         raise ValueError(
-            f"memory_limit: the outputs of {n_traj} trajectories ({problem.n_save} save points) "
+            f"memory_limit: the outputs of {n_traj} trajectories (rows of theta0; "
+            f"{problem.n_save} save points) "
             f"need {need / 2**30:.3g} GiB, over memory_limit = {limit / 2**30:.3g} GiB; use "
             f"fewer trajectories or save points, or raise memory_limit")
 
