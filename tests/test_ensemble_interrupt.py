@@ -77,3 +77,28 @@ def test_nonfinite_loss_at_a_finite_state_is_not_success():
     ok = nf.solve_ensemble(fine, np.ones((2, 2)), t_span=(0.0, 1.0), method="dop853",
                            threads=1)
     assert np.all(ok.status == Status.SUCCESS) and np.all(np.isfinite(ok.loss_final))
+
+
+_CLI = textwrap.dedent("""
+    import os, signal, sys, threading, time
+    from narrowflow._ext import ensemble as kernel
+    from narrowflow.cli import main
+
+    def interrupt_once_running():
+        while kernel.finished_count() < 64:
+            time.sleep(0.001)
+        os.kill(os.getpid(), signal.SIGINT)
+
+    threading.Thread(target=interrupt_once_running, daemon=True).start()
+    sys.exit(main(["run", "-n", "400000", "--preset", "nf4-bench", "--out", sys.argv[1],
+                   "--threads", "2"]))
+""")
+
+
+def test_cli_run_exits_130_on_ctrl_c(tmp_path):
+    out = tmp_path / "run"
+    proc = subprocess.run([sys.executable, "-c", _CLI, str(out)], capture_output=True,
+                          text=True, timeout=900)
+    assert proc.returncode == 130, proc.stderr
+    assert proc.stderr.strip().splitlines() == ["narrowflow run: interrupted"]
+    assert not (out / "results.zarr").exists()
