@@ -163,7 +163,7 @@ def _act_series(code, kappa, s):
     for k in range(N1):
         B[k * ns + series.S_Z] = s[k]
         if k == 0:
-            series.seed_args(code, 1, 1, 1, B, N1 * ns)
+            series.seed_args(code, 1, B, 0)
             ts = series.tanh_slot(code)
             if ts >= 0:
                 B[ts] = cmath.tanh(B[ts])

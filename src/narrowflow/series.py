@@ -29,10 +29,10 @@ Coefficient 0 of tanh and softplus needs the elementary function itself, which e
 evaluates its own way (branch-free vectorizable real code, or cmath): `seed_args` leaves
 the argument in place and the caller overwrites it with the value (see `tanh_slot`).
 
-Per data point i and neuron j, the intermediate series live in one "neuron block" of
-`nslots(code)` slots (Z: pre-activation, U: σ, SP: σ', RHO: Σ_q r_q a_jq, X1..X6:
-auxiliary); block (i, j) starts at (i*m + j)*nbb, its coefficient c at + c*nbc, slot s at
-+ s*L. Residual series r_iq live in blocks (i*kk + q)*rbb with coefficient stride L.
+The intermediate series of the field (per neuron: Z pre-activation, U σ, SP σ', RHO
+Σ_q r_q a_jq, X1..X6 auxiliary, `nslots(code)` of them; per output: the residual) are stored
+"wide", all data points and lanes in one contiguous vector (see `field_inputs`), so every
+recurrence is one long loop: n*L values for NF4's 16 points and 16 lanes, n for Koenigs.
 """
 from __future__ import annotations
 
@@ -214,126 +214,163 @@ def act_step(code, kappa, k, L, B, b, c):
 
 
 # --- the gradient field ------------------------------------------------------------------
+#
+# "Wide" layout: every series of a data point is stored for all data points and lanes at
+# once, V = n*L values (element i*L + l), so that each recurrence runs one contiguous loop
+# of V (or m*V) values. Per coefficient c, in one array W:
+#   neuron series  W[nbo + c*nbc + s*(m*V) + j*V + i*L + l], slot s of neuron j, nbc = nslots*m*V
+#   a_jq broadcast W[abo + c*abc + (j*kk + q)*V + i*L + l], abc = m*kk*V
+#   residual r_q   W[rbo + c*rbc + q*V + i*L + l], rbc = kk*V
+#   scratch        W[tmo : tmo + V]
 
 @register_jitable
-def neuron_inputs(k, L, d, m, kk, bias, n, params, xo, th, oth, qs, ths, NB, nbb, nbc):
-    """Coefficient k of every pre-activation z_ij = w_j·x_i (+ b_j) into slot Z.
+def field_inputs(k, L, d, m, kk, bias, n, params, xo, th, oth, qs, ths, W, nbo, nbc, abo, abc):
+    """Coefficient k of every pre-activation z_ij = w_j·x_i (+ b_j) (slot Z) and of the
+    output weights a_jq broadcast over the data points.
 
     Θ: coefficient c of parameter q, lane l at th[oth + q*qs + c*ths + l] (neuron-major
     layout of narrowflow.model: a_j (kk), w_j (d), b_j, ..., then c (kk) with bias).
     """
+    V = n * L
+    mV = m * V
     bs = kk + d + bias
-    for i in range(n):
-        for j in range(m):
-            oz = (i * m + j) * nbb + k * nbc + S_Z * L
-            base = j * bs
+    for j in range(m):
+        oz = nbo + k * nbc + S_Z * mV + j * V
+        base = j * bs
+        for i in range(n):
+            o = oz + i * L
             t = oth + (base + kk) * qs + k * ths
             x0 = params[xo + i * d]
             for l in range(L):
-                NB[oz + l] = th[t + l] * x0
+                W[o + l] = th[t + l] * x0
             for e in range(1, d):
                 xe = params[xo + i * d + e]
                 t = oth + (base + kk + e) * qs + k * ths
                 for l in range(L):
-                    NB[oz + l] += th[t + l] * xe
+                    W[o + l] += th[t + l] * xe
             if bias:
                 t = oth + (base + kk + d) * qs + k * ths
                 for l in range(L):
-                    NB[oz + l] += th[t + l]
+                    W[o + l] += th[t + l]
+        for q in range(kk):
+            oa = abo + k * abc + (j * kk + q) * V
+            t = oth + (base + q) * qs + k * ths
+            for i in range(n):
+                for l in range(L):
+                    W[oa + i * L + l] = th[t + l]
 
 
 @register_jitable
-def seed_args(code, n, m, L, NB, nbb):
-    """After neuron_inputs(0): the argument of tanh at coefficient 0 into `tanh_slot(code)`
-    (and gelu's s², s³, v). The caller then replaces it by tanh of it, and for softplus
-    writes softplus(Z_0) into slot U."""
-    for blk in range(n * m):
-        b = blk * nbb
-        oZ = b + S_Z * L
-        if code == 0:
-            for l in range(L):
-                B_ = NB[oZ + l]
-                NB[b + S_U * L + l] = B_
-        elif code == 1 or code == 2 or code == 3:
-            for l in range(L):
-                NB[b + S_X1 * L + l] = 0.5 * NB[oZ + l]
-        elif code == 4:
-            for l in range(L):
-                z = NB[oZ + l]
-                z2 = z * z
-                z3 = z2 * z
-                v = GELU_C * (z + GELU_A * z3)
-                NB[b + S_X3 * L + l] = z2
-                NB[b + S_X4 * L + l] = z3
-                NB[b + S_X5 * L + l] = v
-                NB[b + S_X1 * L + l] = v
+def seed_args(code, N, B, b):
+    """After field_inputs(0), for the N = m*V pre-activations at b (slot stride N): the
+    argument of tanh at coefficient 0 into slot `tanh_slot(code)` (and gelu's s², s³, v).
+    The caller then replaces it by tanh of it, and for softplus writes softplus(Z_0) into
+    slot U."""
+    oZ = b + S_Z * N
+    if code == 0:
+        for e in range(N):
+            B[b + S_U * N + e] = B[oZ + e]
+    elif code == 1 or code == 2 or code == 3:
+        for e in range(N):
+            B[b + S_X1 * N + e] = 0.5 * B[oZ + e]
+    elif code == 4:
+        for e in range(N):
+            z = B[oZ + e]
+            z2 = z * z
+            z3 = z2 * z
+            v = GELU_C * (z + GELU_A * z3)
+            B[b + S_X3 * N + e] = z2
+            B[b + S_X4 * N + e] = z3
+            B[b + S_X5 * N + e] = v
+            B[b + S_X1 * N + e] = v
 
 
 @register_jitable
 def field_rest(k, L, d, m, kk, bias, n, lam, kappa, code, params, xo, yo, th, oth, qs, ths,
-               NB, nbb, nbc, RB, rbb, tmp, out, oo, os_, scale):
+               W, nbo, nbc, abo, abc, rbo, rbc, tmo, out, oo, os_, scale):
     """Coefficient k of F(Θ) = −∇L(Θ) (mean squared loss / 2, weight decay lam), times
-    `scale`, into out[oo + q*os_ + l], after neuron_inputs(k) (and the seeds at k = 0).
+    `scale`, into out[oo + q*os_ + l], after field_inputs(k) (and the seeds at k = 0).
 
-    RB: residual blocks r_iq, (i*kk + q)*rbb, coefficient stride L. tmp: L scratch values.
+    W: the wide layout above. Arrays or C pointers (pointers index without Numba's
+    negative-index wraparound, which keeps the loops vectorizable: the Taylor cfunc passes
+    pointers).
     """
+    V = n * L
+    mV = m * V
     bs = kk + d + bias
     p = m * bs + (kk if bias else 0)
+    act_step(code, kappa, k, mV, W, nbo, nbc)
+    oU = nbo + S_U * mV
+    # residuals r_q = Σ_j a_jq σ_j (+ c_q) − y_q
+    for q in range(kk):
+        orq = rbo + k * rbc + q * V
+        mul_set(k, V, W, abo + q * V, abc, W, oU, nbc, W, orq)
+        for j in range(1, m):
+            mul_add(k, V, W, abo + (j * kk + q) * V, abc, W, oU + j * V, nbc, W, orq)
+        if bias:
+            t = oth + (m * bs + q) * qs + k * ths
+            for i in range(n):
+                for l in range(L):
+                    W[orq + i * L + l] += th[t + l]
+        if k == 0:
+            for i in range(n):
+                yq = params[yo + i * kk + q]
+                for l in range(L):
+                    W[orq + i * L + l] -= yq
     for q in range(p):
         for l in range(L):
             out[oo + q * os_ + l] = 0.0 * th[oth + l]
-    for i in range(n):
-        for j in range(m):
-            act_step(code, kappa, k, L, NB, (i * m + j) * nbb, nbc)
-        # residuals r_q = Σ_j a_jq σ_j (+ c_q) − y_q
+    for j in range(m):
+        orho = nbo + k * nbc + S_RHO * mV + j * V
+        # rho_j = Σ_q r_q a_jq
+        mul_set(k, V, W, rbo, rbc, W, abo + j * kk * V, abc, W, orho)
+        for q in range(1, kk):
+            mul_add(k, V, W, rbo + q * V, rbc, W, abo + (j * kk + q) * V, abc, W, orho)
+        # ∂/∂a_jq: Σ_i r_q σ_j
         for q in range(kk):
-            orr = (i * kk + q) * rbb
-            oR = orr + k * L
-            b0 = i * m * nbb + S_U * L
-            mul_set(k, L, th, oth + q * qs, ths, NB, b0, nbc, RB, oR)
-            for j in range(1, m):
-                mul_add(k, L, th, oth + (j * bs + q) * qs, ths, NB,
-                        (i * m + j) * nbb + S_U * L, nbc, RB, oR)
-            if bias:
-                t = oth + (m * bs + q) * qs + k * ths
+            mul_set(k, V, W, rbo + q * V, rbc, W, oU + j * V, nbc, W, tmo)
+            o = oo + (j * bs + q) * os_
+            for i in range(n):
                 for l in range(L):
-                    RB[oR + l] += th[t + l]
-            if k == 0:
-                yq = params[yo + i * kk + q]
-                for l in range(L):
-                    RB[oR + l] -= yq
-        for j in range(m):
-            b = (i * m + j) * nbb
-            orho = b + k * nbc + S_RHO * L
-            # rho_j = Σ_q r_q a_jq
-            mul_set(k, L, RB, i * kk * rbb, L, th, oth + (j * bs) * qs, ths, NB, orho)
-            for q in range(1, kk):
-                mul_add(k, L, RB, (i * kk + q) * rbb, L, th, oth + (j * bs + q) * qs, ths,
-                        NB, orho)
-            # ∂/∂a_jq: r_q σ_j
-            for q in range(kk):
-                mul_add(k, L, RB, (i * kk + q) * rbb, L, NB, b + S_U * L, nbc,
-                        out, oo + (j * bs + q) * os_)
-            # ∂/∂w_je, ∂/∂b_j: rho_j σ'_j x_ie, rho_j σ'_j
-            mul_set(k, L, NB, b + S_RHO * L, nbc, NB, b + S_SP * L, nbc, tmp, 0)
-            for e in range(d):
+                    out[o + l] += W[tmo + i * L + l]
+        # ∂/∂w_je, ∂/∂b_j: Σ_i rho_j σ'_j x_ie, Σ_i rho_j σ'_j
+        mul_set(k, V, W, nbo + S_RHO * mV + j * V, nbc, W, nbo + S_SP * mV + j * V, nbc,
+                W, tmo)
+        for e in range(d):
+            o = oo + (j * bs + kk + e) * os_
+            for i in range(n):
                 xe = params[xo + i * d + e]
-                ow = oo + (j * bs + kk + e) * os_
                 for l in range(L):
-                    out[ow + l] += tmp[l] * xe
-            if bias:
-                ob = oo + (j * bs + kk + d) * os_
-                for l in range(L):
-                    out[ob + l] += tmp[l]
+                    out[o + l] += W[tmo + i * L + l] * xe
         if bias:
-            for q in range(kk):
-                oR = (i * kk + q) * rbb + k * L
-                oc = oo + (m * bs + q) * os_
+            o = oo + (j * bs + kk + d) * os_
+            for i in range(n):
                 for l in range(L):
-                    out[oc + l] += RB[oR + l]
+                    out[o + l] += W[tmo + i * L + l]
+    if bias:
+        for q in range(kk):
+            orq = rbo + k * rbc + q * V
+            o = oo + (m * bs + q) * os_
+            for i in range(n):
+                for l in range(L):
+                    out[o + l] += W[orq + i * L + l]
     f = -scale / n
     g = -scale * lam
     for q in range(p):
         t = oth + q * qs + k * ths
         for l in range(L):
             out[oo + q * os_ + l] = f * out[oo + q * os_ + l] + g * th[t + l]
+
+
+@register_jitable
+def wide_layout(n, m, kk, code, L, N1):
+    """Offsets and strides (nbo, nbc, abo, abc, rbo, rbc, tmo, size) of the wide layout for
+    n data points, m neurons, kk outputs, L lanes and N1 coefficients."""
+    V = n * L
+    nbc = nslots(code) * m * V
+    abo = N1 * nbc
+    abc = m * kk * V
+    rbo = abo + N1 * abc
+    rbc = kk * V
+    tmo = rbo + N1 * rbc
+    return 0, nbc, abo, abc, rbo, rbc, tmo, tmo + V

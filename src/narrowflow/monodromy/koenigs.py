@@ -52,12 +52,12 @@ def _csoftplus(z):
 
 
 @njit(**_NJ)
-def _field_coef(k, TH, params, NB, RB, tmp, out):
+def _field_coef(k, TH, params, W, out):
     """Coefficient k of F(Θ(z)) = −∇L(Θ(z)) into out (p,), updating the intermediate series.
 
-    TH (p, N+1): coefficients of Θ (those <= k used); NB: the neuron blocks of
-    narrowflow.series (n·m blocks of N+1 coefficients × nslots), RB: residual series
-    (n·kout blocks of N+1). params as in narrowflow.derivatives.pack_params.
+    TH (p, N+1): coefficients of Θ (those <= k used); W: the intermediate series in
+    narrowflow.series' wide layout (one lane: all data points in one vector, size from
+    `_work_size`). params as in narrowflow.derivatives.pack_params.
     """
     d = int(params[0])
     m = int(params[1])
@@ -70,20 +70,20 @@ def _field_coef(k, TH, params, NB, RB, tmp, out):
     xo = 8
     yo = 8 + n * d
     N1 = TH.shape[1]
-    ns = _series.nslots(code)
-    nbb = N1 * ns
+    nbo, nbc, abo, abc, rbo, rbc, tmo, _ = _series.wide_layout(n, m, kk, code, 1, N1)
     th = TH.reshape(TH.size)
-    _series.neuron_inputs(k, 1, d, m, kk, bias, n, params, xo, th, 0, N1, 1, NB, nbb, ns)
+    _series.field_inputs(k, 1, d, m, kk, bias, n, params, xo, th, 0, N1, 1, W, nbo, nbc, abo, abc)
     if k == 0:
-        _series.seed_args(code, n, m, 1, NB, nbb)
+        mV = m * n
+        _series.seed_args(code, mV, W, nbo)
         ts = _series.tanh_slot(code)
-        for blk in range(n * m):
+        for e in range(mV):
             if ts >= 0:
-                NB[blk * nbb + ts] = cmath.tanh(NB[blk * nbb + ts])
+                W[nbo + ts * mV + e] = cmath.tanh(W[nbo + ts * mV + e])
             if code == 2:
-                NB[blk * nbb + _series.S_U] = _csoftplus(NB[blk * nbb + _series.S_Z])
+                W[nbo + _series.S_U * mV + e] = _csoftplus(W[nbo + _series.S_Z * mV + e])
     _series.field_rest(k, 1, d, m, kk, bias, n, lam, kappa, code, params, xo, yo, th, 0, N1, 1,
-                       NB, nbb, ns, RB, N1, tmp, out, 0, 1, 1.0)
+                       W, nbo, nbc, abo, abc, rbo, rbc, tmo, out, 0, 1, 1.0)
 
 
 @njit(**_NJ)
@@ -97,23 +97,20 @@ def _koenigs_coeffs(params, theta0, v, c, Minv, N):
     n = int(params[4])
     m = int(params[1])
     kk = int(params[2])
-    ns = _series.nslots(int(params[7]))
     TH = np.zeros((p, N + 1), np.complex128)
-    NB = np.zeros(n * m * (N + 1) * ns, np.complex128)
-    RB = np.zeros(n * kk * (N + 1), np.complex128)
-    tmp = np.zeros(1, np.complex128)
+    W = np.zeros(_series.wide_layout(n, m, kk, int(params[7]), 1, N + 1)[7], np.complex128)
     out = np.zeros(p, np.complex128)
     res = np.zeros(N + 1)
     TH[:, 0] = theta0
-    _field_coef(0, TH, params, NB, RB, tmp, out)
+    _field_coef(0, TH, params, W, out)
     res[0] = np.max(np.abs(out))               # F(θ0): the saddle's equilibrium residual
     if N >= 1:
         TH[:, 1] = v
-        _field_coef(1, TH, params, NB, RB, tmp, out)
+        _field_coef(1, TH, params, W, out)
         res[1] = np.max(np.abs(c * v - out))
     for k in range(2, N + 1):
         TH[:, k] = 0.0
-        _field_coef(k, TH, params, NB, RB, tmp, out)
+        _field_coef(k, TH, params, W, out)
         Mk = Minv[k]
         for q in range(p):
             acc = 0j
@@ -121,7 +118,7 @@ def _koenigs_coeffs(params, theta0, v, c, Minv, N):
                 acc += Mk[q, l] * out[l]
             TH[q, k] = acc
         # second pass with the true θ_k: the intermediates' coefficient k
-        _field_coef(k, TH, params, NB, RB, tmp, out)
+        _field_coef(k, TH, params, W, out)
         r = 0.0
         for q in range(p):
             r = max(r, abs(k * c * TH[q, k] - out[q]))
