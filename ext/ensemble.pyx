@@ -30,11 +30,11 @@ Systems must be autonomous: the time argument passed to the right-hand side is t
 from libc.stdint cimport int64_t, int8_t, uintptr_t
 from libc.stdlib cimport malloc, free
 from libc.string cimport memcpy, memset
-from libc.math cimport sqrt, fabs, pow, isfinite, NAN
+from libc.math cimport sqrt, fabs, pow, exp, isfinite, NAN
 from libc.float cimport DBL_MAX
 from posix.time cimport clock_gettime, timespec, CLOCK_MONOTONIC
 from cython.parallel cimport prange
-from rhs_abi cimport rhs_fn, lane_fn
+from rhs_abi cimport rhs_fn, lane_fn, taylor_fn
 
 import numpy as np
 
@@ -121,6 +121,9 @@ cdef struct Job:
     int stiff_switch        # stiff lanes stop with ST_STIFF (explicit methods with stiff_test)
     double stiff_hlam       # stiffness test: h|lambda| above this counts as a stiff step
     int stiff_steps         # ... and this many in a row make the lane stiff
+    taylor_fn taylor        # Taylor coefficients (run_worker_taylor), or NULL
+    int64_t torder          # ... their order
+    int64_t twork           # ... and the doubles of scratch one call needs
 
 # Per-worker state: lane arrays and SoA buffers.
 cdef struct Work:
@@ -307,6 +310,15 @@ cdef inline void dense_lane(const Tab* tb, Work* w, int64_t l, double theta) noe
     cdef double acc, s
     cdef int j, d
     cdef int64_t i, L = w.L, nL = w.nL
+    if tb.incr == 2:
+        # Taylor (run_worker_taylor): K slot j = 1..deg holds x_j h^j, so
+        # y(t + theta h) = y + sum_j K_j theta^j (Horner; theta = 1 gives y_new bit for bit)
+        for i in range(w.n):
+            s = w.K[tb.deg * nL + i * L + l]
+            for j in range(tb.deg - 1, 0, -1):
+                s = s * theta + w.K[j * nL + i * L + l]
+            w.YT[i * L + l] = w.Y[i * L + l] + s * theta
+        return
     for j in range(tb.nk):
         acc = tb.P[j][tb.deg - 1]
         for d in range(tb.deg - 2, -1, -1):
@@ -1206,6 +1218,187 @@ cdef int run_worker_ros(Job* job, const Tab* tb, const Ros* rs, int64_t* stats) 
     return 0
 
 
+cdef inline int call_taylor(Job* job, Work* w, double* X, double* TW) noexcept nogil:
+    """X[1..torder] = Taylor coefficients at X[0] for all lanes (timed like call_f)."""
+    cdef int64_t t0
+    cdef int r
+    if job.profile:
+        t0 = now_ns()
+        r = job.taylor(w.L, job.torder, X, TW, job.params)
+        w.rhs_ns += now_ns() - t0
+    else:
+        r = job.taylor(w.L, job.torder, X, TW, job.params)
+    w.calls += 1
+    return r
+
+
+cdef int run_worker_taylor(Job* job, const Tab* tb, int64_t* stats) noexcept nogil:
+    """The Taylor step loop (method "taylor"): order p = job.torder, Jorba & Zou's step size.
+
+    Each step evaluates the normalised Taylor coefficients x_0..x_p of every lane at once
+    (job.taylor, narrowflow.taylor) and takes, per lane, heyoka's step
+        h = min(rho_{p-1}, rho_p) exp(-0.7/(p-1)) / e^2,
+        rho_j = min_i (s_i / |x_{j,i}|)^(1/j),   s_i = (atol + rtol |y_i|) / rtol,
+    i.e. Jorba & Zou's rule with every component measured in units of its own tolerance
+    (heyoka's max(1, |y|_inf) with atol = rtol), so that the truncation estimate
+    |x_p| h^p stays near (atol + rtol |y_i|) e^-2 with p = ceil(-ln(rtol)/2 + 1). Steps are
+    never rejected (the estimate is a priori). K slots 1..p hold x_j h^j: y_new and dense
+    output are y + sum_j K_j theta^j (dense_lane, tb.incr == 2). A lane whose coefficients
+    are not finite stops DIVERGED; h below round-off of t, STEP_TOO_SMALL. F(y_new) is
+    only evaluated when gtol is on (convergence test); nfev counts one per Taylor step (and
+    per F).
+    """
+    cdef Work w
+    cdef int64_t i, l, k, L = job.L, n = job.n, nL, p = job.torder, q
+    cdef int x, live, anyacc, fstat, tstat
+    cdef double v, a, sc, rho, rho1, hl, rhofac, s
+    cdef double* X
+    cdef double* TW
+    cdef double* FN
+    cdef double* m0
+    cdef double* m1
+    cdef double* pw
+    cdef double* Kk
+    cdef const double* Xk
+    cdef int64_t t_start = now_ns()
+    if work_alloc(&w, n, L, tb.nk) != 0:
+        return -1
+    nL = w.nL
+    X = <double*> malloc(((p + 2) * nL + 3 * L) * sizeof(double))
+    TW = <double*> malloc((job.twork if job.twork > 0 else 1) * sizeof(double))
+    if X == NULL or TW == NULL:
+        free(X)
+        free(TW)
+        work_free(&w)
+        return -1
+    memset(X, 0, ((p + 2) * nL + 3 * L) * sizeof(double))
+    memset(TW, 0, (job.twork if job.twork > 0 else 1) * sizeof(double))
+    FN = X + (p + 1) * nL
+    m0 = FN + nL
+    m1 = m0 + L
+    pw = m1 + L
+    rhofac = exp(-0.7 / (p - 1)) / (2.718281828459045 * 2.718281828459045)
+    for l in range(L):
+        load_lane(job, tb, &w, l)
+    live = refill(job, tb, &w)
+    while live > 0:
+        x = round_prologue(job, tb, &w)
+        if x < 0:
+            break
+        if x > 0:
+            live = refill(job, tb, &w)
+            continue
+        # --- Taylor coefficients of every lane
+        memcpy(X, w.Y, nL * sizeof(double))
+        tstat = call_taylor(job, &w, X, TW)
+        # --- Jorba & Zou: the largest scaled coefficients of orders p - 1 and p, per lane
+        for l in range(L):
+            m0[l] = 0.0
+            m1[l] = 0.0
+        for i in range(n):
+            for l in range(L):
+                sc = job.rtol / (job.atol + job.rtol * fabs(w.Y[i * L + l]))
+                a = fabs(X[(p - 1) * nL + i * L + l]) * sc
+                if a > m0[l]:
+                    m0[l] = a
+                a = fabs(X[p * nL + i * L + l]) * sc
+                if a > m1[l]:
+                    m1[l] = a
+        for l in range(L):
+            w.acc[l] = 0
+            pw[l] = 0.0
+            if w.idx[l] < 0:
+                w.h[l] = 0.0
+                w.tn[l] = job.t0
+                continue
+            if tstat != 0:
+                x = 0
+                for k in range(1, p + 1):
+                    if lane_nonfinite(&w, X + k * nL, l):
+                        x = 1
+                        break
+                if x:
+                    w.st[l] = ST_DIVERGED
+                    continue
+            rho = pow(1.0 / m0[l], 1.0 / (p - 1))
+            rho1 = pow(1.0 / m1[l], 1.0 / p)
+            if rho1 < rho:
+                rho = rho1
+            hl = rho * rhofac
+            if hl > job.hmax:
+                hl = job.hmax
+            if not (0.1 * hl > fabs(w.t[l]) * 2.220446049250313e-16 and hl > 0.0):
+                w.h[l] = hl
+                w.st[l] = ST_STEP_TOO_SMALL
+                continue
+            w.h[l] = hl
+            adaptive_step_end(job, &w, l)
+            w.acc[l] = 1
+            pw[l] = w.h[l]
+        # --- K_k = x_k h^k, y_new = y + sum_k K_k (highest order first)
+        for k in range(1, p + 1):
+            Kk = w.K + k * nL
+            Xk = X + k * nL
+            for i in range(n):
+                for l in range(L):
+                    Kk[i * L + l] = Xk[i * L + l] * pw[l]
+            for l in range(L):
+                pw[l] *= w.h[l]
+        for q in range(nL):
+            s = w.K[p * nL + q]
+            for k in range(p - 1, 0, -1):
+                s = s + w.K[k * nL + q]
+            w.YN[q] = w.Y[q] + s
+        anyacc = 0
+        for l in range(L):
+            if w.acc[l]:
+                anyacc = 1
+        fstat = 0
+        if anyacc and job.gtol > 0.0:
+            fstat = call_f(job, &w, w.YN, FN)
+        for l in range(L):
+            if not w.acc[l]:
+                continue
+            w.nf[l] += 2 if job.gtol > 0.0 else 1
+            accepted_diverges(job, &w, l, FN, fstat)
+        if job.escape_on:
+            escape_crossings(job, &w)
+        if job.K > 0 and anyacc:
+            save_points(job, tb, &w)
+        if job.escape_on and anyacc:
+            escape_roots(job, tb, &w)
+        for l in range(L):
+            if w.idx[l] < 0 or w.st[l] != ST_RUNNING:
+                continue
+            w.steps[l] += 1
+            advance_accepted(job, &w, l, FN, 0)
+            if w.st[l] == ST_RUNNING and w.steps[l] >= job.max_steps:
+                w.st[l] = ST_MAX_STEPS
+        live = refill(job, tb, &w)
+    stats[0] = w.calls
+    stats[1] = w.used
+    stats[2] = w.rhs_ns
+    stats[3] = now_ns() - t_start
+    free(X)
+    free(TW)
+    work_free(&w)
+    return 0
+
+
+cdef void fill_taylor(Tab* tb, int64_t order) except *:
+    """The Tab of method "taylor": K slots 0..order (dense output: tb.incr == 2, deg = order),
+    no step-size heuristic at the start (err_kind 0: the first step is Jorba & Zou's)."""
+    if order < 2:
+        raise ValueError(f"taylor_order must be >= 2, got {order}")
+    memset(tb, 0, sizeof(Tab))
+    tb.S = 1
+    tb.nk = order + 1
+    tb.err_kind = 0
+    tb.order = order
+    tb.deg = order
+    tb.incr = 2
+
+
 cdef void fill_tab(Tab* tb, tab) except *:
     A = np.ascontiguousarray(tab.A, dtype=np.float64)
     P = np.ascontiguousarray(tab.P, dtype=np.float64)
@@ -1293,7 +1486,8 @@ def integrate(uintptr_t f_address, uintptr_t loss_address, const double[::1] par
               int64_t[::1] njev=None, double[::1] h_last=None, const int64_t[::1] rows=None,
               const double[::1] t_start=None, const double[::1] h_start=None,
               bint resume=False, bint stiff_switch=False, double stiff_hlam=6.1,
-              int stiff_steps=15, bint interruptible=False):
+              int stiff_steps=15, bint interruptible=False, uintptr_t taylor_address=0,
+              int64_t taylor_order=0, int64_t taylor_work=0):
     """Integrate the trajectories y0 (N, n) from t0 to t1; fills the output arrays in place.
 
     f_address / loss_address: addresses of cfuncs with the signature of ext/rhs_abi.pxd
@@ -1320,6 +1514,9 @@ def integrate(uintptr_t f_address, uintptr_t loss_address, const double[::1] par
     worker within one step; running and never-started trajectories get status 5
     (INTERRUPTED), the finished ones keep their results, and KeyboardInterrupt is raised
     once the previous SIGINT handler is back.
+    taylor_address (a narrowflow.taylor cfunc, ext/rhs_abi.pxd's taylor_fn) selects the
+    Taylor method of order taylor_order (tab is then ignored; pass None), with
+    taylor_work doubles of scratch per worker (narrowflow.taylor's work_size).
     Returns (rhs_calls, lane_evaluations_used, ns inside the right-hand side (profile only),
     ns inside the workers), summed over workers.
     """
@@ -1330,8 +1527,11 @@ def integrate(uintptr_t f_address, uintptr_t loss_address, const double[::1] par
     cdef int64_t[:, ::1] st
     cdef int[::1] errs
     cdef int64_t K = tsave.shape[0]
-    cdef bint ros = hasattr(tab, "gamma")
-    if ros:
+    cdef bint tay = taylor_address != 0
+    cdef bint ros = (not tay) and hasattr(tab, "gamma")
+    if tay:
+        fill_taylor(&tb, taylor_order)
+    elif ros:
         fill_ros(&tb, &rs, tab)
         if jac_address == 0:
             raise ValueError(f"jac_address: method {tab.name!r} needs the Jacobian's cfunc")
@@ -1413,6 +1613,9 @@ def integrate(uintptr_t f_address, uintptr_t loss_address, const double[::1] par
     job.stiff_switch = 1 if stiff_switch else 0
     job.stiff_hlam = stiff_hlam
     job.stiff_steps = stiff_steps
+    job.taylor = <taylor_fn> taylor_address if tay else NULL
+    job.torder = taylor_order
+    job.twork = taylor_work
     # one worker per thread, each pulling trajectories from the shared queue
     nw = threads
     if nw > (nq + lanes - 1) // lanes:
@@ -1429,6 +1632,8 @@ def integrate(uintptr_t f_address, uintptr_t loss_address, const double[::1] par
             for w in prange(nw, schedule='dynamic', chunksize=1, num_threads=threads):
                 if ros:
                     errs[w] = run_worker_ros(&job, &tb, &rs, &st[w, 0])
+                elif tay:
+                    errs[w] = run_worker_taylor(&job, &tb, &st[w, 0])
                 else:
                     errs[w] = run_worker(&job, &tb, &st[w, 0])
     finally:

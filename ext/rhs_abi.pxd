@@ -17,3 +17,9 @@ ctypedef int (*rhs_fn)(int64_t lanes, double t, const double* y, double* dy,
 
 # Same signature for scalar outputs per lane (e.g. the loss): out[l].
 ctypedef rhs_fn lane_fn
+
+# Taylor coefficients (narrowflow.taylor): X[(k*n + i)*lanes + l], X[0] = the states on
+# entry, X[1..order] written; work: narrowflow.taylor's work_size(order, lanes, n_data)
+# doubles. Returns 0, or 1 when a coefficient is not finite.
+ctypedef int (*taylor_fn)(int64_t lanes, int64_t order, double* x, double* work,
+                          const double* params) noexcept nogil

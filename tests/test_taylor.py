@@ -113,3 +113,126 @@ def test_coefficients_nf4_high_order_and_lanes():
                             atol=1e-15, threads=1)
     poly = np.einsum("nkp,k->np", C, h ** np.arange(21))
     assert np.abs(poly - res.y_final).max() < 1e-12
+
+
+# --- the integrator (method="taylor") ------------------------------------------------------
+
+NF4 = model.nf4_benchmark()
+
+
+@pytest.fixture(scope="module")
+def nf4_reference():
+    th = model.nf4_initial_states(32)
+    ref = nf.solve_ensemble(NF4, th, method="dop853", rtol=1e-13, atol=1e-15, threads=1)
+    assert np.all(ref.status == 0)
+    return th, ref.y_final
+
+
+def test_order_from_tolerance():
+    assert [taylor.order_for(r) for r in (1e-6, 1e-8, 1e-10, 1e-13, 1e-15)] == [8, 11, 13, 16, 19]
+
+
+def test_agrees_with_dop853_nf4(nf4_reference):
+    th, ref = nf4_reference
+    res = nf.solve_ensemble(NF4, th, method="taylor", rtol=1e-13, atol=1e-15, threads=1)
+    assert np.all(res.status == 0) and np.all(res.t_final == 100.0)
+    assert np.all(res.n_rejected == 0)
+    assert np.abs(res.y_final - ref).max() < 1e-10
+
+
+def test_accuracy_follows_the_tolerance(nf4_reference):
+    """Tighter rtol: higher order, smaller error (within a modest factor of rtol over t = 100),
+    about the same number of steps (the order does the work)."""
+    th, ref = nf4_reference
+    errs, steps = [], []
+    for rtol in (1e-6, 1e-8, 1e-10, 1e-12):
+        res = nf.solve_ensemble(NF4, th, method="taylor", rtol=rtol, atol=rtol * 1e-2, threads=1)
+        assert np.all(res.status == 0)
+        errs.append(np.abs(res.y_final - ref).max())
+        steps.append(res.n_accepted.mean())
+        assert errs[-1] < 100 * rtol, (rtol, errs[-1])
+    assert all(a > b for a, b in zip(errs, errs[1:])), errs
+    # Jorba & Zou: the step is a fixed fraction of the series' radius of convergence whatever
+    # the tolerance, which the order meets; the step count barely moves
+    assert max(steps) < 1.5 * min(steps), steps
+
+
+def test_agrees_with_dop853_wide_network_with_bias():
+    rng = np.random.default_rng(11)
+    net = nf.Network(width=3, input_dim=2, activation="tanh", bias=True)
+    x = rng.uniform(-2, 2, (12, 2))
+    flow = nf.GradientFlow(net, nf.Dataset(x, np.sin(x[:, 0]) * x[:, 1]), weight_decay=1e-3)
+    th = rng.standard_normal((24, flow.n_params))
+    kw = dict(t_span=(0.0, 30.0), save_at=np.linspace(0, 30, 7), threads=1)
+    ref = nf.solve_ensemble(flow, th, method="dop853", rtol=1e-13, atol=1e-15, **kw)
+    res = nf.solve_ensemble(flow, th, method="taylor", rtol=1e-12, atol=1e-14, **kw)
+    assert np.all(res.status == 0)
+    assert np.abs(res.y_final - ref.y_final).max() < 1e-9
+    assert np.abs(res.y_saved - ref.y_saved).max() < 1e-9       # dense output
+    assert np.abs(res.loss_saved - ref.loss_saved).max() < 1e-10
+
+
+def test_escape_times_and_save_points_nf4(nf4_reference):
+    th, _ = nf4_reference
+    kw = dict(t_span=(0.0, 50.0), save_at=np.linspace(0, 50, 11), escape_threshold=0.01,
+              threads=1)
+    ref = nf.solve_ensemble(NF4, th, method="dop853", rtol=1e-13, atol=1e-15, **kw)
+    res = nf.solve_ensemble(NF4, th, method="taylor", rtol=1e-12, atol=1e-14, **kw)
+    assert np.array_equal(np.isnan(res.escape_time), np.isnan(ref.escape_time))
+    ok = ~np.isnan(ref.escape_time)
+    assert ok.any()
+    assert np.abs(res.escape_time[ok] - ref.escape_time[ok]).max() < 1e-8
+    assert np.abs(res.y_saved - ref.y_saved).max() < 1e-9
+
+
+def test_deterministic_across_threads_lanes_chunks():
+    th = model.nf4_initial_states(70)
+    kw = dict(method="taylor", rtol=1e-9, atol=1e-11, save_at=np.linspace(0, 100, 5),
+              escape_threshold=0.02)
+    a = nf.solve_ensemble(NF4, th, threads=1, **kw)
+    perm = np.random.default_rng(0).permutation(70)
+    for extra in (dict(threads=2), dict(threads=2, lanes=5, chunk_size=17), dict(lanes=1)):
+        b = nf.solve_ensemble(NF4, th, **{**kw, "threads": 1, **extra})
+        for key in ("y_final", "t_final", "nfev", "n_accepted", "y_saved", "escape_time"):
+            assert np.array_equal(getattr(a, key), getattr(b, key), equal_nan=True), (extra, key)
+    c = nf.solve_ensemble(NF4, th[perm], threads=2, **kw)
+    assert np.array_equal(c.y_final, a.y_final[perm])
+
+
+def test_diverging_lane_does_not_spoil_the_others():
+    """A lane whose gradient is finite but whose Taylor coefficients overflow (quadratic
+    activation from 1e30) stops DIVERGED; the lanes beside it are bit for bit as alone."""
+    net = nf.Network(width=2, activation="quadratic", kappa=1.0)
+    x = np.linspace(-1, 1, 6)
+    flow = nf.GradientFlow(net, nf.Dataset(x, 0.5 * x))
+    th = 0.3 * np.random.default_rng(2).standard_normal((20, 4))
+    th[[3, 11]] = 1e30
+    kw = dict(method="taylor", rtol=1e-10, atol=1e-12, t_span=(0.0, 20.0), threads=1,
+              divergence_bound=np.inf)
+    res = nf.solve_ensemble(flow, th, **kw)
+    assert np.all(res.status[[3, 11]] == nf.Status.DIVERGED)
+    assert np.all(res.t_final[[3, 11]] == 0.0) and np.all(res.nfev[[3, 11]] == 1)
+    good = np.setdiff1d(np.arange(20), [3, 11])
+    alone = nf.solve_ensemble(flow, th[good], **kw)
+    assert np.all(alone.status == 0)
+    assert np.array_equal(res.y_final[good], alone.y_final)
+    assert np.array_equal(res.nfev[good], alone.nfev)
+
+
+def test_max_step_gtol_and_statuses():
+    th = model.nf4_initial_states(8)
+    res = nf.solve_ensemble(NF4, th, method="taylor", rtol=1e-8, max_step=0.5, threads=1)
+    assert np.all(res.status == 0) and np.all(res.n_accepted >= 200)
+    conv = nf.solve_ensemble(NF4, th, method="taylor", rtol=1e-8, t_span=(0.0, np.inf),
+                             gtol=1e-3, threads=1)
+    assert np.all(conv.status == nf.Status.CONVERGED)
+    g = np.array([np.linalg.norm(NF4.field(t)) for t in conv.y_final])
+    assert np.all(g < 1e-3)
+    few = nf.solve_ensemble(NF4, th, method="taylor", rtol=1e-8, max_steps=3, threads=1)
+    assert np.all(few.status == nf.Status.MAX_STEPS) and np.all(few.n_accepted == 3)
+    with pytest.raises(ValueError, match="GradientFlow"):
+        from narrowflow import rhs
+        fns = rhs.compile_network(NF4)
+        from narrowflow.ensemble import CompiledSystem
+        cs = CompiledSystem(fns.flow_address, fns.loss_address, rhs.pack_params(NF4), 4, (fns,))
+        nf.solve_ensemble(cs, th, method="taylor")

@@ -32,7 +32,7 @@ from narrowflow import tableaus
 
 EXPLICIT = tableaus.METHODS
 ROSENBROCK = tableaus.ROSENBROCK
-METHODS = EXPLICIT + ROSENBROCK + ("auto",)
+METHODS = EXPLICIT + ROSENBROCK + ("taylor", "auto")
 DEFAULT_METHOD = "auto"
 AUTO_NONSTIFF = "dop853"      # method="auto": the explicit method, with its stiffness test
 AUTO_STIFF = "rodas5p"        # ... and the Rosenbrock method that continues stiff trajectories
@@ -213,6 +213,9 @@ def make_problem(flow, *, method=DEFAULT_METHOD, t_span=(0.0, 100.0), save_at=No
     if rtol < 1e-15:
         raise ValueError(f"rtol must be >= 1e-15 (round-off), got {rtol!r}")
     fixed = method in ("rk4", "gd")
+    if method == "taylor" and not isinstance(flow, GradientFlow):
+        raise ValueError("flow: method='taylor' needs a GradientFlow (its Taylor coefficients "
+                         "are generated from the network); a CompiledSystem has none")
     if isinstance(flow, CompiledSystem) and method in ROSENBROCK and not flow.jacobian_address:
         raise ValueError(f"flow: method={method!r} needs the Jacobian; give the CompiledSystem "
                          f"a jacobian_address")
@@ -362,6 +365,12 @@ def solve_chunk(problem: EnsembleProblem, theta0, threads: int = 1, out: dict | 
             # continue each stiff trajectory where it stopped, in the same output rows
             run(tableaus.get(AUTO_STIFF), np.ascontiguousarray(out["y_final"]), rows=rows,
                 t_start=np.ascontiguousarray(out["t_final"]), h_start=h_last, resume=True)
+    elif problem.method == "taylor":
+        from narrowflow import taylor as _taylor
+        tf = _taylor.compile_taylor(problem.flow)
+        order = _taylor.order_for(problem.rtol)
+        run(None, y0, taylor_address=tf.address, taylor_order=order,
+            taylor_work=tf.work_size(order, problem.lanes, problem.flow.data.n))
     else:
         run(tableaus.get(problem.method), y0)
     out["loss_final"][...] = _kernel.eval_lanes(comp.loss, comp.params, out["y_final"],
@@ -547,7 +556,9 @@ def solve_ensemble(flow, theta0, t_span=(0.0, 100.0), save_at=None, method=DEFAU
     rodas4, linear for gd); `log_times` makes a grid for runs that span decades.
     method: "auto" (default: DOP853, switching each trajectory to Rodas5P once it is stiff),
     "rodas5p", "rodas4" (Rosenbrock, for stiff problems; they use the exact Hessian),
-    "dp5", "tsit5", "dop853" (explicit, adaptive), "rk4", "gd" (fixed step dt).
+    "dp5", "tsit5", "dop853" (explicit, adaptive), "rk4", "gd" (fixed step dt), "taylor"
+    (adaptive Taylor series, GradientFlow only: order from rtol, Jorba & Zou's step,
+    docs/integrators.md).
     rtol, atol: local error tolerances (adaptive methods). dt: step (rk4), learning rate
     (gd), or the first step of an adaptive method (default: Hairer's heuristic).
     max_steps: attempted steps per trajectory. max_step: largest step of an adaptive method
