@@ -43,3 +43,42 @@ def test_monodromy_command_rejects_bad_config(tmp_path, capsys):
     good.write_text(CONFIG)
     assert main(["monodromy", str(good), "--base", "1"]) == 2
     assert "--base" in capsys.readouterr().err
+
+
+ONE_POINT = """
+[network]
+width = 2
+activation = "tanh"
+
+[data]
+x = [1.0]
+teacher = {width = 2, activation = "tanh", theta = [1.0, 1.5, 0.5, -0.7]}
+"""
+
+
+def test_plain_command_escalates_until_a_step_decides(tmp_path, capsys):
+    # one data point: the first VE is abelian (step 1 silent), order 2 decides (step 2)
+    cfg = tmp_path / "one.toml"
+    cfg.write_text(ONE_POINT)
+    out = tmp_path / "out"
+    assert main(["monodromy", str(cfg), "--out", str(out)]) == 0
+    text = capsys.readouterr().out
+    assert "step 1 [silent ] order 1, twin plane" in text
+    assert "step 2 [DECIDED] order 2" in text
+    assert "VERDICT: G⁰(VE_2) non-abelian ⇒ not integrable (decided at step 2" in text
+    assert "order 3" not in text.split("ESCALATION SUMMARY")[1]       # stopped at step 2
+    assert "coordinate-free: Φ1 = I within error, Φ2 ≠ 0" in text
+    png = out / "monodromy_loops.png"
+    assert png.exists() and png.read_bytes()[:4] == b"\x89PNG"
+
+
+def test_plain_command_says_why_no_step_decides(tmp_path, capsys):
+    # the linear network (a control): the first VE and the 2-jets commute, every step is silent
+    cfg = tmp_path / "lin.toml"
+    cfg.write_text(ONE_POINT.replace('activation = "tanh"\n\n[data]', 'activation = "linear"\n\n[data]', 1))
+    assert main(["monodromy", str(cfg), "--no-figure", "--out", str(tmp_path / "o")]) == 0
+    text = capsys.readouterr().out
+    summary = text.split("ESCALATION SUMMARY")[1]
+    assert "[DECIDED]" not in summary
+    assert "VERDICT: no step decided (the test is one-sided" in summary
+    assert "why:" in summary

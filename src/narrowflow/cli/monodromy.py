@@ -1,9 +1,19 @@
-"""`narrowflow monodromy [CONFIG] [--order K] [--out DIR]`: the integrability test.
+"""`narrowflow monodromy [CONFIG] [--order K] [--curve C] [--certify] [--out DIR]`: the
+integrability test.
 
 Builds the gradient flow from CONFIG (the keys of ``narrowflow run``; default: the NF4
-preset), runs ``narrowflow.monodromy.check_integrability`` on the chosen integral curve,
-prints the report (curve, loops, verification figures, classification, verdict) and draws
-the loops, the singular points and the base point in the complex parameter plane (PNG).
+preset). With neither ``--curve`` nor ``--order`` (nor a [monodromy] table choosing them) it
+ESCALATES until a step decides:
+
+1. order 1 on the twin plane (``check_integrability``, the normal first VE);
+2. order 2 along the unstable manifold of the twin-plane saddle (``saddle_unstable_check``);
+3. order 3 along the same loops, when step 2 had at least two verified loops;
+
+stopping at the first conclusive verdict, and prints which step decided and why the earlier
+ones were silent. With ``--curve``/``--order`` it runs that one step. The figure shows the
+loops of the deciding step (or of the last step tried), the loops whose commutator decided
+drawn bold. ``--certify`` adds the ball-arithmetic enclosure (narrowflow.monodromy.certify;
+needs python-flint) where the flow is a case it can certify.
 
 An optional ``[monodromy]`` table in CONFIG sets the defaults of the options below:
 ``curve`` ("twin", "dead-neuron", "saddle-unstable"), ``order``, ``base`` ([a0, w0]),
@@ -35,6 +45,9 @@ def add_parser(subparsers) -> None:
                    help="output folder for the figure and the report text (default: "
                         "narrowflow-monodromy)")
     p.add_argument("--no-figure", action="store_true", help="do not draw the figure")
+    p.add_argument("--certify", action="store_true",
+                   help="add the ball-arithmetic enclosure of the deciding commutator "
+                        "(python-flint; one-data-point width-2 tanh networks)")
     p.set_defaults(func=run)
 
 
@@ -104,10 +117,136 @@ def draw(report, path) -> None:
     plt.close(fig)
 
 
+def draw_saddle(report, path, decisive=None) -> None:
+    """Loops of a saddle-unstable report in its Koenigs z-plane (verified: solid; the pair
+    whose commutator decided: bold), the singularities (x), z = 0 (+) and the base point (o)."""
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    import numpy as np
+    fig, ax = plt.subplots(figsize=(7.0, 6.6))
+    pts = [complex(report.base), 0j]
+    for i, lp in enumerate(report.loops):
+        if lp.path is None:
+            continue
+        z = lp.path.sample(1600)
+        pts += [complex(z.real.min(), z.imag.min()), complex(z.real.max(), z.imag.max())]
+        bold = decisive is not None and i in decisive
+        tag = "decided: " if bold else ("verified: " if lp.verified else "excluded: ")
+        turns = f" ({lp.turns} turns)" if lp.turns and lp.turns > 1 else ""
+        ax.plot(z.real, z.imag, "-" if lp.verified else "--", lw=2.2 if bold else 0.9,
+                alpha=1.0 if bold else 0.6, label=tag + lp.name + turns)
+    sz = np.array([s.z for s in report.singularities], complex)
+    if sz.size:
+        ax.plot(sz.real, sz.imag, "kx", ms=9, mew=2, label="singularities z*")
+        pts += list(sz)
+    ax.plot([0], [0], "+", color="gray", ms=9, mew=1.5, label="z = 0 (the saddle)")
+    b = complex(report.base)
+    ax.plot([b.real], [b.imag], "o", color="crimson", ms=7, label="base point", zorder=5)
+    pts = np.asarray(pts)
+    lo, hi = complex(pts.real.min(), pts.imag.min()), complex(pts.real.max(), pts.imag.max())
+    pad = 0.12 * max(hi.real - lo.real, hi.imag - lo.imag, 0.2)
+    ax.set_xlim(lo.real - pad, hi.real + pad)
+    ax.set_ylim(lo.imag - pad, hi.imag + pad)
+    ax.set_aspect("equal", adjustable="box")
+    ax.set_xlabel("Re z")
+    ax.set_ylabel("Im z")
+    ax.grid(alpha=0.3)
+    ax.set_title(f"unstable manifold, Koenigs plane, order {report.order}: {report.verdict}",
+                 fontsize=9)
+    ax.legend(fontsize=6.5, loc="upper center", bbox_to_anchor=(0.5, -0.1), ncol=2, frameon=False)
+    fig.tight_layout()
+    fig.savefig(path, dpi=130)
+    plt.close(fig)
+
+
+_CONCLUSIVE_1 = ("G0 non-abelian (non-integrable)", "G0 non-solvable (no Liouvillian solutions)")
+
+
+def _decisive_pair(report):
+    """(i, j) of the commutator that decided a saddle-unstable report, or None."""
+    if "non-abelian" not in report.verdict:
+        return None
+    for (i, j), C in report.commutators.items():
+        if C.verdict(report.order) == report.verdict:
+            return (i, j)
+    return None
+
+
+def escalate(flow, rtol=None, log=print):
+    """Steps 1..3 (module docstring) until one decides. Returns (steps, decided): steps is a
+    list of dicts (step, what, report or None, verdict, why); decided the index of the
+    deciding step or None."""
+    from narrowflow.monodromy.koenigs import saddle_unstable_check
+    from narrowflow.monodromy.network import check_integrability
+    kw = {} if rtol is None else {"rtol": rtol}
+    steps = []
+
+    def record(what, fn):
+        log(f"[step {len(steps) + 1}] {what} ...", flush=True)
+        try:
+            rep = fn()
+        except (ValueError, TypeError) as exc:
+            steps.append(dict(step=len(steps) + 1, what=what, report=None, verdict="not applicable",
+                              why=str(exc)))
+        else:
+            why = (rep.reason if hasattr(rep, "reason") else
+                   "; ".join(getattr(rep.classification, "reasons", []) or [])
+                   if rep.classification is not None else "")
+            steps.append(dict(step=len(steps) + 1, what=what, report=rep, verdict=rep.verdict, why=why))
+        st = steps[-1]
+        log(f"[step {st['step']}] {st['verdict']}" + (f" ({st['why']})" if st["why"] else ""), flush=True)
+        return st
+
+    st = record("order 1, twin plane (normal first VE)",
+                lambda: check_integrability(flow, curve="twin", order=1, **kw))
+    if st["verdict"] in _CONCLUSIVE_1:
+        return steps, 0
+    if st["report"] is not None:
+        n_used = len(getattr(st["report"], "used_loops", []))
+        st["why"] = (f"{n_used} verified loop(s); their monodromy group is abelian within error, "
+                     "and the first VE says nothing more")
+    st = record("order 2, unstable manifold of the twin-plane saddle (Koenigs plane)",
+                lambda: saddle_unstable_check(flow, order=2, **kw))
+    if st["report"] is not None and "non-abelian" in st["verdict"]:
+        return steps, 1
+    rep2 = st["report"]
+    if rep2 is not None and sum(lp.verified for lp in rep2.loops) >= 2:
+        st = record("order 3, the same loops",
+                    lambda: saddle_unstable_check(flow, order=3, **kw))
+        if st["report"] is not None and "non-abelian" in st["verdict"]:
+            return steps, 2
+    elif rep2 is not None:
+        steps.append(dict(step=3, what="order 3, the same loops", report=None, verdict="skipped",
+                          why="step 2 had fewer than two verified loops: order 3 on the same loops "
+                              "cannot say more (no commutator to integrate)"))
+        log(f"[step 3] skipped ({steps[-1]['why']})")
+    return steps, None
+
+
+def _summary(steps, decided):
+    L = ["", "ESCALATION SUMMARY"]
+    for i, st in enumerate(steps):
+        mark = "DECIDED" if decided == i else "silent "
+        L.append(f"  step {st['step']} [{mark}] {st['what']}: {st['verdict']}")
+        if st["why"]:
+            L.append(f"      why: {st['why']}")
+    if decided is None:
+        L.append("VERDICT: no step decided (the test is one-sided: this is not evidence of "
+                 "integrability)")
+    else:
+        st = steps[decided]
+        L.append(f"VERDICT: {st['verdict']} (decided at step {st['step']}: {st['what']})")
+    return "\n".join(L)
+
+
 def run(args) -> int:
     from narrowflow.monodromy.network import check_integrability
     rc, opts = _split_config(args.config)
     flow = rc.flow()
+    plain = args.curve is None and args.order is None and "curve" not in opts and "order" not in opts
+    if plain and args.base is None and "base" not in opts:
+        return _run_escalation(args, rc, opts, flow)
     curve = args.curve or opts.get("curve", "twin")
     order = args.order if args.order is not None else opts.get("order", 1)
     base = _parse_base(args.base) if args.base else (tuple(opts["base"]) if "base" in opts else None)
@@ -128,10 +267,68 @@ def run(args) -> int:
     out.mkdir(parents=True, exist_ok=True)
     (out / "monodromy_report.txt").write_text(text + "\n")
     from narrowflow.monodromy.network import IntegrabilityReport
-    if not args.no_figure and isinstance(report, IntegrabilityReport):
+    if not args.no_figure:
         fig = out / "monodromy_loops.png"
-        draw(report, fig)
+        if isinstance(report, IntegrabilityReport):
+            draw(report, fig)
+        else:
+            draw_saddle(report, fig, _decisive_pair(report))
         print(f"figure: {fig}")
+    if args.certify:
+        _certify(flow, out)
     print(f"report: {out / 'monodromy_report.txt'}")
     sys.stdout.flush()
     return 0
+
+
+def _run_escalation(args, rc, opts, flow) -> int:
+    import time
+    t0 = time.perf_counter()
+    rtol = args.rtol if args.rtol is not None else opts.get("rtol")
+    print(f"narrowflow monodromy: {flow!r} ({rc.source})", flush=True)
+    print("escalating: order 1 (twin plane) -> order 2 -> order 3 (unstable manifold of the "
+          "saddle), stopping at the first conclusive step", flush=True)
+    steps, decided = escalate(flow, rtol=rtol)
+    parts = []
+    for st in steps:
+        parts.append(f"===== step {st['step']}: {st['what']} =====")
+        parts.append(str(st["report"]) if st["report"] is not None else f"{st['verdict']}: {st['why']}")
+    text = "\n".join(parts) + _summary(steps, decided) + f"\n  time: {time.perf_counter() - t0:.1f} s"
+    print(text)
+    out = Path(args.out or "narrowflow-monodromy")
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "monodromy_report.txt").write_text(text + "\n")
+    if not args.no_figure:
+        from narrowflow.monodromy.network import IntegrabilityReport
+        shown = steps[decided] if decided is not None else next(
+            (st for st in reversed(steps) if st["report"] is not None), None)
+        if shown is not None:
+            fig = out / "monodromy_loops.png"
+            rep = shown["report"]
+            if isinstance(rep, IntegrabilityReport):
+                draw(rep, fig)
+            else:
+                draw_saddle(rep, fig, _decisive_pair(rep))
+            print(f"figure (step {shown['step']}): {fig}")
+    if args.certify:
+        _certify(flow, out)
+    print(f"report: {out / 'monodromy_report.txt'}")
+    sys.stdout.flush()
+    return 0
+
+
+def _certify(flow, out) -> None:
+    """--certify: the ball-arithmetic enclosure (narrowflow.monodromy.certify)."""
+    try:
+        from narrowflow.monodromy.certify import certify_integrability
+    except ImportError as exc:                              # python-flint missing
+        raise SystemExit(f"--certify needs python-flint (pip install 'narrowflow[certify]'): {exc}")
+    try:
+        cert = certify_integrability(flow)
+    except ValueError as exc:
+        text = f"CERTIFICATION: not available for this flow ({exc})"
+    else:
+        text = str(cert)
+    print(text, flush=True)
+    (out / "certificate.txt").write_text(text + "\n")
+    print(f"certificate: {out / 'certificate.txt'}")
