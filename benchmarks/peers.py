@@ -5,13 +5,19 @@
     python benchmarks/peers.py --out DIR       # where the table (peers.md), raw numbers
                                                # (peers.json) and the figure go
                                                # (default benchmarks/results/)
+    python benchmarks/peers.py --taylor        # method="taylor" against heyoka's batch mode
+                                               # at rtol 1e-6 ... 1e-13 (taylor.md/json/png)
 
 Every solver integrates the same NF4 trajectories (DESIGN.md: x = linspace(-2, 2, 16),
 y = tanh(1.5x) - 0.7 tanh(0.4x), theta0 ~ N(0, 1) from default_rng(12345), t in [0, 100])
 at rtol 1e-6, 1e-8, 1e-10 (atol = rtol / 100; heyoka takes one tol). The error of a run is
 the max-norm distance of its final states to a reference computed by scipy's DOP853 at
 rtol 1e-13, atol 1e-15 (cross-checked against narrowflow's dop853 at the same tolerance), over
-the first `--ref` trajectories. Throughput is trajectories per second of wall time, one thread
+the first `--ref` trajectories; errors are reported as the max and the median over them of each
+trajectory's max-norm error. With --taylor the reference is scipy's DOP853 at rtol 2.3e-14,
+atol 1e-16 (the tightest it accepts), cross-checked against heyoka at tol 1e-16 and narrowflow's
+taylor at rtol 1e-15, and the table compares narrowflow's taylor with heyoka per core at the
+same tolerance and at equal max error. Throughput is trajectories per second of wall time, one thread
 unless marked. "Ratio at equal error" interpolates narrowflow's log(throughput) against
 log(error) at each peer point (no extrapolation). Peers that are not importable are listed
 and skipped: scipy (always), CyRK (nbsolve2_ivp, C++ DOP853, Numba cfunc RHS), heyoka
@@ -92,15 +98,15 @@ def solve_narrowflow(method, threads, profile=False):
     return run
 
 
-def solve_scipy(y0, rtol):
+def solve_scipy(y0, rtol, atol=None):
     from scipy.integrate import solve_ivp
     x, yd = nf4_data()
     data = np.concatenate([x, yd])
     out = np.empty_like(y0)
     nfev = 0
     for i, y in enumerate(y0):
-        sol = solve_ivp(_scipy_rhs, (0.0, T1), y, method="DOP853", rtol=rtol, atol=rtol * 1e-2,
-                        args=(data,))
+        sol = solve_ivp(_scipy_rhs, (0.0, T1), y, method="DOP853", rtol=rtol,
+                        atol=rtol * 1e-2 if atol is None else atol, args=(data,))
         out[i] = sol.y[:, -1]
         nfev += sol.nfev
     return out, nfev / len(y0)
@@ -200,7 +206,7 @@ def reference(n_ref):
     return ref
 
 
-def measure(run, n, rtol, ref, min_time=1.0, max_n=None, repeats=3):
+def measure(run, n, rtol, ref, min_time=1.0, max_n=None, repeats=3, clock=time.perf_counter):
     """(throughput traj/s, max error vs ref, RHS evals per trajectory, n used).
 
     The ensemble grows until one run takes min_time; the throughput is the best of `repeats`
@@ -208,23 +214,24 @@ def measure(run, n, rtol, ref, min_time=1.0, max_n=None, repeats=3):
     """
     run(nf4_theta0(min(n, 16)), rtol)   # warm up: compilation and caches stay out of the timing
     y0 = nf4_theta0(n)
-    t = time.perf_counter()
+    t = clock()
     y, nfev = run(y0, rtol)
-    el = time.perf_counter() - t
+    el = clock() - t
     # grow the ensemble until the timing is long enough to mean something
     while el < min_time and (max_n is None or n < max_n):
         n = min(2 * n, max_n) if max_n else 2 * n
         y0 = nf4_theta0(n)
-        t = time.perf_counter()
+        t = clock()
         y, nfev = run(y0, rtol)
-        el = time.perf_counter() - t
+        el = clock() - t
     best = el
     for _ in range(repeats - 1):
-        t = time.perf_counter()
+        t = clock()
         run(y0, rtol)
-        best = min(best, time.perf_counter() - t)
-    err = float(np.abs(y[:len(ref)] - ref).max())
-    return n / best, err, nfev, n
+        best = min(best, clock() - t)
+    per = np.abs(y[:len(ref)] - ref).max(axis=1)
+    measure.median = float(np.median(per))
+    return n / best, float(per.max()), nfev, n
 
 
 def interp_throughput(points, err):
@@ -262,7 +269,11 @@ def main(argv=None) -> int:
     ap.add_argument("--out", default=str(HERE / "results"))
     ap.add_argument("--no-figure", action="store_true")
     ap.add_argument("--repeats", type=int, default=3, help="best of this many timed runs")
+    ap.add_argument("--taylor", action="store_true",
+                    help="narrowflow taylor against heyoka batch, rtol 1e-6 ... 1e-13")
     args = ap.parse_args(argv)
+    if args.taylor:
+        return main_taylor(args)
     rtols = (1e-6, 1e-8) if args.quick else (1e-6, 1e-8, 1e-10)
     # narrowflow also at half decades, so that every peer's error falls inside its curve
     own_rtols = sorted(set(rtols) | {1e-5, 1e-7, 1e-9, 1e-11}, reverse=True)
@@ -273,7 +284,7 @@ def main(argv=None) -> int:
     import narrowflow as nf
     versions = {"narrowflow": nf.__version__}
     solvers = {}
-    for method in ("dp5", "tsit5", "dop853"):
+    for method in ("dp5", "tsit5", "dop853", "taylor"):
         solvers[f"narrowflow {method}"] = (solve_narrowflow(method, 1), 512, None)
     solvers["narrowflow dop853 (2 threads)"] = (solve_narrowflow("dop853", 2), 512, None)
     import scipy
@@ -306,7 +317,8 @@ def main(argv=None) -> int:
         for rtol in (own_rtols if name.startswith("narrowflow") else rtols):
             n0_eff = max(n0, n_ref)
             thr, err, nfev, n = measure(run, n0_eff, rtol, ref, min_time, max_n, args.repeats)
-            row = dict(solver=name, rtol=rtol, throughput=thr, error=err, nfev=nfev, n=n)
+            row = dict(solver=name, rtol=rtol, throughput=thr, error=err, nfev=nfev, n=n,
+                       median_error=measure.median)
             if name.startswith("narrowflow") and hasattr(run, "last"):
                 row["lane_occupancy"] = run.last.lane_occupancy
             rows.append(row)
@@ -358,19 +370,109 @@ def main(argv=None) -> int:
     return 0
 
 
+def tight_reference(n_ref):
+    """Reference for tolerances down to 1e-13: scipy DOP853 at its tightest rtol."""
+    y0 = nf4_theta0(n_ref)
+    return solve_scipy(y0, 2.3e-14, atol=1e-16)[0]
+
+
+def main_taylor(args) -> int:
+    """narrowflow's taylor (and dop853) against heyoka's batch mode, one thread each, in one run.
+
+    Throughput is per CPU second of the process (time.process_time), i.e. per core: on a
+    shared machine wall time mostly measures the other jobs."""
+    import narrowflow as nf
+    rtols = [10.0 ** -e for e in range(6, 14)]
+    own = sorted({10.0 ** -(e / 2) for e in range(10, 30)}, reverse=True)   # 1e-5 ... 10**-14.5
+    n_ref = args.ref
+    min_time = 0.5 if args.quick else 1.0
+    repeats = 2 if args.quick else args.repeats
+    print(f"reference: scipy DOP853 rtol 2.3e-14 on {n_ref} trajectories ...", flush=True)
+    ref = tight_reference(n_ref)
+    checks = {"narrowflow taylor rtol 1e-15":
+              float(np.abs(solve_narrowflow("taylor", 1)(nf4_theta0(n_ref), 1e-15)[0] - ref).max())}
+    hy = make_heyoka()
+    checks["heyoka tol 1e-16"] = float(np.abs(hy(nf4_theta0(n_ref), 1e-16)[0] - ref).max())
+    for k, v in checks.items():
+        print(f"  {k} differs from it by {v:.2e}", flush=True)
+    import heyoka
+    versions = {"narrowflow": nf.__version__, "heyoka": heyoka.__version__}
+    solvers = {"narrowflow taylor": (solve_narrowflow("taylor", 1), own),
+               "narrowflow dop853": (solve_narrowflow("dop853", 1), rtols[:6]),
+               "heyoka Taylor batch": (hy, rtols)}
+    rows = []
+    for name, (run, tols) in solvers.items():
+        for rtol in tols:
+            thr, err, nfev, n = measure(run, max(128, n_ref), rtol, ref, min_time, None, repeats,
+                                        clock=time.process_time)
+            rows.append(dict(solver=name, rtol=rtol, throughput=thr, error=err,
+                             median_error=measure.median, nfev=nfev, n=n,
+                             steps=(float(run.last.n_accepted.mean())
+                                    if hasattr(run, "last") else None)))
+            print(f"  {name:22s} rtol {rtol:.1e}: {thr:9.0f} traj/s  max err {err:.2e}  "
+                  f"median {measure.median:.2e}  (n={n})", flush=True)
+    tay = {r["rtol"]: r for r in rows if r["solver"] == "narrowflow taylor"}
+    curve = [(r["error"], r["throughput"]) for r in tay.values()]
+    cmp = []
+    for h in (r for r in rows if r["solver"] == "heyoka Taylor batch"):
+        same = min(tay.values(), key=lambda r: abs(math.log(r["rtol"] / h["rtol"])))
+        at = interp_throughput(curve, h["error"])
+        cmp.append(dict(rtol=h["rtol"], heyoka=h["throughput"], heyoka_max=h["error"],
+                        heyoka_median=h["median_error"], taylor=same["throughput"],
+                        taylor_max=same["error"], taylor_median=same["median_error"],
+                        ratio_same_rtol=same["throughput"] / h["throughput"],
+                        ratio_equal_max_error=None if at is None else at / h["throughput"]))
+    m = machine()
+    lines = [f"Machine: {m['cpu']} ({m['simd']}), {m['cores']} cores; one thread per solver, "
+             f"throughput per CPU second (process_time), load average at the end "
+             f"{os.getloadavg()[0]:.1f}; "
+             + ", ".join(f"{k} {v}" for k, v in versions.items()),
+             f"Reference: scipy DOP853 rtol 2.3e-14 atol 1e-16 on {n_ref} trajectories; "
+             + "; ".join(f"{k}: {v:.1e} from it" for k, v in checks.items()), "",
+             "| rtol | heyoka traj/s | heyoka max / median err | taylor traj/s | taylor max / "
+             "median err | ratio, same rtol | ratio at heyoka's max error |",
+             "|---|---|---|---|---|---|---|"]
+    for c in cmp:
+        eq = "n/a" if c["ratio_equal_max_error"] is None else f"{c['ratio_equal_max_error']:.2f}"
+        lines.append(f"| {c['rtol']:.0e} | {c['heyoka']:.0f} | {c['heyoka_max']:.1e} / "
+                     f"{c['heyoka_median']:.1e} | {c['taylor']:.0f} | {c['taylor_max']:.1e} / "
+                     f"{c['taylor_median']:.1e} | {c['ratio_same_rtol']:.2f} | {eq} |")
+    lines += ["", "| solver | rtol | traj/s | max error | median error | steps/traj |",
+              "|---|---|---|---|---|---|"]
+    for r in rows:
+        st = "" if r["steps"] is None else f"{r['steps']:.0f}"
+        lines.append(f"| {r['solver']} | {r['rtol']:.1e} | {r['throughput']:.0f} | "
+                     f"{r['error']:.2e} | {r['median_error']:.2e} | {st} |")
+    md = "\n".join(lines) + "\n"
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "taylor.md").write_text(md)
+    (out / "taylor.json").write_text(json.dumps(dict(rows=rows, compare=cmp, checks=checks,
+                                                     versions=versions, machine=m), indent=1))
+    print()
+    print(md)
+    if not args.no_figure:
+        figure(rows, out / "taylor_work_precision.png",
+               title="NF4 work-precision: taylor vs heyoka (one thread)")
+        print(f"figure: {out / 'taylor_work_precision.png'}")
+    return 0
+
+
 def render(rows, ratios, skipped, versions, ref_check, n_ref) -> str:
     m = machine()
     lines = [f"Machine: {m['cpu']} ({m['simd']}), {m['cores']} cores, Python {m['python']}; "
              + ", ".join(f"{k} {v}" for k, v in versions.items()),
              f"Reference: scipy DOP853 rtol 1e-13 atol 1e-15 on {n_ref} trajectories "
              f"(narrowflow dop853 at 1e-13 agrees to {ref_check:.1e}).", "",
-             "| solver | rtol | traj/s | max error | RHS evals/traj | time outside RHS |",
-             "|---|---|---|---|---|---|"]
+             "| solver | rtol | traj/s | max error | median error | RHS evals/traj | "
+             "time outside RHS |",
+             "|---|---|---|---|---|---|---|"]
     for r in rows:
         nfev = "n/a" if r["nfev"] is None else f"{r['nfev']:.0f}"
         share = f"{1 - r['rhs_share']:.0%}" if "rhs_share" in r else ""
         lines.append(f"| {r['solver']} | {r['rtol']:.0e} | {r['throughput']:.0f} | "
-                     f"{r['error']:.2e} | {nfev} | {share} |")
+                     f"{r['error']:.2e} | {r.get('median_error', float('nan')):.2e} | {nfev} | "
+                     f"{share} |")
     lines += ["", "Throughput ratio of the fastest narrowflow method / peer at the peer's error "
               "(log-log interpolation of narrowflow's curve; n/a: outside its measured range). "
               "Peers run on one thread:", "",
@@ -383,7 +485,7 @@ def render(rows, ratios, skipped, versions, ref_check, n_ref) -> str:
     return "\n".join(lines) + "\n"
 
 
-def figure(rows, path):
+def figure(rows, path, title="NF4 work-precision (rtol 1e-6, 1e-8, 1e-10)"):
     from matplotlib.backends.backend_agg import FigureCanvasAgg
     from matplotlib.figure import Figure
     fig = Figure(figsize=(7.0, 4.6), layout="constrained")
@@ -396,7 +498,7 @@ def figure(rows, path):
         ax.loglog([p[0] for p in pts], [p[1] for p in pts], style, label=name, color=f"C{i}")
     ax.set_xlabel("max error of final states vs DOP853 reference")
     ax.set_ylabel("trajectories per second")
-    ax.set_title("NF4 work-precision (rtol 1e-6, 1e-8, 1e-10)")
+    ax.set_title(title)
     ax.grid(True, which="both", alpha=0.3)
     ax.legend(fontsize="x-small")
     fig.savefig(path, dpi=110)
