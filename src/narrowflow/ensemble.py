@@ -6,10 +6,11 @@ validates the inputs, sizes and allocates the outputs once, runs the kernel chun
 and wraps the arrays in an `EnsembleResult`.
 
 ``method="auto"`` (the default) integrates every trajectory with DOP853 while it is not
-stiff; Hairer's stiffness test (15 consecutive steps with h|λ| beyond DOP853's stability
-boundary) stops it, and a Rosenbrock method (`AUTO_STIFF`) continues it from the same state,
-time, step size, save points and counters. The decision depends only on the trajectory's
-own arithmetic, so it is the same in any lane, thread or chunk. See docs/integrators.md.
+stiff; Hairer's stiffness test (`STIFF_STEPS` consecutive steps with h|λ| beyond
+`STIFF_HLAM`, half of DOP853's stability boundary) stops it, and a Rosenbrock method
+(`AUTO_STIFF`) continues it from the same state, time, step size, save points and counters.
+The decision depends only on the trajectory's own arithmetic, so it is the same in any lane,
+thread or chunk. See docs/integrators.md.
 
 Distributed runs (narrowflow.distributed) use the same pieces: an `EnsembleProblem` is a
 picklable description of everything but the initial states, and `solve_chunk(problem,
