@@ -10,7 +10,7 @@
 What it measures
 ----------------
 The NF4 problem (`narrowflow.model.nf4_benchmark()`, initial states
-`nf4_initial_states(N)`, DESIGN.md) trains to a zero-loss minimum whose Hessian spans
+`nf4_initial_states(N)`, docs/design.md §6) trains to a zero-loss minimum whose Hessian spans
 3e-5 ... 1.2: past t ~ 1e2 the gradient flow is stiff, and an explicit method's step is held
 by stability (h ~ 3 / lambda_max) instead of accuracy. Every solver runs on ONE core
 (narrowflow threads=1; the peers are serial) over the horizons

@@ -8,7 +8,7 @@
     python benchmarks/peers.py --taylor        # method="taylor" against heyoka's batch mode
                                                # at rtol 1e-6 ... 1e-13 (taylor.md/json/png)
 
-Every solver integrates the same NF4 trajectories (DESIGN.md: x = linspace(-2, 2, 16),
+Every solver integrates the same NF4 trajectories (docs/design.md §6: x = linspace(-2, 2, 16),
 y = tanh(1.5x) - 0.7 tanh(0.4x), theta0 ~ N(0, 1) from default_rng(12345), t in [0, 100])
 at rtol 1e-6, 1e-8, 1e-10 (atol = rtol / 100; heyoka takes one tol). The error of a run is
 the max-norm distance of its final states to a reference computed by scipy's DOP853 at

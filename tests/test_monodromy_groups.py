@@ -179,7 +179,7 @@ def test_kimura_exact_cases_and_bad_input():
         MonodromyGroup([np.eye(3), np.eye(3) * 2]).sl2()
 
 
-# -- precedence: commuting generators are "abelian" first (MATH.md section 5, item 1) --------
+# -- precedence: commuting generators are "abelian" first (docs/math.md §5.3, item 1) --------
 _PAR = np.array([[1.0, 1.0], [0.0, 1.0]], dtype=complex)
 _MPAR = np.array([[-1.0, 0.5], [0.0, -1.0]], dtype=complex)
 

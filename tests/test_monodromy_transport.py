@@ -54,7 +54,7 @@ def test_hypergeometric_reversal_and_composition(hyp):
 
 
 def test_results_behave_as_matrices():
-    M0, M1 = mono.hypergeometric_monodromy(*ABC)          # DESIGN.md usage
+    M0, M1 = mono.hypergeometric_monodromy(*ABC)          # docs/design.md §3 usage
     assert M0.shape == (2, 2) and abs(np.trace(M0) - np.trace(M0.matrix)) == 0
     assert np.allclose(M1 @ M0, M1.matrix @ M0.matrix) and M0[0, 1] == M0.matrix[0, 1]
     plain = mono.hypergeometric_monodromy(*ABC, results=False)

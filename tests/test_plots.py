@@ -127,7 +127,7 @@ import numpy as np
 import narrowflow as nf
 from narrowflow import analysis, model, plots
 
-nf4 = model.nf4_benchmark()                    # DESIGN.md's NF4 problem, here with weight decay
+nf4 = model.nf4_benchmark()                    # the NF4 problem of docs/design.md §6, here with weight decay
 flow = nf.GradientFlow(nf4.network, nf4.data, weight_decay=0.01)
 bm = analysis.basin_map(flow, base=np.array([1.0, 0.0, -0.5, 0.0]), params=("w1", "w2"),
                         ranges=((-3, 3), (-3, 3)), shape=(80, 80), t_span=(0, 2000),

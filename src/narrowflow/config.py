@@ -1,7 +1,7 @@
 """TOML configurations of the main job (`narrowflow run`).
 
 A config has up to six tables; every key is optional and has the default of the built-in
-NF4 preset (DESIGN.md's benchmark problem integrated to convergence: 10^5 trajectories,
+NF4 preset (the NF4 problem of docs/design.md §6 integrated to convergence: 10^5 trajectories,
 method "auto", until ||grad L|| < gtol = 1e-8 or t = 1e7, a log-spaced save grid). Unknown
 tables or keys and wrong types are refused with an error that names the key (e.g.
 ``solver.rtol``).

@@ -6,7 +6,7 @@ shapes (p, p), (p, p, p), (p, p, p, p), real or complex θ, from one Numba kerne
 equations (:mod:`narrowflow.monodromy.jets`). D³F needs σ'''' — the highest derivative
 :mod:`narrowflow.activations` provides — so jets of networks go up to order 3.
 
-Formulas (MATH.md §1–2, carried to order 4). With ``r_iκ = f_κ(x_i) − y_iκ``,
+Formulas (docs/math.md §1–2, carried to order 4). With ``r_iκ = f_κ(x_i) − y_iκ``,
 
     ∇^m L = (1/n) Σ_iκ ∇^m (r_iκ² / 2) + λ [m = 2] I
     ∇²(r²/2) = r r'' + r' ⊗ r'

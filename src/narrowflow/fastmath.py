@@ -8,7 +8,7 @@ a few ulp over the whole double range (tests/test_fastmath.py measures it
 against numpy). NaN in gives NaN out; ±inf and overflow behave like libm.
 
 Every function here must be inlined into a caller compiled with
-``error_model='numpy'`` (PERF.md: Numba's default division check blocks
+``error_model='numpy'`` (docs/performance.md §3: Numba's default division check blocks
 vectorization). The caller's fastmath flags apply (they are taken from the
 outermost function): FMA contraction ('contract') is allowed; 'reassoc' and
 'afn' are not, since they let the vector and scalar paths differ.

@@ -1,4 +1,4 @@
-"""Networks, data sets and their gradient flows (MATH.md sections 1 to 4).
+"""Networks, data sets and their gradient flows (docs/math.md §1–4).
 
 numpy reference implementations of the loss, gradient and Hessian, for real
 and complex parameter vectors; the parameter layout; the invariant subspaces.
@@ -262,7 +262,7 @@ class Dataset:
 
 
 class GradientFlow:
-    """θ̇ = −∇L(θ), L = (1/2n) Σ ‖f(x_i) − y_i‖² + (λ/2)‖θ‖² (MATH.md §1–3).
+    """θ̇ = −∇L(θ), L = (1/2n) Σ ‖f(x_i) − y_i‖² + (λ/2)‖θ‖² (docs/math.md §1–3).
 
     All methods take θ of shape (p,), real or complex (analytic continuation:
     no complex conjugation anywhere, so complex results are holomorphic in θ).
@@ -363,7 +363,7 @@ class GradientFlow:
         return J
 
     def hessian(self, theta) -> np.ndarray:
-        """∇²L(θ), shape (p, p), symmetric (MATH.md §2)."""
+        """∇²L(θ), shape (p, p), symmetric (docs/math.md §2)."""
         th, P, s, r = self._parts(theta)
         net, n, x = self.network, self.data.n, self.data.x
         m, d, k, bs = net.width, net.input_dim, net.output_dim, net.block_size
@@ -397,7 +397,7 @@ class GradientFlow:
         return -self.hessian(theta)
 
 
-# --- invariant subspaces (MATH.md §4) ------------------------------------------------
+# --- invariant subspaces (docs/math.md §4) ------------------------------------------------
 
 class InvariantSubspace:
     """A linear subspace S of parameter space that the gradient flow leaves invariant.
@@ -491,13 +491,13 @@ class MirrorTwin(Twin):
                              f"{network.activation.name!r} is not odd")
 
 
-# --- the benchmark problem (DESIGN.md) ------------------------------------------------
+# --- the benchmark problem (docs/design.md §6) ------------------------------------------------
 
 NF4_SEED = 12345
 
 
 def nf4_benchmark(activation: str = "tanh") -> GradientFlow:
-    """DESIGN.md's NF4 problem: x = linspace(−2, 2, 16), y = tanh(1.5x) − 0.7 tanh(0.4x).
+    """The NF4 problem of docs/design.md §6: x = linspace(−2, 2, 16), y = tanh(1.5x) − 0.7 tanh(0.4x).
 
     Initial states: θ0 ~ N(0, 1), rng default_rng(12345) (see `nf4_initial_states`).
     """

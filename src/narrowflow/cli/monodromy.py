@@ -29,7 +29,7 @@ def add_parser(subparsers) -> None:
         "monodromy", help="test integrability: monodromy of the variational equation",
         description="Monodromy of the (normal) variational equation along loops of an integral "
                     "curve in the complex domain, verified loop by loop, and what it says about "
-                    "the Galois group (MATH.md section 5).")
+                    "the Galois group (docs/math.md §5).")
     p.add_argument("config", nargs="?", default=None, metavar="CONFIG",
                    help="TOML config (network and data as for `narrowflow run`, optional "
                         "[monodromy] table); default: the NF4 preset")

@@ -3,7 +3,7 @@
 With --cluster local[:N] or --scheduler ADDRESS the same run goes to Dask
 (narrowflow.distributed.run_cli) and writes a resumable Zarr store.
 
-Without CONFIG it runs the built-in NF4 preset (DESIGN.md's benchmark problem, 10^5
+Without CONFIG it runs the built-in NF4 preset (the NF4 problem of docs/design.md §6, 10^5
 trajectories integrated to convergence: until ||grad L|| < 1e-8 or t = 1e7), prints a
 summary that answers where training ended (the fraction at the global minimum, the other
 limits by type and Morse index, divergence, the unconverged, the time to converge), and

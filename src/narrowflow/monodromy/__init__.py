@@ -1,4 +1,4 @@
-"""Monodromy of variational equations along complex paths (MATH.md section 5).
+"""Monodromy of variational equations along complex paths (docs/math.md §5).
 
 Submodules (imported on first use):
 

@@ -1,6 +1,6 @@
 """Monodromy groups in SL(2, C): statistics with error bars, classification, verdict.
 
-MATH.md section 5. The generators are normalised ``M -> M / sqrt(det M)`` (a
+docs/math.md §5.3. The generators are normalised ``M -> M / sqrt(det M)`` (a
 Liouvillian change that does not affect ``G⁰`` being abelian/solvable) and the
 subgroup of SL(2, C) they generate is classified as one of
 
@@ -427,7 +427,7 @@ class MonodromyGroup:
 
     # -- classification -------------------------------------------------------
     def classify(self, margin: float = 100.0, qmax: int = 60, cap: float = 1e-4) -> Classification:
-        """Classify the generated subgroup of SL(2, C) (MATH.md section 5).
+        """Classify the generated subgroup of SL(2, C) (docs/math.md §5.3).
 
         margin: a quantity counts as non-zero only above margin * its error.
         qmax: largest order of root of unity accepted for unipotent/finite traces.
@@ -516,7 +516,7 @@ class MonodromyGroup:
                     if fin is not True:
                         cands.append("SL2")
         cands = tuple(dict.fromkeys(cands))
-        # precedence (MATH.md section 5): commuting generators are "abelian" first, whatever
+        # precedence (docs/math.md §5.3): commuting generators are "abelian" first, whatever
         # their traces (a commuting unipotent pair is abelian, G0 additive); the decision
         # rests on the commutator norm and its error bar (three-valued, see decide_zero)
         kind = cands[0] if len(cands) == 1 else "undecided"

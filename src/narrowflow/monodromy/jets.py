@@ -1,4 +1,4 @@
-"""Higher-order variational equations: k-jets of flow maps along complex paths (MATH.md §5).
+"""Higher-order variational equations: k-jets of flow maps along complex paths (docs/math.md §5.6).
 
 The k-jet of the flow map ``φ_γ`` of ``dy/dt = F(y)`` along a path ``γ`` of complex
 times (or, in *Koenigs mode*, of ``dy/dz = F(y) / (c z)`` along a path of the
@@ -33,7 +33,7 @@ the loop. Commutators of loop jets are **integrated along the commutator loop**
 
 The *order-j part* of a jet is its derivative tensor ``Φ_j`` (the homogeneous Taylor
 term is ``Φ_j(δ, ..., δ) / j!``); norms are Frobenius norms of these full (symmetric)
-tensors, the convention of MATH.md's figures; ``deviation(1)`` is ``‖Φ_1 − I‖``.
+tensors, the convention of docs/math.md §5.6; ``deviation(1)`` is ``‖Φ_1 − I‖``.
 """
 from __future__ import annotations
 
@@ -554,7 +554,7 @@ def compose(outer, inner):
 
     outer, inner: Jets or lists [Φ_0, Φ_1, ..., Φ_k] of the same order and dimension;
     the composition assumes inner's end point is outer's base point (closed loops).
-    Caveat (DESIGN.md): composing jets with large entries in float64 loses the digits of
+    Caveat (docs/math.md §5.6): composing jets with large entries in float64 loses the digits of
     small higher-order parts; to compare loop products use loops integrated as one path.
     """
     G = _as_tensors(outer)

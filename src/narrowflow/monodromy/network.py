@@ -1,4 +1,4 @@
-"""The network front end: ``check_integrability(flow, curve=...)`` (MATH.md sections 4 and 5).
+"""The network front end: ``check_integrability(flow, curve=...)`` (docs/math.md §4 and §5).
 
 Integral curves are taken in a two-dimensional invariant plane of a width-2 network with
 scalar input and output (NF4 and its relatives):
@@ -315,7 +315,7 @@ _DEFAULT_BASE = (0.8 + 0j, 0.3 + 0j)
 def check_integrability(flow, curve="twin", order=1, *, base=None, parametrization="w",
                         loops=None, rtol=1e-12, tol_ratio=100.0, deform=0.02,
                         max_nfev=400_000, margin=100.0, radius=None, **kw):
-    """Test a gradient flow for integrability along an integral curve (MATH.md section 5).
+    """Test a gradient flow for integrability along an integral curve (docs/math.md §5).
 
     flow: narrowflow.GradientFlow. curve: "twin", "dead-neuron", "points" or "saddle-unstable".
     order: order of the variational equation (order > 1 and "saddle-unstable" go to

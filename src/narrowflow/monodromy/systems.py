@@ -1,9 +1,9 @@
-"""Built-in systems with known monodromy, for validation and teaching (MATH.md section 5).
+"""Built-in systems with known monodromy, for validation and teaching (docs/math.md §5.7).
 
 - The Gauss hypergeometric equation ``z(1-z) w'' + (c - (a+b+1) z) w' - a b w = 0`` as the
   first-order system ``Y' = A(z) Y``, ``Y = (w, w')``; its exact local invariants; Kimura's
   theorem (exact rationals) saying when ``G⁰`` is solvable.
-- Hénon–Heiles along its invariant plane ``q1 = p1 = 0`` (DESIGN.md): elliptic base curve with
+- Hénon–Heiles along its invariant plane ``q1 = p1 = 0`` (docs/math.md §5.7): elliptic base curve with
   real and imaginary periods from the energy, normal VE a Lamé equation with n(n+1) = 12/eps.
 
 Convention for all monodromy matrices: ``Phi(base) = I`` and ``M_gamma = Phi(end of gamma)``,
@@ -330,7 +330,7 @@ _HH_CACHE: dict = {}
 
 class HenonHeiles:
     """Hénon–Heiles ``H = (p1²+p2²)/2 + (A q1² + B q2²)/2 + q1² q2 + (eps/3) q2³``, B = 1,
-    A = ratio, along the invariant plane q1 = p1 = 0 (DESIGN.md).
+    A = ratio, along the invariant plane q1 = p1 = 0 (docs/math.md §5.7).
 
     energy: of the scaled plane motion ``Q'' = -Q - Q²`` (Q = eps q2), 0 < energy < 1/6.
     Attributes: eps, ratio, energy, A, B; roots (Q1 < qa < qb of Q³/3 + Q²/2 = energy);

@@ -1,5 +1,5 @@
 """Transport along complex paths: linear systems Y' = A(z) Y, and a vector field
-together with its variational equation (MATH.md section 5).
+together with its variational equation (docs/math.md §5.4–§5.5).
 
 All integration runs on the real path parameter ``s`` of each elementary piece of
 a :class:`~narrowflow.monodromy.paths.Path`: ``dy/ds = g(z(s), y) z'(s)`` with
@@ -680,7 +680,7 @@ def verified_transport(run, path, y0, *, rtol=1e-12, tol_ratio=100.0, deform=0.0
 def _make_result(p, M, err, y_end, defects, closed, note, dchange, dok, w, nfev, secs, status, tols,
                  alternates=None, inv=None):
     """The TransportResult; ``err`` (the two-tolerance difference) is widened to the other
-    error estimates (MATH.md section 5): the deformation change, and the Liouville and
+    error estimates (docs/math.md §5.4–§5.5): the deformation change, and the Liouville and
     backwards residuals (relative) times max|M|. A residual that could not be computed
     (nan: the run failed) is left out; an infinite one (a check run failed) makes the
     error infinite."""
