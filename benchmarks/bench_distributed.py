@@ -149,10 +149,12 @@ def scaling(args, flow, opts, base):
               f"{1e3 * thread_ov:.2f} ms of CPU ({1e3 * inside:.2f} ms wall inside the task); "
               f"cost spread between chunks {100 * cv:.1f} %; kernel CPU vs in-process "
               f"{kernel:.3f}; bitwise equal: {same}", flush=True)
-    # the model: per-trajectory cost, overhead and spread measured here, S dedicated cores
-    ov = float(np.median([r["ov_thread"] for r in rows]))
-    cv = float(np.median([r["cv"] for r in rows]))
-    kf = float(np.median([r["kernel"] for r in rows]))
+    # the model: per-trajectory cost, overhead and spread measured here without
+    # oversubscription (S <= cores; else the smallest S), for S dedicated cores
+    fit = [r for r in rows if r["S"] <= (os.cpu_count() or 1)] or rows[:1]
+    ov = float(np.median([r["ov_thread"] for r in fit]))
+    cv = float(np.median([r["cv"] for r in fit]))
+    kf = float(np.median([r["kernel"] for r in fit]))
     c_task = c_core * kf                    # a trajectory's CPU inside a task
     print(f"model inputs: c = {1e6 * c_core:.1f} us/trajectory (one core, in-process), "
           f"x {kf:.3f} inside tasks; overhead {1e3 * ov:.2f} ms of CPU per chunk; spread "

@@ -320,7 +320,7 @@ class ClusterSession:
         if states is not None and t.job_ids and not states and not workers \
                 and len(t.job_ids) >= self.options.get("jobs", 1):
             raise QueueError(f"every {self.kind} worker job ended ({', '.join(t.job_ids)}) "
-                             f"with work left and no worker connected; job logs in "
+                             f"with work left and no worker connected now; job logs in "
                              f"{self.log_dir}{self._log_tail()}")
         if states:
             pending = sorted({r for s, r in states.values() if s == "PENDING"})
