@@ -84,6 +84,51 @@ def test_lane_results_are_bitwise_independent_of_lane_count(rng):
                 assert np.array_equal(got[l], solo[l])
 
 
+@pytest.mark.parametrize("case", CASES)
+def test_neuron_loop_form_matches_model_and_is_lane_count_independent(case, rng):
+    """flow/loss looping over neurons (the form of wide networks), forced on the small cases."""
+    flow = _problem(case, rng, n=16)
+    F, prm, p = rhs.NetworkFunctions(flow.network, unroll=False), rhs.pack_params(flow), flow.n_params
+    assert not F.unrolled
+    th = rng.normal(size=(37, p))
+    for address, n_out, ref in ((F.flow_address, p, flow.field), (F.loss_address, 1, flow.loss)):
+        solo = [rhscall.call(address, 1, 0.0, _soa(t[None]), prm, n_out)[0] for t in th]
+        for lanes in (3, 8, 16, 37):
+            out, status = rhscall.call(address, lanes, 0.0, _soa(th[:lanes]), prm, n_out)
+            assert status == 0
+            got = out.reshape(n_out, lanes).T
+            for l in range(lanes):
+                assert np.array_equal(got[l], solo[l])
+                assert np.allclose(got[l], np.atleast_1d(ref(th[l])), rtol=1e-13, atol=1e-14)
+
+
+def test_unrolled_only_for_small_networks():
+    assert rhs.compile_network(nf.model.nf4_benchmark()).unrolled            # NF4: p = 4
+    assert rhs._unrolls(2, 2, 1, True) and not rhs._unrolls(1, 5, 1, False)  # p = 9, p = 10
+    assert not rhs._unrolls(1, 64, 1, False) and rhs._unrolls(1, 64, 1, False, unroll=True)
+
+
+@pytest.mark.parametrize("arch", [(1, 64, 1, False), (2, 64, 1, True)])
+def test_wide_network_source_does_not_grow_with_width(arch, rng):
+    """Width 64 compiles from a source no larger than a width-16 one (issue 11: 244 s unrolled)."""
+    d, m, k, bias = arch
+    src = rhs._generate_source(d, m, k, bias, "tanh")
+    narrow = rhs._generate_source(d, 16, k, bias, "tanh")
+    assert len(src.splitlines()) == len(narrow.splitlines()) < 700
+    assert abs(len(src) - len(narrow)) < 20 and len(src) < 30_000
+    assert rhs._generate_source(d, m, k, bias, "tanh", unroll=True).count("act(") > m  # what it replaces
+    flow = _problem((d, m, k, bias, "tanh"), rng, n=7)
+    F, prm, p = rhs.compile_network(flow), rhs.pack_params(flow), flow.n_params
+    assert not F.unrolled
+    th = 0.3 * rng.normal(size=(5, p))
+    out, status = rhscall.call(F.flow_address, 5, 0.0, _soa(th), prm, p)
+    assert status == 0
+    assert np.allclose(out.reshape(p, 5).T, [flow.field(t) for t in th], rtol=1e-12, atol=1e-14)
+    loss, status = rhscall.call(F.loss_address, 5, 0.0, _soa(th), prm, 1)
+    assert status == 0
+    assert np.allclose(loss, [flow.loss(t) for t in th], rtol=1e-13)
+
+
 def test_new_data_does_not_recompile(rng):
     f1, f2 = _problem(CASES[0], rng), _problem(CASES[0], rng, n=5)
     F1, F2 = rhs.compile_network(f1), rhs.compile_network(f2)
