@@ -48,7 +48,7 @@ RHS_SIGNATURE = types.int32(types.int64, types.float64, types.CPointer(types.flo
 COMPLEX_RHS_SIGNATURE = types.int32(types.int64, types.float64, types.CPointer(types.complex128),
                                     types.CPointer(types.complex128), types.CPointer(types.float64))
 _COMPILE_OPTIONS = dict(error_model="numpy", cache=True)
-# The hot cfuncs may fuse a*b + c into one FMA instruction (PERF.md: ≈1.3× on the NF4 flow;
+# The hot cfuncs may fuse a*b + c into one FMA instruction (docs/performance.md §4: ≈1.3× on the NF4 flow;
 # measured 1.33-1.43× here). Contraction only, never reassociation or approximate functions:
 # each lane's arithmetic stays fixed, so results do not depend on the lane count or grouping
 # (tests/test_rhs.py checks lane counts 1..37 bit for bit). NARROWFLOW_NO_FMA=1 turns it off.
@@ -591,7 +591,7 @@ def _field_into_SUFFIX(th, x, yd, n, lam, kappa, g):
 
 @njit(error_model="numpy", cache=True, nogil=True)
 def _hessian_into_SUFFIX(th, x, yd, n, lam, kappa, H):
-    """H[:, :] = ∇²L(θ) for one parameter vector (MATH.md §2), real or complex."""
+    """H[:, :] = ∇²L(θ) for one parameter vector (docs/math.md §2), real or complex."""
     bs = K + D + (1 if BIAS else 0)
     P = H.shape[0]
     for a in range(P):
