@@ -57,6 +57,19 @@ def slurm():
         pytest.skip("dask-jobqueue is not installed: pip install '.[hpc]'")
     if os.environ.get("NARROWFLOW_NO_SLURM"):
         pytest.skip("NARROWFLOW_NO_SLURM is set")
+    # one test SLURM per machine (fixed ports, one state folder): test sessions running at
+    # the same time take turns
+    import fcntl
+    lock = open(f"{STATE}.lock", "w")
+    fcntl.flock(lock, fcntl.LOCK_EX)
+    try:
+        yield from _slurm_up()
+    finally:
+        fcntl.flock(lock, fcntl.LOCK_UN)
+        lock.close()
+
+
+def _slurm_up():
     r = subprocess.run([str(HERE / "start.sh"), str(STATE)], capture_output=True, text=True,
                        timeout=900)
     if r.returncode != 0:

@@ -998,18 +998,24 @@ def run_cli(args, rc) -> int:
         connect()
         return held["session"].slots or held["threads"] or None
 
+    stop = {}
+
     def watch():        # the job queue: rejected jobs, jobs all gone (narrowflow.cluster)
+        if stop:        # a signal whose KeyboardInterrupt was swallowed (raised in a GC
+            raise KeyboardInterrupt     # callback or __del__): stop now
         held["session"].watch()
 
     import signal
     import threading
 
     from narrowflow import cluster as cluster_mod
-    previous = None
+    previous = {}
     if threading.current_thread() is threading.main_thread():
-        def on_sigterm(signum, frame):   # kill / scancel of the client: clean up as on Ctrl-C
+        def on_signal(signum, frame):   # Ctrl-C, kill, scancel of the client: clean up
+            stop["signal"] = signum
             raise KeyboardInterrupt
-        previous = signal.signal(signal.SIGTERM, on_sigterm)
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            previous[sig] = signal.signal(sig, on_signal)
     try:
         run = solve_distributed(flow, store=store, client=connect,
                                 overwrite=bool(getattr(args, "overwrite", False)),
@@ -1025,8 +1031,8 @@ def run_cli(args, rc) -> int:
     finally:
         if "session" in held:
             held["session"].close()
-        if previous is not None:
-            signal.signal(signal.SIGTERM, previous)
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
     result = run.to_result()
     result.threads = max(1, held.get("threads", 1))
     text = cli_run.summarize(rc, result)

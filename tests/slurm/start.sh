@@ -91,7 +91,8 @@ if ! munge -n </dev/null 2>/dev/null | unmunge >/dev/null 2>&1; then
     munge -n </dev/null | unmunge >/dev/null 2>&1 || fail "munged does not answer"
 fi
 
-slurmctld -f "$DIR/slurm.conf" || fail "slurmctld did not start (see $DIR/log/slurmctld.log)"
+# -c: a clean start (no jobs recovered from an earlier run of this test SLURM)
+slurmctld -c -f "$DIR/slurm.conf" || fail "slurmctld did not start (see $DIR/log/slurmctld.log)"
 slurmd -f "$DIR/slurm.conf" || fail "slurmd did not start (see $DIR/log/slurmd.log)"
 for _ in $(seq 150); do   # up to 30 s for the node to register
     state="$(sinfo -h -N -o '%T' 2>/dev/null | head -1)"

@@ -5,7 +5,14 @@
 set -uo pipefail
 DIR="${1:-${NARROWFLOW_SLURM_DIR:-/tmp/narrowflow-slurm}}"
 export PATH="$PATH:/usr/sbin:/sbin"
-[ -f "$DIR/slurm.conf" ] && SLURM_CONF="$DIR/slurm.conf" scancel --full --quiet --user "$(id -un)" 2>/dev/null
+if [ -f "$DIR/slurm.conf" ] && [ -f "$DIR/run/slurmctld.pid" ]; then
+    export SLURM_CONF="$DIR/slurm.conf"
+    scancel --full --quiet --user "$(id -un)" 2>/dev/null
+    for _ in $(seq 100); do     # up to 20 s for the cancelled jobs to leave
+        [ -z "$(squeue -h 2>/dev/null)" ] && break
+        sleep 0.2
+    done
+fi
 stop_pid() {   # stop_pid PIDFILE: SIGTERM, then SIGKILL after 10 s
     [ -f "$1" ] || return 0
     local pid; pid="$(cat "$1")"
