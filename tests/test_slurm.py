@@ -96,7 +96,8 @@ def test_slurm_run_equals_in_process(slurm, tmp_path):
     ref = _run([str(cfg), "--out", "ref"], tmp_path, timeout=600)
     assert ref.returncode == 0, ref.stderr
     r = _run([str(cfg), "--out", "slurm", "--cluster",
-              "slurm:jobs=2,cores=1,memory=1GB,walltime=00:10:00,extra=--comment=narrowflow-test"],
+              "slurm:jobs=2,cores=1,memory=1GB,walltime=00:10:00,interface=lo,"
+              "extra=--comment=narrowflow-test"],
              tmp_path, timeout=600)
     assert r.returncode == 0, r.stdout + r.stderr
     assert "slurm: 2 job(s) of 1 core(s), 2 worker slots" in r.stderr
@@ -125,7 +126,7 @@ def test_slurm_run_equals_in_process(slurm, tmp_path):
 def test_rejected_job_is_reported_and_nothing_left(slurm, tmp_path):
     cfg = tmp_path / "run.toml"
     cfg.write_text(CONFIG.format(n=500))
-    r = _run([str(cfg), "--out", "out", "--cluster", "slurm:jobs=1,cores=1,memory=100TB"],
+    r = _run([str(cfg), "--out", "out", "--cluster", "slurm:jobs=1,cores=1,memory=100TB,interface=lo"],
              tmp_path, timeout=300)
     assert r.returncode == 2, r.stdout + r.stderr
     assert "the slurm queue rejected the worker job" in r.stderr
@@ -141,7 +142,7 @@ def test_ctrl_c_cancels_the_jobs(slurm, tmp_path, sig):
     cfg = tmp_path / "run.toml"
     cfg.write_text(CONFIG.format(n=400_000))       # minutes of work: never done before SIGINT
     p = subprocess.Popen([*CLI, "run", str(cfg), "--out",
-                          "out", "--cluster", "slurm:jobs=2,cores=1,memory=1GB"], cwd=tmp_path,
+                          "out", "--cluster", "slurm:jobs=2,cores=1,memory=1GB,interface=lo"], cwd=tmp_path,
                          stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=_env())
     try:
         # the session line on stderr comes once the jobs are submitted
