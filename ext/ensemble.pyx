@@ -1652,6 +1652,14 @@ def integrate(uintptr_t f_address, uintptr_t loss_address, const double[::1] par
     return tuple(int(v) for v in np.asarray(st).sum(axis=0))
 
 
+def status_codes():
+    """The kernel's status numbers by name (tests check them against narrowflow.ensemble.Status);
+    STIFF is internal (method="auto" continues those trajectories)."""
+    return dict(RUNNING=ST_RUNNING, SUCCESS=ST_SUCCESS, CONVERGED=ST_CONVERGED,
+                DIVERGED=ST_DIVERGED, MAX_STEPS=ST_MAX_STEPS, STEP_TOO_SMALL=ST_STEP_TOO_SMALL,
+                INTERRUPTED=ST_INTERRUPTED, STIFF=ST_STIFF)
+
+
 def finished_count():
     """Trajectories written out by the running (or last) integrate() call, all threads."""
     return int(nf_finished_count())

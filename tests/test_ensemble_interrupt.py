@@ -102,3 +102,14 @@ def test_cli_run_exits_130_on_ctrl_c(tmp_path):
     assert proc.returncode == 130, proc.stderr
     assert proc.stderr.strip().splitlines() == ["narrowflow run: interrupted"]
     assert not (out / "results.zarr").exists()
+
+
+def test_kernel_status_codes_are_the_status_enum():
+    """One status enum: the Cython kernel's numbers are narrowflow.ensemble.Status's."""
+    from narrowflow import ensemble
+    from narrowflow._ext import ensemble as kernel
+    codes = kernel.status_codes()
+    internal = {"RUNNING", "STIFF"}
+    assert {k: v for k, v in codes.items() if k not in internal} == {s.name: s.value
+                                                                     for s in Status}
+    assert codes["STIFF"] == ensemble._ST_STIFF and codes["STIFF"] not in {s.value for s in Status}

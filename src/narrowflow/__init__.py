@@ -8,7 +8,11 @@ from __future__ import annotations
 
 import importlib
 
-__version__ = "0.1.0"
+try:  # the one version lives in pyproject.toml; installed metadata carries it
+    from importlib.metadata import PackageNotFoundError, version as _version
+    __version__ = _version("narrowflow")
+except PackageNotFoundError:  # pragma: no cover - run from a source tree never installed
+    __version__ = "0+unknown"
 
 # name -> module that defines it; imported on first use so that
 # `import narrowflow` stays cheap and each part loads only when asked for.

@@ -11,6 +11,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from narrowflow.ensemble import Status
+
 __all__ = ["fields", "EnsembleFields", "loss_quantiles", "Symmetry", "cluster_states",
            "MorseInfo", "morse_index", "polish_critical_point", "CriticalPoint", "classify",
            "LimitPoints", "limit_points", "escape_times", "default_thresholds",
@@ -18,7 +20,7 @@ __all__ = ["fields", "EnsembleFields", "loss_quantiles", "Symmetry", "cluster_st
            "wilson_interval", "LimitSummary", "summarize_limits"]
 
 DEFAULT_QUANTILES = (5, 25, 50, 75, 95)
-_DIVERGED = 2  # narrowflow.ensemble.Status.DIVERGED (the shared result contract)
+_DIVERGED = Status.DIVERGED
 
 
 # ---------------------------------------------------------------------------
@@ -1106,7 +1108,8 @@ def gd_vs_flow(flow, theta0, learning_rates, t_end: float = 100.0, *, t_compare=
 # 6. where an ensemble ended: limits by type (the summary of `narrowflow run`)
 # ---------------------------------------------------------------------------
 
-_STATUS_SUCCESS, _STATUS_CONVERGED, _STATUS_MAX_STEPS, _STATUS_STEP_TOO_SMALL = 0, 1, 3, 4
+_STATUS_SUCCESS, _STATUS_CONVERGED, _STATUS_MAX_STEPS, _STATUS_STEP_TOO_SMALL = (
+    Status.SUCCESS, Status.CONVERGED, Status.MAX_STEPS, Status.STEP_TOO_SMALL)
 
 
 @dataclass

@@ -98,10 +98,6 @@ def cluster_colors(n: int):
     return [base(i / n) for i in range(n)]
 
 
-def _cluster_name(cp) -> str:
-    return f"#{cp.label}: {cp.description}, L={cp.loss:.3g}"
-
-
 # ---------------------------------------------------------------------------
 # limit points
 # ---------------------------------------------------------------------------

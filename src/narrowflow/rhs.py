@@ -33,7 +33,6 @@ import importlib.util
 import os
 import sys
 import threading
-from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -719,12 +718,6 @@ def _load_generated(net: Network, unroll: bool | None = None):
     sys.modules[modname] = module
     spec.loader.exec_module(module)
     return module
-
-
-@dataclass
-class _Lazy:
-    make: object
-    value: object = None
 
 
 class NetworkFunctions:

@@ -588,12 +588,6 @@ def inverse(jet):
     return Psi
 
 
-def identity_jet(n, order):
-    """[0, I, 0, ...]: the jet of the identity map."""
-    return [np.zeros(n, np.complex128), np.eye(n, dtype=np.complex128)] + [
-        np.zeros((n,) * (j + 1), np.complex128) for j in range(2, order + 1)]
-
-
 def _order_norms(tensors):
     """Frobenius norm of each order part; order 1 measured against the identity."""
     n = tensors[0].shape[0]
