@@ -70,25 +70,88 @@ def assert_store_equals(store, ref, rows=slice(None)):
     return ds
 
 
-def _wait_idle(client, timeout=30.0):
-    """Until no task is running or queued anywhere on the cluster (cancelled ones finish)."""
-    end = time.monotonic() + timeout
-    while time.monotonic() < end:
-        if not any(client.processing().values()):
-            # a cancelled task keeps running in its thread: give it time to leave the worker
-            busy = client.run(lambda dask_worker: len(dask_worker.state.executing))
-            if not any(busy.values()):
-                return
-        time.sleep(0.1)
-    raise AssertionError("cluster did not become idle")
+def _gated(gate, mode):
+    """A stand-in for D.run_chunk that holds each task on its worker until the test allows it.
+
+    A closure (cloudpickled by value, so the workers need not import this file); it runs the
+    real ``narrowflow.distributed.run_chunk`` of the worker process. Each attempt first leaves
+    ``started-<chunk>-<pid>`` in the folder `gate`, then, by `mode`:
+
+    - "pair": waits until tasks have started in two different worker processes (so both
+      workers of the cluster compute a chunk, whatever the scheduler's choices);
+    - "hold": waits for the file ``release``; a process for which ``doomed-<pid>`` exists
+      never computes (the test kills it; ``doomed`` is written before ``release``);
+    - "first:M": the first M attempts to claim one of the files ``slot-0`` .. ``slot-<M-1>``
+      compute their chunk; every other attempt waits for ``stop`` (written when the client
+      is interrupted) and then fails without computing, so exactly M chunks ever complete.
+
+    Synchronised on files, not on timing; the 600 s bound is only a net against a hang.
+    """
+    gate = str(gate)
+
+    def path(name):
+        return os.path.join(gate, name)
+
+    def touch(name, exclusive=False):
+        flags = os.O_CREAT | os.O_WRONLY | (os.O_EXCL if exclusive else 0)
+        os.close(os.open(path(name), flags))
+
+    def wait_for(cond, what):
+        deadline = time.monotonic() + 600
+        while not cond():
+            if time.monotonic() > deadline:
+                raise RuntimeError(f"gate: {what} never happened")
+            time.sleep(0.01)
+
+    def started_pids():
+        return {name.split("-")[2] for name in os.listdir(gate) if name.startswith("started-")}
+
+    def run_chunk(*args, **kw):
+        from narrowflow import distributed
+        pid = os.getpid()
+        touch(f"started-{args[5]}-{pid}")
+        if mode == "pair":
+            wait_for(lambda: len(started_pids()) >= 2, "a task on a second worker")
+        elif mode == "hold":
+            wait_for(lambda: os.path.exists(path("release"))
+                     and not os.path.exists(path(f"doomed-{pid}")), "the release")
+        else:
+            for i in range(int(mode.split(":")[1])):
+                try:
+                    touch(f"slot-{i}", exclusive=True)
+                    break
+                except FileExistsError:
+                    pass
+            else:
+                wait_for(lambda: os.path.exists(path("stop")), "the interrupt")
+                raise RuntimeError("held until the client was interrupted")
+        return distributed.run_chunk(*args, **kw)
+
+    return run_chunk
 
 
-def test_bitwise_equal_to_single_process(client, flow, reference, tmp_path):
+def _started(gate):
+    """(chunk, pid) of every task attempt that reached the gate."""
+    out = []
+    for name in os.listdir(gate):
+        if name.startswith("started-"):
+            _, k, pid = name.split("-")
+            out.append((int(k), int(pid)))
+    return out
+
+
+def test_bitwise_equal_to_single_process(client, flow, reference, tmp_path, monkeypatch):
     store = tmp_path / "run.zarr"
-    run = D.solve_distributed(flow, seed=SEED, n=N, store=store, chunk=CHUNK, client=client,
-                              **OPTS)
+    gate = tmp_path / "gate"
+    gate.mkdir()
+    client.wait_for_workers(2)
+    # both workers take part by construction: a task starts computing only once tasks have
+    # started in two worker processes (not left to the scheduler's luck)
+    with monkeypatch.context() as m:
+        m.setattr(D, "run_chunk", _gated(gate, "pair"))
+        run = D.solve_distributed(flow, seed=SEED, n=N, store=store, chunk=CHUNK,
+                                  client=client, **OPTS)
     assert run.n_chunks == 8 and sorted(run.computed) == list(range(8)) and not run.skipped
-    # both workers took part
     assert len({t["pid"] for t in run.tasks}) == 2
     ds = assert_store_equals(store, reference)
     assert ds["chunk_complete"].values.all()
@@ -107,51 +170,81 @@ def test_bitwise_equal_to_single_process(client, flow, reference, tmp_path):
     assert res.seed == SEED
 
 
-def test_killed_worker_loses_nothing(client, flow, reference, tmp_path):
+def test_killed_worker_loses_nothing(client, flow, reference, tmp_path, monkeypatch):
+    """A worker is SIGKILLed while it holds a chunk's task (held on the worker until the kill,
+    so the kill always lands mid-task however fast the machine): the chunk is computed by
+    another process and the store equals the single-process result bitwise."""
+    import threading
     store = tmp_path / "killed.zarr"
-    pids = client.run(os.getpid)           # worker address -> pid
+    gate = tmp_path / "gate"
+    gate.mkdir()
     killed = {}
 
-    def kill_one(done, total):
-        if killed:
-            return
-        busy = [w for w, keys in client.processing().items() if keys]
-        assert busy, "no worker was running a task"
-        victim = busy[0]
-        killed["pid"] = pids[victim]
-        killed["keys"] = list(client.processing()[victim])
-        os.kill(pids[victim], signal.SIGKILL)
+    def kill_one():
+        try:
+            deadline = time.monotonic() + 600      # a net against a hang only
+            while not _started(gate):
+                assert time.monotonic() < deadline, "no task ever started"
+                time.sleep(0.01)
+            k, pid = _started(gate)[0]
+            (gate / f"doomed-{pid}").touch()       # its task never computes, killed or not
+            os.kill(pid, signal.SIGKILL)
+            killed.update(pid=pid, chunk=k)
+        except BaseException as exc:               # reported by the test below
+            killed["error"] = exc
+        finally:
+            (gate / "release").touch()              # every other task may compute now
 
-    run = D.solve_distributed(flow, seed=SEED, n=N, store=store, chunk=CHUNK, client=client,
-                              progress=kill_one, **OPTS)
+    killer = threading.Thread(target=kill_one, daemon=True)
+    with monkeypatch.context() as m:
+        m.setattr(D, "run_chunk", _gated(gate, "hold"))
+        killer.start()
+        try:
+            run = D.solve_distributed(flow, seed=SEED, n=N, store=store, chunk=CHUNK,
+                                      client=client, **OPTS)
+        finally:
+            (gate / "release").touch()
+            killer.join()
+    assert "error" not in killed, killed.get("error")
     assert killed, "the kill never happened"
     assert run.complete and sorted(run.computed) == list(range(8))
-    # the chunks the dead worker was running were finished by another process
-    lost = {int(k.split("-")[2]) for k in killed["keys"]}
-    assert lost
-    for t in run.tasks:
-        if t["chunk"] in lost:
-            assert t["pid"] != killed["pid"]
+    # the chunk the dead worker was running was finished by another process
+    by = {t["chunk"]: t["pid"] for t in run.tasks}
+    assert by[killed["chunk"]] != killed["pid"]
+    assert killed["pid"] not in by.values()
     assert killed["pid"] not in client.run(os.getpid).values()
     assert_store_equals(store, reference)
-    client.wait_for_workers(2, timeout=60)   # the nanny restarts it for the next tests
+    # the nanny restarts it for the next tests (an event: the scheduler sees it register)
+    client.wait_for_workers(2)
 
 
-def test_interrupt_then_resume(client, flow, reference, tmp_path):
+def test_interrupt_then_resume(client, flow, reference, tmp_path, monkeypatch):
+    """KeyboardInterrupt in the client after 3 finished chunks: exactly those 3 are marked
+    (every other task is held on its worker until the interrupt, then fails without
+    computing, so no cancelled task can finish a chunk afterwards); the resume computes
+    the other 5 and the store equals the single-process result bitwise."""
     store = tmp_path / "interrupted.zarr"
+    gate = tmp_path / "gate"
+    gate.mkdir()
 
     def interrupt(done, total):
         if done == 3:
+            (gate / "stop").touch()
             raise KeyboardInterrupt
 
-    with pytest.raises(KeyboardInterrupt):
-        D.solve_distributed(flow, seed=SEED, n=N, store=store, chunk=CHUNK, client=client,
-                            progress=interrupt, **OPTS)
-    _wait_idle(client)
+    with monkeypatch.context() as m:
+        m.setattr(D, "run_chunk", _gated(gate, "first:3"))
+        try:
+            with pytest.raises(KeyboardInterrupt):
+                D.solve_distributed(flow, seed=SEED, n=N, store=store, chunk=CHUNK,
+                                    client=client, progress=interrupt, **OPTS)
+        finally:
+            (gate / "stop").touch()       # held tasks leave their workers, also on a failure
+    # the store's state is final now: the held tasks write nothing, whenever they leave
     state = D.store_state(store)
     done = np.flatnonzero(state["complete"])
     missing = np.flatnonzero(~state["complete"])
-    assert len(done) >= 3 and len(missing) >= 1
+    assert len(done) == 3 and len(missing) == 5
     # finished chunks already hold their final bytes; the others are marked pending
     ds = D.open_store(store).load()
     for k in range(8):
