@@ -551,13 +551,21 @@ def _nan_wall(lanes, t, y, dy, params):
     return bad
 
 
+@cfunc(RHS_SIGNATURE, error_model="numpy")
+def _half_square_1d(lanes, t, y, out, params):
+    for l in range(lanes):
+        out[l] = 0.5 * y[l] * y[l]
+    return 0
+
+
 def test_nonfinite_gradient_at_a_finite_state_is_diverged():
     """Gradient descent reaches y = 2 exactly (steps of 0.5 from 0) where f is NaN: the lane is
     DIVERGED there, with its finite state, instead of taking a NaN step; below the wall it runs
     on, and a lane next to it is unaffected."""
     def system(c):
-        return CompiledSystem(_nan_wall.address, _half_norm2.address, np.array([c, 0.0]), 1,
-                              keepalive=(_nan_wall, _half_norm2))
+        # (a 1-D loss: _half_norm2 would read params[0] = c as the dimension)
+        return CompiledSystem(_nan_wall.address, _half_square_1d.address, np.array([c, 0.0]), 1,
+                              keepalive=(_nan_wall, _half_square_1d))
     y0 = np.array([[0.0], [-10.0]])
     res = nf.solve_ensemble(system(2.0), y0, t_span=(0, 5), method="gd", dt=0.5, threads=1,
                             lanes=2)
