@@ -17,6 +17,8 @@ pytest.importorskip("zarr")
 import narrowflow as nf  # noqa: E402
 from narrowflow import distributed as D  # noqa: E402
 from narrowflow import initial, io  # noqa: E402
+from narrowflow.cli import cluster_args  # noqa: E402
+from narrowflow.cli.run import run_distributed  # noqa: E402
 from narrowflow.model import nf4_benchmark  # noqa: E402
 
 # NF4 with N = 20,000 in 8 chunks; t_span shortened from (0, 100) to keep the file at a few
@@ -399,21 +401,21 @@ def test_bad_input_named(flow, tmp_path):
 
 def test_cli_helpers(client, flow, tmp_path, capsys):
     parser = argparse.ArgumentParser()
-    D.add_cli_arguments(parser)
+    cluster_args.add_cli_arguments(parser)
     args = parser.parse_args(["--cluster", "local:2", "--overwrite", "--chunk", "5"])
-    assert D.wants_distributed(args) and args.overwrite and args.chunk == 5
-    assert D.parse_cluster("local:2") == 2 and D.parse_cluster("local") is None
+    assert cluster_args.wants_distributed(args) and args.overwrite and args.chunk == 5
+    assert cluster_args.parse_cluster("local:2") == 2 and cluster_args.parse_cluster("local") is None
     for bad in ("slurm", "local:0", "local:x"):
         with pytest.raises(ValueError, match="--cluster"):
-            D.parse_cluster(bad)
+            cluster_args.parse_cluster(bad)
     with pytest.raises(SystemExit):
         parser.parse_args(["--cluster", "local", "--scheduler", "tcp://x:1"])
-    assert not D.wants_distributed(parser.parse_args([]))
+    assert not cluster_args.wants_distributed(parser.parse_args([]))
     # next to `narrowflow run`'s own --overwrite/--progress: no clash
     run_parser = argparse.ArgumentParser()
     run_parser.add_argument("--overwrite", action="store_true")
     run_parser.add_argument("--progress", action="store_true")
-    D.add_cli_arguments(run_parser)
+    cluster_args.add_cli_arguments(run_parser)
     assert run_parser.parse_args(["--scheduler", "tcp://h:1", "--overwrite"]).overwrite
 
 
@@ -446,7 +448,7 @@ figure = false
     args = argparse.Namespace(scheduler=str(sched_file), cluster=None, chunk=None,
                               out=str(tmp_path / "out"), overwrite=False, no_figure=True,
                               progress=False)
-    assert D.run_cli(args, rc) == 0
+    assert run_distributed(args, rc) == 0
     text = capsys.readouterr().out
     assert "3 chunks computed now, 0 were already complete" in text
     args.scheduler = client.scheduler.address        # --scheduler tcp://host:port
@@ -457,22 +459,22 @@ figure = false
     assert_store_equals(store, ref)
     assert (tmp_path / "out" / "summary.txt").read_text().startswith(
         cli_run.summarize(rc, ref).splitlines()[0])
-    assert D.run_cli(args, rc) == 0
+    assert run_distributed(args, rc) == 0
     assert "0 chunks computed now, 3 were already complete" in capsys.readouterr().out
     # nothing left to do, or a refused store: no cluster is ever contacted
     args.scheduler = "tcp://127.0.0.1:9"
-    assert D.run_cli(args, rc) == 0
+    assert run_distributed(args, rc) == 0
     assert "0 chunks computed now" in capsys.readouterr().out
     rc.cfg["solver"]["rtol"] = 1e-6
     with pytest.raises(ValueError, match="rtol"):
-        D.run_cli(args, rc)
+        run_distributed(args, rc)
     args.scheduler = client.scheduler.address
     args.overwrite = True
-    assert D.run_cli(args, rc) == 0
+    assert run_distributed(args, rc) == 0
     assert D.store_state(store)["config"]["rtol"] == 1e-6
     rc.cfg["output"]["format"] = "netcdf"
     with pytest.raises(ValueError, match="Zarr"):
-        D.run_cli(args, rc)
+        run_distributed(args, rc)
 
 
 SIGINT_SCRIPT = """

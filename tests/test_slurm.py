@@ -190,11 +190,11 @@ def test_cluster_table_and_command_line(tmp_path):
     import argparse
 
     from narrowflow import config
-    from narrowflow import distributed as D
+    from narrowflow.cli import cluster_args
     args = argparse.Namespace(cluster="slurm:jobs=3,extra=--qos=x")
     table = {"jobs": 1, "cores": 2, "extra": ["--constraint=cpu"], "workers": None,
              "memory": None}
-    kind, o = D.cluster_options(args, table)
+    kind, o = cluster_args.cluster_options(args, table)
     assert kind == "slurm"
     assert o == {"jobs": 3, "cores": 2, "extra": ["--constraint=cpu", "--qos=x"]}
     rc = config.loads("[cluster]\njobs = 2\ncores = 4\nwalltime = \"01:00:00\"\n")

@@ -20,7 +20,7 @@ _LAZY = {
     "Network": "narrowflow.model",
     "Dataset": "narrowflow.model",
     "GradientFlow": "narrowflow.model",
-    "solve_ensemble": "narrowflow.ensemble",
+    "solve_ensemble": "narrowflow.solve",
     "EnsembleResult": "narrowflow.ensemble",
     "Status": "narrowflow.ensemble",
     "log_times": "narrowflow.ensemble",

@@ -6,7 +6,7 @@
 
 `open_cluster(spec, options, out_dir)` gives a `ClusterSession`: a connected
 ``distributed.Client``, the cluster it started (closed by ``session.close()``, also on Ctrl-C,
-SIGTERM and errors: `narrowflow.distributed.run_cli` closes it in a ``finally``), the number of
+SIGTERM and errors: `narrowflow.cli.run.run_distributed` closes it in a ``finally``), the number of
 worker slots the run is sized for (threads of the workers asked for, whether or not they have
 arrived), and `watch()`, which `solve_distributed` calls every few seconds while it waits: it
 raises `QueueError` with the queue's own message when a worker job was rejected at submission

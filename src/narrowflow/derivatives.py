@@ -27,7 +27,7 @@ from numba import njit
 
 from narrowflow import activations as _act
 
-__all__ = ["network_derivs", "pack_params", "derivatives", "jet_system", "MAX_ORDER"]
+__all__ = ["network_derivs", "pack_params", "derivatives", "MAX_ORDER"]
 
 MAX_ORDER = 3          # D³F (σ'''' needed); D⁴F would need σ^(5)
 
@@ -238,12 +238,3 @@ def derivatives(flow, theta, order=3):
     network_derivs(thc, pack_params(flow), int(order), *arrs)
     out = tuple(arrs[: order + 1])
     return tuple(a.real.copy() for a in out) if real else out
-
-
-def jet_system(flow):
-    """A :class:`narrowflow.monodromy.jets.JetSystem` for the gradient flow (jet orders <= 3)."""
-    _check_flow(flow)
-    from narrowflow.monodromy.jets import JetSystem
-    net = flow.network
-    return JetSystem(network_derivs, pack_params(flow), flow.n_params, nz=3, max_order=MAX_ORDER,
-                     name=f"gradient flow of {net!r} on {flow.data!r}", builtin=1)

@@ -50,7 +50,9 @@ from pathlib import Path
 
 import numpy as np
 
-FORMAT = "narrowflow-distributed/1"
+from narrowflow.io import DISTRIBUTED_FORMAT
+
+FORMAT = DISTRIBUTED_FORMAT      # defined by narrowflow.io, which reads these stores too
 DEFAULT_CHUNK = 65536           # largest default chunk (trajectories per task)
 MIN_CHUNK = 4096                # smallest default chunk where N allows WAVES... waves
 MIN_SPLIT = 256                 # smallest default chunk when N is split over the slots
@@ -63,7 +65,17 @@ STATUS_PENDING = -1             # status of trajectories whose chunk is not comp
 # of the lane count); every other field is part of a store's configuration
 _NOT_IN_CONFIG = ("flow", "lanes")
 # solve_ensemble arguments without meaning for a distributed run (see solve_ensemble_dask)
-_LOCAL_ONLY = ("threads", "memory_limit", "profile")
+LOCAL_ONLY = ("threads", "memory_limit", "profile")
+
+
+def require_dask() -> None:
+    """A clear error, naming the extra to install, when dask.distributed is missing."""
+    try:
+        import dask  # noqa: F401
+        import distributed  # noqa: F401
+    except ImportError as exc:
+        raise ImportError(f"distributed ensembles need dask.distributed ({exc}); install them "
+                          f"with: pip install 'narrowflow[dist]'") from exc
 
 
 # --- configuration -------------------------------------------------------------------------
@@ -699,7 +711,7 @@ def solve_distributed(flow, theta0=None, *, store, initial=None, seed=None, n=No
     Returns a DistributedRun (the store, which chunks were computed now). The stored result
     equals ``solve_ensemble(flow, theta0, ...)`` bitwise.
     """
-    _require_dask()
+    require_dask()
     from narrowflow import ensemble
     known = solver_option_names()
     unknown = set(solver_options) - set(known)
@@ -831,7 +843,7 @@ def solve_ensemble_dask(flow, theta0, *, store=None, client=None, chunk=None,
     if store is None:
         raise ValueError("store: a Zarr store path is required with backend='dask' "
                          "(results are written there chunk by chunk, and resumed)")
-    for name in _LOCAL_ONLY:
+    for name in LOCAL_ONLY:
         solver_options.pop(name, None)
     run = solve_distributed(flow, theta0, store=store, client=client, chunk=chunk,
                             overwrite=overwrite, progress=progress, **solver_options)
@@ -841,215 +853,7 @@ def solve_ensemble_dask(flow, theta0, *, store=None, client=None, chunk=None,
     return result
 
 
-# --- command line --------------------------------------------------------------------------
-
-def add_cli_arguments(parser) -> None:
-    """Add --cluster, --scheduler, --chunk (and --overwrite, --progress if the parser lacks
-    them) to `narrowflow run`'s parser. Importing this module does not import Dask."""
-    have = set(getattr(parser, "_option_string_actions", {}))
-    g = parser.add_argument_group("distributed runs (Dask; the narrowflow[dist] extra)")
-    x = g.add_mutually_exclusive_group()
-    x.add_argument("--cluster", metavar="KIND[:OPTIONS]", default=None,
-                   help="start a Dask cluster and write a resumable Zarr store (run the same "
-                        "command again to finish an interrupted run): local (sized to this "
-                        "machine), local:N (N worker processes), or a batch queue through "
-                        "dask-jobqueue (narrowflow[hpc]): slurm, pbs or lsf, with options "
-                        "key=value,... (jobs, cores, processes, memory, walltime, queue, "
-                        "account, extra (a job directive, repeatable), log_directory, "
-                        "interface, wait) over the config's [cluster] table, e.g. "
-                        "slurm:jobs=4,cores=32,memory=64GB,walltime=04:00:00; the jobs are "
-                        "cancelled when the run ends, also on Ctrl-C or an error; job logs "
-                        "in OUT/slurm-logs")
-    x.add_argument("--scheduler", metavar="ADDRESS", default=None,
-                   help="run on an existing Dask cluster (tcp://host:8786 or a scheduler "
-                        "file, e.g. from dask-jobqueue on SLURM), writing a resumable Zarr "
-                        "store on a file system the workers share")
-    g.add_argument("--chunk", type=int, default=None, metavar="N",
-                   help="trajectories per Dask task (default: solver.chunk_size, else about N/32 "
-                        "within [4096, 65536]; a resumed store keeps its own)")
-    if "--overwrite" not in have:
-        g.add_argument("--overwrite", action="store_true",
-                       help="replace an existing store made by another configuration")
-    if "--progress" not in have:
-        g.add_argument("--progress", action="store_true", help="show a progress bar")
-
-
-def parse_cluster(spec: str) -> int | None:
-    """'local' -> None (sized to the machine), 'local:N' -> N workers; else ValueError.
-    (The local case of `narrowflow.cluster.parse_spec`, which also reads batch kinds.)"""
-    from narrowflow import cluster
-    kind, opts = cluster.parse_spec(spec)
-    if kind != "local" or set(opts) - {"workers"}:
-        raise ValueError(f"--cluster must be 'local' or 'local:N', got {spec!r}")
-    return opts.get("workers")
-
-
-def wants_distributed(args) -> bool:
-    """True when the parsed `narrowflow run` arguments ask for a Dask run."""
-    return (getattr(args, "cluster", None) is not None
-            or getattr(args, "scheduler", None) is not None)
-
-
-def cluster_options(args, table: dict | None = None) -> tuple[str, dict]:
-    """(kind, options) of --cluster: its options over the config's [cluster] table (job
-    directives of both, the table's first). ValueError naming the key when one is wrong."""
-    from narrowflow import cluster
-    kind, opts = cluster.parse_spec(args.cluster)
-    merged = cluster.options_from_table(kind, table)
-    extra = merged.pop("extra", []) + opts.pop("extra", [])
-    merged.update(opts)
-    if extra:
-        merged["extra"] = extra
-    return kind, merged
-
-
-def session_from_args(args, table: dict | None = None, out_dir=None):
-    """A `narrowflow.cluster.ClusterSession` from --cluster / --scheduler; the caller closes
-    it (which also cancels the batch jobs it submitted)."""
-    try:
-        import distributed  # noqa: F401
-    except ImportError:  # pragma: no cover - the light install
-        raise ValueError("--cluster/--scheduler need dask.distributed and zarr: "
-                         "pip install 'narrowflow[dist]'") from None
-    from narrowflow import cluster
-    if getattr(args, "scheduler", None):
-        return cluster.connect_scheduler(args.scheduler)
-    kind, options = cluster_options(args, table)
-    return cluster.open_cluster(kind, options, out_dir=out_dir)
-
-
-def client_from_args(args):
-    """(client, cluster or None) from --cluster / --scheduler; the caller closes both
-    (session_from_args gives the session, whose close also cancels batch jobs)."""
-    s = session_from_args(args)
-    return s.client, s.cluster
-
-
-def options_from_config(rc) -> dict:
-    """solve_distributed keyword arguments from a validated `narrowflow.config.RunConfig`.
-
-    solver.threads is not used: each task runs its kernel on one thread and the workers'
-    Dask threads give the parallelism. solver.chunk_size becomes the task size.
-    """
-    kw = rc.solver_kwargs()
-    for name in _LOCAL_ONLY:
-        kw.pop(name, None)
-    chunk = kw.pop("chunk_size", None)
-    seed = kw.pop("seed")
-    i = rc.cfg["initial"]
-    keys = ("mean", "std") if i["distribution"] == "normal" else ("low", "high")
-    spec = {"distribution": i["distribution"], **{k: i[k] for k in keys}}
-    return dict(initial=spec, seed=seed, n=i["n"], chunk=chunk, **kw)
-
-
-def _require_dask() -> None:
-    """A clear error, naming the extra to install, when dask.distributed is missing."""
-    try:
-        import dask  # noqa: F401
-        import distributed  # noqa: F401
-    except ImportError as exc:
-        raise ImportError(f"distributed ensembles need dask.distributed ({exc}); install them "
-                          f"with: pip install 'narrowflow[dist]'") from exc
-
-
-def run_cli(args, rc) -> int:
-    """`narrowflow run [CONFIG] --cluster local[:N] | --scheduler ADDRESS [--overwrite]`.
-
-    rc: the validated RunConfig (after the command line's overrides). Integrates into
-    OUT/results.zarr (resuming it when it holds this configuration), then writes the same
-    summary, effective config and figure as the in-process run. Returns the exit code.
-    """
-    import sys
-    from narrowflow.cli import run as cli_run
-    _require_dask()
-    if rc.cfg["output"]["format"] != "zarr":
-        raise ValueError("output.format: distributed runs write a Zarr store; use format = "
-                         "\"zarr\" (or drop --format netcdf)")
-    out_dir = Path(args.out if getattr(args, "out", None) is not None else rc.cfg["output"]["dir"])
-    store = out_dir / "results.zarr"
-    label = "--out" if getattr(args, "out", None) is not None else "config key 'output.dir'"
-    cli_run.check_out_dir(out_dir, 0, label)
-    flow = rc.flow()
-    figure = bool(rc.cfg["output"]["figure"] and not getattr(args, "no_figure", False))
-    folder = cli_run.OutputFolder(out_dir, bool(getattr(args, "overwrite", False)),
-                                  getattr(args, "config", None))
-    folder.check(("summary", "config") + (("figure",) if figure else ()))
-    if not store.exists():      # (a store being resumed already holds part of it)
-        cli_run.check_out_dir(out_dir, cli_run.estimate_nbytes(
-            flow, rc.solver_kwargs(), rc.cfg["initial"]["n"]), label)
-    opts = options_from_config(rc)
-    if getattr(args, "chunk", None) is not None:
-        opts["chunk"] = args.chunk
-    table = rc.cfg.get("cluster")
-    if getattr(args, "cluster", None) is not None:
-        cluster_options(args, table)        # a wrong option is refused before anything starts
-    held = {}
-
-    def connect():
-        if "session" not in held:
-            session = held["session"] = session_from_args(args, table, out_dir)
-            workers = session.client.scheduler_info().get("workers", {})
-            held["threads"] = (session.slots
-                               or sum(w.get("nthreads", 0) for w in workers.values()))
-            print(f"{session.describe()}; store {store}", file=sys.stderr)
-        return held["session"].client
-
-    def slots():        # the slots asked for (batch workers may still be queued)
-        connect()
-        return held["session"].slots or held["threads"] or None
-
-    stop = {}
-
-    def watch():        # the job queue: rejected jobs, jobs all gone (narrowflow.cluster)
-        if stop:        # a signal whose KeyboardInterrupt was swallowed (raised in a GC
-            raise KeyboardInterrupt     # callback or __del__): stop now
-        held["session"].watch()
-
-    import signal
-    import threading
-
-    from narrowflow import cluster as cluster_mod
-    previous = {}
-    if threading.current_thread() is threading.main_thread():
-        def on_signal(signum, frame):   # Ctrl-C, kill, scancel of the client: clean up
-            stop["signal"] = signum
-            raise KeyboardInterrupt
-        for sig in (signal.SIGINT, signal.SIGTERM):
-            previous[sig] = signal.signal(sig, on_signal)
-    try:
-        run = solve_distributed(flow, store=store, client=connect,
-                                overwrite=bool(getattr(args, "overwrite", False)),
-                                progress=True, slots=slots, watch=watch, **opts)
-    except KeyboardInterrupt:
-        print(f"\ninterrupted: finished chunks are kept in {store}; run the same command "
-              f"again to resume", file=sys.stderr)
-        return 130
-    except cluster_mod.QueueError as exc:
-        print(f"narrowflow run: error: {exc}\n(finished chunks are kept in {store}; run the "
-              f"same command again to resume)", file=sys.stderr)
-        return 2
-    finally:
-        if "session" in held:
-            held["session"].close()
-        for sig, handler in previous.items():
-            signal.signal(sig, handler)
-    result = run.to_result()
-    result.threads = max(1, held.get("threads", 1))
-    text = cli_run.summarize(rc, result)
-    text += (f"\n  dask        {len(run.computed)} chunks computed now, {len(run.skipped)} "
-             f"were already complete (of {run.n_chunks}, {run.chunk} trajectories each; "
-             f"the cost line counts this call only)")
-    print(text)
-    folder.write_text("summary", text + "\n")
-    folder.write_text("config", cli_run.effective_toml(rc.cfg))
-    print(f"  results     {store}")
-    if figure:
-        cli_run._figure(result, folder)
-    return 0
-
-
 __all__ = ["solve_distributed", "solve_ensemble_dask", "DistributedRun", "InitialStates",
            "resolve_initial", "run_chunk", "open_store", "load_result", "store_state",
-           "local_cluster", "default_chunk", "solver_option_names", "add_cli_arguments",
-           "run_cli", "parse_cluster", "wants_distributed", "client_from_args",
-           "options_from_config", "session_from_args", "cluster_options", "default_tasks"]
+           "local_cluster", "default_chunk", "solver_option_names", "default_tasks",
+           "require_dask"]

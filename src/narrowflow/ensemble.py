@@ -539,14 +539,16 @@ class EnsembleResult:
         return xr.Dataset(dv, coords=coords, attrs=attrs)
 
 
-def solve_ensemble(flow, theta0, t_span=(0.0, 100.0), save_at=None, method=DEFAULT_METHOD, rtol=1e-8,
-                   atol=1e-10, dt=None, max_steps=10**6, gtol=None, threads=None,
+def solve_ensemble(flow, theta0, t_span=(0.0, 100.0), save_at=None, method=DEFAULT_METHOD,
+                   rtol=1e-8, atol=1e-10, dt=None, max_steps=10**6, gtol=None, threads=None,
                    progress=False, *, escape_threshold=None, divergence_bound=DEFAULT_BOUND,
                    lanes=DEFAULT_LANES, chunk_size=None, memory_limit=None,
                    save_states=True, seed=None, profile=False,
-                   max_step=None, backend="local", client=None, store=None,
-                   overwrite=False) -> EnsembleResult:
+                   max_step=None) -> EnsembleResult:
     """Integrate the gradient flow from every row of theta0, each with its own step size.
+
+    In this process; ``narrowflow.solve_ensemble`` takes the same arguments and can run the
+    ensemble on Dask instead (``backend="dask"``).
 
     flow: a GradientFlow (or a CompiledSystem). theta0: (N, p) float array, finite.
     t_span: (t0, t1), t0 < t1 (time in the flow's units; for "gd", t advances by dt per step,
@@ -574,12 +576,6 @@ def solve_ensemble(flow, theta0, t_span=(0.0, 100.0), save_at=None, method=DEFAU
     save_states: False keeps only loss_saved (y_saved is None), for large ensembles.
     progress: True or False: show a tqdm bar advancing per chunk. seed: recorded in the result (metadata).
     profile: time every right-hand-side call (result.rhs_fraction; costs a few per cent).
-    backend: "local" (default) or "dask" (narrowflow.distributed, needs the [dist] extra):
-    chunks of chunk_size trajectories run as tasks on `client` (None: a LocalCluster sized
-    to the machine) and are written to the Zarr `store` (required; resumable; a store from
-    another configuration is refused unless overwrite=True). The whole result is then read
-    into this process, so memory_limit applies as for "local"; threads and profile have no
-    meaning there (each task runs its kernel on one thread) and are refused.
 
     Returns an EnsembleResult. Save points after a trajectory stops early are NaN, except after
     CONVERGED, where they hold the final state. escape_time is NaN where the loss never fell
@@ -588,30 +584,6 @@ def solve_ensemble(flow, theta0, t_span=(0.0, 100.0), save_at=None, method=DEFAU
     """
     if not isinstance(progress, (bool, np.bool_)):
         raise TypeError(f"progress must be True or False, got {progress!r}")
-    if backend == "dask":
-        from narrowflow.distributed import solve_ensemble_dask
-        for name, used in (("threads", threads is not None), ("profile", bool(profile))):
-            if used:
-                raise ValueError(f"{name} is not used with backend='dask' (each Dask task runs "
-                                 f"the kernel on one thread; size the cluster instead)")
-        problem = make_problem(flow, method=method, t_span=t_span, save_at=save_at, rtol=rtol,
-                               atol=atol, dt=dt, max_steps=max_steps, gtol=gtol,
-                               escape_threshold=escape_threshold,
-                               divergence_bound=divergence_bound, lanes=lanes,
-                               save_states=save_states, max_step=max_step)
-        if np.ndim(theta0) == 2:        # otherwise theta0's own check names the problem
-            _check_memory(problem, np.shape(theta0)[0], memory_limit)
-        return solve_ensemble_dask(
-            flow, theta0, store=store, client=client, chunk=chunk_size, overwrite=overwrite,
-            progress=progress, seed=seed, t_span=t_span, save_at=save_at, method=method,
-            rtol=rtol, atol=atol, dt=dt, max_steps=max_steps, max_step=max_step, gtol=gtol,
-            escape_threshold=escape_threshold, divergence_bound=divergence_bound, lanes=lanes,
-            save_states=save_states)
-    if backend != "local":
-        raise ValueError(f"backend must be 'local' or 'dask', got {backend!r}")
-    for name, value in (("client", client), ("store", store)):
-        if value is not None:
-            raise ValueError(f"{name} is only used with backend='dask'")
     problem = make_problem(flow, method=method, t_span=t_span, save_at=save_at, rtol=rtol,
                            atol=atol, dt=dt, max_steps=max_steps, gtol=gtol,
                            escape_threshold=escape_threshold, divergence_bound=divergence_bound,

@@ -38,6 +38,7 @@ from pathlib import Path
 import numpy as np
 
 FORMATS = {".zarr": "zarr", ".nc": "netcdf", ".nc4": "netcdf"}
+DISTRIBUTED_FORMAT = "narrowflow-distributed/1"   # the resumable stores of narrowflow.distributed
 COMPLETE_ATTR = "narrowflow_complete"      # 1 once every variable is written
 VARIABLES_ATTR = "narrowflow_variables"    # the variables and coordinates the store promises
 # variables every narrowflow result has (EnsembleResult.to_xarray); checked for stores that
@@ -235,10 +236,9 @@ def _check_complete(ds, path: Path) -> None:
         return
     fmt = attrs.get("narrowflow_format")
     if fmt is not None:
-        from narrowflow.distributed import FORMAT
-        if fmt != FORMAT:
+        if fmt != DISTRIBUTED_FORMAT:
             raise _incomplete(path, f"has the unknown store format {fmt!r} (this narrowflow "
-                                    f"reads {FORMAT!r})")
+                                    f"reads {DISTRIBUTED_FORMAT!r})")
         missing = sorted(v for v in CORE_VARIABLES + ("chunk_complete",) if v not in present)
         if missing:
             raise _incomplete(path, f"is an incomplete narrowflow distributed store: variables "

@@ -1,7 +1,8 @@
 """`narrowflow run [CONFIG] [--out DIR]`: the main job, an ensemble of gradient flows.
 
 With --cluster local[:N] or --scheduler ADDRESS the same run goes to Dask
-(narrowflow.distributed.run_cli) and writes a resumable Zarr store.
+(`run_distributed`, options in narrowflow.cli.cluster_args) and writes a resumable Zarr
+store.
 
 Without CONFIG it runs the built-in NF4 preset (the NF4 problem of docs/design.md §6, 10^5
 trajectories integrated to convergence: until ||grad L|| < 1e-8 or t = 1e7), prints a
@@ -65,11 +66,8 @@ def add_parser(subparsers) -> None:
     p.add_argument("--overwrite", action="store_true",
                    help="replace results already in the output folder")
     p.add_argument("--progress", action="store_true", help="show a progress bar")
-    try:  # --cluster / --scheduler / --chunk: the same run on Dask (narrowflow.distributed)
-        from narrowflow import distributed
-        distributed.add_cli_arguments(p)
-    except ImportError:  # pragma: no cover - distributed module not present
-        pass
+    from narrowflow.cli import cluster_args   # --cluster / --scheduler / --chunk: on Dask
+    cluster_args.add_cli_arguments(p)
     p.set_defaults(func=run)
 
 
@@ -416,9 +414,9 @@ def run(args) -> int:
         rc.cfg["output"]["format"] = args.format
     if via:
         rc.check(via)                   # bounds (memory, threads) of the values given here
-    if getattr(args, "cluster", None) is not None or getattr(args, "scheduler", None) is not None:
-        from narrowflow import distributed
-        return distributed.run_cli(args, rc)
+    from narrowflow.cli import cluster_args
+    if cluster_args.wants_distributed(args):
+        return run_distributed(args, rc)
     out_dir = Path(args.out if args.out is not None else rc.cfg["output"]["dir"])
     label = "--out" if args.out is not None else "config key 'output.dir'"
     fmt = rc.cfg["output"]["format"]
@@ -468,3 +466,100 @@ def _figure(result, out) -> None:
     folder = out if isinstance(out, OutputFolder) else OutputFolder(out)
     path = folder.write_figure(fig)
     print(f"  figure      {path}")
+
+
+def run_distributed(args, rc) -> int:
+    """`narrowflow run [CONFIG] --cluster local[:N] | --scheduler ADDRESS [--overwrite]`.
+
+    rc: the validated RunConfig (after the command line's overrides). Integrates into
+    OUT/results.zarr (resuming it when it holds this configuration), then writes the same
+    summary, effective config and figure as the in-process run. Returns the exit code.
+    """
+    import sys
+    from narrowflow import distributed
+    from narrowflow.cli import cluster_args as ca
+    distributed.require_dask()
+    if rc.cfg["output"]["format"] != "zarr":
+        raise ValueError("output.format: distributed runs write a Zarr store; use format = "
+                         "\"zarr\" (or drop --format netcdf)")
+    out_dir = Path(args.out if getattr(args, "out", None) is not None else rc.cfg["output"]["dir"])
+    store = out_dir / "results.zarr"
+    label = "--out" if getattr(args, "out", None) is not None else "config key 'output.dir'"
+    check_out_dir(out_dir, 0, label)
+    flow = rc.flow()
+    figure = bool(rc.cfg["output"]["figure"] and not getattr(args, "no_figure", False))
+    folder = OutputFolder(out_dir, bool(getattr(args, "overwrite", False)),
+                                  getattr(args, "config", None))
+    folder.check(("summary", "config") + (("figure",) if figure else ()))
+    if not store.exists():      # (a store being resumed already holds part of it)
+        check_out_dir(out_dir, estimate_nbytes(
+            flow, rc.solver_kwargs(), rc.cfg["initial"]["n"]), label)
+    opts = ca.options_from_config(rc)
+    if getattr(args, "chunk", None) is not None:
+        opts["chunk"] = args.chunk
+    table = rc.cfg.get("cluster")
+    if getattr(args, "cluster", None) is not None:
+        ca.cluster_options(args, table)        # a wrong option is refused before anything starts
+    held = {}
+
+    def connect():
+        if "session" not in held:
+            session = held["session"] = ca.session_from_args(args, table, out_dir)
+            workers = session.client.scheduler_info().get("workers", {})
+            held["threads"] = (session.slots
+                               or sum(w.get("nthreads", 0) for w in workers.values()))
+            print(f"{session.describe()}; store {store}", file=sys.stderr)
+        return held["session"].client
+
+    def slots():        # the slots asked for (batch workers may still be queued)
+        connect()
+        return held["session"].slots or held["threads"] or None
+
+    stop = {}
+
+    def watch():        # the job queue: rejected jobs, jobs all gone (narrowflow.cluster)
+        if stop:        # a signal whose KeyboardInterrupt was swallowed (raised in a GC
+            raise KeyboardInterrupt     # callback or __del__): stop now
+        held["session"].watch()
+
+    import signal
+    import threading
+
+    from narrowflow import cluster as cluster_mod
+    previous = {}
+    if threading.current_thread() is threading.main_thread():
+        def on_signal(signum, frame):   # Ctrl-C, kill, scancel of the client: clean up
+            stop["signal"] = signum
+            raise KeyboardInterrupt
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            previous[sig] = signal.signal(sig, on_signal)
+    try:
+        run = distributed.solve_distributed(flow, store=store, client=connect,
+                                            overwrite=bool(getattr(args, "overwrite", False)),
+                                            progress=True, slots=slots, watch=watch, **opts)
+    except KeyboardInterrupt:
+        print(f"\ninterrupted: finished chunks are kept in {store}; run the same command "
+              f"again to resume", file=sys.stderr)
+        return 130
+    except cluster_mod.QueueError as exc:
+        print(f"narrowflow run: error: {exc}\n(finished chunks are kept in {store}; run the "
+              f"same command again to resume)", file=sys.stderr)
+        return 2
+    finally:
+        if "session" in held:
+            held["session"].close()
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+    result = run.to_result()
+    result.threads = max(1, held.get("threads", 1))
+    text = summarize(rc, result)
+    text += (f"\n  dask        {len(run.computed)} chunks computed now, {len(run.skipped)} "
+             f"were already complete (of {run.n_chunks}, {run.chunk} trajectories each; "
+             f"the cost line counts this call only)")
+    print(text)
+    folder.write_text("summary", text + "\n")
+    folder.write_text("config", effective_toml(rc.cfg))
+    print(f"  results     {store}")
+    if figure:
+        _figure(result, folder)
+    return 0

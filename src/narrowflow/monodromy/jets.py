@@ -45,6 +45,7 @@ import numpy as np
 from numba import njit
 from scipy.integrate._ivp import dop853_coefficients as _dc
 
+from narrowflow import derivatives as _dv
 from narrowflow.derivatives import network_derivs as _net_derivs
 
 from .paths import Path, as_path
@@ -787,6 +788,15 @@ def _concat(paths, system):
     return Path(out)
 
 
+def _network_jet_system(flow):
+    """The JetSystem of a gradient flow: analytic derivatives from narrowflow.derivatives
+    (jet orders <= 3)."""
+    _dv._check_flow(flow)
+    return JetSystem(_net_derivs, _dv.pack_params(flow), flow.n_params, nz=3,
+                     max_order=_dv.MAX_ORDER,
+                     name=f"gradient flow of {flow.network!r} on {flow.data!r}", builtin=1)
+
+
 def _parse_system(field, derivatives, params, n, nz, max_order):
     if isinstance(field, JetSystem):
         return field
@@ -798,8 +808,7 @@ def _parse_system(field, derivatives, params, n, nz, max_order):
                          max_order=MAX_ORDER if max_order is None else max_order)
     # a GradientFlow: analytic derivatives from narrowflow.derivatives
     if hasattr(field, "network") and hasattr(field, "data"):
-        from narrowflow import derivatives as _dv
-        return _dv.jet_system(field)
+        return _network_jet_system(field)
     if all(hasattr(field, a) for a in ("eps", "ratio")):
         return henon_heiles_system(field.eps, field.ratio)
     raise TypeError("field must be a JetSystem, a GradientFlow, a Hénon–Heiles system, or a "
