@@ -11,25 +11,14 @@ import narrowflow as nf
 from narrowflow import ensemble, model, tableaus
 from narrowflow.ensemble import CompiledSystem, Status
 from narrowflow.rhs import RHS_SIGNATURE
+from test_ensemble import _half_norm2, _quad_flow
 
 ROS = ("rodas5p", "rodas4")
 
 
-# --- y' = -M y + c y**2 (componentwise), with its Jacobian and a NaN/singular switch ---------
+# --- y' = -M y + c y**2 (componentwise; flow and loss of test_ensemble), with its Jacobian and
+# a NaN switch ------------------------------------------------------------------------------
 # params: [n, c, M (n*n), nan_above]: the Jacobian of a lane whose y[0] > nan_above is NaN
-
-@cfunc(RHS_SIGNATURE, error_model="numpy")
-def _quad_flow(lanes, t, y, dy, params):
-    n = int(params[0])
-    c = params[1]
-    for i in range(n):
-        for l in range(lanes):
-            acc = c * y[i * lanes + l] * y[i * lanes + l]
-            for j in range(n):
-                acc -= params[2 + i * n + j] * y[j * lanes + l]
-            dy[i * lanes + l] = acc
-    return 0
-
 
 @cfunc(RHS_SIGNATURE, error_model="numpy")
 def _quad_jac(lanes, t, y, out, params):
@@ -48,17 +37,6 @@ def _quad_jac(lanes, t, y, out, params):
                     bad = 1
                 out[(i * n + j) * lanes + l] = v
     return bad
-
-
-@cfunc(RHS_SIGNATURE, error_model="numpy")
-def _half_norm2(lanes, t, y, out, params):
-    n = int(params[0])
-    for l in range(lanes):
-        s = 0.0
-        for i in range(n):
-            s += y[i * lanes + l] * y[i * lanes + l]
-        out[l] = 0.5 * s
-    return 0
 
 
 def system(M, c=0.0, nan_above=np.inf, jacobian=True):
