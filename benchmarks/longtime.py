@@ -85,13 +85,13 @@ HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
 import peers  # noqa: E402  (nf4_data, the Numba RHS, interp_throughput, machine)
 
-NF_METHODS = ("auto", "rodas5p", "rodas4", "dop853")   # also the reference-method preference
+NF_METHODS = ("auto", "bdf", "rodas5p", "rodas4", "dop853")   # also the reference-method preference
 PEER_KEYS = ("lsoda", "scipy-radau", "scipy-lsoda")
-LABELS = {"auto": "narrowflow auto", "rodas5p": "narrowflow rodas5p",
+LABELS = {"auto": "narrowflow auto", "bdf": "narrowflow bdf", "rodas5p": "narrowflow rodas5p",
           "rodas4": "narrowflow rodas4", "dop853": "narrowflow dop853",
           "lsoda": "numbalsoda LSODA", "scipy-radau": "scipy Radau + jac",
           "scipy-lsoda": "scipy LSODA + jac"}
-MARKERS = {"auto": "o", "rodas5p": "s", "rodas4": "D", "dop853": "^", "lsoda": "v",
+MARKERS = {"auto": "o", "bdf": "*", "rodas5p": "s", "rodas4": "D", "dop853": "^", "lsoda": "v",
            "scipy-radau": "P", "scipy-lsoda": "X"}
 HORIZONS = (1e2, 1e3, 1e4, 1e5, 1e6, "conv")
 GTOL = 1e-8

@@ -54,6 +54,7 @@ cdef enum:
     MAXK = 16      # stage slots
     MAXD = 8       # degree of the dense-output polynomials
     MAXS = 8       # Rosenbrock stages
+    BDF_MAXQ = 5   # highest order of the multistep method (K slots 1..BDF_MAXQ+3 hold D)
 
 # Status codes: the same numbers as narrowflow.ensemble.Status.
 cdef enum:
@@ -173,6 +174,8 @@ cdef struct Work:
     int* stiff       # stiffness detected on this step
     int* jnew        # the Jacobian must be evaluated at the current state (Rosenbrock)
     int* sing        # W was singular (zero or non-finite pivot) on this step
+    int* qord        # order of the multistep method in this lane (BDF; dense output reads it)
+    int* dinit       # the multistep differences must be set up from y and f(y) (BDF)
     int64_t calls
     int64_t used
     int64_t rhs_ns
@@ -182,7 +185,7 @@ cdef struct Work:
 cdef enum:
     N_DBL_LANE = 16
     N_I64_LANE = 7
-    N_INT_LANE = 16
+    N_INT_LANE = 18
 
 
 cdef int work_alloc(Work* w, int64_t n, int64_t L, int nk) noexcept nogil:
@@ -243,6 +246,8 @@ cdef int work_alloc(Work* w, int64_t n, int64_t L, int nk) noexcept nogil:
     w.stiff = w.st + 13 * L
     w.jnew = w.st + 14 * L
     w.sing = w.st + 15 * L
+    w.qord = w.st + 16 * L
+    w.dinit = w.st + 17 * L
     memset(w.idx, 0, N_I64_LANE * L * sizeof(int64_t))
     memset(w.st, 0, N_INT_LANE * L * sizeof(int))
     return 0
@@ -310,6 +315,21 @@ cdef inline void dense_lane(const Tab* tb, Work* w, int64_t l, double theta) noe
     cdef double acc, s
     cdef int j, d
     cdef int64_t i, L = w.L, nL = w.nL
+    cdef int q
+    cdef double p
+    if tb.incr == 3:
+        # BDF (run_worker_bdf): the interpolant through the last q + 1 solution points,
+        # y = D_0 + sum_k D_k prod_{m<k} (theta - 1 + m) / (m + 1), with the differences
+        # D_j of the accepted step (spacing h) in K slot j + 1; theta = 1 gives D_0 = y_new
+        q = w.qord[l]
+        for i in range(w.n):
+            s = w.K[nL + i * L + l]
+            p = 1.0
+            for j in range(q):
+                p *= (theta - 1.0 + j) / (j + 1.0)
+                s += w.K[(j + 2) * nL + i * L + l] * p
+            w.YT[i * L + l] = s
+        return
     if tb.incr == 2:
         # Taylor (run_worker_taylor): K slot j = 1..deg holds x_j h^j, so
         # y(t + theta h) = y + sum_j K_j theta^j (Horner; theta = 1 gives y_new bit for bit)
@@ -378,6 +398,8 @@ cdef void load_lane(Job* job, const Tab* tb, Work* w, int64_t l) noexcept nogil:
     w.stiff[l] = 0
     w.jnew[l] = 1
     w.sing[l] = 0
+    w.qord[l] = 1
+    w.dinit[l] = 1
     w.facold[l] = 1e-4
     w.facpow[l] = pow(1e-4, tb.beta)
     w.lossprev[l] = 0.0
@@ -1218,6 +1240,561 @@ cdef int run_worker_ros(Job* job, const Tab* tb, const Ros* rs, int64_t* stats) 
     return 0
 
 
+cdef struct Bdf:
+    int maxord, maxiter
+    double alpha[BDF_MAXQ + 1]
+    double gam[BDF_MAXQ + 1]
+    double errc[BDF_MAXQ + 1]
+    double ialpha[BDF_MAXQ + 1]
+    double U[BDF_MAXQ + 1][(BDF_MAXQ + 1) * (BDF_MAXQ + 1)]    # bdf_R(q, 1) per order
+    double minfac, maxfac, newton_kappa, min_growth
+
+
+cdef int call_lanes(Job* job, Work* w, rhs_fn fn, int64_t nout, const int64_t* sel, int64_t k,
+                    const double* src, double* dst, double* gin, double* gout) noexcept nogil:
+    """dst[r, sel[j]] = fn(src[:, sel[j]])[r] for the k lanes sel (r < nout per lane, SoA).
+
+    The selected lanes are gathered into k contiguous lanes, so a lane that needs nothing
+    costs nothing; every lane's value is the same bit for bit whatever k (the right-hand
+    sides of narrowflow.rhs compute each lane on its own). Returns fn's status.
+    """
+    cdef int64_t i, j, L = w.L, n = w.n, t0
+    cdef int r
+    for i in range(n):
+        for j in range(k):
+            gin[i * k + j] = src[i * L + sel[j]]
+    if job.profile and fn == job.f:
+        t0 = now_ns()
+        r = fn(k, job.t0, gin, gout, job.params)
+        w.rhs_ns += now_ns() - t0
+    else:
+        r = fn(k, job.t0, gin, gout, job.params)
+    for i in range(nout):
+        for j in range(k):
+            dst[i * L + sel[j]] = gout[i * k + j]
+    if fn == job.f:
+        w.calls += 1
+    return r
+
+
+cdef int lu_factor_lane(double* A, int* piv, double* dinv, int64_t n, int64_t L,
+                        int64_t l) noexcept nogil:
+    """lu_factor_lanes for lane l alone (same arithmetic); returns 1 for a singular W."""
+    cdef int64_t i, j, k, r
+    cdef double amax, v
+    for k in range(n):
+        r = k
+        amax = fabs(A[(k * n + k) * L + l])
+        for i in range(k + 1, n):
+            v = fabs(A[(i * n + k) * L + l])
+            if v > amax:
+                amax = v
+                r = i
+        piv[k * L + l] = <int> r
+        if not (amax > 0.0) or not isfinite(amax):
+            return 1
+        if r != k:
+            for j in range(n):
+                v = A[(k * n + j) * L + l]
+                A[(k * n + j) * L + l] = A[(r * n + j) * L + l]
+                A[(r * n + j) * L + l] = v
+        dinv[k * L + l] = 1.0 / A[(k * n + k) * L + l]
+        for i in range(k + 1, n):
+            A[(i * n + k) * L + l] *= dinv[k * L + l]
+            for j in range(k + 1, n):
+                A[(i * n + j) * L + l] -= A[(i * n + k) * L + l] * A[(k * n + j) * L + l]
+    return 0
+
+
+cdef void lu_solve_lane(const double* A, const int* piv, const double* dinv, int64_t n,
+                        int64_t L, int64_t l, double* x) noexcept nogil:
+    """lu_solve_lanes for lane l alone."""
+    cdef int64_t i, j, k, r
+    cdef double v
+    for k in range(n):
+        r = piv[k * L + l]
+        if r != k:
+            v = x[k * L + l]
+            x[k * L + l] = x[r * L + l]
+            x[r * L + l] = v
+    for i in range(1, n):
+        for j in range(i):
+            x[i * L + l] -= A[(i * n + j) * L + l] * x[j * L + l]
+    for i in range(n - 1, -1, -1):
+        for j in range(i + 1, n):
+            x[i * L + l] -= A[(i * n + j) * L + l] * x[j * L + l]
+        x[i * L + l] *= dinv[i * L + l]
+
+
+cdef double* BDF_INV = [0.0, 1.0, 0.5, 1.0 / 3.0, 0.25, 0.2]   # 1 / i, i <= BDF_MAXQ
+
+
+cdef void bdf_R(int q, double factor, double* R) noexcept nogil:
+    """R (q+1, q+1), row-major: scipy.integrate's compute_R, the cumulative products over
+    rows of M (M[0, :] = 1, M[i, j] = (i - 1 - factor j) / i for i, j >= 1, M[i, 0] = 0)."""
+    cdef int i, j
+    for j in range(q + 1):
+        R[j] = 1.0
+    for i in range(1, q + 1):
+        R[i * (q + 1)] = 0.0
+        for j in range(1, q + 1):
+            R[i * (q + 1) + j] = R[(i - 1) * (q + 1) + j] * ((i - 1 - factor * j) * BDF_INV[i])
+
+
+cdef void bdf_change_step(const Bdf* bd, Work* w, int64_t l, int q, double factor) noexcept nogil:
+    """Rescale lane l's differences D_0..D_q (K slots 1..q+1) to the step h * factor."""
+    cdef double R[(BDF_MAXQ + 1) * (BDF_MAXQ + 1)]
+    cdef double RU[(BDF_MAXQ + 1) * (BDF_MAXQ + 1)]
+    cdef double tmp[BDF_MAXQ + 1]
+    cdef const double* U = &bd.U[q][0]
+    cdef int a, b, c, m = q + 1
+    cdef int64_t i, L = w.L, nL = w.nL
+    cdef double s
+    bdf_R(q, factor, R)
+    for a in range(m):
+        for b in range(m):
+            s = 0.0
+            for c in range(m):
+                s += R[a * m + c] * U[c * m + b]
+            RU[a * m + b] = s
+    for i in range(w.n):
+        for b in range(m):
+            s = 0.0
+            for a in range(m):
+                s += RU[a * m + b] * w.K[(a + 1) * nL + i * L + l]
+            tmp[b] = s
+        for b in range(m):
+            w.K[(b + 1) * nL + i * L + l] = tmp[b]
+
+
+cdef inline double bdf_wnorm(Work* w, int64_t l, const double* v, const double* iscale,
+                             double c) noexcept nogil:
+    """c * RMS of v[:, l] * iscale[:, l] (iscale: the reciprocal error weights)."""
+    cdef int64_t i, L = w.L
+    cdef double s = 0.0, x
+    for i in range(w.n):
+        x = v[i * L + l] * iscale[i * L + l]
+        s += x * x
+    return c * sqrt(s / w.n)
+
+
+cdef inline void bdf_reject(const Job* job, const Bdf* bd, Work* w, int64_t l, int q, double fac) noexcept nogil:
+    """Lane l's step failed: retry with h * fac at the same order (D rescaled)."""
+    bdf_change_step(bd, w, l, q, fac)
+    w.hnew[l] = w.h[l] * fac
+    w.steps[l] += 1
+    reject_step(w, l)
+    if w.st[l] == ST_RUNNING and w.steps[l] >= job.max_steps:
+        w.st[l] = ST_MAX_STEPS
+
+
+# phases of a lane in run_worker_bdf
+cdef enum:
+    PH_NEW = 0       # prepare a step (prediction, LU factors) at the start of the next round
+    PH_ITER = 1      # Newton iteration: YN is the next point to evaluate
+    PH_GRAD = 2      # gradient-norm test: f at the accepted state Y, evaluated this round
+
+
+cdef int run_worker_bdf(Job* job, const Tab* tb, const Bdf* bd, int64_t* stats) noexcept nogil:
+    """Variable-order NDF (narrowflow.tableaus.MultistepMethod), every lane on its own.
+
+    scipy.integrate.BDF's algorithm (quasi-constant step size, order 1..5; the differences
+    D_j in K slots 1..8, K slot 0 = f(y)) in every lane, with four changes for the lanes:
+    - Lanes do not wait for each other. A round evaluates f once for all lanes, each at the
+      point its own state needs: the next Newton iterate of its step, the first iterate of
+      its next step, or its accepted state for the gradient-norm test. Newton iterations
+      therefore cost one evaluation each, whatever the other lanes do.
+    - The Newton iteration is CVODE's: converged when the correction times the convergence
+      rate remembered across steps (crate) is a tenth of what the error test allows, so a
+      smooth stiff tail costs about one evaluation per step.
+    - Each lane keeps its own Jacobian (evaluated, for the lanes that need it only, when its
+      Newton iteration fails with an old one) and LU factors (refactored when its h or
+      order changes).
+    - f(y_new) is evaluated only where the gradient-norm test needs it (the last Newton
+      evaluation, within the Newton tolerance of y_new, says where).
+    """
+    cdef Work w
+    cdef int64_t i, j, l, L = job.L, n = job.n, nL, pp = job.n * job.n, k, nsel
+    cdef int x, live, anyacc, q, jstat, fstat
+    cdef double h, fac, c, dyn, rate, en, em, ep, fm, f0, fp, v
+    cdef double* PSI
+    cdef double* DD
+    cdef double* YP
+    cdef double* FN
+    cdef double* GI
+    cdef double* GO
+    cdef double* JB
+    cdef double* LU
+    cdef double* dinv
+    cdef double* cval
+    cdef double* crate
+    cdef double* dyold
+    cdef double* hfac
+    cdef double* sfty
+    cdef double* ISC
+    cdef double* dsq
+    cdef double* pm
+    cdef double* pg
+    cdef double* ay
+    cdef double* ap
+    cdef int npred
+    cdef int* piv
+    cdef int* ph
+    cdef int* nit
+    cdef int* neq
+    cdef int* luok
+    cdef int* jfresh
+    cdef int* qnew
+    cdef int64_t* sel
+    cdef double* Dq
+    cdef int64_t t_start = now_ns()
+    if work_alloc(&w, n, L, tb.nk) != 0:
+        return -1
+    nL = w.nL
+    PSI = <double*> malloc((7 * nL + (8 + 2 * (BDF_MAXQ + 1)) * L + 3 * pp * L) * sizeof(double))
+    piv = <int*> malloc((nL + 6 * L) * sizeof(int))
+    sel = <int64_t*> malloc(L * sizeof(int64_t))
+    if PSI == NULL or piv == NULL or sel == NULL:
+        free(PSI)
+        free(piv)
+        free(sel)
+        work_free(&w)
+        return -1
+    memset(PSI, 0, (7 * nL + (8 + 2 * (BDF_MAXQ + 1)) * L + 3 * pp * L) * sizeof(double))
+    memset(piv, 0, (nL + 6 * L) * sizeof(int))
+    DD = PSI + nL               # d = y - y_pred, the sum of the Newton corrections
+    YP = PSI + 2 * nL           # y_pred
+    FN = PSI + 3 * nL           # f at the points of this round
+    dinv = PSI + 4 * nL         # reciprocal pivots of W = I - c J (per lane, SoA)
+    GI = PSI + 5 * nL           # compacted Jacobian inputs
+    cval = PSI + 6 * nL         # c = h / alpha_q of the LU factors in use
+    crate = cval + L            # Newton convergence rate remembered across steps
+    dyold = crate + L
+    hfac = dyold + L            # step factor chosen after an accepted step
+    sfty = hfac + L             # scipy's safety factor from the Newton iteration count
+    dsq = sfty + L              # squared weighted norms of the Newton corrections
+    ISC = dsq + L               # 1 / (atol + rtol |y_pred|): the Newton iteration's weights
+    JB = ISC + nL               # Jacobian per lane, SoA (r*n + c)*L + l
+    LU = JB + pp * L            # LU factors of W per lane, same layout
+    GO = LU + pp * L            # compacted Jacobian outputs
+    pm = GO + pp * L            # prediction weights of D_j, (BDF_MAXQ + 1) x L
+    pg = pm + (BDF_MAXQ + 1) * L
+    ay = pg + (BDF_MAXQ + 1) * L
+    ap = ay + L
+    ph = piv + nL
+    nit = ph + L                # Newton iterations of the current step
+    neq = nit + L               # steps taken with the current h and order
+    luok = neq + L              # LU factors valid for the current h and order
+    jfresh = luok + L           # the Jacobian was evaluated at the current state
+    qnew = jfresh + L
+    for l in range(L):
+        load_lane(job, tb, &w, l)
+    live = refill(job, tb, &w)
+    while live > 0:
+        x = round_prologue(job, tb, &w)
+        if x < 0:
+            break
+        if x > 0:
+            live = refill(job, tb, &w)
+            continue
+        # --- lanes just started: D_0 = y, D_1 = h f(y), order 1
+        for l in range(L):
+            if w.idx[l] >= 0 and w.dinit[l]:
+                w.dinit[l] = 0
+                w.qord[l] = 1
+                ph[l] = PH_NEW
+                neq[l] = 0
+                luok[l] = 0
+                jfresh[l] = 0
+                crate[l] = 1.0
+                cval[l] = 0.0
+                for j in range(1, tb.nk):
+                    for i in range(n):
+                        w.K[j * nL + i * L + l] = 0.0
+                for i in range(n):
+                    w.K[nL + i * L + l] = w.Y[i * L + l]
+                    w.K[2 * nL + i * L + l] = w.h[l] * w.K[i * L + l]
+        # --- the Jacobian at the current state, for the lanes that asked for it
+        nsel = 0
+        for l in range(L):
+            if w.idx[l] >= 0 and w.st[l] == ST_RUNNING and w.jnew[l]:
+                sel[nsel] = l
+                nsel += 1
+        if nsel:
+            jstat = call_lanes(job, &w, job.jac, pp, sel, nsel, w.Y, JB, GI, GO)
+            x = 0
+            for k in range(nsel):
+                l = sel[k]
+                w.nj[l] += 1
+                w.jnew[l] = 0
+                jfresh[l] = 1
+                luok[l] = 0
+                crate[l] = 1.0
+                if jstat != 0:
+                    for i in range(pp):
+                        if not isfinite(JB[i * L + l]):
+                            w.st[l] = ST_DIVERGED
+                            x = 1
+                            break
+            if x:
+                live = refill(job, tb, &w)
+                continue
+        # --- lanes starting a step: h (bounded by max_step, cut to end at t1), the
+        # prediction, W's LU factors
+        npred = 0
+        for l in range(L):
+            w.acc[l] = 0
+            pm[l] = 0.0                 # pm[0] = 1: the lane's prediction is made this round
+            for j in range(1, bd.maxord + 1):
+                pm[j * L + l] = 0.0
+                pg[j * L + l] = 0.0
+            if w.idx[l] < 0:
+                for i in range(n):
+                    w.YN[i * L + l] = 0.0
+                continue
+            if w.st[l] != ST_RUNNING or ph[l] != PH_NEW:
+                continue
+            q = w.qord[l]
+            h = w.h[l]
+            if h > job.hmax:
+                bdf_change_step(bd, &w, l, q, job.hmax / h)
+                h = job.hmax
+                neq[l] = 0
+                luok[l] = 0
+            w.last[l] = 0
+            if w.t[l] + 1.01 * h >= job.t1:
+                fac = (job.t1 - w.t[l]) / h
+                if fac != 1.0:
+                    bdf_change_step(bd, &w, l, q, fac)
+                    neq[l] = 0
+                    luok[l] = 0
+                h = job.t1 - w.t[l]
+                w.last[l] = 1
+                w.tn[l] = job.t1
+            else:
+                w.tn[l] = w.t[l] + h
+            w.h[l] = h
+            c = h / bd.alpha[q]
+            if not luok[l]:
+                if cval[l] > 0.0 and c > cval[l]:
+                    # a larger c slows the simplified Newton iteration in proportion
+                    crate[l] = crate[l] * c / cval[l]
+                cval[l] = c
+                for i in range(pp):
+                    LU[i * L + l] = -c * JB[i * L + l]
+                for i in range(n):
+                    LU[(i * n + i) * L + l] += 1.0
+                luok[l] = 1
+                if lu_factor_lane(LU, piv, dinv, n, L, l):
+                    # singular W: as a failed Newton iteration
+                    luok[l] = 0
+                    if not jfresh[l]:
+                        w.jnew[l] = 1
+                    else:
+                        bdf_reject(job, bd, &w, l, q, 0.5)
+                        neq[l] = 0
+                    continue
+            ph[l] = PH_ITER
+            nit[l] = 0
+            npred += 1
+            for j in range(bd.maxord + 1):
+                pm[j * L + l] = 1.0 if j <= q else 0.0
+                pg[j * L + l] = bd.gam[j] * bd.ialpha[q] if (j >= 1 and j <= q) else 0.0
+        # the predictions y_pred = sum_{j<=q} D_j and psi = sum_{1<=j<=q} gamma_j D_j / alpha_q
+        # of the lanes starting a step, all lanes at once (the others have pm = pg = 0 and
+        # keep their values)
+        if npred:
+            for i in range(n):
+                for l in range(L):
+                    ay[l] = 0.0
+                    ap[l] = 0.0
+                for j in range(bd.maxord + 1):
+                    Dq = w.K + (j + 1) * nL + i * L
+                    for l in range(L):
+                        ay[l] += pm[j * L + l] * Dq[l]
+                        ap[l] += pg[j * L + l] * Dq[l]
+                for l in range(L):
+                    if pm[l] != 0.0:
+                        YP[i * L + l] = ay[l]
+                        w.YN[i * L + l] = ay[l]
+                        PSI[i * L + l] = ap[l]
+                        DD[i * L + l] = 0.0
+                        ISC[i * L + l] = 1.0 / (job.atol + job.rtol * fabs(ay[l]))
+        # --- one evaluation for every lane, at the point its phase asks for
+        fstat = call_f(job, &w, w.YN, FN)
+        # the Newton corrections of all lanes at once (lanes not iterating compute values
+        # nobody reads; each lane's arithmetic is its own)
+        for i in range(n):
+            for l in range(L):
+                w.W[i * L + l] = cval[l] * FN[i * L + l] - PSI[i * L + l] - DD[i * L + l]
+        lu_solve_lanes(LU, piv, dinv, n, L, w.W)
+        for l in range(L):
+            dsq[l] = 0.0
+        for i in range(n):
+            for l in range(L):
+                v = w.W[i * L + l] * ISC[i * L + l]
+                dsq[l] += v * v
+        for l in range(L):
+            if w.idx[l] < 0 or w.st[l] != ST_RUNNING:
+                continue
+            if ph[l] == PH_GRAD:
+                w.nf[l] += 1
+                copy_lane(&w, FN, w.K, l)
+                ph[l] = PH_NEW
+                if fstat != 0 and lane_nonfinite(&w, FN, l):
+                    w.st[l] = ST_DIVERGED
+                elif lane_norm2(&w, FN, l) < job.gtol:
+                    w.st[l] = ST_CONVERGED
+                continue
+            if ph[l] != PH_ITER:
+                continue
+            # a simplified Newton iteration
+            w.nf[l] += 1
+            nit[l] += 1
+            q = w.qord[l]
+            x = 0        # 1: converged, -1: failed
+            if fstat != 0 and lane_nonfinite(&w, FN, l):
+                x = -1
+            else:
+                dyn = sqrt(dsq[l] / n)
+                if nit[l] > 1:
+                    if dyn > 2.0 * dyold[l]:
+                        x = -1                 # diverging
+                    else:
+                        rate = dyn / dyold[l]
+                        crate[l] = rate if rate > 0.3 * crate[l] else 0.3 * crate[l]
+                if x == 0:
+                    for i in range(n):
+                        w.YN[i * L + l] += w.W[i * L + l]
+                        DD[i * L + l] += w.W[i * L + l]
+                    # CVODE's test: the rest of the iteration, about crate times this
+                    # correction, is newton_kappa of what the error test allows
+                    # (error_const[q] ||d|| <= 1)
+                    if dyn * (crate[l] if crate[l] < 1.0 else 1.0) * bd.errc[q] <= bd.newton_kappa:
+                        x = 1
+                    elif nit[l] >= bd.maxiter:
+                        x = -1
+                    dyold[l] = dyn
+            if x == 0:
+                continue
+            if x < 0:
+                ph[l] = PH_NEW
+                if not jfresh[l]:
+                    # the Jacobian is old: evaluate it here and retry with the same h
+                    w.jnew[l] = 1
+                else:
+                    bdf_reject(job, bd, &w, l, q, 0.5)
+                    neq[l] = 0
+                    luok[l] = 0
+                continue
+            # converged: the error test
+            ph[l] = PH_NEW
+            sfty[l] = 0.9 * (2 * bd.maxiter + 1) / (2 * bd.maxiter + nit[l])
+            en = bdf_wnorm(&w, l, DD, ISC, bd.errc[q])
+            if en <= 1.0:
+                w.acc[l] = 1
+                w.errv[l] = en
+                continue
+            fac = sfty[l] * pow(en, -1.0 / (q + 1))
+            if not (fac > bd.minfac):      # also for a non-finite estimate
+                fac = bd.minfac
+            bdf_reject(job, bd, &w, l, q, fac)
+            neq[l] = 0
+            luok[l] = 0
+        # --- accepted lanes: differences, then the order and step of the next step
+        anyacc = 0
+        for l in range(L):
+            if not w.acc[l]:
+                continue
+            anyacc = 1
+            q = w.qord[l]
+            for i in range(n):
+                Dq = w.K + i * L + l           # D_j of component i at Dq[(j + 1) * nL]
+                Dq[(q + 3) * nL] = DD[i * L + l] - Dq[(q + 2) * nL]
+                Dq[(q + 2) * nL] = DD[i * L + l]
+            for j in range(q, -1, -1):
+                for i in range(n):
+                    Dq = w.K + i * L + l
+                    Dq[(j + 1) * nL] += Dq[(j + 2) * nL]
+            neq[l] += 1
+            jfresh[l] = 0
+            qnew[l] = q
+            hfac[l] = 1.0
+            if neq[l] >= q + 1:
+                en = w.errv[l]
+                f0 = pow(en, -1.0 / (q + 1)) if en > 0.0 else DBL_MAX
+                fm = 0.0
+                fp = 0.0
+                if q > 1:
+                    em = bdf_wnorm(&w, l, w.K + (q + 1) * nL, ISC, bd.errc[q - 1])
+                    fm = pow(em, -1.0 / q) if em > 0.0 else DBL_MAX
+                if q < bd.maxord:
+                    ep = bdf_wnorm(&w, l, w.K + (q + 3) * nL, ISC, bd.errc[q + 1])
+                    fp = pow(ep, -1.0 / (q + 2)) if ep > 0.0 else DBL_MAX
+                fac = f0
+                if fm > fac:
+                    fac = fm
+                    qnew[l] = q - 1
+                if fp > fac:
+                    fac = fp
+                    qnew[l] = q + 1
+                fac = sfty[l] * fac
+                if fac > bd.maxfac:
+                    fac = bd.maxfac
+                if qnew[l] == q and fac >= 1.0 and fac < bd.min_growth:
+                    fac = 1.0      # not worth new LU factors (CVODE's THRESH)
+                hfac[l] = fac
+            w.hnew[l] = w.h[l] * hfac[l]
+            accepted_diverges(job, &w, l, FN, 0)
+        if anyacc:
+            if job.escape_on:
+                escape_crossings(job, &w)
+            if job.K > 0:
+                save_points(job, tb, &w)
+            if job.escape_on:
+                escape_roots(job, tb, &w)
+        for l in range(L):
+            if w.idx[l] < 0 or w.st[l] != ST_RUNNING:
+                continue
+            if w.acc[l]:
+                w.steps[l] += 1
+                # advance (as advance_accepted, with the gradient-norm test deferred to
+                # an evaluation at the new state where the last one says it may pass)
+                copy_lane(&w, w.YN, w.Y, l)
+                w.t[l] = w.tn[l]
+                w.na[l] += 1
+                w.rej[l] = 0
+                if job.escape_on:
+                    w.lossprev[l] = w.lossnew[l]
+                w.h[l] = w.hnew[l]
+                if w.last[l]:
+                    w.st[l] = ST_SUCCESS
+                elif job.gtol > 0.0 and lane_norm2(&w, FN, l) < 2.0 * job.gtol:
+                    ph[l] = PH_GRAD
+                if neq[l] >= w.qord[l] + 1:
+                    neq[l] = 0
+                    if qnew[l] != w.qord[l] or hfac[l] != 1.0:
+                        w.qord[l] = qnew[l]
+                        bdf_change_step(bd, &w, l, qnew[l], hfac[l])
+                        luok[l] = 0
+            if w.st[l] == ST_RUNNING and w.steps[l] >= job.max_steps:
+                w.st[l] = ST_MAX_STEPS
+        # lanes in their gradient test evaluate at their accepted state next round
+        for l in range(L):
+            if ph[l] == PH_GRAD and w.st[l] == ST_RUNNING:
+                copy_lane(&w, w.Y, w.YN, l)
+        live = refill(job, tb, &w)
+    stats[0] = w.calls
+    stats[1] = w.used
+    stats[2] = w.rhs_ns
+    stats[3] = now_ns() - t_start
+    free(PSI)
+    free(piv)
+    free(sel)
+    work_free(&w)
+    return 0
+
+
 cdef inline int call_taylor(Job* job, Work* w, double* X, double* TW) noexcept nogil:
     """X[1..torder] = Taylor coefficients at X[0] for all lanes (timed like call_f)."""
     cdef int64_t t0
@@ -1466,6 +2043,34 @@ cdef void fill_ros(Tab* tb, Ros* rs, tab) except *:
     tb.expo1 = tab.expo
 
 
+cdef void fill_bdf(Tab* tb, Bdf* bd, method, double rtol) except *:
+    """A narrowflow.tableaus.MultistepMethod into the kernel's Bdf and, for the shared code,
+    Tab layouts: K slot 0 = f(y), slots 1..max_order+3 the differences D_j; dense output
+    from D (tb.incr == 3); the first step from Hairer's heuristic with order 1."""
+    cdef int q
+    if method.max_order > BDF_MAXQ:
+        raise ValueError(f"max_order must be <= {BDF_MAXQ}, got {method.max_order}")
+    memset(tb, 0, sizeof(Tab))
+    memset(bd, 0, sizeof(Bdf))
+    bd.maxord = method.max_order
+    bd.maxiter = method.newton_maxiter
+    for q in range(bd.maxord + 1):
+        bd.alpha[q] = method.alpha[q]
+        bd.gam[q] = method.gamma[q]
+        bd.errc[q] = method.error_const[q]
+        bd.ialpha[q] = 1.0 / method.alpha[q] if q > 0 else 0.0
+        bdf_R(q, 1.0, &bd.U[q][0])
+    bd.minfac = method.min_factor
+    bd.maxfac = method.max_factor
+    bd.newton_kappa = method.newton_kappa
+    bd.min_growth = method.min_growth
+    tb.S = 1
+    tb.nk = bd.maxord + 4
+    tb.err_kind = 1
+    tb.order = 1
+    tb.incr = 3
+
+
 def _check_shape(name, arr, shape):
     if arr is None:
         raise ValueError(f"{name}: an array of shape {shape} is required, got None")
@@ -1522,17 +2127,22 @@ def integrate(uintptr_t f_address, uintptr_t loss_address, const double[::1] par
     """
     cdef Tab tb
     cdef Ros rs
+    cdef Bdf bd
     cdef Job job
     cdef int64_t N = y0.shape[0], n = y0.shape[1], w, nw, nq
     cdef int64_t[:, ::1] st
     cdef int[::1] errs
     cdef int64_t K = tsave.shape[0]
     cdef bint tay = taylor_address != 0
-    cdef bint ros = (not tay) and hasattr(tab, "gamma")
+    cdef bint bdf = (not tay) and hasattr(tab, "max_order")
+    cdef bint ros = (not tay) and (not bdf) and hasattr(tab, "gamma")
     if tay:
         fill_taylor(&tb, taylor_order)
-    elif ros:
-        fill_ros(&tb, &rs, tab)
+    elif ros or bdf:
+        if ros:
+            fill_ros(&tb, &rs, tab)
+        else:
+            fill_bdf(&tb, &bd, tab, rtol)
         if jac_address == 0:
             raise ValueError(f"jac_address: method {tab.name!r} needs the Jacobian's cfunc")
     else:
@@ -1603,7 +2213,7 @@ def integrate(uintptr_t f_address, uintptr_t loss_address, const double[::1] par
         job.escape_time = &escape_time[0]
     job.profile = 1 if profile else 0
     job.next = 0
-    job.jac = <rhs_fn> jac_address if ros else NULL
+    job.jac = <rhs_fn> jac_address if (ros or bdf) else NULL
     job.njev = &njev[0] if njev is not None else NULL
     job.h_last = &h_last[0] if h_last is not None else NULL
     job.rows = &rows[0] if rows is not None else NULL
@@ -1632,6 +2242,8 @@ def integrate(uintptr_t f_address, uintptr_t loss_address, const double[::1] par
             for w in prange(nw, schedule='dynamic', chunksize=1, num_threads=threads):
                 if ros:
                     errs[w] = run_worker_ros(&job, &tb, &rs, &st[w, 0])
+                elif bdf:
+                    errs[w] = run_worker_bdf(&job, &tb, &bd, &st[w, 0])
                 elif tay:
                     errs[w] = run_worker_taylor(&job, &tb, &st[w, 0])
                 else:

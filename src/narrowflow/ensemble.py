@@ -33,7 +33,9 @@ from narrowflow import tableaus
 
 EXPLICIT = tableaus.METHODS
 ROSENBROCK = tableaus.ROSENBROCK
-METHODS = EXPLICIT + ROSENBROCK + ("taylor", "auto")
+MULTISTEP = tableaus.MULTISTEP
+IMPLICIT = ROSENBROCK + MULTISTEP      # the methods that use the Jacobian
+METHODS = EXPLICIT + ROSENBROCK + MULTISTEP + ("taylor", "auto")
 DEFAULT_METHOD = "auto"
 AUTO_NONSTIFF = "dop853"      # method="auto": the explicit method, with its stiffness test
 AUTO_STIFF = "rodas5p"        # ... and the Rosenbrock method that continues stiff trajectories
@@ -116,7 +118,7 @@ def _compiled(system, jacobian: bool = True) -> _Compiled:
 
 
 def _needs_jacobian(method: str) -> bool:
-    return method in ROSENBROCK or method == "auto"
+    return method in IMPLICIT or method == "auto"
 
 
 @dataclass(frozen=True)
@@ -217,7 +219,7 @@ def make_problem(flow, *, method=DEFAULT_METHOD, t_span=(0.0, 100.0), save_at=No
     if method == "taylor" and not isinstance(flow, GradientFlow):
         raise ValueError("flow: method='taylor' needs a GradientFlow (its Taylor coefficients "
                          "are generated from the network); a CompiledSystem has none")
-    if isinstance(flow, CompiledSystem) and method in ROSENBROCK and not flow.jacobian_address:
+    if isinstance(flow, CompiledSystem) and method in IMPLICIT and not flow.jacobian_address:
         raise ValueError(f"flow: method={method!r} needs the Jacobian; give the CompiledSystem "
                          f"a jacobian_address")
     if dt is not None:

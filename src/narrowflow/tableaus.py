@@ -198,7 +198,9 @@ def get(method: str) -> Tableau | RosenbrockTableau:
                        P=np.array([[1.0], [0.0]]))
     if method in ROSENBROCK:
         return get_rosenbrock(method)
-    raise ValueError(f"method must be one of {METHODS}, got {method!r}")
+    if method in MULTISTEP:
+        return get_multistep(method)
+    raise ValueError(f"method must be one of {METHODS + ROSENBROCK + MULTISTEP}, got {method!r}")
 
 
 # ---------------------------------------------------------------------------------------
@@ -381,3 +383,60 @@ def get_rosenbrock(name: str) -> RosenbrockTableau:
         return _rosenbrock("rodas4", _RODAS4_GAMMA, _RODAS4_A, _RODAS4_C, _RODAS4_H,
                            order=4, order_embedded=3)
     raise ValueError(f"name must be one of {ROSENBROCK}, got {name!r}")
+
+
+# ---------------------------------------------------------------------------------------
+# Variable-order multistep methods: the numerical differentiation formulas (NDF) of
+# Shampine & Reichelt, "The MATLAB ODE Suite", SIAM J. Sci. Comput. 18 (1997), in the
+# quasi-constant step-size form of scipy.integrate.BDF (the differences array D of
+# backward differences of the solution scaled to the current step h; a change of step
+# multiplies D[:q+1] by (R U)^T). Order q = 1..5; the corrector at order q solves
+#
+#     y_new = y_pred + d,   (1 - kappa_q) gamma_q d = h f(y_new) - sum_{j=1..q} gamma_j D_j
+#
+# with y_pred = sum_{j=0..q} D_j, gamma_j = sum_{i<=j} 1/i, by simplified Newton with
+# W = I - (h / alpha_q) J, alpha_q = (1 - kappa_q) gamma_q; the local error estimate is
+# error_const[q] * d, error_const[q] = kappa_q gamma_q + 1/(q + 1). kappa: Shampine &
+# Reichelt's Table 1 (the same values as scipy.integrate.BDF; kappa_5 = 0: order 5 is BDF5).
+# ---------------------------------------------------------------------------------------
+
+MULTISTEP = ("bdf",)
+
+_NDF_KAPPA = (0.0, -0.1850, -1.0 / 9.0, -0.0823, -0.0415, 0.0)
+
+
+@dataclass(frozen=True)
+class MultistepMethod:
+    """Coefficients of a variable-order NDF/BDF method (layout above this class).
+
+    Arrays (max_order + 1,) are indexed by the order q = 0..max_order (index 0 unused but
+    gamma[0] = 0). Controller constants as in scipy.integrate.BDF: a step changes by a
+    factor in [min_factor, max_factor], Newton takes at most newton_maxiter iterations.
+    Newton stops once its correction times its convergence rate is newton_kappa of what
+    the error test allows (CVODE's test and its nlscoef = 0.1).
+    """
+
+    name: str
+    max_order: int
+    kappa: np.ndarray
+    gamma: np.ndarray
+    alpha: np.ndarray
+    error_const: np.ndarray
+    newton_maxiter: int = 4
+    newton_kappa: float = 0.01
+    min_growth: float = 1.2
+    min_factor: float = 0.2
+    max_factor: float = 10.0
+
+
+@lru_cache(maxsize=None)
+def get_multistep(name: str) -> MultistepMethod:
+    """The multistep method `name` (one of MULTISTEP)."""
+    if name != "bdf":
+        raise ValueError(f"name must be one of {MULTISTEP}, got {name!r}")
+    q = 5
+    kappa = np.array(_NDF_KAPPA)
+    gamma = np.concatenate(([0.0], np.cumsum(1.0 / np.arange(1, q + 1))))
+    alpha = (1.0 - kappa) * gamma
+    error_const = kappa * gamma + 1.0 / np.arange(1, q + 2)
+    return MultistepMethod("bdf", q, kappa, gamma, alpha, error_const)
