@@ -54,7 +54,7 @@ from scipy.optimize import least_squares  # noqa: E402
 
 from narrowflow import model  # noqa: E402
 
-TEACHER = np.array([1.0, 1.5, -0.7, 0.4])
+TEACHER = model.NF4_TEACHER   # [a1, w1, a2, w2] = [1.0, 1.5, -0.7, 0.4], a global minimum
 
 
 @pytest.fixture(scope="module")

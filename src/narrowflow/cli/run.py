@@ -112,11 +112,13 @@ def effective_toml(cfg: dict, preset: str | None = None) -> str:
 
 def _global_minimum(rc, result) -> tuple[float, str]:
     """The global minimum loss if known (realizable target), else the best one found."""
+    from narrowflow import model
     d = rc.cfg["data"]
     net = rc.cfg["network"]
     same_shape = net["input_dim"] == 1 and net["output_dim"] == 1
-    nf4_ok = (d.get("preset") == "nf4" and net["activation"] == "tanh" and net["width"] >= 2
-              and same_shape)
+    # the NF4 teacher is a width-2 network of NF4_ACTIVATION without biases
+    nf4_ok = (d.get("preset") == "nf4" and net["activation"] == model.NF4_ACTIVATION
+              and net["width"] >= model.NF4_TEACHER.size // 2 and same_shape)
     t = d.get("teacher")
     teacher_ok = t is not None and (
         t.get("activation", net["activation"]) == net["activation"]
