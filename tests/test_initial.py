@@ -133,3 +133,9 @@ def test_one_seed_one_set_of_states_api_cli_dask(tmp_path, capsys):
     assert np.array_equal(dd["y_saved"].values[:, 0, :], api)
     # and the end states agree with the CLI's (same states, same solver)
     assert np.array_equal(dd["y_final"].values, ds["y_final"].values)
+
+
+def test_memory_limit_is_the_solvers():
+    """initial refuses draws against the same budget as the ensemble solver's outputs."""
+    from narrowflow import ensemble, memory
+    assert memory.default_memory_limit() == ensemble.default_memory_limit() > 0

@@ -134,17 +134,17 @@ def _global_minimum(rc, result) -> tuple[float, str]:
 
 
 def _limits_lines(rc, result) -> list[str]:
-    """The table of where the trajectories ended (narrowflow.analysis.summarize_limits)."""
-    from narrowflow import analysis
+    """The table of where the trajectories ended (narrowflow.studies.summarize_limits)."""
+    from narrowflow import studies
     flow = getattr(result, "flow", None)
     if flow is None:
         flow = rc.flow()
     tol = float(rc.cfg["output"].get("limit_tol", 1e-3))
-    ls = analysis.summarize_limits(result, flow, tol=tol, max_clusters=LIMIT_CLUSTERS,
+    ls = studies.summarize_limits(result, flow, tol=tol, max_clusters=LIMIT_CLUSTERS,
                                    max_states=LIMIT_MAX_STATES)
     N = ls.n
     lines = [f"  limits      where the {N} trajectories ended; the {ls.n_converged} CONVERGED ones "
-             f"classified by narrowflow.analysis.limit_points",
+             f"classified by narrowflow.studies.limit_points",
              f"              (clustered modulo symmetry at scale {tol:g}, the {ls.max_clusters} "
              f"largest clusters refined to critical points and typed by Morse index; "
              f"{ls.seconds:.2g} s):"]
