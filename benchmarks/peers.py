@@ -9,7 +9,9 @@
                                                # at rtol 1e-6 ... 1e-13 (taylor.md/json/png)
 
 Every solver integrates the same NF4 trajectories (docs/design.md §6: x = linspace(-2, 2, 16),
-y = tanh(1.5x) - 0.7 tanh(0.4x), theta0 ~ N(0, 1) from default_rng(12345), t in [0, 100])
+y = tanh(1.5x) - 0.7 tanh(0.4x), theta0 ~ N(0, 1) from model.nf4_initial_states (seed 12345),
+t in [0, 100]; data and states come from narrowflow.model, the peers' right-hand sides are
+their own scalar code)
 at rtol 1e-6, 1e-8, 1e-10 (atol = rtol / 100; heyoka takes one tol). The error of a run is
 the max-norm distance of its final states to a reference computed by scipy's DOP853 at
 rtol 1e-13, atol 1e-15 (cross-checked against narrowflow's dop853 at the same tolerance), over
@@ -38,19 +40,22 @@ import numpy as np
 from numba import njit
 
 HERE = Path(__file__).resolve().parent
-SEED = 12345
 T1 = 100.0
 
 
 # --- the problem ------------------------------------------------------------------------------
 
 def nf4_data():
-    x = np.linspace(-2.0, 2.0, 16)
-    return x, np.tanh(1.5 * x) - 0.7 * np.tanh(0.4 * x)
+    """NF4's x (16,) and y (16,), from narrowflow.model (the one definition)."""
+    from narrowflow import model
+    data = model.nf4_dataset()
+    return data.x.ravel(), data.y.ravel()
 
 
 def nf4_theta0(n):
-    return np.random.default_rng(SEED).standard_normal((n, 4))
+    """NF4 initial states (n, 4), from narrowflow.model (the seed scheme of narrowflow run)."""
+    from narrowflow import model
+    return model.nf4_initial_states(n, seed=model.NF4_SEED)
 
 
 @njit(cache=True)

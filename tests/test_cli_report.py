@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 from matplotlib import image as mpimg
 
-from narrowflow import analysis, io, model
+from narrowflow import io, model, studies
 from narrowflow.cli import main
 from narrowflow.cli import report as report_cli
 from narrowflow.ensemble import solve_ensemble
@@ -96,7 +96,7 @@ def test_write_report_from_result_object(stored, tmp_path):
     res, _ = stored
     rep = report_cli.write_report(res, tmp_path / "obj")
     assert len(rep["figures"]) == 3
-    assert isinstance(rep["limit_points"], analysis.LimitPoints)
+    assert isinstance(rep["limit_points"], studies.LimitPoints)
     assert len(rep["limit_points"]) == 1
 
 
@@ -110,7 +110,7 @@ def test_solver_escape_times_agree_with_saved_losses(stored):
         r = solve_ensemble(res.flow, res.y_saved[:, 0], (0, 10 if n_save > 51 else 100),
                            save_at=np.linspace(0, 10 if n_save > 51 else 100, n_save),
                            escape_threshold=0.5)
-        E = analysis.escape_times(r, [0.5]).values[0]
+        E = studies.escape_times(r, [0.5]).values[0]
         ok = np.isfinite(r.escape_time) & (r.escape_time > 0)
         assert ok.sum() > 50
         err = np.abs(E[ok] - r.escape_time[ok])

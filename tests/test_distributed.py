@@ -281,10 +281,10 @@ def test_other_configuration_refused_and_overwrite(client, flow, tmp_path, monke
         D.solve_distributed(other, seed=1, n=64, store=store, chunk=16, client=client, **opts)
     # the compiler settings change the numbers (FMA: last bits of y_final): refused too, checked
     # before anything is compiled
-    from narrowflow import rhs
-    assert D.store_state(store)["config"]["build"]["rhs_fma"] == bool(rhs._FMA)
+    from narrowflow import jit
+    assert D.store_state(store)["config"]["build"]["rhs_fma"] == bool(jit.FMA)
     with monkeypatch.context() as m:
-        m.setattr(rhs, "_FMA", {} if rhs._FMA else {"fastmath": {"contract"}})
+        m.setattr(jit, "FMA", {} if jit.FMA else {"fastmath": {"contract"}})
         with pytest.raises(ValueError, match=r"different configuration.*build\.rhs_fma"):
             D.solve_distributed(flow, seed=1, n=64, store=store, chunk=16, client=client,
                                 **opts)

@@ -237,10 +237,13 @@ def test_escape_time_linear_closed_form():
 
 # --- statuses -------------------------------------------------------------------------------
 
-def test_gtol_converged_both_ways(nf4, nf4_y0):
+def test_gtol_converged_both_ways(nf4):
+    # seed 1's six states: two reach ||grad L|| < 1e-3 before t = 100 and four do not, and
+    # the first two reach 1e-2 (the premises below)
+    nf4_y0 = model.nf4_initial_states(6, seed=1)
     loose = nf.solve_ensemble(nf4, nf4_y0, gtol=1e-3, threads=1)
     conv = loose.status == Status.CONVERGED
-    assert conv.sum() >= 2
+    assert conv.sum() >= 2 and (~conv).sum() >= 2
     assert np.all(loose.status[~conv] == Status.SUCCESS)
     g = np.array([np.linalg.norm(nf4.grad(y)) for y in loose.y_final])
     # converged ones stopped early below gtol; the others never got there (checked at steps)

@@ -81,3 +81,61 @@ def test_sizes_refused_before_drawing():
     with pytest.raises(ValueError, match="^n: .*memory limit"):
         initial.sample(3 * 10**9, 4, seed=1)
     assert initial.sample(2, 4, seed=1, start=2**63 - 3).shape == (2, 4)
+
+
+def test_block_alone_equals_rows_of_the_whole():
+    """Any block start..start+n-1 drawn alone is those rows of the whole, for both
+    distributions and for a seed above 2**32 (both key words used)."""
+    seed = 2**40 + 17
+    for kw in (dict(), dict(distribution="uniform", low=-3.0, high=[1.0, 2.0, 3.0])):
+        whole = initial.sample(257, 3, seed, **kw)
+        for start, n in ((0, 1), (5, 31), (128, 129), (256, 1)):
+            assert np.array_equal(initial.sample(n, 3, seed, start=start, **kw),
+                                  whole[start:start + n])
+    # the first words of trajectory 0 under seed 0 are Philox of counter 0, key 0 (the KAT)
+    w = KAT[0][2]
+    m = ((w[0] >> 5) << 26) | (w[1] >> 6)
+    assert initial.uniforms(0, [0], 1)[0, 0] == (m + 0.5) * 2.0**-53
+
+
+def test_one_seed_one_set_of_states_api_cli_dask(tmp_path, capsys):
+    """seed=7 gives the same NF4 initial states through model.nf4_initial_states, `narrowflow
+    run` (stored as the states at t0) and the Dask backend (chunks of 5, drawn per task)."""
+    from narrowflow import io, model
+    from narrowflow.cli import main
+    n, seed = 12, 7
+    api = model.nf4_initial_states(n, seed=seed)
+    assert np.array_equal(api, initial.sample(n, 4, seed))
+    assert np.array_equal(model.nf4_initial_states(4, seed=seed, start=8), api[8:])
+    assert not np.array_equal(model.nf4_initial_states(n, seed=seed + 1), api)
+    assert model.NF4_SEED == initial.DEFAULT_SEED == 12345
+    assert np.array_equal(model.nf4_initial_states(3), initial.sample(3, 4, 12345))
+
+    cfg = tmp_path / "c.toml"
+    cfg.write_text(f'[initial]\nseed = {seed}\n[solver]\nmethod = "dop853"\n'
+                   't_span = [0.0, 1.0]\n[save]\nstates = true\n')
+    assert main(["run", str(cfg), "--out", str(tmp_path / "o"), "-n", str(n),
+                 "--threads", "1"]) == 0, capsys.readouterr().err
+    ds = io.load(tmp_path / "o" / "results.zarr")
+    assert ds["time"].values[0] == 0.0
+    assert np.array_equal(ds["y_saved"].values[:, 0, :], api)
+
+    pytest.importorskip("distributed")
+    from distributed import Client
+
+    from narrowflow import distributed as D
+    with Client(processes=False, n_workers=1, threads_per_worker=2,
+                dashboard_address=None) as client:
+        D.solve_distributed(model.nf4_benchmark(), seed=seed, n=n, chunk=5,
+                            store=tmp_path / "d.zarr", client=client, method="dop853",
+                            t_span=(0.0, 1.0), save_at=[0.0, 1.0], save_states=True)
+    dd = io.load(tmp_path / "d.zarr")
+    assert np.array_equal(dd["y_saved"].values[:, 0, :], api)
+    # and the end states agree with the CLI's (same states, same solver)
+    assert np.array_equal(dd["y_final"].values, ds["y_final"].values)
+
+
+def test_memory_limit_is_the_solvers():
+    """initial refuses draws against the same budget as the ensemble solver's outputs."""
+    from narrowflow import ensemble, memory
+    assert memory.default_memory_limit() == ensemble.default_memory_limit() > 0

@@ -6,7 +6,7 @@ import pytest
 from scipy.integrate import solve_ivp
 
 import narrowflow as nf
-from narrowflow import activations, model
+from narrowflow import activations, initial, model
 
 ACTS = list(activations.NAMES)
 
@@ -171,8 +171,16 @@ def test_bad_input_names_the_argument():
 def test_nf4_benchmark_problem():
     flow = model.nf4_benchmark()
     assert flow.n_params == 4 and flow.data.n == 16
-    th0 = model.nf4_initial_states(3)
-    assert np.array_equal(th0, np.random.default_rng(12345).standard_normal((3, 4)))
+    assert flow.network.architecture == (1, 2, 1, False) and flow.network.activation.key == "tanh"
+    x = np.linspace(-2.0, 2.0, 16)
+    assert np.array_equal(flow.data.x.ravel(), x)
+    assert np.array_equal(flow.data.y.ravel(), np.tanh(1.5 * x) - 0.7 * np.tanh(0.4 * x))
+    # the teacher is a global minimum: zero loss and zero gradient there
+    assert flow.loss(model.NF4_TEACHER) == 0.0
+    assert np.array_equal(flow.grad(model.NF4_TEACHER), np.zeros(4))
+    th0 = model.nf4_initial_states(3)       # narrowflow.initial's scheme, seed 12345
+    assert np.array_equal(th0, initial.sample(3, 4, 12345))
+    assert th0.shape == (3, 4) and th0.dtype == np.float64
 
 
 @pytest.mark.parametrize("kw, name", [

@@ -88,9 +88,11 @@ def test_eps2_verdict_non_abelian(hh2):
     assert JR.verified and JI.verified and C.verified
     assert JR.unipotent and JI.unipotent
     assert C.deviation(3).significant(100.0)
-    assert C.verdict(3) == "G⁰(VE_3) non-abelian ⇒ not integrable"
+    assert C.verdict(3) == jets.JetVerdict(3, True) and C.verdict(3).non_abelian
+    assert str(C.verdict(3)) == "G⁰(VE_3) non-abelian ⇒ not integrable"
     # at order 2 the same data say nothing
-    assert C.verdict(2) == "no conclusion at order 2"
+    assert C.verdict(2) == jets.JetVerdict(2, False) and not C.verdict(2).conclusive
+    assert str(C.verdict(2)) == "no conclusion at order 2"
     text = str(C)
     assert "verdict: G⁰(VE_3) non-abelian" in text and "closure defect" in text
 

@@ -50,7 +50,7 @@ def test_loss_bands_log_time_axis_for_log_spaced_grid():
 import re  # noqa: E402
 from pathlib import Path  # noqa: E402
 
-from narrowflow import analysis, model  # noqa: E402
+from narrowflow import model, studies  # noqa: E402
 from narrowflow.ensemble import solve_ensemble  # noqa: E402
 
 
@@ -70,7 +70,7 @@ def run():
     flow = _double_well()
     th0 = np.random.default_rng(0).uniform(-2, 2, (60, 2))
     res = solve_ensemble(flow, th0, (0, 60), save_at=np.linspace(0, 60, 31))
-    return res, analysis.limit_points(res, symmetric=False)
+    return res, studies.limit_points(res, symmetric=False)
 
 
 def test_limit_points_png(run, tmp_path):
@@ -89,7 +89,7 @@ def test_escape_histogram_png(run, tmp_path):
     thr = [1.0, 0.3]
     fig = plots.escape_histogram(res, thr, lp)
     assert len(fig.axes) == 2
-    E = analysis.escape_times(res, thr).values
+    E = studies.escape_times(res, thr).values
     # grey "all" bars hold every trajectory that crossed
     from matplotlib.patches import Rectangle
     bars = [p.get_height() for p in fig.axes[1].patches if isinstance(p, Rectangle)]
@@ -99,7 +99,7 @@ def test_escape_histogram_png(run, tmp_path):
 
 def test_basin_map_png(tmp_path):
     flow = _double_well(2)
-    bm = analysis.basin_map(flow, np.zeros(4), ("a1", "w1"), ((-2, 2), (-2, 2)), 24,
+    bm = studies.basin_map(flow, np.zeros(4), ("a1", "w1"), ((-2, 2), (-2, 2)), 24,
                             t_span=(0, 120), symmetric=False)
     fig = plots.basin_map(bm)
     img = fig.axes[0].images[0].get_array()
@@ -111,7 +111,7 @@ def test_basin_map_png(tmp_path):
 def test_gd_vs_flow_png(tmp_path):
     flow = _double_well()
     th0 = np.random.default_rng(1).uniform(-1.5, 1.5, (16, 2))
-    cmp = analysis.gd_vs_flow(flow, th0, [0.02, 0.1, 1.5], t_end=40, t_compare=5, n_times=6,
+    cmp = studies.gd_vs_flow(flow, th0, [0.02, 0.1, 1.5], t_end=40, t_compare=5, n_times=6,
                               symmetric=False)
     fig = plots.gd_vs_flow(cmp)
     ax1, ax2 = fig.axes
@@ -125,11 +125,11 @@ def test_gd_vs_flow_png(tmp_path):
 README_BASINS = '''
 import numpy as np
 import narrowflow as nf
-from narrowflow import analysis, model, plots
+from narrowflow import model, plots, studies
 
 nf4 = model.nf4_benchmark()                    # the NF4 problem of docs/design.md §6, here with weight decay
 flow = nf.GradientFlow(nf4.network, nf4.data, weight_decay=0.01)
-bm = analysis.basin_map(flow, base=np.array([1.0, 0.0, -0.5, 0.0]), params=("w1", "w2"),
+bm = studies.basin_map(flow, base=np.array([1.0, 0.0, -0.5, 0.0]), params=("w1", "w2"),
                         ranges=((-3, 3), (-3, 3)), shape=(80, 80), t_span=(0, 2000),
                         gtol=1e-8, symmetric=False)   # symmetric=False: tell the copies apart
 print(bm.limit_points.to_markdown())
@@ -156,7 +156,7 @@ def test_readme_basin_example(tmp_path):
     # every copy of the (weight-decayed) teacher is one global minimum modulo symmetry
     cps = bm.limit_points.clusters
     assert len(cps) == 8 and all(c.kind == "global minimum" for c in cps)
-    sym = analysis.Symmetry.of(ns["flow"])
+    sym = studies.Symmetry.of(ns["flow"])
     assert max(sym.distance(c.theta, cps[0].theta) for c in cps) < 1e-6
 
 

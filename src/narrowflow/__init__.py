@@ -27,7 +27,7 @@ _LAZY = {
     "check_integrability": "narrowflow.monodromy",
 }
 _SUBMODULES = ("activations", "model", "rhs", "ensemble", "monodromy", "distributed",
-               "io", "plots", "analysis", "cli")
+               "io", "plots", "studies", "analysis", "cli")
 
 
 def build_info() -> dict:

@@ -26,9 +26,9 @@ from numba.extending import register_jitable
 from scipy import special
 
 from narrowflow import fastmath as fm
+from narrowflow.jit import INLINE
 
 MAX_ORDER = 4
-_JIT = dict(inline="always", error_model="numpy", nogil=True, cache=True)
 
 
 # --- derivative formulas, shared by numpy and Numba ---------------------------------
@@ -147,37 +147,37 @@ def _np_linear_d(z, kappa):
 
 # --- Numba versions: real (vectorizable) and complex -----------------------------------
 
-@njit(**_JIT)
+@njit(**INLINE)
 def _tanh_real(z, kappa):
     return _tanh_chain(fm.tanh(z))
 
 
-@njit(**_JIT)
+@njit(**INLINE)
 def _tanh_complex(z, kappa):
     return _tanh_chain(cmath.tanh(z))
 
 
-@njit(**_JIT)
+@njit(**INLINE)
 def _sigmoid_real(z, kappa):
     return _sigmoid_chain(fm.sigmoid(z))
 
 
-@njit(**_JIT)
+@njit(**INLINE)
 def _sigmoid_c(z):
     return 1.0 / (1.0 + cmath.exp(-z))
 
 
-@njit(**_JIT)
+@njit(**INLINE)
 def _sigmoid_complex(z, kappa):
     return _sigmoid_chain(_sigmoid_c(z))
 
 
-@njit(**_JIT)
+@njit(**INLINE)
 def _softplus_real(z, kappa):
     return _softplus_chain(fm.softplus(z), fm.sigmoid(z))
 
 
-@njit(**_JIT)
+@njit(**INLINE)
 def _softplus_complex(z, kappa):
     if z.real > 0:
         sp = z + cmath.log(1.0 + cmath.exp(-z))
@@ -186,32 +186,32 @@ def _softplus_complex(z, kappa):
     return _softplus_chain(sp, _sigmoid_c(z))
 
 
-@njit(**_JIT)
+@njit(**INLINE)
 def _silu_real(z, kappa):
     return _silu_chain(z, fm.sigmoid(z))
 
 
-@njit(**_JIT)
+@njit(**INLINE)
 def _silu_complex(z, kappa):
     return _silu_chain(z, _sigmoid_c(z))
 
 
-@njit(**_JIT)
+@njit(**INLINE)
 def _gelu_real(z, kappa):
     return _gelu_chain(z, fm.sigmoid(2.0 * _GELU_C * (z + _GELU_A * z * z * z)))
 
 
-@njit(**_JIT)
+@njit(**INLINE)
 def _gelu_complex(z, kappa):
     return _gelu_chain(z, _sigmoid_c(2.0 * _GELU_C * (z + _GELU_A * z * z * z)))
 
 
-@njit(**_JIT)
+@njit(**INLINE)
 def _quadratic_any(z, kappa):
     return _quadratic_chain(z, kappa)
 
 
-@njit(**_JIT)
+@njit(**INLINE)
 def _linear_any(z, kappa):
     return _linear_chain(z)
 

@@ -42,6 +42,8 @@ from types import SimpleNamespace
 
 import numpy as np
 
+from narrowflow.initial import DEFAULT_SEED
+
 if sys.version_info >= (3, 11):
     import tomllib
 else:  # pragma: no cover
@@ -124,7 +126,7 @@ SCHEMA: dict[str, dict[str, tuple]] = {
         "teacher": ((dict,), None), "file": ((str,), None),
     },
     "initial": {
-        "n": ((int,), 100_000), "seed": ((int,), 12345),
+        "n": ((int,), 100_000), "seed": ((int,), DEFAULT_SEED),
         "distribution": ((str,), "normal"), "mean": ((int, float, list), 0.0),
         "std": ((int, float, list), 1.0), "low": ((int, float, list), -1.0),
         "high": ((int, float, list), 1.0),
@@ -290,6 +292,7 @@ def check_values(cfg: dict, raw: dict | None = None, via: dict | None = None) ->
     {key: command-line option} for values the command line set). ``raw``: the document as
     given (keys the user set), for the keys that only one distribution uses."""
     from narrowflow import ensemble, initial
+    from narrowflow.memory import default_memory_limit
     from narrowflow.model import Network
     raw = raw or {}
     if cfg.get("cluster"):
@@ -401,7 +404,7 @@ def check_values(cfg: dict, raw: dict | None = None, via: dict | None = None) ->
     shape = SimpleNamespace(n_params=p, n_save=K, escape_threshold=1.0 if escape else None,
                             save_states=bool(cfg["save"]["states"]))
     need = ensemble.output_nbytes(shape, n) + 3 * 8 * n * p + 3 * 8 * K
-    limit = ensemble.default_memory_limit()
+    limit = default_memory_limit()
     if need > limit:
         bare = SimpleNamespace(n_params=p, n_save=0, escape_threshold=shape.escape_threshold,
                                save_states=False)
@@ -558,12 +561,11 @@ class RunConfig:
 
     def dataset(self):
         """The training data; a refusal names the key (data.x, data.y, data.file, ...)."""
-        from narrowflow.model import Dataset, Network
+        from narrowflow.model import Dataset, Network, nf4_dataset
         d = self.cfg["data"]
         net = self.cfg["network"]
         if d.get("preset") == "nf4":
-            x = np.linspace(-2.0, 2.0, 16)
-            return Dataset(x, np.tanh(1.5 * x) - 0.7 * np.tanh(0.4 * x))
+            return nf4_dataset()
         if d.get("file"):
             arr, path = self._data_file(d["file"])
             din, dout = net["input_dim"], net["output_dim"]

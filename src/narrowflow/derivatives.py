@@ -26,12 +26,14 @@ import numpy as np
 from numba import njit
 
 from narrowflow import activations as _act
+from narrowflow import jit as _jit
+from narrowflow.rhs import HEADER, pack_params
 
-__all__ = ["network_derivs", "pack_params", "derivatives", "MAX_ORDER"]
+__all__ = ["network_derivs", "network_params", "architecture", "derivatives", "MAX_ORDER"]
 
 MAX_ORDER = 3          # D³F (σ'''' needed); D⁴F would need σ^(5)
 
-_NJ = dict(cache=True, error_model="numpy", nogil=True)
+_NJ = _jit.NOGIL
 
 # activation codes, in the registry's order
 _CODES = {name: i for i, name in enumerate(_act.NAMES)}
@@ -63,26 +65,30 @@ def _sigma(code, z, kappa):
     return _F6(z, kappa)
 
 
-_HDR = 8   # params header: d, m, k, bias, n, lambda, kappa, activation code
+ARCH = 5   # the architecture after the data: d, m, k, bias, activation code
+
+
+@njit(**_NJ)
+def architecture(params):
+    """(d, m, k, bias, activation code) from the tail of a :func:`network_params` block."""
+    L = params.size
+    return (int(params[L - 5]), int(params[L - 4]), int(params[L - 3]), int(params[L - 2]),
+            int(params[L - 1]))
 
 
 @njit(**_NJ)
 def network_derivs(theta, params, order, F, D1, D2, D3, D4):
     """Fill F = −∇L (p,) and, up to ``order`` (<= 3), D1 = −∇²L, D2 = −∇³L, D3 = −∇⁴L.
 
-    theta: complex128 (p,); params: float64, see :func:`pack_params`; D4 is not touched.
+    theta: complex128 (p,); params: float64, see :func:`network_params`; D4 is not touched.
     The signature is the one :mod:`narrowflow.monodromy.jets` expects.
     """
-    d = int(params[0])
-    m = int(params[1])
-    k = int(params[2])
-    bias = int(params[3])
-    n = int(params[4])
-    lam = params[5]
-    kappa = params[6]
-    code = int(params[7])
-    xo = _HDR
-    yo = _HDR + n * d
+    d, m, k, bias, code = architecture(params)
+    n = int(params[0])
+    lam = params[1]
+    kappa = params[2]
+    xo = HEADER
+    yo = HEADER + n * d
     p = theta.size
     bs = k + d + bias
     inv_n = 1.0 / n
@@ -200,17 +206,19 @@ def network_derivs(theta, params, order, F, D1, D2, D3, D4):
                                     + r2[u, x] * r2[v, w])
 
 
-def pack_params(flow) -> np.ndarray:
-    """float64 params for :func:`network_derivs`: header (d, m, k, bias, n, λ, κ, activation
-    code) then x (n·d, row-major) and y (n·k)."""
-    net, data = flow.network, flow.data
+def network_params(flow) -> np.ndarray:
+    """float64 params for :func:`network_derivs` and the Koenigs series: the block of
+    ``narrowflow.rhs.pack_params`` (header ``n, λ, κ``, reserved, then x (n·d) and y (n·k),
+    docs/design.md §5), followed by the architecture ``(d, m, k, bias, activation code)``
+    (codes in the order of ``activations.NAMES``). The compiled right-hand sides have the
+    architecture compiled in; these kernels are compiled once for all architectures, so they
+    read it from the block's last ``ARCH`` entries (:func:`architecture`)."""
+    net = flow.network
     act = net.activation
     if act.name not in _CODES or _CODES[act.name] > 6:
         raise ValueError(f"activation {act.name!r} has no compiled derivatives")
-    head = [net.input_dim, net.width, net.output_dim, int(net.bias), data.n,
-            flow.weight_decay, act.kappa, _CODES[act.name]]
-    return np.concatenate([np.array(head, np.float64), np.ascontiguousarray(data.x, np.float64).ravel(),
-                           np.ascontiguousarray(data.y, np.float64).ravel()])
+    arch = [net.input_dim, net.width, net.output_dim, int(net.bias), _CODES[act.name]]
+    return np.concatenate([pack_params(flow), np.array(arch, np.float64)])
 
 
 def _check_flow(flow):
@@ -235,6 +243,6 @@ def derivatives(flow, theta, order=3):
     arrs = [np.zeros(p, np.complex128)]
     for j in range(1, 5):
         arrs.append(np.zeros((p,) * (j + 1) if j <= order else (1,) * (j + 1), np.complex128))
-    network_derivs(thc, pack_params(flow), int(order), *arrs)
+    network_derivs(thc, network_params(flow), int(order), *arrs)
     out = tuple(arrs[: order + 1])
     return tuple(a.real.copy() for a in out) if real else out

@@ -229,14 +229,14 @@ def default_chunk(problem, n: int, slots: int | None = None) -> int:
 
 def build_config() -> dict:
     """How this process compiles the right-hand sides, which changes the stored numbers:
-    FMA contraction on or off (``narrowflow.rhs._FMA``, env NARROWFLOW_NO_FMA; y_final differs
+    FMA contraction on or off (``narrowflow.jit.FMA``, env NARROWFLOW_NO_FMA; y_final differs
     in the last bits) and the Numba version. The CPU is left out: the client's CPU does not
     compute anything (workers compile for their own), and a cluster's login node often differs
     from its compute nodes; each task checks its worker against these values instead."""
     import numba
 
-    from narrowflow import rhs
-    return {"rhs_fma": bool(rhs._FMA), "numba": numba.__version__}
+    from narrowflow import jit
+    return {"rhs_fma": jit.fma_enabled(), "numba": numba.__version__}
 
 
 def resolved_config(problem, init: InitialStates) -> dict:

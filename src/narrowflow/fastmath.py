@@ -18,7 +18,8 @@ from __future__ import annotations
 from numba import njit, types
 from numba.extending import intrinsic
 
-JIT = dict(inline="always", error_model="numpy", nogil=True, cache=True)
+from narrowflow.jit import INLINE
+
 
 _LN2_HI = 6.93147180369123816490e-01  # ln 2 split so k*_LN2_HI is exact for |k| < 2^11
 _LN2_LO = 1.90821492927058770002e-10
@@ -51,7 +52,7 @@ def _bits_f64(typingctx, i):
     return types.float64(types.int64), codegen
 
 
-@njit(**JIT)
+@njit(**INLINE)
 def _exp_core(x):
     """exp(x) for x already clamped to [-1000, 1000] (keeps both 2^k factors normal); NaN propagates."""
     shifted = x * _INV_LN2 + _SHIFTER
@@ -80,7 +81,7 @@ def _exp_core(x):
     return p * _bits_f64((k1 + 1023) << 52) * _bits_f64((k2 + 1023) << 52)
 
 
-@njit(**JIT)
+@njit(**INLINE)
 def exp(x):
     """exp(x), float64, branch-free; overflow to inf and underflow to 0 as libm."""
     xc = -1000.0 if x < -1000.0 else x  # comparisons written so that NaN passes through
@@ -88,7 +89,7 @@ def exp(x):
     return _exp_core(xc)
 
 
-@njit(**JIT)
+@njit(**INLINE)
 def tanh(x):
     """tanh(x), float64, branch-free (both formulas computed, one selected)."""
     ax = -x if x < 0.0 else x
@@ -106,7 +107,7 @@ def tanh(x):
     return small if ax < 0.625 else big
 
 
-@njit(**JIT)
+@njit(**INLINE)
 def log1p_unit(u):
     """log(1 + u) for 0 <= u <= 1 (what softplus needs), branch-free, relative ~1 ulp.
 
@@ -136,13 +137,13 @@ def log1p_unit(u):
     return 2.0 * s * p
 
 
-@njit(**JIT)
+@njit(**INLINE)
 def sigmoid(x):
     """1 / (1 + e^{-x}), stable for any real x (no overflow warning, exact limits)."""
     return 1.0 / (1.0 + exp(-x))
 
 
-@njit(**JIT)
+@njit(**INLINE)
 def softplus(x):
     """log(1 + e^x) in the stable form max(x, 0) + log1p(e^{-|x|})."""
     ax = -x if x < 0.0 else x

@@ -1,11 +1,19 @@
-"""Initial states of an ensemble, reproducible per trajectory.
+"""Initial states of an ensemble, reproducible per trajectory: the one scheme.
 
-Trajectory `i` of a run with seed `s` always gets the same initial state, however the run is
-split into chunks, workers or machines: its random numbers come from the counter-based
-generator Philox4x32-10 (Salmon et al., SC'11) with key = seed and counter = (i, block,
-stream), so no state is carried from one trajectory to the next. Uniforms use 53 random
-bits and lie in the open interval (0, 1); normals are their inverse normal CDF
-(scipy.special.ndtri), so every index maps to fixed draws.
+Every way of drawing initial states uses `sample`: the API (``model.nf4_initial_states``,
+``initial.sample``), ``narrowflow run`` (its config's ``[initial]`` table) and the Dask
+backend (each task draws its own chunk). The same seed gives the same states through all of
+them, however the run is split into chunks, workers or machines.
+
+The scheme. Trajectory `i`'s state is a function of (seed, i) only: its random numbers come
+from the counter-based generator Philox4x32-10 (Salmon et al., SC'11), no state is carried
+from one trajectory to the next. With key = (seed mod 2**32, seed >> 32) (seed in [0, 2**64))
+and counter = (i mod 2**32, i >> 32, b, stream), block b gives four 32-bit words; component
+j of trajectory i takes block j // 2, words 2(j % 2) and 2(j % 2) + 1, and keeps 27 + 26 of
+their bits: a uniform u = (m + 0.5) 2**-53 in the open interval (0, 1). Normals are
+mean + std · ndtri(u) (the inverse normal CDF), uniforms on [low, high) are
+low + (high − low) u. So any block of rows start .. start+n−1 can be drawn alone and equals
+the same rows of the whole.
 
     theta0 = initial.sample(n=100_000, p=4, seed=12345)                  # N(0, 1)
     theta0 = initial.sample(1000, 4, seed=1, distribution="uniform", low=-2, high=2)
@@ -16,9 +24,12 @@ from __future__ import annotations
 from numbers import Integral
 
 import numpy as np
-from scipy.special import ndtri
+
+from narrowflow.memory import default_memory_limit
 
 DISTRIBUTIONS = ("normal", "uniform")
+# the seed of the main job and of model.nf4_initial_states (config's initial.seed default)
+DEFAULT_SEED = 12345
 
 _M0 = np.uint64(0xD2511F53)
 _M1 = np.uint64(0xCD9E8D57)
@@ -93,8 +104,7 @@ def sample(n: int, p: int, seed: int, distribution: str = "normal", start: int =
         raise ValueError(f"n: start + n must be <= 2**63 - 1 (trajectory indices are int64), "
                          f"got start={start}, n={n}")
     # the draws take about 3 float64 arrays of (n, p) while they are made: refused beyond
-    # the memory limit of narrowflow.ensemble (80 % of RAM) before anything is allocated
-    from narrowflow.ensemble import default_memory_limit
+    # the memory limit the ensemble solver uses too (80 % of RAM) before anything is allocated
     need, limit = 3 * 8 * n * max(p, 2), default_memory_limit()
     if need > limit:
         raise ValueError(f"n: {n} initial states of {p} parameters need about "
@@ -104,6 +114,7 @@ def sample(n: int, p: int, seed: int, distribution: str = "normal", start: int =
         raise ValueError(f"distribution must be one of {DISTRIBUTIONS}, got {distribution!r}")
     u = uniforms(seed, np.arange(start, start + n, dtype=np.int64), p)
     if distribution == "normal":
+        from scipy.special import ndtri  # here: importing this module stays cheap for config
         mean = _vec(mean, p, "mean")
         std = _vec(std, p, "std")
         if np.any(std < 0):

@@ -5,7 +5,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from narrowflow import analysis
+from narrowflow import studies
+from narrowflow.studies.results import _check_quantiles
 
 __all__ = ["loss_bands", "limit_points", "escape_histogram", "basin_map", "gd_vs_flow",
            "cluster_colors", "savefig"]
@@ -28,7 +29,7 @@ def savefig(fig, path, dpi=100) -> str:
     return str(path)
 
 
-def loss_bands(result, ax=None, quantiles=analysis.DEFAULT_QUANTILES, xscale="auto"):
+def loss_bands(result, ax=None, quantiles=studies.DEFAULT_QUANTILES, xscale="auto"):
     """Quantile ribbons of the loss over time across trajectories (log scale), median line.
 
     result: EnsembleResult or Dataset with saved losses; ax: matplotlib Axes to draw on
@@ -40,8 +41,8 @@ def loss_bands(result, ax=None, quantiles=analysis.DEFAULT_QUANTILES, xscale="au
     """
     if xscale not in ("auto", "linear", "log"):
         raise ValueError(f"xscale must be 'auto', 'linear' or 'log', got {xscale!r}")
-    q = analysis._check_quantiles(quantiles)
-    da = analysis.loss_quantiles(result, q)
+    q = _check_quantiles(quantiles)
+    da = studies.loss_quantiles(result, q)
     fig, ax = _figure_axes(ax)
     t = np.asarray(da["time"].values)
     qs = np.sort(q)
@@ -106,10 +107,10 @@ def limit_points(lp, max_clusters: int = 12, figsize=(10.0, 4.6)):
     """Limit clusters: their sizes (left; states that are not at a critical point, small
     unanalysed clusters and diverged runs pooled into grey bars) and the Hessian spectra of
     the critical ones with the zero tolerance (right). lp: LimitPoints
-    (``narrowflow.analysis.limit_points``). Returns the Figure."""
+    (``narrowflow.studies.limit_points``). Returns the Figure."""
     from matplotlib.figure import Figure
     from matplotlib.patches import Patch
-    if not isinstance(lp, analysis.LimitPoints):
+    if not isinstance(lp, studies.LimitPoints):
         raise TypeError(f"lp: expected a LimitPoints, got {type(lp).__name__}")
     fig = Figure(figsize=figsize, dpi=100, layout="constrained")
     ax1, ax2 = fig.subplots(1, 2, width_ratios=(1.0, 1.2))
@@ -176,7 +177,7 @@ def escape_histogram(result, thresholds=None, lp=None, bins: int = 30, figsize=N
     counts the trajectories that never crossed. Returns the Figure.
     """
     from matplotlib.figure import Figure
-    E = analysis.escape_times(result, thresholds)
+    E = studies.escape_times(result, thresholds)
     thr = np.asarray(E["threshold"].values)
     n = thr.size
     N = E.shape[1]
@@ -255,7 +256,7 @@ def basin_map(bm, ax=None, max_classes: int = 9):
     unconverged and small clusters are pooled; diverged points dark grey. Returns the Figure."""
     from matplotlib.colors import BoundaryNorm, ListedColormap
     from matplotlib.patches import Patch
-    if not isinstance(bm, analysis.BasinMap):
+    if not isinstance(bm, studies.BasinMap):
         raise TypeError(f"bm: expected a BasinMap, got {type(bm).__name__}")
     fig, ax = _figure_axes(ax, figsize=(8.4, 5.4))
     cls, names, colours = _display_classes(bm.limit_points, max_classes)
@@ -290,9 +291,9 @@ def gd_vs_flow(cmp, figsize=(10.0, 4.2)):
     """Left: median (10–90% band) distance between GD iterates and the flow at matching
     times, one curve per learning rate; right: fraction of trajectories whose limit
     cluster changes, with 95% Wilson intervals, and the fraction that diverged.
-    cmp: GDComparison (``narrowflow.analysis.gd_vs_flow``). Returns the Figure."""
+    cmp: GDComparison (``narrowflow.studies.gd_vs_flow``). Returns the Figure."""
     from matplotlib.figure import Figure
-    if not isinstance(cmp, analysis.GDComparison):
+    if not isinstance(cmp, studies.GDComparison):
         raise TypeError(f"cmp: expected a GDComparison, got {type(cmp).__name__}")
     fig = Figure(figsize=figsize, dpi=100, layout="constrained")
     ax1, ax2 = fig.subplots(1, 2)

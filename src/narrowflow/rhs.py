@@ -20,7 +20,7 @@ loops vectorize (the activations use :mod:`narrowflow.fastmath`); for small
 networks (p <= ``_UNROLL_MAX_PARAMS``) every neuron is unrolled into one lane
 loop per data point, for larger ones they loop over neurons, so that the source
 and the compile time do not grow with the width (see `_flow_loss_looped`). They
-are compiled with FMA contraction (see ``_FMA``). The variational right-hand side builds −H per lane
+are compiled with FMA contraction (see :mod:`narrowflow.jit`). The variational right-hand side builds −H per lane
 with scalar code: it serves accuracy studies, not the hot ensemble path. The
 ``jacobian`` cfunc (J = −∇²L per lane, for Rosenbrock steps) is lane-batched too,
 with FMA, but loops over neurons and parameters, so its source does not grow with
@@ -28,17 +28,13 @@ the width (see `_jacobian_source`).
 """
 from __future__ import annotations
 
-import hashlib
-import importlib.util
-import os
-import sys
 import threading
-from pathlib import Path
 
 import numpy as np
 from numba import cfunc, njit, types
 
-import narrowflow
+from narrowflow import jit
+from narrowflow.jit import cache_dir  # noqa: F401  (re-exported: monodromy.transport imports it here)
 from narrowflow.model import GradientFlow, Network
 
 HEADER = 8  # params[0] = n, [1] = weight decay λ, [2] = activation κ, [3:8] reserved
@@ -46,12 +42,9 @@ RHS_SIGNATURE = types.int32(types.int64, types.float64, types.CPointer(types.flo
                             types.CPointer(types.float64), types.CPointer(types.float64))
 COMPLEX_RHS_SIGNATURE = types.int32(types.int64, types.float64, types.CPointer(types.complex128),
                                     types.CPointer(types.complex128), types.CPointer(types.float64))
-_COMPILE_OPTIONS = dict(error_model="numpy", cache=True)
-# The hot cfuncs may fuse a*b + c into one FMA instruction (docs/performance.md §4: ≈1.3× on the NF4 flow;
-# measured 1.33-1.43× here). Contraction only, never reassociation or approximate functions:
-# each lane's arithmetic stays fixed, so results do not depend on the lane count or grouping
-# (tests/test_rhs.py checks lane counts 1..37 bit for bit). NARROWFLOW_NO_FMA=1 turns it off.
-_FMA = {} if os.environ.get("NARROWFLOW_NO_FMA") else {"fastmath": {"contract"}}
+# Options: narrowflow.jit. The name stays for monodromy.network, which imports it from here.
+_COMPILE_OPTIONS = jit.BASE
+# compiled with jit.hot() (FMA contraction, see narrowflow.jit); the others with jit.BASE
 _HOT = ("flow", "loss", "jacobian")
 _JAC_BLOCK = 8  # data points per Gauss–Newton block of the jacobian cfunc
 # flow/loss unroll every neuron up to this many parameters p (one lane loop per data point:
@@ -61,6 +54,7 @@ _JAC_BLOCK = 8  # data points per Gauss–Newton block of the jacobian cfunc
 # activation inlined once per neuron, grows steeply with the width (width 64: minutes).
 # Measured in benchmarks/README.md ("Compile time and the neuron loop").
 _UNROLL_MAX_PARAMS = 9
+# files whose code the generated module compiles in (Numba's cache does not watch them)
 _SRC_FILES = ("rhs.py", "activations.py", "fastmath.py")
 
 
@@ -73,14 +67,6 @@ def pack_params(flow: GradientFlow) -> np.ndarray:
     head[1] = flow.weight_decay
     head[2] = flow.network.activation.kappa
     return np.concatenate([head, flow.data.x.ravel(), flow.data.y.ravel()])
-
-
-def cache_dir() -> Path:
-    """Where generated sources and Numba's cache live (NARROWFLOW_CACHE_DIR to override)."""
-    env = os.environ.get("NARROWFLOW_CACHE_DIR")
-    base = Path(env) if env else Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache")) / "narrowflow"
-    base.mkdir(parents=True, exist_ok=True)
-    return base
 
 
 # --- code generation ---------------------------------------------------------------
@@ -316,6 +302,7 @@ def _generate_source(d: int, m: int, k: int, bias: bool, activation: str,
 import numpy as np
 from numba import carray, njit
 from narrowflow.activations import get as _get
+from narrowflow.jit import BASE, NOGIL, INLINE
 
 _A = _get({activation!r})
 act = _A.real_derivs
@@ -325,7 +312,7 @@ D, M, K, BIAS, P = {d}, {m}, {k}, {bias}, {p}
 
 {flow_loss}
 
-@njit(error_model="numpy", cache=True)
+@njit(**BASE)
 def _data(params):
     n = int(params[0])
     pa = carray(params, ({HEADER} + n * (D + K),))
@@ -541,7 +528,7 @@ def jacobian(lanes, t, y, out, params):
 # --- scalar (one lane at a time) code, generated once for real and once for complex ---
 
 _SCALAR_TEMPLATE = r'''
-@njit(error_model="numpy", cache=True, nogil=True, inline="always")
+@njit(**INLINE)
 def _forward_SUFFIX(th, x, yd, i, kappa, s0, s1, s2, r):
     """Data point i: σ, σ', σ'' of every neuron into s0, s1, s2 (M,), residuals into r (K,)."""
     bs = K + D + (1 if BIAS else 0)
@@ -560,7 +547,7 @@ def _forward_SUFFIX(th, x, yd, i, kappa, s0, s1, s2, r):
         r[q] = f - yd[i * K + q]
 
 
-@njit(error_model="numpy", cache=True, nogil=True)
+@njit(**NOGIL)
 def _field_into_SUFFIX(th, x, yd, n, lam, kappa, g):
     """g[:] = −∇L(θ) for one parameter vector (real or complex)."""
     bs = K + D + (1 if BIAS else 0)
@@ -588,7 +575,7 @@ def _field_into_SUFFIX(th, x, yd, n, lam, kappa, g):
         g[c] = g[c] / n - lam * th[c]
 
 
-@njit(error_model="numpy", cache=True, nogil=True)
+@njit(**NOGIL)
 def _hessian_into_SUFFIX(th, x, yd, n, lam, kappa, H):
     """H[:, :] = ∇²L(θ) for one parameter vector (docs/math.md §2), real or complex."""
     bs = K + D + (1 if BIAS else 0)
@@ -651,7 +638,7 @@ def _hessian_into_SUFFIX(th, x, yd, n, lam, kappa, H):
         H[a, a] += lam
 
 
-@njit(error_model="numpy", cache=True)
+@njit(**BASE)
 def _lane_variational_SUFFIX(lanes, yp, dyp, params):
     n, x, yd = _data(params)
     y = carray(yp, ((P + P * P) * lanes,))
@@ -686,14 +673,6 @@ def _scalar_helpers(suffix: str, act: str, dtype: str) -> str:
 
 # --- compiled bundles ------------------------------------------------------------
 
-def _source_hash() -> str:
-    here = Path(__file__).parent
-    h = hashlib.sha256(narrowflow.__version__.encode())
-    for name in _SRC_FILES:
-        h.update((here / name).read_bytes())
-    return h.hexdigest()[:12]
-
-
 _LOCK = threading.RLock()
 _BUNDLES: dict = {}
 
@@ -701,23 +680,9 @@ _BUNDLES: dict = {}
 def _load_generated(net: Network, unroll: bool | None = None):
     d, m, k, bias = net.architecture
     act = net.activation.key
-    # Numba's disk cache does not key on compiler flags: FMA on/off get separate modules.
-    fma = "fma" if _FMA else "nofma"
     form = "unrolled" if _unrolls(d, m, k, bias, unroll) else "looped"
-    tag = f"nf_rhs_d{d}_m{m}_k{k}_b{int(bias)}_{act}_{fma}_{form}_{_source_hash()}"
-    modname = f"narrowflow._generated.{tag}"
-    if modname in sys.modules:
-        return sys.modules[modname]
-    path = cache_dir() / f"{tag}.py"
-    if not path.exists():
-        tmp = path.with_suffix(f".{os.getpid()}.tmp")
-        tmp.write_text(_generate_source(d, m, k, bias, act, unroll))
-        os.replace(tmp, path)  # atomic: concurrent processes never see half a file
-    spec = importlib.util.spec_from_file_location(modname, path)
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[modname] = module
-    spec.loader.exec_module(module)
-    return module
+    return jit.load_generated(f"nf_rhs_d{d}_m{m}_k{k}_b{int(bias)}_{act}_{form}",
+                              _generate_source(d, m, k, bias, act, unroll), depends=_SRC_FILES)
 
 
 class NetworkFunctions:
@@ -748,7 +713,7 @@ class NetworkFunctions:
         with _LOCK:
             if name not in self._cache:
                 py = getattr(self._module, name)
-                opts = {**_COMPILE_OPTIONS, **(_FMA if name in _HOT else {})}
+                opts = jit.hot() if name in _HOT else jit.BASE
                 self._cache[name] = cfunc(sig, **opts)(py) if sig is not None else njit(**opts)(py)
             return self._cache[name]
 

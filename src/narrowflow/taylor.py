@@ -17,21 +17,17 @@ coefficient is not finite, else 0. Every lane runs the same operations in the sa
 whatever the lane count (lanes innermost, FMA contraction only, as in narrowflow.rhs).
 
 The source is generated per (d, m, k, bias, activation) with those as constants, written to
-narrowflow.rhs.cache_dir() and compiled by Numba with ``cache=True``, like narrowflow.rhs.
+narrowflow.jit.cache_dir() by narrowflow.jit.load_generated and compiled by Numba with
+``cache=True``, like narrowflow.rhs.
 """
 from __future__ import annotations
 
-import hashlib
-import importlib.util
-import os
-import sys
 import threading
-from pathlib import Path
 
 import numpy as np
 from numba import cfunc, types
 
-import narrowflow
+from narrowflow import jit
 from narrowflow import rhs as _rhs
 from narrowflow import activations as _act
 from narrowflow import series as _series
@@ -41,6 +37,7 @@ TAYLOR_SIGNATURE = types.int32(types.int64, types.int64, types.CPointer(types.fl
                                types.CPointer(types.float64), types.CPointer(types.float64))
 MAX_ORDER = 40
 _CODES = {name: i for i, name in enumerate(_act.NAMES)}
+# files whose code the generated module compiles in (Numba's cache does not watch them)
 _SRC_FILES = ("taylor.py", "series.py", "activations.py", "fastmath.py", "rhs.py")
 
 
@@ -97,14 +94,6 @@ def taylor(lanes, order, Xp, workp, paramsp):
 '''
 
 
-def _source_hash() -> str:
-    here = Path(__file__).parent
-    h = hashlib.sha256(narrowflow.__version__.encode())
-    for name in _SRC_FILES:
-        h.update((here / name).read_bytes())
-    return h.hexdigest()[:12]
-
-
 _LOCK = threading.RLock()
 _BUNDLES: dict = {}
 
@@ -112,21 +101,8 @@ _BUNDLES: dict = {}
 def _load_generated(net: Network):
     d, m, k, bias = net.architecture
     act = net.activation.key
-    fma = "fma" if _rhs._FMA else "nofma"
-    tag = f"nf_taylor_d{d}_m{m}_k{k}_b{int(bias)}_{act}_{fma}_{_source_hash()}"
-    modname = f"narrowflow._generated.{tag}"
-    if modname in sys.modules:
-        return sys.modules[modname]
-    path = _rhs.cache_dir() / f"{tag}.py"
-    if not path.exists():
-        tmp = path.with_suffix(f".{os.getpid()}.tmp")
-        tmp.write_text(_generate_source(d, m, k, bias, act))
-        os.replace(tmp, path)
-    spec = importlib.util.spec_from_file_location(modname, path)
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[modname] = module
-    spec.loader.exec_module(module)
-    return module
+    return jit.load_generated(f"nf_taylor_d{d}_m{m}_k{k}_b{int(bias)}_{act}",
+                              _generate_source(d, m, k, bias, act), depends=_SRC_FILES)
 
 
 class TaylorFunctions:
@@ -143,8 +119,7 @@ class TaylorFunctions:
     def cfunc(self):
         with _LOCK:
             if self._cfunc is None:
-                opts = dict(_rhs._COMPILE_OPTIONS, **_rhs._FMA)
-                self._cfunc = cfunc(TAYLOR_SIGNATURE, **opts)(self._module.taylor)
+                self._cfunc = cfunc(TAYLOR_SIGNATURE, **jit.hot())(self._module.taylor)
             return self._cfunc
 
     @property

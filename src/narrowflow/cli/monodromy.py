@@ -160,12 +160,15 @@ def draw_saddle(report, path, decisive=None) -> None:
     plt.close(fig)
 
 
-_CONCLUSIVE_1 = ("G0 non-abelian (non-integrable)", "G0 non-solvable (no Liouvillian solutions)")
+def _conclusive(verdict) -> bool:
+    """Whether a step's verdict (a monodromy Verdict or JetVerdict; a plain string for steps
+    that did not run) proves non-integrability."""
+    return bool(getattr(verdict, "conclusive", False))
 
 
 def _decisive_pair(report):
     """(i, j) of the commutator that decided a saddle-unstable report, or None."""
-    if "non-abelian" not in report.verdict:
+    if not _conclusive(report.verdict):
         return None
     for (i, j), C in report.commutators.items():
         if C.verdict(report.order) == report.verdict:
@@ -200,7 +203,7 @@ def escalate(flow, rtol=None, log=print):
 
     st = record("order 1, twin plane (normal first VE)",
                 lambda: check_integrability(flow, curve="twin", order=1, **kw))
-    if st["verdict"] in _CONCLUSIVE_1:
+    if _conclusive(st["verdict"]):
         return steps, 0
     if st["report"] is not None:
         n_used = len(getattr(st["report"], "used_loops", []))
@@ -208,13 +211,13 @@ def escalate(flow, rtol=None, log=print):
                      "and the first VE says nothing more")
     st = record("order 2, unstable manifold of the twin-plane saddle (Koenigs plane)",
                 lambda: saddle_unstable_check(flow, order=2, **kw))
-    if st["report"] is not None and "non-abelian" in st["verdict"]:
+    if st["report"] is not None and _conclusive(st["verdict"]):
         return steps, 1
     rep2 = st["report"]
     if rep2 is not None and sum(lp.verified for lp in rep2.loops) >= 2:
         st = record("order 3, the same loops",
                     lambda: saddle_unstable_check(flow, order=3, **kw))
-        if st["report"] is not None and "non-abelian" in st["verdict"]:
+        if st["report"] is not None and _conclusive(st["verdict"]):
             return steps, 2
     elif rep2 is not None:
         steps.append(dict(step=3, what="order 3, the same loops", report=None, verdict="skipped",

@@ -94,10 +94,10 @@ def write_report(result, out_dir, flow=None, tol: float = 1e-3, thresholds=None,
     descent comparison from the first ``gd_trajectories`` stored initial states (the
     save point at t0). Returns {"summary": path, "figures": [paths], "limit_points":
     LimitPoints}."""
-    from narrowflow import analysis, plots
+    from narrowflow import plots, studies
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
-    f = analysis.fields(result)
+    f = studies.fields(result)
     if flow is None:
         flow = getattr(result, "flow", None)
     if flow is None:
@@ -137,7 +137,7 @@ def write_report(result, out_dir, flow=None, tol: float = 1e-3, thresholds=None,
     if f.loss_saved is not None and f.t_saved is not None and f.t_saved.size > 1:
         fig = plots.loss_bands(result)
         figures.append(plots.savefig(fig, out / "loss_bands.png"))
-        da = analysis.loss_quantiles(result)
+        da = studies.loss_quantiles(result)
         md.append("## Loss over time\n")
         md.append("Quantiles across trajectories (NaN-free trajectories at each save time):\n")
         cols = np.unique(np.round(np.linspace(0, f.t_saved.size - 1, 5)).astype(int))
@@ -148,7 +148,7 @@ def write_report(result, out_dir, flow=None, tol: float = 1e-3, thresholds=None,
                       " | ".join(f"{v:.3e}" for v in da.values[:, c]) + " |")
         md.append("\n![loss bands](loss_bands.png)\n")
 
-    lp = analysis.limit_points(result, flow=flow, tol=tol, polish=polish)
+    lp = studies.limit_points(result, flow=flow, tol=tol, polish=polish)
     figures.append(plots.savefig(plots.limit_points(lp), out / "limit_points.png"))
     md.append("## Limit points modulo symmetry\n")
     sym = lp.symmetry
@@ -198,7 +198,7 @@ def write_report(result, out_dir, flow=None, tol: float = 1e-3, thresholds=None,
     thr = thresholds
     have_escape = f.escape_time is not None and f.escape_threshold is not None
     if thr is None and not have_escape:
-        thr = analysis.default_thresholds(result)
+        thr = studies.default_thresholds(result)
         thr = list(thr) if len(thr) else None
     if thr is not None or have_escape:
         if thr is not None and (f.loss_saved is None or f.t_saved is None):
@@ -206,7 +206,7 @@ def write_report(result, out_dir, flow=None, tol: float = 1e-3, thresholds=None,
         if thr is not None or have_escape:
             figures.append(plots.savefig(plots.escape_histogram(result, thr, lp),
                                          out / "escape_times.png"))
-            E = analysis.escape_times(result, thr)
+            E = studies.escape_times(result, thr)
             md.append("## Escape times\n")
             md.append("First time the loss falls below each threshold"
                       + (f" (from the saved losses; resolution {E.attrs['resolution']:.3g})"
@@ -216,8 +216,8 @@ def write_report(result, out_dir, flow=None, tol: float = 1e-3, thresholds=None,
             # clusters big enough for a distribution (as in the figure); the rest pooled
             big = [cp.label for cp in lp.clusters[:6] if cp.size >= max(2, 0.02 * N)]
             labels = np.where(np.isin(lp.labels, big), lp.labels, -1)
-            rows = [dict(r, cluster="all") for r in analysis.escape_time_summary(E, None)]
-            rows += analysis.escape_time_summary(E, labels) if big else []
+            rows = [dict(r, cluster="all") for r in studies.escape_time_summary(E, None)]
+            rows += studies.escape_time_summary(E, labels) if big else []
             rows.sort(key=lambda r: r["threshold"], reverse=True)
             for r in rows:
                 name = r["cluster"] if r["cluster"] == "all" else \
@@ -238,7 +238,7 @@ def write_report(result, out_dir, flow=None, tol: float = 1e-3, thresholds=None,
 
 def _gd_section(result, f, flow, lp, rates, n, tol, attrs, out, figures) -> list:
     """Gradient descent against the flow from the stored initial states (first n)."""
-    from narrowflow import analysis, plots
+    from narrowflow import plots, studies
     t0 = float(attrs.get("t0", 0.0)) if attrs.get("t0") is not None else 0.0
     t1 = attrs.get("t1")
     if f.y_saved is None or f.t_saved is None or f.t_saved[0] != t0 or t1 is None:
@@ -249,7 +249,7 @@ def _gd_section(result, f, flow, lp, rates, n, tol, attrs, out, figures) -> list
     th0 = np.asarray(f.y_saved[:n, 0], dtype=float)
     th0 = th0[np.all(np.isfinite(th0), axis=1)]
     kw = {k: float(attrs[k]) for k in ("rtol", "atol") if attrs.get(k) is not None}
-    cmp = analysis.gd_vs_flow(flow, th0, rates, t_end=float(t1) - t0, tol=tol, **kw)
+    cmp = studies.gd_vs_flow(flow, th0, rates, t_end=float(t1) - t0, tol=tol, **kw)
     figures.append(plots.savefig(plots.gd_vs_flow(cmp), out / "gd_vs_flow.png"))
     import warnings
     q = cmp.distance_quantiles((50, 90))

@@ -112,11 +112,13 @@ def effective_toml(cfg: dict, preset: str | None = None) -> str:
 
 def _global_minimum(rc, result) -> tuple[float, str]:
     """The global minimum loss if known (realizable target), else the best one found."""
+    from narrowflow import model
     d = rc.cfg["data"]
     net = rc.cfg["network"]
     same_shape = net["input_dim"] == 1 and net["output_dim"] == 1
-    nf4_ok = (d.get("preset") == "nf4" and net["activation"] == "tanh" and net["width"] >= 2
-              and same_shape)
+    # the NF4 teacher is a width-2 network of NF4_ACTIVATION without biases
+    nf4_ok = (d.get("preset") == "nf4" and net["activation"] == model.NF4_ACTIVATION
+              and net["width"] >= model.NF4_TEACHER.size // 2 and same_shape)
     t = d.get("teacher")
     teacher_ok = t is not None and (
         t.get("activation", net["activation"]) == net["activation"]
@@ -132,17 +134,17 @@ def _global_minimum(rc, result) -> tuple[float, str]:
 
 
 def _limits_lines(rc, result) -> list[str]:
-    """The table of where the trajectories ended (narrowflow.analysis.summarize_limits)."""
-    from narrowflow import analysis
+    """The table of where the trajectories ended (narrowflow.studies.summarize_limits)."""
+    from narrowflow import studies
     flow = getattr(result, "flow", None)
     if flow is None:
         flow = rc.flow()
     tol = float(rc.cfg["output"].get("limit_tol", 1e-3))
-    ls = analysis.summarize_limits(result, flow, tol=tol, max_clusters=LIMIT_CLUSTERS,
+    ls = studies.summarize_limits(result, flow, tol=tol, max_clusters=LIMIT_CLUSTERS,
                                    max_states=LIMIT_MAX_STATES)
     N = ls.n
     lines = [f"  limits      where the {N} trajectories ended; the {ls.n_converged} CONVERGED ones "
-             f"classified by narrowflow.analysis.limit_points",
+             f"classified by narrowflow.studies.limit_points",
              f"              (clustered modulo symmetry at scale {tol:g}, the {ls.max_clusters} "
              f"largest clusters refined to critical points and typed by Morse index; "
              f"{ls.seconds:.2g} s):"]

@@ -34,7 +34,7 @@ _LAZY = {
     "HenonHeiles": ".systems", "henon_heiles": ".systems",
     # network front end
     "check_integrability": ".network", "IntegrabilityReport": ".network",
-    # higher-order VEs (issue 7)
+    # higher-order VEs
     "jet_monodromy": ".jets", "jet_commutator": ".jets", "JetCommutator": ".jets",
     "koenigs_series": ".koenigs", "saddle_unstable_check": ".koenigs",
 }

@@ -1,5 +1,5 @@
 """Validated (ball-arithmetic) 2-jet monodromy along an explicit integral curve, and the
-certificate of non-integrability for one-data-point width-2 tanh networks (issue 15).
+certificate of non-integrability for one-data-point width-2 tanh networks (docs/certification.md).
 
 Everything here is computed in arb/acb ball arithmetic (python-flint, the optional extra
 ``narrowflow[certify]``): every number is a ball that provably contains the exact value.

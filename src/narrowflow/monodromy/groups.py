@@ -16,8 +16,8 @@ the absence of small-order roots of unity are left undecided where they cannot
 be proven. The kind is the class consistent with all predicates; when several
 remain, the verdict is still given when they all agree about ``G⁰``.
 
-Verdicts (exact strings, see ``VERDICTS``): a verdict never says "integrable",
-because the test is one-sided.
+Verdicts are :class:`~narrowflow.monodromy.verify.Verdict` values (``VERDICTS``; each equals
+its text): a verdict never says "integrable", because the test is one-sided.
 """
 from __future__ import annotations
 
@@ -27,15 +27,17 @@ from typing import Sequence
 
 import numpy as np
 
+from .verify import Verdict
+
 __all__ = ["MonodromyGroup", "Classification", "Statistic", "sl2_normalize", "VERDICTS",
            "NON_ABELIAN", "NON_SOLVABLE", "CONSISTENT_ABELIAN", "INCONCLUSIVE",
            "UnverifiedLoopError"]
 
-NON_ABELIAN = "G0 non-abelian (non-integrable)"
-NON_SOLVABLE = "G0 non-solvable (no Liouvillian solutions)"
-CONSISTENT_ABELIAN = "consistent with abelian G0 (no conclusion)"
-INCONCLUSIVE = "inconclusive"
-VERDICTS = (NON_ABELIAN, NON_SOLVABLE, CONSISTENT_ABELIAN, INCONCLUSIVE)
+NON_ABELIAN = Verdict.NON_ABELIAN
+NON_SOLVABLE = Verdict.NON_SOLVABLE
+CONSISTENT_ABELIAN = Verdict.CONSISTENT_ABELIAN
+INCONCLUSIVE = Verdict.INCONCLUSIVE
+VERDICTS = tuple(Verdict)
 
 KINDS = ("trivial", "abelian", "reducible-unipotent", "reducible-borel", "imprimitive-finite",
          "imprimitive-infinite", "finite-primitive", "SL2", "undecided")

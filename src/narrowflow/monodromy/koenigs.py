@@ -1,5 +1,5 @@
 """Koenigs/Poincaré parametrization of the 1-D unstable manifold of a hyperbolic saddle,
-and the higher-order variational test along loops in its z-plane (issue 7).
+and the higher-order variational test along loops in its z-plane (docs/math.md §6).
 
 Let θ0 be a saddle of F = −∇L with a simple (within an invariant subspace) unstable
 eigenvalue c > 0, eigenvector v. The unstable manifold is Θ(z) = Σ θ_k z^k, z = e^{ct}
@@ -30,13 +30,16 @@ from dataclasses import dataclass
 import numpy as np
 from numba import njit
 
-from narrowflow import activations as _act
+from narrowflow import jit as _jit
 from narrowflow import series as _series
+from narrowflow.derivatives import architecture as _architecture
+from narrowflow.rhs import HEADER as _HEADER
+
+from .verify import JetVerdict
 
 __all__ = ["KoenigsSeries", "koenigs_series", "saddle_unstable_check", "SaddleUnstableReport"]
 
-_NJ = dict(cache=True, error_model="numpy", nogil=True)
-_CODES = {name: i for i, name in enumerate(_act.NAMES)}
+_NJ = _jit.NOGIL
 
 
 # ---------------------------------------------------------------------------------------
@@ -57,18 +60,14 @@ def _field_coef(k, TH, params, W, out):
 
     TH (p, N+1): coefficients of Θ (those <= k used); W: the intermediate series in
     narrowflow.series' wide layout (one lane: all data points in one vector, size from
-    `_work_size`). params as in narrowflow.derivatives.pack_params.
+    `_work_size`). params: ``narrowflow.derivatives.network_params``.
     """
-    d = int(params[0])
-    m = int(params[1])
-    kk = int(params[2])
-    bias = int(params[3])
-    n = int(params[4])
-    lam = params[5]
-    kappa = params[6]
-    code = int(params[7])
-    xo = 8
-    yo = 8 + n * d
+    d, m, kk, bias, code = _architecture(params)
+    n = int(params[0])
+    lam = params[1]
+    kappa = params[2]
+    xo = _HEADER
+    yo = _HEADER + n * d
     N1 = TH.shape[1]
     nbo, nbc, abo, abc, rbo, rbc, tmo, _ = _series.wide_layout(n, m, kk, code, 1, N1)
     th = TH.reshape(TH.size)
@@ -94,11 +93,10 @@ def _koenigs_coeffs(params, theta0, v, c, Minv, N):
     each solve (res (N+1,)), a check of the linear algebra.
     """
     p = theta0.size
-    n = int(params[4])
-    m = int(params[1])
-    kk = int(params[2])
+    n = int(params[0])
+    _, m, kk, _, code = _architecture(params)
     TH = np.zeros((p, N + 1), np.complex128)
-    W = np.zeros(_series.wide_layout(n, m, kk, int(params[7]), 1, N + 1)[7], np.complex128)
+    W = np.zeros(_series.wide_layout(n, m, kk, code, 1, N + 1)[7], np.complex128)
     out = np.zeros(p, np.complex128)
     res = np.zeros(N + 1)
     TH[:, 0] = theta0
@@ -395,7 +393,7 @@ def koenigs_series(flow, saddle=None, order=400, eigenvector=None, subspace=None
             raise ValueError(f"resonance: {k}c is an eigenvalue of DF (gap {gap:.2e})")
         Minv[k] = np.linalg.inv(k * c * np.eye(p) - A)
     t0 = time.perf_counter()
-    TH, res = _koenigs_coeffs(dv.pack_params(flow), th0.astype(np.complex128),
+    TH, res = _koenigs_coeffs(dv.network_params(flow), th0.astype(np.complex128),
                               v.astype(np.complex128), complex(c), Minv, int(order))
     secs = time.perf_counter() - t0
     return KoenigsSeries(flow, th0, c, v, TH.T.copy(), res, secs)
@@ -573,8 +571,8 @@ def saddle_unstable_check(flow, order=2, *, saddle=None, subspace="twin", series
     when z0 moves by ±base_fraction * dR is added to its error (figures at a base point
     depend on it: they are conjugated as the base point moves along the curve; whether the
     commutator's jet is the identity does not). Returns a SaddleUnstableReport;
-    its ``verdict`` is "G⁰(VE_j) non-abelian ⇒ not integrable" (lowest such j <= k, margin
-    100x) or "no conclusion at order k".
+    its ``verdict`` is a JetVerdict: "G⁰(VE_j) non-abelian ⇒ not integrable" (lowest such
+    j <= k, margin 100x) or "no conclusion at order k".
     """
     from . import jets
     from .paths import circle
@@ -644,19 +642,18 @@ def saddle_unstable_check(flow, order=2, *, saddle=None, subspace="twin", series
         for key, C in commutators.items():
             C.extra_error = list(placement_err[key])
             C.extra_error_note = "base-point placement"
-    verdict = jets.NO_CONCLUSION.format(k=order)
+    verdict = JetVerdict(order, False)
     reason = "fewer than two verified loops" if len(good) < 2 else ""
     best = None
     for key, C in commutators.items():
         v, why = C._decide(order)
-        if v != verdict:
-            kk = int(v.split("VE_")[1].split(")")[0])
-            if best is None or kk < best[0]:
-                best = (kk, v, f"[{loops[key[0]].name}, {loops[key[1]].name}]: {why}")
+        if v.non_abelian:
+            if best is None or v.order < best[0].order:
+                best = (v, f"[{loops[key[0]].name}, {loops[key[1]].name}]: {why}")
         elif not reason:
             reason = f"[{loops[key[0]].name}, {loops[key[1]].name}]: {why}"
     if best is not None:
-        verdict, reason = best[1], best[2]
+        verdict, reason = best
     curve = ("unstable manifold of the saddle θ0" + (f" in {type(sub).__name__} plane" if sub is not None else "")
              + f", Koenigs coordinate z = exp({S.c:.6g} t)")
     return SaddleUnstableReport(curve=curve, series=S, radius=(R, dR), root_test=(R_root, Rerr),

@@ -31,8 +31,9 @@ import numpy as np
 
 from .groups import INCONCLUSIVE, MonodromyGroup
 from .paths import Path, as_path, loop_around, polyline
-from .transport import (STATUS_OK, TransportResult, _maxabs, integrate_path,
-                        verified_transport)
+from .pathint import STATUS_OK, integrate_path
+from .transport import TransportResult, verified_transport
+from .verify import maxabs as _maxabs
 
 __all__ = ["check_integrability", "IntegrabilityReport", "LoopRecord", "plane_setup"]
 
@@ -126,18 +127,18 @@ class IntegrabilityReport:
 # ---------------------------------------------------------------------------
 # The normal VE ``Phi' = (N^T J N) Phi`` with the curve, divided by F[ipar] for the
 # parametrisation by theta[ipar] (ipar < 0: time), and the inverse ODE dtheta/da = F/F_a, as
-# module-level functions for disk-cached integrators (transport.cached_integrators): the
+# module-level functions for disk-cached integrators (pathint.cached_integrators): the
 # network's compiled complex field / Jacobian are imported from their generated module, and
 # the plane's data (N, the parameter index, p, q) ride at the end of the parameter array
 # (the network functions read only its head): [params..., N (p*q), ipar, ia, p, q].
 _PLANE_RHS_SRC = '''
-from narrowflow.rhs import _COMPILE_OPTIONS
+from narrowflow.jit import BASE as _OPTS
 from {module} import complex_field as _cf_py, complex_jacobian as _cj_py
-_cf = njit(**_COMPILE_OPTIONS)(_cf_py)
-_cj = njit(**_COMPILE_OPTIONS)(_cj_py)
+_cf = njit(**_OPTS)(_cf_py)
+_cj = njit(**_OPTS)(_cj_py)
 
 
-@njit(cache=True, error_model="numpy")
+@njit(**_OPTS)
 def plane_rhs(z, y, data):
     L = data.size
     p = int(data[L - 2].real)
@@ -179,7 +180,7 @@ def plane_rhs(z, y, data):
     return out
 
 
-@njit(cache=True, error_model="numpy")
+@njit(**_OPTS)
 def inverse_rhs(z, y, data):
     L = data.size
     ia = int(data[L - 3].real)
@@ -190,7 +191,7 @@ def inverse_rhs(z, y, data):
 
 def _cached_plane(cf):
     """(plane, inverse) CachedIntegrators for the network whose complex field is ``cf``."""
-    from .transport import cached_integrators
+    from .pathint import cached_integrators
     mod = cf.py_func.__module__ if hasattr(cf, "py_func") else cf.__module__
     tag = "plane_" + mod.rsplit(".", 1)[-1]
     ints = cached_integrators(tag, _PLANE_RHS_SRC.format(module=mod),
@@ -336,7 +337,7 @@ def check_integrability(flow, curve="twin", order=1, *, base=None, parametrizati
     if isinstance(order, (bool, np.bool_)) or not isinstance(order, (int, np.integer)) or order < 1:
         raise ValueError(f"order must be a positive integer, got {order!r}")
     if curve == "saddle-unstable" or order > 1:
-        # higher-order VEs: jets along the unstable manifold of a saddle (issue 7)
+        # higher-order VEs: jets along the unstable manifold of a saddle
         if base is not None or loops is not None:
             raise ValueError("base and loops apply to order-1 plane curves; the higher-order "
                              "check chooses its own loops (pass saddle=... for another saddle)")

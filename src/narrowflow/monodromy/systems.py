@@ -20,9 +20,14 @@ from numbers import Number
 import numpy as np
 from numba import njit
 
+from narrowflow import jit as _jit
+
+from .fields import _hh_field_d, _hh_fj, _hh_jacobian_d, henon_heiles_derivs  # noqa: F401
 from .groups import MonodromyGroup
+from .pathint import NJ_DYNAMIC
 from .paths import circle
-from .transport import transport_linear, variational_monodromy
+from .transport import (field_state_rhs, linear_state_rhs, transport_linear,
+                        variational_monodromy)
 
 __all__ = ["LinearSystem", "hypergeometric", "hypergeometric_monodromy",
            "hypergeometric_invariants", "kimura_solvable", "KimuraResult", "HenonHeiles",
@@ -32,7 +37,7 @@ __all__ = ["LinearSystem", "hypergeometric", "hypergeometric_monodromy",
 # ---------------------------------------------------------------------------
 # linear systems
 # ---------------------------------------------------------------------------
-@njit(cache=True, error_model="numpy")
+@njit(**_jit.BASE)
 def _hyp_matrix(z, d):
     a = d[0]
     b = d[1]
@@ -46,16 +51,13 @@ def _hyp_matrix(z, d):
     return M
 
 
-@njit(cache=True, error_model="numpy")
+# the transport right-hand sides call transport.py's state builders: not cached on their own
+# (Numba's cache of a function does not notice changes in another file); they are compiled
+# into the disk-cached integrators of ``_cached``, whose name hashes both files
+@njit(**NJ_DYNAMIC)
 def _hyp_rhs(z, y, d):
     """[vec Y (4), ∫tr A] of Y' = A(z) Y for the hypergeometric system (the transport state)."""
-    M = _hyp_matrix(z, d)
-    out = np.empty(5, dtype=np.complex128)
-    for i in range(2):
-        for j in range(2):
-            out[i * 2 + j] = M[i, 0] * y[j] + M[i, 1] * y[2 + j]
-    out[4] = M[0, 0] + M[1, 1]
-    return out
+    return linear_state_rhs(_hyp_matrix(z, d), y)
 
 
 _CACHED: dict = {}
@@ -64,11 +66,13 @@ _CACHED: dict = {}
 def _cached(label: str):
     """The disk-cached integrators of the built-in systems (compiled once per machine)."""
     if not _CACHED:
-        from .transport import cached_integrators
-        header = ("from narrowflow.monodromy.systems import _hyp_rhs, _hh_rhs\n")
+        import sys
+        from .pathint import cached_integrators
+        from . import fields, transport
+        header = "from narrowflow.monodromy.systems import _hyp_rhs, _hh_rhs\n"
         _CACHED.update(cached_integrators(
             "systems", header, {"hyp": "_hyp_rhs", "hh": "_hh_rhs"},
-            depends=(_hyp_rhs, _hyp_matrix, _hh_rhs, _hh_field_d, _hh_jacobian_d)))
+            depends=(sys.modules[__name__], transport, fields)))
     return _CACHED[label]
 
 
@@ -267,58 +271,22 @@ def kimura_solvable(a, b, c) -> KimuraResult:
 # ---------------------------------------------------------------------------
 # Hénon–Heiles
 # ---------------------------------------------------------------------------
-@njit(cache=True, error_model="numpy")
-def _hh_field_d(y, d):
-    A, B, eps = d[0].real, d[1].real, d[2].real
-    q1, q2, p1, p2 = y[0], y[1], y[2], y[3]
-    out = np.empty(4, dtype=np.complex128)
-    out[0] = p1
-    out[1] = p2
-    out[2] = -A * q1 - 2.0 * q1 * q2
-    out[3] = -B * q2 - q1 * q1 - eps * q2 * q2
-    return out
-
-
-@njit(cache=True, error_model="numpy")
-def _hh_jacobian_d(y, d):
-    A, B, eps = d[0].real, d[1].real, d[2].real
-    q1, q2 = y[0], y[1]
-    J = np.zeros((4, 4), dtype=np.complex128)
-    J[0, 2] = 1.0
-    J[1, 3] = 1.0
-    J[2, 0] = -A - 2.0 * q2
-    J[2, 1] = -2.0 * q1
-    J[3, 0] = -2.0 * q1
-    J[3, 1] = -B - 2.0 * eps * q2
-    return J
-
-
-@njit(cache=True, error_model="numpy")
+@njit(**NJ_DYNAMIC)
 def _hh_rhs(z, y, d):
     """[y (4), vec Phi (16), ∫tr J] of the Hénon–Heiles flow with its VE (data: A, B, eps)."""
-    F = _hh_field_d(y[:4].copy(), d)
-    J = _hh_jacobian_d(y[:4].copy(), d)
-    out = np.empty(21, dtype=np.complex128)
-    for i in range(4):
-        out[i] = F[i]
-        for j in range(4):
-            acc = 0j
-            for k in range(4):
-                acc += J[i, k] * y[4 + k * 4 + j]
-            out[4 + i * 4 + j] = acc
-    out[20] = J[0, 0] + J[1, 1] + J[2, 2] + J[3, 3]
-    return out
+    F, J = _hh_fj(y[:4].copy(), d, 1)
+    return field_state_rhs(F, J, y)
 
 
 def _hh_functions(A: float, B: float, eps: float):
     """``field(y)``, ``jacobian(y)`` with the parameters frozen in (the jets helper's form)."""
     d = np.array([A, B, eps], dtype=np.complex128)
 
-    @njit(error_model="numpy")
+    @njit(**NJ_DYNAMIC)
     def field(y):
         return _hh_field_d(y, d)
 
-    @njit(error_model="numpy")
+    @njit(**NJ_DYNAMIC)
     def jacobian(y):
         return _hh_jacobian_d(y, d)
 
@@ -445,7 +413,7 @@ class HenonHeiles:
         return MonodromyGroup(list(self.period_monodromy(**kw)), names=["M_R", "M_I"])
 
     def period_jets(self, order=3, **kw):
-        """k-jets of the flow map along the periods (issue 7; see monodromy.jets)."""
+        """k-jets of the flow map along the periods (see ``monodromy.jets``)."""
         from .jets import henon_heiles_period_jets
         return henon_heiles_period_jets(self, order=order, **kw)
 
