@@ -438,6 +438,8 @@ def main(argv=None) -> int:
                     help="time the final N this many times and keep the best (shared machine)")
     ap.add_argument("--out", default=str(HERE / "results"))
     ap.add_argument("--no-figure", action="store_true")
+    ap.add_argument("--name", default="longtime",
+                    help="stem of the output files in --out (default: longtime)")
     args = ap.parse_args(argv)
 
     horizons = parse_list(args.horizons, kind=float)
@@ -644,15 +646,15 @@ def main(argv=None) -> int:
     md = render(rows, equal_error, meta)
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
-    (out / "longtime.json").write_text(json.dumps(dict(meta=meta, rows=rows,
+    (out / f"{args.name}.json").write_text(json.dumps(dict(meta=meta, rows=rows,
                                                        equal_error=equal_error, table=md),
                                                   indent=1))
     say()
     say(md)
-    say(f"numbers: {out / 'longtime.json'}")
+    say(f"numbers: {out / (args.name + '.json')}")
     if not args.no_figure:
-        figure(rows, [horizon_label(h) for h in horizons], out / "longtime.png")
-        say(f"figure: {out / 'longtime.png'}")
+        figure(rows, [horizon_label(h) for h in horizons], out / f"{args.name}.png")
+        say(f"figure: {out / (args.name + '.png')}")
     return 0
 
 

@@ -1,7 +1,7 @@
 """Ensembles of gradient flows: `solve_ensemble` and its result type.
 
 The work is done by the Cython kernel ``narrowflow._ext.ensemble`` (lane-batched explicit
-Runge-Kutta and Rosenbrock methods, table-driven, OpenMP over workers); this module
+Runge-Kutta, Rosenbrock and variable-order NDF methods, OpenMP over workers); this module
 validates the inputs, sizes and allocates the outputs once, runs the kernel chunk by chunk
 and wraps the arrays in an `EnsembleResult`.
 
@@ -23,13 +23,14 @@ import math
 import os
 import threading
 import time
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from enum import IntEnum
 from numbers import Integral, Real
 
 import numpy as np
 
 from narrowflow import tableaus
+from narrowflow.memory import default_memory_limit  # noqa: F401  (narrowflow.ensemble's API)
 
 EXPLICIT = tableaus.METHODS
 ROSENBROCK = tableaus.ROSENBROCK
@@ -409,14 +410,6 @@ def default_threads() -> int:
         return os.cpu_count() or 1
 
 
-def default_memory_limit() -> int:
-    """80 % of physical memory (bytes), or 8 GiB when it cannot be found out."""
-    try:
-        return int(0.8 * os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES"))
-    except (ValueError, OSError, AttributeError):  # pragma: no cover
-        return 8 << 30
-
-
 def _check_memory(problem: EnsembleProblem, n_traj: int, memory_limit, theta0=None) -> None:
     """Refuse (ValueError naming memory_limit) outputs larger than memory_limit bytes (a
     number, e.g. 1e9), counting the float64 C-contiguous copy of theta0 when one is needed
@@ -561,6 +554,8 @@ def solve_ensemble(flow, theta0, t_span=(0.0, 100.0), save_at=None, method=DEFAU
     rodas4, linear for gd); `log_times` makes a grid for runs that span decades.
     method: "auto" (default: DOP853, switching each trajectory to Rodas5P once it is stiff),
     "rodas5p", "rodas4" (Rosenbrock, for stiff problems; they use the exact Hessian),
+    "bdf" (variable-order NDF, for stiff problems: about one evaluation per step and few
+    Hessians, a larger error at a given rtol; dense output of its order),
     "dp5", "tsit5", "dop853" (explicit, adaptive), "rk4", "gd" (fixed step dt), "taylor"
     (adaptive Taylor series, GradientFlow only: order from rtol, Jorba & Zou's step,
     docs/integrators.md).
