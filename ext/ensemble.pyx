@@ -30,7 +30,7 @@ Systems must be autonomous: the time argument passed to the right-hand side is t
 from libc.stdint cimport int64_t, int8_t, uintptr_t
 from libc.stdlib cimport malloc, free
 from libc.string cimport memcpy, memset
-from libc.math cimport sqrt, fabs, pow, exp, isfinite, NAN
+from libc.math cimport sqrt, fabs, pow, exp, isfinite, NAN, INFINITY
 from libc.float cimport DBL_MAX
 from posix.time cimport clock_gettime, timespec, CLOCK_MONOTONIC
 from cython.parallel cimport prange
@@ -787,19 +787,174 @@ cdef inline void reject_step(Work* w, int64_t l) noexcept nogil:
         w.st[l] = ST_STEP_TOO_SMALL
 
 
-cdef int run_worker(Job* job, const Tab* tb, int64_t* stats) noexcept nogil:
-    cdef Work w
-    cdef int64_t i, l, L = job.L, n = job.n, nL, k
-    cdef int s, x, live, anyacc, needd, fstat
-    cdef double err, sk, d, fac11, fac, hn, v, tn, facc1, facc2
-    cdef const double* Kn
-    cdef int64_t t_start = now_ns()
-    if work_alloc(&w, n, L, tb.nk) != 0:
-        return -1
-    nL = w.nL
-    facc1 = 1.0 / tb.fac1
-    facc2 = 1.0 / tb.fac2
+cdef inline void rk_step_ends(const Job* job, const Tab* tb, Work* w) noexcept nogil:
+    """End time tn and step h of every lane's next step (fixed grid or adaptive)."""
+    cdef int64_t l
+    cdef double tn
+    for l in range(w.L):
+        if w.idx[l] < 0:
+            w.h[l] = 0.0
+            w.tn[l] = job.t0
+            continue
+        if tb.err_kind == 0:
+            tn = job.t0 + (w.na[l] + 1) * job.dt
+            w.last[l] = 0
+            if tn >= job.t1 - 1e-9 * job.dt:
+                tn = job.t1
+                w.last[l] = 1
+            w.tn[l] = tn
+            w.h[l] = tn - w.t[l]
+        else:
+            adaptive_step_end(job, w, l)
+
+
+cdef inline void rk_stages(Job* job, const Tab* tb, Work* w) noexcept nogil:
+    """Stages 1..S-1 into K, and the proposed state into YN."""
+    cdef int s
+    for s in range(1, tb.S):
+        stage_input(&tb.A[s][0], s, w, w.YT)
+        call_f(job, w, w.YT, w.K + s * w.nL)
+    if tb.fsal:
+        memcpy(w.YN, w.YT, w.nL * sizeof(double))
+    else:
+        stage_input(&tb.b[0], tb.S, w, w.YN)
+
+
+cdef inline double rk_error(const Job* job, const Tab* tb, Work* w, int64_t l) noexcept nogil:
+    """Lane l's scaled error of the step (Hairer's norms; DOP853 blends its 5th- and
+    3rd-order estimates), from the sums of squares in errv / err3v."""
+    cdef double err
+    if tb.err_kind == 1:
+        return fabs(w.h[l]) * sqrt(w.errv[l] / w.n)
+    err = w.errv[l] + 0.01 * w.err3v[l]
+    if err > 0.0:
+        return fabs(w.h[l]) * w.errv[l] / sqrt(err * w.n)
+    if err == 0.0:
+        return 0.0
+    return err          # NaN: rk_control shrinks the step
+
+
+cdef inline void rk_control(const Job* job, const Tab* tb, Work* w, int64_t l, double err,
+                            double facc1, double facc2) noexcept nogil:
+    """Hairer's PI controller: accept (acc) or not, and the next step hnew."""
+    cdef double fac11, fac, hn
+    if not isfinite(err):
+        # an overflow inside the step: shrink hard and retry
+        w.hnew[l] = w.h[l] * tb.fac1
+        return
+    fac11 = pow(err, tb.expo1)
+    fac = fac11 / w.facpow[l]
+    fac = fac / tb.safe
+    if fac > facc1:
+        fac = facc1
+    if fac < facc2:
+        fac = facc2
+    if err <= 1.0:
+        w.acc[l] = 1
+        w.facold[l] = err if err > 1e-4 else 1e-4
+        if tb.beta != 0.0:
+            w.facpow[l] = pow(w.facold[l], tb.beta)
+        hn = w.h[l] / fac
+        if w.rej[l] and hn > w.h[l]:
+            hn = w.h[l]
+        if hn > job.hmax:
+            hn = job.hmax
+        w.hnew[l] = hn
+    else:
+        fac = fac11 / tb.safe
+        if fac > facc1:
+            fac = facc1
+        w.hnew[l] = w.h[l] / fac
+
+
+cdef inline int rk_accept(const Job* job, const Tab* tb, Work* w, double facc1,
+                          double facc2) noexcept nogil:
+    """Error estimate and accept/reject for every lane; returns 1 if any lane accepted."""
+    cdef int64_t i, l, L = w.L, n = w.n
+    cdef double sk, d, v
+    cdef int anyacc = 0
+    if tb.err_kind == 0:
+        for l in range(L):
+            w.acc[l] = w.idx[l] >= 0
+            anyacc |= w.acc[l]
+        return anyacc
+    combine(&tb.e[0], tb.S, w, w.ACC)
+    if tb.err_kind == 2:
+        combine(&tb.e3[0], tb.S, w, w.W)
     for l in range(L):
+        w.errv[l] = 0.0
+        w.err3v[l] = 0.0
+    for i in range(n):
+        for l in range(L):
+            v = fabs(w.Y[i * L + l])
+            d = fabs(w.YN[i * L + l])
+            sk = job.atol + job.rtol * (v if v > d else d)
+            w.errv[l] += (w.ACC[i * L + l] / sk) ** 2
+            if tb.err_kind == 2:
+                w.err3v[l] += (w.W[i * L + l] / sk) ** 2
+    for l in range(L):
+        w.acc[l] = 0
+        if w.idx[l] >= 0:
+            rk_control(job, tb, w, l, rk_error(job, tb, w, l), facc1, facc2)
+            anyacc |= w.acc[l]
+    return anyacc
+
+
+cdef inline void rk_dense_stages(Job* job, const Tab* tb, Work* w) noexcept nogil:
+    """DOP853's extra stages for dense output, where a lane needs the interpolant (a save
+    point or an escape crossing inside its accepted step)."""
+    cdef int64_t l
+    cdef int x, s, needd = 0
+    for l in range(w.L):
+        w.pend[l] = 0
+        if w.acc[l] and w.st[l] == ST_RUNNING:
+            if (job.escape_on and w.cross[l]) or (
+                    w.nsave[l] < job.K and job.tsave[w.nsave[l]] < w.tn[l]):
+                w.pend[l] = 1
+                needd = 1
+    if not needd:
+        return
+    for x in range(tb.n_extra):
+        s = tb.knew + 1 + x
+        stage_input(&tb.A[s][0], s, w, w.YT)
+        call_f(job, w, w.YT, w.K + s * w.nL)
+    for l in range(w.L):
+        if w.pend[l]:
+            w.nf[l] += tb.n_extra
+
+
+cdef inline void rk_advance(const Job* job, const Tab* tb, Work* w) noexcept nogil:
+    """Accepted lanes move to the step's end (ST_STIFF where the stiffness test fired),
+    rejected ones retry with hnew; MAX_STEPS after max_steps attempts."""
+    cdef int64_t l
+    cdef const double* Kn = w.K + tb.knew * w.nL
+    for l in range(w.L):
+        if w.idx[l] < 0 or w.st[l] != ST_RUNNING:
+            continue
+        w.steps[l] += 1
+        if w.acc[l]:
+            advance_accepted(job, w, l, Kn, tb.err_kind != 0)
+            if w.stiff[l] and w.st[l] == ST_RUNNING:
+                w.st[l] = ST_STIFF
+        else:
+            w.nf[l] += tb.S - 1          # the stages of the rejected step
+            reject_step(w, l)
+        if w.st[l] == ST_RUNNING and w.steps[l] >= job.max_steps:
+            w.st[l] = ST_MAX_STEPS
+
+
+cdef int run_worker(Job* job, const Tab* tb, int64_t* stats) noexcept nogil:
+    """The explicit Runge-Kutta step loop: end times, stages, error and control, f(y_new),
+    divergence, stiffness test, escape crossings, dense-output stages, save points and
+    escape roots, advance or reject (one inline function each)."""
+    cdef Work w
+    cdef int64_t l
+    cdef int x, live, anyacc, fstat
+    cdef double facc1 = 1.0 / tb.fac1, facc2 = 1.0 / tb.fac2
+    cdef int64_t t_start = now_ns()
+    if work_alloc(&w, job.n, job.L, tb.nk) != 0:
+        return -1
+    for l in range(w.L):
         load_lane(job, tb, &w, l)
     live = refill(job, tb, &w)
     while live > 0:
@@ -809,146 +964,29 @@ cdef int run_worker(Job* job, const Tab* tb, int64_t* stats) noexcept nogil:
         if x > 0:
             live = refill(job, tb, &w)
             continue
-        # --- the step: end time and step size per lane
-        for l in range(L):
-            if w.idx[l] < 0:
-                w.h[l] = 0.0
-                w.tn[l] = job.t0
-                continue
-            if tb.err_kind == 0:
-                tn = job.t0 + (w.na[l] + 1) * job.dt
-                w.last[l] = 0
-                if tn >= job.t1 - 1e-9 * job.dt:
-                    tn = job.t1
-                    w.last[l] = 1
-                w.tn[l] = tn
-                w.h[l] = tn - w.t[l]
-            else:
-                adaptive_step_end(job, &w, l)
-        # --- stages 1..S-1
-        for s in range(1, tb.S):
-            stage_input(&tb.A[s][0], s, &w, w.YT)
-            call_f(job, &w, w.YT, w.K + s * nL)
-        if tb.fsal:
-            memcpy(w.YN, w.YT, nL * sizeof(double))
-        else:
-            stage_input(&tb.b[0], tb.S, &w, w.YN)
-        # --- error estimate and accept/reject, lane by lane
-        if tb.err_kind == 0:
-            for l in range(L):
-                w.acc[l] = w.idx[l] >= 0
-        else:
-            combine(&tb.e[0], tb.S, &w, w.ACC)
-            if tb.err_kind == 2:
-                combine(&tb.e3[0], tb.S, &w, w.W)
-            for l in range(L):
-                w.errv[l] = 0.0
-                w.err3v[l] = 0.0
-            for i in range(n):
-                for l in range(L):
-                    v = fabs(w.Y[i * L + l])
-                    d = fabs(w.YN[i * L + l])
-                    sk = job.atol + job.rtol * (v if v > d else d)
-                    w.errv[l] += (w.ACC[i * L + l] / sk) ** 2
-                    if tb.err_kind == 2:
-                        w.err3v[l] += (w.W[i * L + l] / sk) ** 2
-            for l in range(L):
-                w.acc[l] = 0
-                if w.idx[l] < 0:
-                    continue
-                if tb.err_kind == 1:
-                    err = fabs(w.h[l]) * sqrt(w.errv[l] / n)
-                else:
-                    err = w.errv[l] + 0.01 * w.err3v[l]
-                    if err > 0.0:
-                        err = fabs(w.h[l]) * w.errv[l] / sqrt(err * n)
-                    elif err == 0.0:
-                        err = 0.0
-                if not isfinite(err):
-                    # an overflow inside the step: shrink hard and retry
-                    w.hnew[l] = w.h[l] * tb.fac1
-                    continue
-                # Hairer's PI step-size controller
-                fac11 = pow(err, tb.expo1)
-                fac = fac11 / w.facpow[l]
-                fac = fac / tb.safe
-                if fac > facc1:
-                    fac = facc1
-                if fac < facc2:
-                    fac = facc2
-                if err <= 1.0:
-                    w.acc[l] = 1
-                    w.facold[l] = err if err > 1e-4 else 1e-4
-                    if tb.beta != 0.0:
-                        w.facpow[l] = pow(w.facold[l], tb.beta)
-                    hn = w.h[l] / fac
-                    if w.rej[l] and hn > w.h[l]:
-                        hn = w.h[l]
-                    if hn > job.hmax:
-                        hn = job.hmax
-                    w.hnew[l] = hn
-                else:
-                    fac = fac11 / tb.safe
-                    if fac > facc1:
-                        fac = facc1
-                    w.hnew[l] = w.h[l] / fac
-        anyacc = 0
-        for l in range(L):
-            if w.acc[l]:
-                anyacc = 1
+        rk_step_ends(job, tb, &w)
+        rk_stages(job, tb, &w)
+        anyacc = rk_accept(job, tb, &w, facc1, facc2)
         # fstat: status of the call that gives f(y_new) outside the step's test (fill_tab
         # makes sure that FSAL's f(y_new), the last stage, is inside it)
         fstat = 0
         if anyacc and not tb.fsal:
-            fstat = call_f(job, &w, w.YN, w.K + tb.knew * nL)
-        # --- accepted lanes: count, check for divergence
-        for l in range(L):
-            if not w.acc[l]:
-                continue
-            w.nf[l] += tb.S - 1 + (0 if tb.fsal else 1)
-            accepted_diverges(job, &w, l, w.K + tb.knew * nL, fstat)
+            fstat = call_f(job, &w, w.YN, w.K + tb.knew * w.nL)
+        for l in range(w.L):
+            if w.acc[l]:
+                w.nf[l] += tb.S - 1 + (0 if tb.fsal else 1)
+                accepted_diverges(job, &w, l, w.K + tb.knew * w.nL, fstat)
         if tb.stiff_test and job.stiff_switch and anyacc:
             stiffness_test(job, tb, &w)
-        # --- escape crossings (loss along the accepted steps)
         if job.escape_on:
             escape_crossings(job, &w)
-        # --- extra stages for dense output (DOP853) where a lane needs the interpolant
         if tb.n_extra > 0 and anyacc:
-            needd = 0
-            for l in range(L):
-                w.pend[l] = 0
-                if w.acc[l] and w.st[l] == ST_RUNNING:
-                    if (job.escape_on and w.cross[l]) or (
-                            w.nsave[l] < job.K and job.tsave[w.nsave[l]] < w.tn[l]):
-                        w.pend[l] = 1
-                        needd = 1
-            if needd:
-                for x in range(tb.n_extra):
-                    s = tb.knew + 1 + x
-                    stage_input(&tb.A[s][0], s, &w, w.YT)
-                    call_f(job, &w, w.YT, w.K + s * nL)
-                for l in range(L):
-                    if w.pend[l]:
-                        w.nf[l] += tb.n_extra
+            rk_dense_stages(job, tb, &w)
         if job.K > 0 and anyacc:
             save_points(job, tb, &w)
         if job.escape_on and anyacc:
             escape_roots(job, tb, &w)
-        # --- advance accepted lanes, update rejected ones
-        Kn = w.K + tb.knew * nL
-        for l in range(L):
-            if w.idx[l] < 0 or w.st[l] != ST_RUNNING:
-                continue
-            w.steps[l] += 1
-            if w.acc[l]:
-                advance_accepted(job, &w, l, Kn, tb.err_kind != 0)
-                if w.stiff[l] and w.st[l] == ST_RUNNING:
-                    w.st[l] = ST_STIFF
-            else:
-                w.nf[l] += tb.S - 1          # the stages of the rejected step
-                reject_step(&w, l)
-            if w.st[l] == ST_RUNNING and w.steps[l] >= job.max_steps:
-                w.st[l] = ST_MAX_STEPS
+        rk_advance(job, tb, &w)
         live = refill(job, tb, &w)
     stats[0] = w.calls
     stats[1] = w.used
@@ -2079,52 +2117,121 @@ def _check_shape(name, arr, shape):
         raise ValueError(f"{name} must have shape {shape}, got {got}")
 
 
+cdef class KernelOptions:
+    """The scalar options of one `integrate` call, typed and checked once.
+
+    Times are in the flow's units. t1 may be inf (then gtol > 0 should end the
+    trajectories). h_init > 0 fixes the first step of adaptive methods; dt is the step of
+    fixed-step ones. gtol <= 0 disables the convergence test; escape = NaN disables the
+    escape time; bound: DIVERGED beyond |y|_inf > bound (inf: no bound). max_step > 0
+    bounds adaptive steps (default t1 - t0). lanes: trajectories per right-hand-side call;
+    threads: OpenMP workers. profile: time every right-hand-side call. jac_address: the
+    Jacobian cfunc (Rosenbrock and BDF methods). resume: continue the counters, save points
+    and escape times already in the outputs. stiff_switch (DOP853): a trajectory found stiff
+    (stiff_steps steps in a row with h|lambda| > stiff_hlam) stops with status 6 (internal).
+    interruptible (main thread only): SIGINT stops every worker within one step.
+    taylor_address / taylor_order / taylor_work: the Taylor method's cfunc, order and
+    scratch doubles per worker (tab is then ignored).
+    """
+    cdef public double t0, t1, rtol, atol, h_init, dt, gtol, bound, escape, max_step
+    cdef public double stiff_hlam
+    cdef public int64_t max_steps, lanes, taylor_order, taylor_work
+    cdef public int threads, stiff_steps
+    cdef public bint profile, resume, stiff_switch, interruptible
+    cdef public uintptr_t jac_address, taylor_address
+
+    def __init__(self, *, double t0=0.0, double t1=1.0, double rtol=1e-8, double atol=1e-10,
+                 double h_init=0.0, double dt=0.0, double gtol=0.0, double bound=INFINITY,
+                 int64_t max_steps=1000000, double escape=NAN, double max_step=0.0,
+                 int64_t lanes=16, int threads=1, bint profile=False, uintptr_t jac_address=0,
+                 bint resume=False, bint stiff_switch=False, double stiff_hlam=6.1,
+                 int stiff_steps=15, bint interruptible=False, uintptr_t taylor_address=0,
+                 int64_t taylor_order=0, int64_t taylor_work=0):
+        if lanes < 1:
+            raise ValueError(f"lanes must be >= 1, got {lanes}")
+        if threads < 1:
+            raise ValueError(f"threads must be >= 1, got {threads}")
+        if not bound > 0.0:
+            raise ValueError(f"bound must be positive, got {bound}")
+        if not t1 > t0:
+            raise ValueError(f"t1 must be > t0, got t0={t0}, t1={t1}")
+        if max_steps < 1:
+            raise ValueError(f"max_steps must be >= 1, got {max_steps}")
+        self.t0, self.t1, self.rtol, self.atol = t0, t1, rtol, atol
+        self.h_init, self.dt, self.gtol, self.bound = h_init, dt, gtol, bound
+        self.max_steps, self.escape, self.max_step = max_steps, escape, max_step
+        self.lanes, self.threads, self.profile = lanes, threads, profile
+        self.jac_address, self.resume, self.stiff_switch = jac_address, resume, stiff_switch
+        self.stiff_hlam, self.stiff_steps, self.interruptible = stiff_hlam, stiff_steps, interruptible
+        self.taylor_address, self.taylor_order = taylor_address, taylor_order
+        self.taylor_work = taylor_work
+
+    _FIELDS = ("t0", "t1", "rtol", "atol", "h_init", "dt", "gtol", "bound", "max_steps",
+               "escape", "max_step", "lanes", "threads", "profile", "jac_address", "resume",
+               "stiff_switch", "stiff_hlam", "stiff_steps", "interruptible", "taylor_address",
+               "taylor_order", "taylor_work")
+
+    def replace(self, **changes):
+        """A copy with some fields changed (checked again)."""
+        kw = {name: getattr(self, name) for name in KernelOptions._FIELDS}
+        for name in changes:
+            if name not in kw:
+                raise TypeError(f"KernelOptions has no field {name!r}")
+        kw.update(changes)
+        return KernelOptions(**kw)
+
+    def __repr__(self):
+        return "KernelOptions(" + ", ".join(f"{k}={getattr(self, k)!r}"
+                                            for k in KernelOptions._FIELDS) + ")"
+
+
 def integrate(uintptr_t f_address, uintptr_t loss_address, const double[::1] params,
-              const double[:, ::1] y0, tab, double t0, double t1, double rtol, double atol,
-              double h_init, double dt, double gtol, double bound, int64_t max_steps,
-              const double[::1] tsave, double escape,
-              double[:, ::1] y_final, double[::1] t_final, int8_t[::1] status,
-              int64_t[::1] nfev, int64_t[::1] n_accepted, int64_t[::1] n_rejected,
-              double[:, :, ::1] y_saved=None, double[:, ::1] loss_saved=None,
-              double[::1] escape_time=None, int64_t lanes=16, int threads=1,
-              bint profile=False, double max_step=0.0, uintptr_t jac_address=0,
-              int64_t[::1] njev=None, double[::1] h_last=None, const int64_t[::1] rows=None,
+              const double[:, ::1] y0, tab, KernelOptions opts not None,
+              const double[::1] tsave, dict out not None, const int64_t[::1] rows=None,
               const double[::1] t_start=None, const double[::1] h_start=None,
-              bint resume=False, bint stiff_switch=False, double stiff_hlam=6.1,
-              int stiff_steps=15, bint interruptible=False, uintptr_t taylor_address=0,
-              int64_t taylor_order=0, int64_t taylor_work=0):
-    """Integrate the trajectories y0 (N, n) from t0 to t1; fills the output arrays in place.
+              double[::1] h_last=None):
+    """Integrate the trajectories y0 (N, n) from opts.t0 to opts.t1; fills `out` in place.
 
     f_address / loss_address: addresses of cfuncs with the signature of ext/rhs_abi.pxd
-    (the flow, n outputs per lane, and a scalar per lane). tab: a narrowflow.tableaus.Tableau.
-    h_init > 0 fixes the first step of adaptive methods; dt is the step of fixed-step ones.
-    gtol <= 0 disables the convergence test; escape = NaN disables the escape time.
-    Save-point arrays are only touched when tsave is non-empty; y_saved=None saves losses only.
-    The outputs must have their shapes (y_final (N, n), t_final ... n_rejected (N,), loss_saved
-    (N, K), y_saved None or (N, K, n), escape_time (N,)): ValueError naming the array
-    otherwise. The other arguments are assumed validated by narrowflow.ensemble. A row of y0
-    beyond `bound` (or non-finite) stops at t0 as DIVERGED with nfev 0; bound = inf means
-    no bound (non-finite states are DIVERGED still). profile=True times every
-    right-hand-side call.
-    max_step > 0 bounds the steps of adaptive methods (default: t1 - t0).
-    tab may be a narrowflow.tableaus.RosenbrockTableau: jac_address is then required (a cfunc
-    writing the Jacobian of f, n*n per lane, row-major, SoA). njev (N,) receives the Jacobian
-    evaluations, h_last (N,) the step size each trajectory would take next.
-    rows (M,): integrate only these rows of y0 / the outputs (default: all); t_start (N,):
-    start times per row (default t0); h_start (N,): first steps per row (<= 0: heuristic);
-    resume: continue the counters, save points and escape times already in the outputs.
-    stiff_switch (DOP853 only): a trajectory found stiff stops with status 6 (internal), its
-    state, time and h_last written, for a Rosenbrock method to continue.
-    interruptible (call from the main thread only): SIGINT during the run stops every
-    worker within one step; running and never-started trajectories get status 5
-    (INTERRUPTED), the finished ones keep their results, and KeyboardInterrupt is raised
-    once the previous SIGINT handler is back.
-    taylor_address (a narrowflow.taylor cfunc, ext/rhs_abi.pxd's taylor_fn) selects the
-    Taylor method of order taylor_order (tab is then ignored; pass None), with
-    taylor_work doubles of scratch per worker (narrowflow.taylor's work_size).
+    (the flow, n outputs per lane, and a scalar per lane). tab: a narrowflow.tableaus
+    Tableau, RosenbrockTableau or MultistepMethod (None for the Taylor method). opts: the
+    scalar options (KernelOptions). tsave (K,): sorted save times (may be empty).
+    out: the output arrays by name, each of exactly its shape (ValueError naming the array
+    otherwise): y_final (N, n) float64; t_final, nfev, n_accepted, n_rejected (N,)
+    float64/int64; status (N,) int8; njev (N,) int64 or absent; with save points
+    loss_saved (N, K) and y_saved (N, K, n) or absent (losses only); with an escape
+    threshold escape_time (N,).
+    A row of y0 beyond the bound (or non-finite) stops at t0 as DIVERGED with nfev 0.
+    rows (M,): integrate only these rows (default: all); t_start (N,): start times per row
+    (default t0); h_start (N,): first steps per row (<= 0: heuristic); h_last (N,): receives
+    the step each trajectory would take next.
+    After SIGINT (opts.interruptible) running and never-started trajectories get status 5
+    (INTERRUPTED), the finished ones keep their results, and KeyboardInterrupt is raised.
     Returns (rhs_calls, lane_evaluations_used, ns inside the right-hand side (profile only),
     ns inside the workers), summed over workers.
     """
+    cdef double t0 = opts.t0, t1 = opts.t1, rtol = opts.rtol, atol = opts.atol
+    cdef double h_init = opts.h_init, dt = opts.dt, gtol = opts.gtol, bound = opts.bound
+    cdef double escape = opts.escape, max_step = opts.max_step, stiff_hlam = opts.stiff_hlam
+    cdef int64_t max_steps = opts.max_steps, lanes = opts.lanes
+    cdef int64_t taylor_order = opts.taylor_order, taylor_work = opts.taylor_work
+    cdef int threads = opts.threads, stiff_steps = opts.stiff_steps
+    cdef bint profile = opts.profile, resume = opts.resume, stiff_switch = opts.stiff_switch
+    cdef bint interruptible = opts.interruptible
+    cdef uintptr_t jac_address = opts.jac_address, taylor_address = opts.taylor_address
+    for name in ("y_final", "t_final", "status", "nfev", "n_accepted", "n_rejected"):
+        if out.get(name) is None:
+            raise ValueError(f"out[{name!r}]: an array is required, got None")
+    cdef double[:, ::1] y_final = out["y_final"]
+    cdef double[::1] t_final = out["t_final"]
+    cdef int8_t[::1] status = out["status"]
+    cdef int64_t[::1] nfev = out["nfev"]
+    cdef int64_t[::1] n_accepted = out["n_accepted"]
+    cdef int64_t[::1] n_rejected = out["n_rejected"]
+    cdef int64_t[::1] njev = out.get("njev")
+    cdef double[:, :, ::1] y_saved = out.get("y_saved")
+    cdef double[:, ::1] loss_saved = out.get("loss_saved")
+    cdef double[::1] escape_time = out.get("escape_time")
     cdef Tab tb
     cdef Ros rs
     cdef Bdf bd
@@ -2147,12 +2254,6 @@ def integrate(uintptr_t f_address, uintptr_t loss_address, const double[::1] par
             raise ValueError(f"jac_address: method {tab.name!r} needs the Jacobian's cfunc")
     else:
         fill_tab(&tb, tab)
-    if lanes < 1:
-        raise ValueError(f"lanes must be >= 1, got {lanes}")
-    if threads < 1:
-        raise ValueError(f"threads must be >= 1, got {threads}")
-    if not bound > 0.0:
-        raise ValueError(f"bound must be positive, got {bound}")
     # the workers write without the GIL: every output must have exactly its shape
     _check_shape("y_final", y_final, (N, n))
     for name, arr in (("t_final", t_final), ("status", status), ("nfev", nfev),

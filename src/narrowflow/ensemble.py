@@ -347,18 +347,21 @@ def solve_chunk(problem: EnsembleProblem, theta0, threads: int = 1, out: dict | 
     escape = np.nan if problem.escape_threshold is None else problem.escape_threshold
     stats = np.zeros(4, dtype=np.int64)
 
-    def run(tab, y, **extra):
+    opts = _kernel.KernelOptions(
+        t0=t0, t1=t1, rtol=problem.rtol, atol=problem.atol,
+        h_init=0.0, dt=0.0, gtol=problem.gtol or 0.0, bound=problem.divergence_bound,
+        max_steps=problem.max_steps, escape=escape, max_step=problem.max_step or 0.0,
+        lanes=problem.lanes, threads=int(threads), profile=bool(profile),
+        jac_address=comp.jac, interruptible=interruptible)
+
+    def run(tab, y, rows=None, t_start=None, h_start=None, h_last=None, **changes):
         adaptive = getattr(tab, "adaptive", True)
-        h_init = problem.dt if (problem.dt is not None and adaptive) else 0.0
-        dt = problem.dt if (problem.dt is not None and not adaptive) else 0.0
-        stats[:] += _kernel.integrate(
-            comp.flow, comp.loss, comp.params, y, tab, t0, t1, problem.rtol, problem.atol,
-            h_init, dt, problem.gtol or 0.0, problem.divergence_bound, problem.max_steps,
-            problem.save_at, escape, out["y_final"], out["t_final"], out["status"],
-            out["nfev"], out["n_accepted"], out["n_rejected"], out.get("y_saved"),
-            out.get("loss_saved"), out.get("escape_time"), problem.lanes, int(threads),
-            bool(profile), problem.max_step or 0.0, jac_address=comp.jac, njev=out["njev"],
-            interruptible=interruptible, **extra)
+        o = opts.replace(h_init=problem.dt if (problem.dt is not None and adaptive) else 0.0,
+                         dt=problem.dt if (problem.dt is not None and not adaptive) else 0.0,
+                         **changes)
+        stats[:] += _kernel.integrate(comp.flow, comp.loss, comp.params, y, tab, o,
+                                      problem.save_at, out, rows=rows, t_start=t_start,
+                                      h_start=h_start, h_last=h_last)
 
     if problem.method == "auto":
         h_last = np.zeros(n)
