@@ -55,6 +55,7 @@ cdef enum:
     MAXD = 8       # degree of the dense-output polynomials
     MAXS = 8       # Rosenbrock stages
     BDF_MAXQ = 5   # highest order of the multistep method (K slots 1..BDF_MAXQ+3 hold D)
+    BDF_MAXIT = 8  # most Newton iterations per step
 
 # Status codes: the same numbers as narrowflow.ensemble.Status.
 cdef enum:
@@ -129,6 +130,7 @@ cdef struct Job:
 # Per-worker state: lane arrays and SoA buffers.
 cdef struct Work:
     int64_t n, L, nL
+    double ninv      # 1 / n
     double* Y        # current states
     double* YN       # proposed new states
     double* YT       # stage inputs / interpolated states
@@ -193,6 +195,7 @@ cdef int work_alloc(Work* w, int64_t n, int64_t L, int nk) noexcept nogil:
     w.n = n
     w.L = L
     w.nL = nL
+    w.ninv = 1.0 / n
     w.calls = 0
     w.used = 0
     w.rhs_ns = 0
@@ -1286,6 +1289,7 @@ cdef struct Bdf:
     double ialpha[BDF_MAXQ + 1]
     double U[BDF_MAXQ + 1][(BDF_MAXQ + 1) * (BDF_MAXQ + 1)]    # bdf_R(q, 1) per order
     double minfac, maxfac, newton_kappa, min_growth
+    double safety[BDF_MAXIT + 1]    # scipy's 0.9 (2 maxiter + 1) / (2 maxiter + iterations)
 
 
 cdef int call_lanes(Job* job, Work* w, rhs_fn fn, int64_t nout, const int64_t* sel, int64_t k,
@@ -1413,7 +1417,7 @@ cdef inline double bdf_wnorm(Work* w, int64_t l, const double* v, const double* 
     for i in range(w.n):
         x = v[i * L + l] * iscale[i * L + l]
         s += x * x
-    return c * sqrt(s / w.n)
+    return c * sqrt(s * w.ninv)
 
 
 cdef inline void bdf_reject(const Job* job, const Bdf* bd, Work* w, int64_t l, int q, double fac) noexcept nogil:
@@ -1651,13 +1655,14 @@ cdef int run_worker_bdf(Job* job, const Tab* tb, const Bdf* bd, int64_t* stats) 
                     for l in range(L):
                         ay[l] += pm[j * L + l] * Dq[l]
                         ap[l] += pg[j * L + l] * Dq[l]
+                # selects, not branches: the loop vectorizes (ay = 0 gives 1/atol, unused)
                 for l in range(L):
-                    if pm[l] != 0.0:
-                        YP[i * L + l] = ay[l]
-                        w.YN[i * L + l] = ay[l]
-                        PSI[i * L + l] = ap[l]
-                        DD[i * L + l] = 0.0
-                        ISC[i * L + l] = 1.0 / (job.atol + job.rtol * fabs(ay[l]))
+                    v = 1.0 / (job.atol + job.rtol * fabs(ay[l]))
+                    YP[i * L + l] = ay[l] if pm[l] != 0.0 else YP[i * L + l]
+                    w.YN[i * L + l] = ay[l] if pm[l] != 0.0 else w.YN[i * L + l]
+                    PSI[i * L + l] = ap[l] if pm[l] != 0.0 else PSI[i * L + l]
+                    DD[i * L + l] = 0.0 if pm[l] != 0.0 else DD[i * L + l]
+                    ISC[i * L + l] = v if pm[l] != 0.0 else ISC[i * L + l]
         # --- one evaluation for every lane, at the point its phase asks for
         fstat = call_f(job, &w, w.YN, FN)
         # the Newton corrections of all lanes at once (lanes not iterating compute values
@@ -1694,7 +1699,7 @@ cdef int run_worker_bdf(Job* job, const Tab* tb, const Bdf* bd, int64_t* stats) 
             if fstat != 0 and lane_nonfinite(&w, FN, l):
                 x = -1
             else:
-                dyn = sqrt(dsq[l] / n)
+                dyn = sqrt(dsq[l] * w.ninv)
                 if nit[l] > 1:
                     if dyn > 2.0 * dyold[l]:
                         x = -1                 # diverging
@@ -1727,7 +1732,7 @@ cdef int run_worker_bdf(Job* job, const Tab* tb, const Bdf* bd, int64_t* stats) 
                 continue
             # converged: the error test
             ph[l] = PH_NEW
-            sfty[l] = 0.9 * (2 * bd.maxiter + 1) / (2 * bd.maxiter + nit[l])
+            sfty[l] = bd.safety[nit[l]]
             en = bdf_wnorm(&w, l, DD, ISC, bd.errc[q])
             if en <= 1.0:
                 w.acc[l] = 1
@@ -2092,6 +2097,10 @@ cdef void fill_bdf(Tab* tb, Bdf* bd, method, double rtol) except *:
     memset(bd, 0, sizeof(Bdf))
     bd.maxord = method.max_order
     bd.maxiter = method.newton_maxiter
+    if not 1 <= bd.maxiter <= BDF_MAXIT:
+        raise ValueError(f"newton_maxiter must be in [1, {BDF_MAXIT}], got {bd.maxiter}")
+    for q in range(1, bd.maxiter + 1):
+        bd.safety[q] = 0.9 * (2 * bd.maxiter + 1) / (2 * bd.maxiter + q)
     for q in range(bd.maxord + 1):
         bd.alpha[q] = method.alpha[q]
         bd.gam[q] = method.gamma[q]
