@@ -63,16 +63,18 @@ class Statistic:
     error: float
 
     def decide_zero(self, margin: float = 100.0, cap: float = 1e-4):
-        """Three-valued zero test: False if |value| > margin*error (non-zero, proven with margin);
-        True if |value| <= margin*error <= cap (zero to a resolution of at least cap);
-        None when the error is too large to tell (margin*error > cap and |value| within it)."""
+        """Three-valued zero test.
+
+        False if ``|value| > margin*error`` (non-zero, proven with margin); True if
+        ``|value| <= margin*error <= cap`` (zero to a resolution of at least cap); None when
+        the error is too large to tell (``margin*error > cap`` and ``|value|`` within it)."""
         tol = margin * self.error
         if abs(self.value) > tol:
             return False
         return True if tol <= cap else None
 
     def significance(self) -> float:
-        """|value| / error (inf when error is 0)."""
+        """``|value| / error`` (inf when error is 0)."""
         return abs(self.value) / self.error if self.error > 0 else math.inf
 
     def __str__(self):
@@ -434,7 +436,7 @@ class MonodromyGroup:
         margin: a quantity counts as non-zero only above margin * its error.
         qmax: largest order of root of unity accepted for unipotent/finite traces.
         cap: an equality (e.g. tr[A,B] = 2) is accepted only when margin * error <= cap;
-            with larger errors it is undecided.
+        with larger errors it is undecided.
         Raises UnverifiedLoopError if a generator comes from a loop that failed verification.
         """
         self._require_verified()

@@ -561,7 +561,7 @@ def saddle_unstable_check(flow, order=2, *, saddle=None, subspace="twin", series
     series_order: N of the Koenigs series. base_fraction: base point z0 = fraction * R.
     n_singular: how many of the nearest singularities to loop around. radii: loop radii
     around them, as fractions of R, tried in turn; max_turns: the most turns tried.
-    Loops: the circle |z| = z0 (t -> t + 2πi/c) and, around each singularity, the lasso with
+    Loops: the circle ``|z| = z0`` (t -> t + 2πi/c) and, around each singularity, the lasso with
     the fewest turns that closes on the curve. Only loops that pass closure (two tolerances),
     deformation and evaluation checks enter the commutators.
     placement: add to every commutator figure's error the base-point placement error: the

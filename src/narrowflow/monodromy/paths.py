@@ -376,7 +376,7 @@ def segment(a, b) -> Path:
 
 
 def arc(center, radius, theta0, theta1) -> Path:
-    """Arc of the circle |z - center| = radius from angle theta0 to theta1 (radians)."""
+    """Arc of the circle ``|z - center| = radius`` from angle theta0 to theta1 (radians)."""
     return Arc(center, radius, theta0, theta1)
 
 
@@ -442,7 +442,7 @@ def _unit(z: complex) -> complex:
 
 
 def lasso(base, center, radius, via=(), turns=1) -> Path:
-    """Lasso: from ``base`` through the points ``via`` to the circle |z - center| = radius,
+    """Lasso: from ``base`` through the points ``via`` to the circle ``|z - center| = radius``,
     ``turns`` times around it (negative = clockwise), and back the same way.
 
     The circle is entered at the point nearest the last ``via`` point (or ``base``).

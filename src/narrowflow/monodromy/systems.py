@@ -147,8 +147,8 @@ def hypergeometric_loops(base=0.5):
 def hypergeometric_monodromy(a, b, c, base=0.5, *, rtol=1e-12, results=True, **kw):
     """Local monodromies M0, M1 of the hypergeometric equation at base point ``base``.
 
-    Loops: the counter-clockwise circles |z| = base and |z - 1| = 1 - base (through ``base``;
-    with base = 1/2: |z| = 1/2 and |z-1| = 1/2). Returns two TransportResult objects (with
+    Loops: the counter-clockwise circles ``|z| = base`` and ``|z - 1| = 1 - base`` (through
+    ``base``; with base = 1/2: ``|z| = 1/2`` and ``|z-1| = 1/2``). Returns two TransportResult objects (with
     error estimates and checks; they behave as 2x2 arrays: ``np.asarray(M0)``, ``M1 @ M0``,
     ``M0[0, 1]``), or two plain complex (2, 2) arrays with ``results=False``.
     """

@@ -137,24 +137,43 @@ def field_rhs(field, jacobian, n: int, with_data: bool = False):
 class TransportResult:
     """Transport of a fundamental matrix along one path.
 
-    matrix: complex (n, n), the transported fundamental matrix (Phi(start) = I), at ``rtol``.
-    error: float, a conservative absolute max-entry error estimate of ``matrix``: the
-        largest of the difference to the run at ``rtol * tol_ratio``, the change along the
-        deformed loop (when checked) and the Liouville and backwards residuals times
-        max |matrix entry| (inf when a check run failed).
-    rel_error: error / max |matrix entry|.
-    y_end: complex (n,) end of the base curve (field transport) or None (linear systems).
-    closure_defect: (coarse, fine) relative defects |y_end - y0|_max / max(1, |y0|_max), or (0, 0).
-    closed: bool, the verified closure (see module docstring); True for closed linear loops.
-    closure_note: why ``closed`` is what it is.
-    deformation_change: max-entry change of the matrix under ``Path.deformed`` (None: not checked).
-    deformation_ok: bool or None.
-    trace_integral: complex, ∮ tr A along the path.
-    liouville_residual: |det M - exp(∮ tr A)| / |exp(∮ tr A)|.
-    inverse_residual: max|M_back M - I| / (max|M_back| max|M|) with M_back from the loop
+    Attributes
+    ----------
+    matrix : ndarray of complex128, shape (n, n)
+        The transported fundamental matrix (``Phi(start) = I``), at ``rtol``.
+    error : float
+        A conservative absolute max-entry error estimate of ``matrix``: the largest of the
+        difference to the run at ``rtol * tol_ratio``, the change along the deformed loop
+        (when checked) and the Liouville and backwards residuals times ``max |matrix
+        entry|`` (inf when a check run failed).
+    rel_error : float
+        ``error / max |matrix entry|``.
+    y_end : ndarray of complex128, shape (n,), or None
+        End of the base curve (field transport); None for linear systems.
+    closure_defect : tuple of float
+        ``(coarse, fine)`` relative defects ``|y_end - y0|_max / max(1, |y0|_max)``, or
+        ``(0, 0)``.
+    closed : bool
+        The verified closure (see the module docstring); True for closed linear loops.
+    closure_note : str
+        Why ``closed`` is what it is.
+    deformation_change : float or None
+        Max-entry change of the matrix under ``Path.deformed`` (None: not checked).
+    deformation_ok : bool or None
+        Whether that change is within the error.
+    trace_integral : complex
+        ``∮ tr A`` along the path.
+    liouville_residual : float
+        ``|det M - exp(∮ tr A)| / |exp(∮ tr A)|``.
+    inverse_residual : float or None
+        ``max|M_back M - I| / (max|M_back| max|M|)`` with ``M_back`` from the loop
         travelled backwards (closed loops; None when not checked).
-    nfev: total right-hand side evaluations (all runs); seconds: wall time of all runs.
-    status: "ok" or why integration stopped.
+    nfev : int
+        Total right-hand-side evaluations (all runs).
+    seconds : float
+        Wall time of all runs.
+    status : str
+        ``"ok"`` or why integration stopped.
     """
     path: Path
     matrix: np.ndarray

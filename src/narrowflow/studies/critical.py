@@ -12,10 +12,10 @@ class MorseInfo:
     """Second-order type of a point θ: Hessian eigenvalues (ascending), the tolerance used
     to call an eigenvalue zero, and its parts.
 
-    eigenvalues (p,); tol: max(eig_rtol·max|λ|, 2·shift, rounding); shift: estimate of how far
+    eigenvalues (p,); tol: ``max(eig_rtol·max|λ|, 2·shift, rounding)``; shift: estimate of how far
     the eigenvalues move between θ and the critical point next to it (the change of the
     Hessian over one Newton step, spectral norm, Weyl's bound); index: #λ < −tol;
-    n_zero: #|λ| <= tol; n_positive: #λ > tol; grad_norm: ||∇L(θ)||.
+    n_zero: ``#|λ| <= tol``; n_positive: #λ > tol; grad_norm: ||∇L(θ)||.
     """
     eigenvalues: np.ndarray
     tol: float
@@ -33,8 +33,8 @@ class MorseInfo:
 def morse_index(flow, theta, eig_rtol: float = 1e-6) -> MorseInfo:
     """Morse index of the Hessian of ``flow``'s loss at θ (p,), with a tolerance.
 
-    An eigenvalue is negative if below −tol, zero ("degenerate") if |λ| <= tol, where
-    tol = max(eig_rtol·max|λ|, 2·shift, 100·p·ε·||H||) and shift is the spectral-norm change
+    An eigenvalue is negative if below −tol, zero ("degenerate") if ``|λ| <= tol``, where
+    ``tol = max(eig_rtol·max|λ|, 2·shift, 100·p·ε·||H||)`` and shift is the spectral-norm change
     of the Hessian over the Newton step to the nearest critical point (so an eigenvalue
     that only looks non-zero because θ is not exactly critical is called zero).
     """
@@ -139,7 +139,7 @@ def classify(points, weight_decay: float = 0.0, gtol: float = 1e-6, loss_rtol: f
     not critical: ||∇L|| > gtol. saddle: Morse index >= 1 and no zero eigenvalue.
     degenerate: an eigenvalue within tolerance of 0 (and the loss not certifiably minimal).
     minima: index 0 and no zero eigenvalue; the global one is the lowest loss among the
-    minima found (within loss_rtol·|L| + loss_atol), certified when L <= loss_atol and there
+    minima found (within ``loss_rtol·|L| + loss_atol``), certified when L <= loss_atol and there
     is no weight decay (L >= 0, so L = 0 is a global minimum even if degenerate).
     """
     pts = list(points)

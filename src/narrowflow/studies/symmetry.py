@@ -109,7 +109,7 @@ class Symmetry:
         return (X[0], int(n_dead[0])) if single else (X, n_dead)
 
     def orbit(self, theta) -> np.ndarray:
-        """All images g·θ of one state θ (p,) under the group, shape (|G|, p) (with repeats
+        """All images g·θ of one state θ (p,) under the group, shape ``(|G|, p)`` (with repeats
         where θ has a stabiliser)."""
         import itertools
         th = self._check(theta)

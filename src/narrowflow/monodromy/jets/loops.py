@@ -174,6 +174,7 @@ def jet_monodromy(field, y0, paths, order=3, *, derivatives=None, params=None, n
         rtol * atol_factor. deformation: relative size of the loop deformation (0: none).
         closure_tol: the largest tight-tolerance closure defect that may count as closed
         (the closure rule of :mod:`narrowflow.monodromy.verify`).
+
     Returns a list of :class:`Jet` (one per path), each with ``.verified``.
     """
     system = _parse_system(field, derivatives, params, n, nz, max_order)
