@@ -149,3 +149,224 @@ def test_certificate_one_data_point():
     assert all(ok for ok, _ in cert.unipotent_check.values())
     text = str(cert)
     assert "CERTIFIED" in text and "P4 [proven analytically]" in text
+
+
+# ---------------------------------------------------------------------------------------
+# the general validated integrator against closed forms
+# ---------------------------------------------------------------------------------------
+
+ABC = (0.3 + 0.1j, 0.45, 0.7 - 0.05j)          # exact binary numbers, as the float tests'
+
+
+def _e(z):
+    """e^{2πi z} in balls."""
+    return (2 * flint.arb.pi() * flint.acb(0, 1) * z).exp()
+
+
+def _hyp_invariants(a, b, c):
+    """The local invariants, in balls, from the exponents (docs/math.md §5.7): traces and
+    determinants of M0, M1 and the trace of M1 M0 (eigenvalues e^{-2πia}, e^{-2πib})."""
+    a, b, c = (flint.acb(v.real, v.imag) for v in map(complex, (a, b, c)))
+    return {"tr M0": 1 + _e(-c), "det M0": _e(-c), "tr M1": 1 + _e(c - a - b),
+            "det M1": _e(c - a - b), "tr M1M0": _e(-a) + _e(-b)}
+
+
+def _hyp_enclosures(abc, K=48, n=32):
+    fld = ce.HypergeometricBallField(*abc)
+    J0 = ce.transport_ball_jet(fld, ce.polygon_circle(0.0, 0.5, n), K=K, prec=128)
+    J1 = ce.transport_ball_jet(fld, ce.polygon_circle(1.0, 0.5, n), K=K, prec=128)
+    with ce._prec(128):
+        P = J1.P * J0.P                       # first around 0, then around 1
+        return {"tr M0": J0.trace(), "det M0": J0.P.det(), "tr M1": J1.trace(),
+                "det M1": J1.P.det(), "tr M1M0": P[0, 0] + P[1, 1]}
+
+
+def test_hypergeometric_invariants_lie_in_narrow_balls():
+    with ce._prec(128):
+        enc = _hyp_enclosures(ABC)
+        exact = _hyp_invariants(*ABC)
+        a, b, c = ABC
+        wrong = _hyp_invariants(a, b, c + 1e-12)        # a nearby equation's invariants
+        for key, ball in enc.items():
+            assert ball.contains(exact[key]), (key, ball, exact[key])
+            assert ce._rad(ball) < 1e-20, (key, ball)
+        # negative control: the balls are narrow enough to tell c from c + 1e-12
+        assert not enc["tr M0"].overlaps(wrong["tr M0"])
+        assert not enc["tr M1"].overlaps(wrong["tr M1"])
+
+
+def test_hypergeometric_loop_through_a_singular_point_is_refused():
+    fld = ce.HypergeometricBallField(*ABC)
+    with pytest.raises(ValueError, match="singular point"):
+        ce.transport_ball_jet(fld, [0.5, -0.5], K=8)
+
+
+def _hh_commutator(eps, K, kappa, rho_max, prec=128, ratio=1.0):
+    fld = ce.HenonHeilesBallField(eps, ratio, 0.1, normal=True)
+    with ce._prec(prec):
+        y0 = fld.base_point()
+        TR, TI = fld.periods()
+    kw = dict(y0=y0, K=K, kappa=kappa, rho_max=rho_max, prec=prec)
+    JR = ce.transport_ball_jet(fld, [0, TR], **kw)
+    JI = ce.transport_ball_jet(fld, [0, TI], **kw)
+    with ce._prec(prec) as fl:
+        C = ce.commutator_jet((JR.P, None), (JI.P, None), fl)[0]
+        return fld, y0, JR, JI, C[0, 0] + C[1, 1]
+
+
+@pytest.mark.parametrize("eps", [3.0, -24.0])
+def test_henon_heiles_commutator_trace_is_2cos_2pi_n(eps):
+    # n(n+1) = 12/eps: eps = 3 real non-integer n (SL2); eps = -24: n = (-1 + i)/2 complex
+    fld, y0, JR, JI, tr = _hh_commutator(eps, K=48, kappa=6.0, rho_max=0.6)
+    with ce._prec(128):
+        n = (-1 + flint.acb(1 + 48 / flint.arb(eps)).sqrt()) / 2
+        assert (n * (n + 1)).contains(12 / flint.arb(eps))
+        expected = 2 * (2 * flint.arb.pi() * n).cos()
+        other = ce.HenonHeilesBallField(eps + 0.5).lame_trace()
+        near = ce.HenonHeilesBallField(eps * (1 + 2.0 ** -30)).lame_trace()
+        assert tr.contains(expected), (tr, expected)
+        assert ce._rad(tr) < 1e-20
+        # negative controls: a different eps's trace, even a very close one, is excluded
+        assert not tr.overlaps(other) and not tr.overlaps(near)
+        # both period paths close the plane orbit: the end states contain the base point
+        for J in (JR, JI):
+            assert all(e.contains(b) for e, b in zip(J.y, y0))
+        # Liouville: the normal VE is trace-free, so det M = 1 on both loops
+        assert JR.P.det().contains(1) and JI.P.det().contains(1)
+
+
+@pytest.mark.slow
+def test_henon_heiles_integrable_eps6_and_full_variational_equation():
+    # eps = 6: n = 2, tr [M_R, M_I] = 2 (integrable); K = 60 gives radius ~1e-35
+    fld, y0, JR, JI, tr = _hh_commutator(6.0, K=60, kappa=6.0, rho_max=1.0, prec=160)
+    assert tr.contains(2) and ce._rad(tr) < 1e-30
+    # the full 4x4 VE (order 2) carries the normal block (rows/columns q1, p1) of the same
+    # monodromy: the balls must overlap
+    full = ce.HenonHeilesBallField(6.0, normal=False)
+    with ce._prec(160):
+        yf = full.base_point()
+        TR, _ = full.periods()
+    JF = ce.transport_ball_jet(full, [0, TR], y0=yf, K=40, kappa=6.0, rho_max=0.6, prec=160)
+    for (i, j), (k, l) in zip([(0, 0), (0, 2), (2, 0), (2, 2)], [(0, 0), (0, 1), (1, 0), (1, 1)]):
+        assert JF.P[i, j].overlaps(JR.P[k, l])
+    assert JF.Q is not None and JF.phi2_norm()[0] > 0
+
+
+TEACHER3 = np.array([-1.0, 0.5, 2.0])
+
+
+def _net_flow(act, x):
+    net = nf.Network(width=2, activation=act)
+    return nf.GradientFlow(net, nf.Dataset.from_teacher(nf.Network(width=2, activation="tanh"),
+                                                        TEACHER, np.asarray(x, float)))
+
+
+@pytest.mark.parametrize("act", nf.activations.NAMES)
+def test_network_ball_field_encloses_the_float_derivatives(act):
+    from narrowflow.monodromy import jets
+    flow = _net_flow(act, TEACHER3)
+    fld = ce.NetworkBallField(flow)
+    th = np.array([0.5 + 0.25j, 0.25 - 0.125j, -0.375, 0.75 + 0.5j])
+    F, D1, D2 = jets._parse_system(flow, None, None, None, None, None).evaluate(th, order=2)
+    with ce._prec(128):
+        y = [flint.acb(v.real, v.imag) for v in th]
+        Fb = fld.vector(y)
+        A, B = fld.linear(y)
+    for ball, ref in [(Fb[i], F[i]) for i in range(4)] + \
+            [(A[i][j], D1[i, j]) for i in range(4) for j in range(4)] + \
+            [(B[16 * i + 4 * j + k], D2[i, j, k]) for i in range(4) for j in range(4) for k in range(4)]:
+        mid = complex(ce._acb(ball).mid())
+        assert abs(mid - ref) <= ce._rad(ce._acb(ball)) + 1e-13 * (1 + abs(ref)), (ball, ref)
+
+
+def _first_integral_check(flow, I, path, K=20, th0=(0.5, 0.25, -0.375, 0.75)):
+    """Transport along a complex-time path; return (I(end) − I(start) balls, ∇I covector
+    transport residual balls, jet)."""
+    fld = ce.NetworkBallField(flow)
+    J = ce.transport_ball_jet(fld, path, y0=list(th0), K=K, kappa=4.0, rho_max=0.4, prec=128)
+    with ce._prec(128):
+        y0 = [flint.acb(v) for v in th0]
+        diffs, cov = [], []
+        for j in range(2):
+            diffs.append(I(J.y, j) - I(y0, j))
+            g0 = _grad(lambda t: I(t, j), y0)
+            g1 = _grad(lambda t: I(t, j), J.y)
+            for b in range(4):          # (∇I(end)ᵀ P)_b − ∇I(start)_b
+                cov.append(sum((g1[i] * J.P[i, b] for i in range(4)), flint.acb(0)) - g0[b])
+    return diffs, cov, J
+
+
+def _grad(f, y):
+    """∇f at y (4 acb) by exact differentiation of a degree-1 power series in each slot."""
+    out = []
+    with ce._cap(2):
+        for b in range(4):
+            t = [flint.acb_series([v, 1 if i == b else 0], prec=2) for i, v in enumerate(y)]
+            out.append(f(t).coeffs()[1] if len(f(t).coeffs()) > 1 else flint.acb(0))
+    return out
+
+
+def test_network_flow_keeps_the_one_point_first_integrals():
+    # one data point, tanh: I_j = a_j² − cosh(2 w_j x)/(2x²); sigmoid:
+    # I_j = a_j² − 2 w_j/x − 2 e^{w_j x}/x² (a da = σ/(x σ') dw); both must be conserved,
+    # and dI must be carried by the 1-jet, along a complex-time path
+    x = flint.arb(1.0)
+    cosh = lambda z: (z.exp() + (-z).exp()) / 2
+    I_tanh = lambda t, j: t[2 * j] * t[2 * j] - cosh(2 * t[2 * j + 1] * x) / (2 * x * x)
+    I_sig = lambda t, j: (t[2 * j] * t[2 * j] - 2 * t[2 * j + 1] / x
+                          - 2 * (t[2 * j + 1] * x).exp() / (x * x))
+    path = [0, 0.25, 0.25 + 0.25j]        # open: a closed one would return to θ0
+    for act, I in (("tanh", I_tanh), ("sigmoid", I_sig)):
+        diffs, cov, J = _first_integral_check(_net_flow(act, [1.0]), I, path)
+        assert all(d.contains(0) for d in diffs + cov), act
+        assert max(ce._rad(d) for d in diffs + cov) < 1e-9
+    # negative control: a² − w² is conserved for linear networks only; for tanh its
+    # enclosure excludes "conserved"
+    bal = lambda t, j: t[2 * j] * t[2 * j] - t[2 * j + 1] * t[2 * j + 1]
+    diffs, _, _ = _first_integral_check(_net_flow("tanh", [1.0]), bal, path)
+    assert not any(d.contains(0) for d in diffs)
+
+
+def test_linear_network_keeps_balancedness_with_three_points():
+    # σ(z) = z: a_j² − w_j² is a first integral for any data
+    bal = lambda t, j: t[2 * j] * t[2 * j] - t[2 * j + 1] * t[2 * j + 1]
+    diffs, cov, _ = _first_integral_check(_net_flow("linear", TEACHER3), bal,
+                                          [0, 0.2j, 0.2 + 0.1j])
+    assert all(d.contains(0) for d in diffs + cov)
+    assert max(ce._rad(d) for d in diffs + cov) < 1e-9
+
+
+@pytest.mark.parametrize("act", nf.activations.NAMES)
+def test_network_jet_carries_the_field(act):
+    # the flow map carries its field: Φ1(t) F(y0) = F(y(t)), for every activation
+    flow = _net_flow(act, TEACHER3)
+    fld = ce.NetworkBallField(flow)
+    th0 = [0.5, 0.25, -0.375, 0.75]
+    J = ce.transport_ball_jet(fld, [0, 0.1j, 0.1], y0=th0, K=16, prec=128)
+    with ce._prec(128):
+        F0 = flint.acb_mat(4, 1, fld.vector([flint.acb(v) for v in th0]))
+        F1 = flint.acb_mat(4, 1, fld.vector(J.y))
+        D = J.P * F0 - F1
+    assert all(D[i, 0].contains(0) for i in range(4))
+    assert max(ce._rad(D[i, 0]) for i in range(4)) < 1e-6
+    assert J.Q is not None
+
+
+def test_network_ball_field_refuses_what_it_cannot_enclose():
+    from types import SimpleNamespace
+    flow = _net_flow("tanh", [1.0])
+    fake = SimpleNamespace(network=SimpleNamespace(activation=SimpleNamespace(name="relu"),
+                                                   output_dim=1), data=flow.data)
+    with pytest.raises(ValueError, match="'relu'"):
+        ce.NetworkBallField(fake)
+    two = nf.Network(width=2, output_dim=2, activation="tanh")
+    with pytest.raises(ValueError, match="one output"):
+        ce.NetworkBallField(nf.GradientFlow(two, nf.Dataset(np.array([1.0]), np.array([[1.0, 2.0]]))))
+    # softplus is continued on the principal branch only: at u = w x = 1 + iπ,
+    # 1 + e^u = 1 − e < 0 lies on the cut, and no Picard box is accepted there
+    fld = ce.NetworkBallField(_net_flow("softplus", [1.0]))
+    with ce._prec(128):
+        y = [flint.acb(0.5), flint.acb(1.0, math.pi), flint.acb(0.5), flint.acb(0.25)]
+        assert fld.picard_box(y, 0.01) is None
+        assert fld.picard_box([flint.acb(0.5), flint.acb(1.0), flint.acb(0.5), flint.acb(0.25)],
+                              0.01) is not None

@@ -31,7 +31,14 @@ _SUBMODULES = ("activations", "model", "rhs", "ensemble", "monodromy", "distribu
 
 
 def build_info() -> dict:
-    """How this installation was built: versions, OpenMP, threads available."""
+    """How this installation was built.
+
+    Returns
+    -------
+    dict
+        ``narrowflow``, ``numpy``, ``numba`` (version strings), ``openmp`` (bool: whether
+        the kernels were built with OpenMP) and ``max_threads`` (int).
+    """
     import numba
     import numpy
 

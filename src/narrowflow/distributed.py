@@ -1,5 +1,7 @@
 """Ensembles on a Dask cluster, written chunk by chunk into a resumable Zarr store.
 
+For example::
+
     run = distributed.solve_distributed(flow, seed=1, n=10**6, store="runs/a.zarr",
                                         chunk=65536, t_span=(0, 100))
     ds = run.open()                  # xarray.Dataset in the narrowflow result schema
@@ -69,7 +71,13 @@ LOCAL_ONLY = ("threads", "memory_limit", "profile")
 
 
 def require_dask() -> None:
-    """A clear error, naming the extra to install, when dask.distributed is missing."""
+    """Check that dask.distributed is importable.
+
+    Raises
+    ------
+    ImportError
+        Naming the extra to install (``narrowflow[dist]``) when it is missing.
+    """
     try:
         import dask  # noqa: F401
         import distributed  # noqa: F401
@@ -118,9 +126,22 @@ def _jsonable(v):
 class InitialStates:
     """Where the initial states come from (picklable; what the tasks need to make them).
 
-    kind "sampled": `narrowflow.initial.sample` with distribution and its parameters
-    (mean/std or low/high) and seed: row i depends only on (seed, i). kind "array": the
-    user's array, stored in the store as ``theta0`` and read back by each task.
+    Parameters
+    ----------
+    kind : {"sampled", "array"}
+        ``"sampled"``: `narrowflow.initial.sample` with ``distribution``, ``params`` and
+        ``seed``; row i depends only on ``(seed, i)``. ``"array"``: the user's array, stored
+        in the store as ``theta0`` and read back by each task.
+    n : int
+        Number of trajectories N.
+    seed : int or None, optional
+        The seed (sampled).
+    distribution : str or None, optional
+        ``"normal"`` or ``"uniform"`` (sampled).
+    params : dict, optional
+        ``mean``/``std`` or ``low``/``high`` (sampled).
+    digest : str or None, optional
+        SHA-256 of the array (array).
     """
 
     kind: str
@@ -131,13 +152,34 @@ class InitialStates:
     digest: str | None = None
 
     def describe(self) -> dict:
+        """Plain-data description, as recorded in the store's configuration.
+
+        Returns
+        -------
+        dict
+            ``kind``, ``n`` and either ``sha256`` or the seed, distribution and parameters.
+        """
         if self.kind == "array":
             return {"kind": "array", "n": self.n, "sha256": self.digest}
         return {"kind": "sampled", "n": self.n, "seed": self.seed,
                 "distribution": self.distribution, **_jsonable(self.params)}
 
     def rows(self, start: int, stop: int, p: int, group=None) -> np.ndarray:
-        """Initial states of trajectories start..stop-1, (stop - start, p) float64."""
+        """Initial states of trajectories ``start .. stop − 1``.
+
+        Parameters
+        ----------
+        start, stop : int
+            The trajectory range.
+        p : int
+            Number of parameters.
+        group : zarr.Group, optional
+            The store's group, read when ``kind == "array"``.
+
+        Returns
+        -------
+        ndarray of float64, shape (stop − start, p)
+        """
         if self.kind == "array":
             return np.asarray(group["theta0"][start:stop], dtype=np.float64)
         from narrowflow import initial
@@ -146,11 +188,33 @@ class InitialStates:
 
 
 def resolve_initial(p: int, theta0=None, initial=None, seed=None, n=None):
-    """(InitialStates, theta0 array or None) from either an array or a distribution spec.
+    """Resolve where the initial states come from: an array or a distribution.
 
-    theta0: (N, p) array; or initial: None (standard normal), a distribution name
-    ("normal", "uniform") or a dict {"distribution": ..., "mean"/"std" or "low"/"high": ...},
-    with seed (int) and n (number of trajectories).
+    Parameters
+    ----------
+    p : int
+        Number of parameters.
+    theta0 : array_like of float, shape (N, p), optional
+        Given initial states (refused together with ``initial``, ``seed`` or ``n``).
+    initial : None, str or dict, optional
+        None (standard normal), ``"normal"``, ``"uniform"``, or ``{"distribution": ...,
+        "mean"/"std" or "low"/"high": ...}``.
+    seed : int, optional
+        The seed of sampled states.
+    n : int, optional
+        Number of sampled trajectories.
+
+    Returns
+    -------
+    init : InitialStates
+        The description the tasks use.
+    theta0 : ndarray of float64, shape (N, p), or None
+        The checked array, or None for sampled states.
+
+    Raises
+    ------
+    TypeError, ValueError
+        For a bad or missing argument (named).
     """
     from narrowflow import ensemble
     if theta0 is not None:
@@ -196,7 +260,22 @@ def resolve_initial(p: int, theta0=None, initial=None, seed=None, n=None):
 
 
 def default_tasks(n: int, slots: int, cap: int = DEFAULT_CHUNK) -> int:
-    """Number of tasks for N trajectories on `slots` worker slots (see default_chunk)."""
+    """Number of tasks for n trajectories on ``slots`` worker slots (see `default_chunk`).
+
+    Parameters
+    ----------
+    n : int
+        Number of trajectories.
+    slots : int
+        Worker slots.
+    cap : int, optional
+        Largest chunk, in trajectories.
+
+    Returns
+    -------
+    int
+        A whole number of waves of ``slots`` tasks.
+    """
     slots = max(1, int(slots))
     waves = max(1, min(WAVES, n // (slots * MIN_CHUNK)))
     tasks = slots * waves
@@ -206,9 +285,25 @@ def default_tasks(n: int, slots: int, cap: int = DEFAULT_CHUNK) -> int:
 
 
 def default_chunk(problem, n: int, slots: int | None = None) -> int:
-    """Trajectories per task, from N, the worker slots (threads of the cluster, divided by
-    threads_per_task; DEFAULT_SLOTS when unknown) and the problem's output size.
+    """Trajectories per task, from N, the worker slots and the problem's output size.
 
+    Parameters
+    ----------
+    problem : EnsembleProblem
+        The settings (their output size per trajectory).
+    n : int
+        Number of trajectories N.
+    slots : int, optional
+        Worker slots: the cluster's threads divided by ``threads_per_task``
+        (``DEFAULT_SLOTS`` when None).
+
+    Returns
+    -------
+    int
+        The chunk, at most N.
+
+    Notes
+    -----
     The tasks are a whole number of waves of `slots` (every slot gets the same number of
     equal chunks, so the run ends without a partial last wave): WAVES (8) per slot, fewer
     where that would make chunks smaller than MIN_CHUNK (4096; tasks of about a second
@@ -377,9 +472,24 @@ def _is_narrowflow_result(path: Path) -> bool:
 
 
 def store_state(store) -> dict:
-    """What an existing store holds: {"config", "chunk", "n_chunks", "complete" (bool array),
-    "fingerprint", "store_id", "attrs"}. Raises ValueError if `store` is not a narrowflow
-    distributed store."""
+    """What an existing distributed store holds.
+
+    Parameters
+    ----------
+    store : str or os.PathLike
+        The Zarr store.
+
+    Returns
+    -------
+    dict
+        ``config`` (the resolved configuration), ``chunk``, ``n_chunks``, ``complete``
+        (bool array, shape (n_chunks,)), ``fingerprint``, ``store_id`` and ``attrs``.
+
+    Raises
+    ------
+    ValueError
+        If ``store`` is not a narrowflow distributed store.
+    """
     import zarr
     path = Path(store)
     if not _is_store(path):
@@ -535,8 +645,38 @@ def run_chunk(store: str, store_id: str, fingerprint: str, problem_bytes: bytes,
     overwrite, from another client) since this task was submitted: the store's id is checked
     before the work and again, freshly read, between the solve and the writes (a task left
     running on an external cluster after Ctrl-C cannot mark a chunk of a new store).
-    build: the store's `build_config()`; a worker that compiles differently (FMA setting,
-    Numba version) refuses with RuntimeError naming the key, rather than write other bits.
+
+    Parameters
+    ----------
+    store : str
+        Path of the Zarr store.
+    store_id : str
+        The store's id when the task was submitted.
+    fingerprint : str
+        The configuration's fingerprint.
+    problem_bytes : bytes
+        The pickled `narrowflow.ensemble.EnsembleProblem`.
+    init : InitialStates
+        Where the initial states come from.
+    k : int
+        Chunk index.
+    lo, hi : int
+        The chunk's trajectories ``lo .. hi − 1``.
+    threads : int, optional
+        OpenMP threads of the kernel.
+    build : dict, optional
+        The store's ``build_config()``; a worker that compiles differently (FMA setting,
+        Numba version) refuses rather than write other bits.
+
+    Returns
+    -------
+    dict
+        A report of the task: ``chunk``, ``n``, ``pid``, kernel counters and timings.
+
+    Raises
+    ------
+    RuntimeError
+        If the worker compiles differently (naming the key) or the store was replaced.
     """
     import zarr
 
@@ -579,8 +719,26 @@ def run_chunk(store: str, store_id: str, fingerprint: str, problem_bytes: bytes,
 class DistributedRun:
     """What `solve_distributed` did: the store, its chunking, and which chunks this call computed.
 
-    computed: chunk indices computed by this call (in completion order); skipped: chunks
-    already complete in the store; tasks: the per-task reports of `run_chunk`; elapsed (s).
+    Parameters
+    ----------
+    store : pathlib.Path
+        The Zarr store.
+    n_trajectories : int
+        Number of trajectories N.
+    chunk : int
+        Trajectories per chunk.
+    n_chunks : int
+        Number of chunks.
+    computed : list of int
+        Chunks computed by this call, in completion order.
+    skipped : list of int
+        Chunks already complete in the store.
+    elapsed : float
+        Wall time of the call, in seconds.
+    tasks : list of dict
+        The per-task reports of `run_chunk`.
+    flow : GradientFlow, optional
+        The system integrated.
     """
 
     store: Path
@@ -595,19 +753,42 @@ class DistributedRun:
 
     @property
     def complete(self) -> bool:
+        """Whether every chunk of the store is complete."""
         return len(self.computed) + len(self.skipped) == self.n_chunks
 
     def open(self):
-        """The store as a lazy xarray.Dataset (narrowflow result schema)."""
+        """The store as a lazy dataset.
+
+        Returns
+        -------
+        xarray.Dataset
+            In the narrowflow result schema, plus ``chunk_complete``.
+        """
         return open_store(self.store)
 
     def to_result(self):
-        """The store read into memory as an EnsembleResult (arrays (N, ...))."""
+        """The store read into memory (see `load_result`).
+
+        Returns
+        -------
+        EnsembleResult
+        """
         return load_result(self.store, flow=self.flow, elapsed=self.elapsed)
 
 
 def open_store(store):
-    """A store written by `solve_distributed`, as a lazy xarray.Dataset."""
+    """Open a store written by `solve_distributed`.
+
+    Parameters
+    ----------
+    store : str or os.PathLike
+        The Zarr store.
+
+    Returns
+    -------
+    xarray.Dataset
+        Lazy (arrays are read on access).
+    """
     import xarray as xr
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", RuntimeWarning)   # not consolidated: by design
@@ -615,7 +796,26 @@ def open_store(store):
 
 
 def load_result(store, flow=None, elapsed: float = float("nan")):
-    """Read a complete store into an EnsembleResult (flow rebuilt from the store if None)."""
+    """Read a complete store into memory.
+
+    Parameters
+    ----------
+    store : str or os.PathLike
+        The Zarr store.
+    flow : GradientFlow, optional
+        The system; rebuilt from the store when None.
+    elapsed : float, optional
+        Recorded as the result's wall time, in seconds.
+
+    Returns
+    -------
+    EnsembleResult
+
+    Raises
+    ------
+    ValueError
+        If some chunk is not computed (naming them) or the store is not a narrowflow store.
+    """
     from narrowflow import ensemble, io
     state = store_state(store)
     if not state["complete"].all():
@@ -653,7 +853,20 @@ def default_cluster_size() -> tuple[int, int]:
 
 
 def local_cluster(n_workers: int | None = None, threads_per_worker: int | None = None):
-    """A LocalCluster of worker processes (default: sized to this machine's cores)."""
+    """A Dask LocalCluster of worker processes.
+
+    Parameters
+    ----------
+    n_workers : int, optional
+        Worker processes (default: Dask's sizing for this machine, or 1 when only
+        ``threads_per_worker`` is given).
+    threads_per_worker : int, optional
+        Threads per worker (default: the cores divided among the workers).
+
+    Returns
+    -------
+    distributed.LocalCluster
+    """
     import logging
 
     from distributed import LocalCluster
@@ -669,7 +882,13 @@ def local_cluster(n_workers: int | None = None, threads_per_worker: int | None =
 
 
 def solver_option_names() -> tuple:
-    """The solver options solve_distributed passes on (make_problem's keyword arguments)."""
+    """The solver options `solve_distributed` passes on.
+
+    Returns
+    -------
+    tuple of str
+        The keyword arguments of `narrowflow.ensemble.make_problem`.
+    """
     import inspect
 
     from narrowflow import ensemble
@@ -682,34 +901,69 @@ def solve_distributed(flow, theta0=None, *, store, initial=None, seed=None, n=No
                       **solver_options) -> DistributedRun:
     """Integrate an ensemble on a Dask cluster into a resumable Zarr store.
 
-    flow: a GradientFlow. Initial states: theta0 (N, p) array, or initial (None = standard
-    normal, "normal"/"uniform", or {"distribution": ..., "mean"/"std" | "low"/"high": ...})
-    with seed (int) and n (N): trajectory i gets ``initial.sample(..., seed, start=i)``'s row,
-    exactly what ``initial.sample(N, p, seed)[i]`` gives in one process.
-    store: path of the Zarr store (created, or resumed when it holds this configuration).
-    chunk: trajectories per task (default: `default_chunk` for the cluster's worker slots: a
-    whole number of waves, up to 8, of equal chunks; when resuming, the store's). client: a
-    distributed.Client, or a callable returning one (called only if some chunk is left to
-    compute or the new store's chunk needs the cluster's size; the caller closes it); None
-    starts a LocalCluster sized to this machine and closes it afterwards. slots: worker slots
-    to size the default chunk for (default: the connected workers' threads divided by
-    threads_per_task; an int, or a callable asked only when a new store is made without a
-    chunk; give it where workers are still on their way, e.g. queued batch jobs).
-    watch: a callable called every WATCH_INTERVAL (2 s) while waiting for tasks; it raises to
-    abort the run (narrowflow.cluster's job queue checks). overwrite: delete an
-    existing narrowflow store at `store` and start from scratch (without it, a store made by
-    another configuration is refused with ValueError and one made by this configuration is
-    resumed). progress: True for a tqdm bar over chunks, or a callable progress(done, total)
-    called after each finished chunk. threads_per_task: OpenMP threads of the kernel in one
-    task (default 1: each of a worker's Dask threads runs one task, which measured ~2-3 %
-    less CPU per trajectory than one 2-thread task at a time). retries: extra attempts for
-    a task that raised (tasks lost with a dead worker are rerun by Dask regardless).
-    solver_options: those of `solve_ensemble` that define the problem
-    (`solver_option_names()`: method, t_span, save_at, rtol, atol, dt, max_steps, max_step,
-    gtol, escape_threshold, divergence_bound, lanes, save_states).
+    Parameters
+    ----------
+    flow : GradientFlow
+        The system to integrate.
+    theta0 : array_like of float, shape (N, p), optional
+        Initial states; otherwise they are sampled from ``initial``, ``seed`` and ``n``:
+        trajectory i gets row i of ``narrowflow.initial.sample(n, p, seed, ...)``, however
+        the run is split.
+    store : str or os.PathLike
+        Path of the Zarr store (created, or resumed when it holds this configuration).
+    initial : None, str or dict, optional
+        None (standard normal), ``"normal"``, ``"uniform"``, or ``{"distribution": ...,
+        "mean"/"std" or "low"/"high": ...}``.
+    seed : int, optional
+        Seed of the sampled initial states.
+    n : int, optional
+        Number of trajectories N of the sampled initial states.
+    chunk : int, optional
+        Trajectories per task (default: `default_chunk` for the cluster's worker slots;
+        when resuming, the store's).
+    client : distributed.Client or callable, optional
+        A client, or a callable returning one (called only if some chunk is left to compute
+        or the new store's chunk needs the cluster's size; the caller closes it). None
+        starts a LocalCluster sized to this machine and closes it afterwards.
+    overwrite : bool, optional
+        Delete an existing narrowflow store at ``store`` and start from scratch. Without it,
+        a store made by another configuration is refused and one made by this configuration
+        is resumed.
+    progress : bool or callable, optional
+        True for a tqdm bar over chunks, or a callable ``progress(done, total)`` called
+        after each finished chunk.
+    threads_per_task : int, optional
+        OpenMP threads of the kernel in one task (default 1: each of a worker's Dask threads
+        runs one task, which measured about 2-3 % less CPU per trajectory than one 2-thread
+        task at a time).
+    retries : int, optional
+        Extra attempts for a task that raised (tasks lost with a dead worker are rerun by
+        Dask regardless).
+    slots : int or callable, optional
+        Worker slots to size the default chunk for (default: the connected workers' threads
+        divided by ``threads_per_task``); a callable is asked only when a new store is made
+        without a chunk. Give it where workers are still on their way (queued batch jobs).
+    watch : callable, optional
+        Called every ``WATCH_INTERVAL`` (2 s) while waiting for tasks; it raises to abort
+        the run (``narrowflow.cluster``'s job-queue checks).
+    **solver_options
+        The options of `narrowflow.ensemble.solve_ensemble` that define the problem
+        (`solver_option_names`: method, t_span, save_at, rtol, atol, dt, max_steps,
+        max_step, gtol, escape_threshold, divergence_bound, lanes, save_states).
 
-    Returns a DistributedRun (the store, which chunks were computed now). The stored result
-    equals ``solve_ensemble(flow, theta0, ...)`` bitwise.
+    Returns
+    -------
+    DistributedRun
+        The store and which chunks were computed now. The stored result equals
+        ``solve_ensemble(flow, theta0, ...)`` bitwise.
+
+    Raises
+    ------
+    ValueError
+        For a bad argument (named), or a store made by another configuration without
+        ``overwrite``.
+    ImportError
+        If dask.distributed is not installed.
     """
     require_dask()
     from narrowflow import ensemble
@@ -831,14 +1085,37 @@ def _completed(futures, watch=None, poll: float = 0.02):
 
 def solve_ensemble_dask(flow, theta0, *, store=None, client=None, chunk=None,
                         overwrite: bool = False, progress=False, seed=None, **solver_options):
-    """`solve_ensemble(..., backend="dask")`: the same ensemble through `solve_distributed`.
+    """``solve_ensemble(..., backend="dask")``: the same ensemble through `solve_distributed`.
 
-    theta0 (N, p) as for solve_ensemble; store (required): the Zarr store path; chunk: the
-    task size (solve_ensemble's chunk_size); seed: recorded in the result (metadata).
-    threads, memory_limit and profile have no meaning here (each task runs its kernel on one
-    thread, each worker holds one chunk at a time) and are dropped, so that all of
-    solve_ensemble's arguments can be passed through. Returns an EnsembleResult read from
-    the completed store.
+    ``threads``, ``memory_limit`` and ``profile`` have no meaning here (each task runs its
+    kernel on one thread, each worker holds one chunk at a time) and are dropped, so that all
+    of ``solve_ensemble``'s arguments can be passed through.
+
+    Parameters
+    ----------
+    flow : GradientFlow
+        The system to integrate.
+    theta0 : array_like of float, shape (N, p)
+        Initial states, as for `narrowflow.ensemble.solve_ensemble`.
+    store : str or os.PathLike
+        The Zarr store path (required).
+    client : distributed.Client or callable, optional
+        As for `solve_distributed`.
+    chunk : int, optional
+        The task size (``solve_ensemble``'s ``chunk_size``).
+    overwrite : bool, optional
+        As for `solve_distributed`.
+    progress : bool or callable, optional
+        As for `solve_distributed`.
+    seed : int, optional
+        Recorded in the result (metadata).
+    **solver_options
+        The other arguments of ``solve_ensemble``.
+
+    Returns
+    -------
+    EnsembleResult
+        Read from the completed store.
     """
     if store is None:
         raise ValueError("store: a Zarr store path is required with backend='dask' "

@@ -54,7 +54,15 @@ _ST_STIFF = 6   # the kernel's internal status: found stiff, continued by a Rose
 
 
 class Status(IntEnum):
-    """Per-trajectory outcome (int8 in the result arrays)."""
+    """Per-trajectory outcome, stored as int8 in the result arrays.
+
+    ``SUCCESS`` (0) reached ``t_span[1]``; ``CONVERGED`` (1) reached ``||grad L||_2 < gtol``
+    first; ``DIVERGED`` (2) left ``|theta|_inf <= divergence_bound`` or became non-finite;
+    ``MAX_STEPS`` (3) used ``max_steps`` attempted steps; ``STEP_TOO_SMALL`` (4) the adaptive
+    step fell below the round-off of t; ``INTERRUPTED`` (5) stopped by Ctrl-C (only
+    `solve_chunk` returns it; `solve_ensemble` raises ``KeyboardInterrupt``). Distributed
+    stores use -1 for chunks not yet computed. See docs/integrators.md.
+    """
 
     SUCCESS = 0         # reached t_span[1] (finite)
     CONVERGED = 1       # ||grad L|| < gtol before t_span[1]
@@ -67,15 +75,26 @@ class Status(IntEnum):
 
 @dataclass
 class CompiledSystem:
-    """An autonomous ODE system y' = F(y) given by compiled functions (ext/rhs_abi.pxd).
+    """An autonomous ODE system ``y' = F(y)`` given by compiled functions.
 
-    flow_address: address of the lane-batched right-hand side (n outputs per lane);
-    loss_address: address of a scalar per lane (used for loss_saved / escape times);
-    params: the float64 block both receive; n: the state dimension; keepalive: objects
-    (e.g. Numba cfuncs) that must stay alive while the addresses are in use.
-    jacobian_address: address of the Jacobian dF/dy (n*n outputs per lane, row-major:
-    out[(r*n + c)*lanes + l]); needed by the Rosenbrock methods, and by "auto" to switch
-    (without it "auto" stays with its explicit method).
+    The functions follow the right-hand-side ABI of ``ext/rhs_abi.pxd`` (docs/design.md §4).
+
+    Parameters
+    ----------
+    flow_address : int
+        Address of the lane-batched right-hand side (``n`` outputs per lane).
+    loss_address : int
+        Address of a scalar per lane, used for ``loss_saved`` and escape times.
+    params : ndarray of float64, shape (m,)
+        The parameter block both functions receive.
+    n : int
+        The state dimension.
+    keepalive : tuple, optional
+        Objects (e.g. Numba cfuncs) that must stay alive while the addresses are in use.
+    jacobian_address : int or None, optional
+        Address of the Jacobian ``dF/dy`` (``n*n`` outputs per lane, row-major:
+        ``out[(r*n + c)*lanes + l]``). Needed by the Rosenbrock and BDF methods, and by
+        ``"auto"`` to switch (without it ``"auto"`` stays with its explicit method).
     """
 
     flow_address: int
@@ -87,6 +106,7 @@ class CompiledSystem:
 
     @property
     def n_params(self) -> int:
+        """The state dimension ``n`` (the name `GradientFlow` uses)."""
         return self.n
 
 
@@ -126,10 +146,38 @@ def _needs_jacobian(method: str) -> bool:
 class EnsembleProblem:
     """Everything `solve_chunk` needs except the initial states (picklable).
 
-    Build it with `make_problem` (which validates); the fields mirror `solve_ensemble`'s
-    arguments, with defaults resolved: save_at is a sorted float64 array (possibly empty),
-    gtol/escape_threshold are None when off, dt is None for adaptive methods without a
-    fixed first step.
+    Build it with `make_problem`, which validates. The fields mirror the arguments of
+    `solve_ensemble`, with defaults resolved.
+
+    Parameters
+    ----------
+    flow : GradientFlow or CompiledSystem
+        The system to integrate.
+    method : str, optional
+        One of `METHODS`.
+    t_span : tuple of float, optional
+        ``(t0, t1)``, ``t0 < t1``; ``t1`` may be ``inf`` when ``gtol`` is set.
+    rtol, atol : float, optional
+        Local error tolerances.
+    dt : float or None, optional
+        Fixed step (rk4), learning rate (gd) or first step; None for adaptive methods
+        without a given first step.
+    max_steps : int, optional
+        Attempted steps per trajectory.
+    gtol : float or None, optional
+        Convergence threshold on ``||grad L||_2``; None when off.
+    save_at : ndarray of float64, shape (K,), optional
+        Sorted save times in ``t_span`` (possibly empty).
+    escape_threshold : float or None, optional
+        Loss level whose first crossing is recorded; None when off.
+    divergence_bound : float, optional
+        Bound on ``|theta|_inf``.
+    lanes : int, optional
+        Trajectories per right-hand-side call.
+    save_states : bool, optional
+        Whether states are saved on ``save_at`` (losses always are).
+    max_step : float or None, optional
+        Largest adaptive step; None for unbounded.
     """
 
     flow: object
@@ -149,10 +197,12 @@ class EnsembleProblem:
 
     @property
     def n_params(self) -> int:
+        """The state dimension ``p``."""
         return int(self.flow.n_params)
 
     @property
     def n_save(self) -> int:
+        """The number ``K`` of save times."""
         return int(self.save_at.shape[0])
 
 
@@ -183,9 +233,16 @@ MIN_THREAD_CAP = 64
 
 
 def max_threads() -> int:
-    """The most OpenMP threads a run may ask for: 4 x the cores available (at least
-    MIN_THREAD_CAP = 64). More threads than that only oversubscribe the cores, and far more
-    than the system can create crash inside the OpenMP runtime, so they are refused."""
+    """The most OpenMP threads a run may ask for.
+
+    More threads than this only oversubscribe the cores, and far more than the system can
+    create crash inside the OpenMP runtime, so they are refused.
+
+    Returns
+    -------
+    int
+        4 x the cores available to this process, at least ``MIN_THREAD_CAP`` (64).
+    """
     return max(MIN_THREAD_CAP, 4 * default_threads())
 
 
@@ -193,7 +250,27 @@ def make_problem(flow, *, method=DEFAULT_METHOD, t_span=(0.0, 100.0), save_at=No
                  atol=1e-10, dt=None, max_steps=10**6, gtol=None, escape_threshold=None,
                  divergence_bound=DEFAULT_BOUND, lanes=DEFAULT_LANES,
                  save_states=True, max_step=None) -> EnsembleProblem:
-    """Validate the solver settings and return an `EnsembleProblem` (errors name the argument)."""
+    """Validate the solver settings and return an `EnsembleProblem`.
+
+    Parameters
+    ----------
+    flow : GradientFlow or CompiledSystem
+        The system to integrate.
+    method, t_span, save_at, rtol, atol, dt, max_steps, gtol, escape_threshold
+        As in `solve_ensemble`.
+    divergence_bound, lanes, save_states, max_step
+        As in `solve_ensemble`.
+
+    Returns
+    -------
+    EnsembleProblem
+        The settings with defaults resolved; ``save_at`` as a sorted float64 array.
+
+    Raises
+    ------
+    TypeError, ValueError
+        For an invalid setting; the message names the argument.
+    """
     from narrowflow.model import GradientFlow
     if not isinstance(flow, (GradientFlow, CompiledSystem)):
         raise TypeError(f"flow must be a GradientFlow or CompiledSystem, got {type(flow).__name__}")
@@ -278,7 +355,27 @@ def make_problem(flow, *, method=DEFAULT_METHOD, t_span=(0.0, 100.0), save_at=No
 
 
 def check_theta0(theta0, n_params: int) -> np.ndarray:
-    """theta0 as a C-contiguous float64 (N, p) array of finite values, or a clear error."""
+    """Check initial states and return them as a C-contiguous float64 array.
+
+    Parameters
+    ----------
+    theta0 : array_like of real, shape (N, p)
+        One initial state per row.
+    n_params : int
+        The state dimension ``p``.
+
+    Returns
+    -------
+    ndarray of float64, shape (N, p)
+        ``theta0``, C-contiguous (a copy only when needed).
+
+    Raises
+    ------
+    TypeError
+        If ``theta0`` is not real.
+    ValueError
+        If it is ragged, has the wrong shape or holds NaN or inf (the rows are named).
+    """
     try:
         arr = np.asarray(theta0)
     except (ValueError, TypeError):
@@ -297,7 +394,20 @@ def check_theta0(theta0, n_params: int) -> np.ndarray:
 
 
 def output_nbytes(problem: EnsembleProblem, n_traj: int) -> int:
-    """Bytes `solve_ensemble` allocates for the outputs of n_traj trajectories."""
+    """Bytes `solve_ensemble` allocates for the outputs of ``n_traj`` trajectories.
+
+    Parameters
+    ----------
+    problem : EnsembleProblem
+        The settings (state dimension, save grid, what is saved).
+    n_traj : int
+        Number of trajectories.
+
+    Returns
+    -------
+    int
+        Bytes of all output arrays (the initial states not included).
+    """
     p, K = problem.n_params, problem.n_save
     per = 8 * p + 8 + 1 + 4 * 8 + 8            # y_final, t_final, status, counts, loss_final
     if problem.escape_threshold is not None:
@@ -307,7 +417,23 @@ def output_nbytes(problem: EnsembleProblem, n_traj: int) -> int:
 
 
 def allocate(problem: EnsembleProblem, n_traj: int) -> dict:
-    """Output arrays for n_traj trajectories (NaN where not filled by the kernel)."""
+    """Allocate the output arrays for ``n_traj`` trajectories.
+
+    Parameters
+    ----------
+    problem : EnsembleProblem
+        The settings (state dimension ``p``, ``K`` save times, what is saved).
+    n_traj : int
+        Number of trajectories ``N``.
+
+    Returns
+    -------
+    dict of str to ndarray
+        ``y_final`` (N, p), ``t_final``, ``loss_final`` (N,) float64; ``status`` (N,) int8;
+        ``nfev``, ``n_accepted``, ``n_rejected``, ``njev`` (N,) int64; and, when asked for,
+        ``y_saved`` (N, K, p), ``loss_saved`` (N, K), ``escape_time`` (N,) float64 filled
+        with NaN.
+    """
     p, K = problem.n_params, problem.n_save
     out = dict(
         y_final=np.empty((n_traj, p)), t_final=np.empty(n_traj),
@@ -407,6 +533,13 @@ def _hold_converged(problem, out):
 
 
 def default_threads() -> int:
+    """The number of CPU cores this process may run on (its affinity mask on Linux).
+
+    Returns
+    -------
+    int
+        The default ``threads`` of `solve_ensemble`.
+    """
     try:
         return len(os.sched_getaffinity(0))
     except AttributeError:  # pragma: no cover - not Linux
@@ -433,7 +566,65 @@ def _check_memory(problem: EnsembleProblem, n_traj: int, memory_limit, theta0=No
 
 @dataclass
 class EnsembleResult:
-    """Result of `solve_ensemble` (narrowflow schema; shapes with N trajectories, p params)."""
+    """Result of `solve_ensemble`: N trajectories of p parameters, K save times.
+
+    Times are in the flow's time units; losses are values of L.
+
+    Parameters
+    ----------
+    y_final : ndarray of float64, shape (N, p)
+        The state where each trajectory stopped.
+    t_final : ndarray of float64, shape (N,)
+        The time where it stopped.
+    status : ndarray of int8, shape (N,)
+        `Status` codes.
+    nfev : ndarray of int64, shape (N,)
+        Right-hand-side evaluations per trajectory.
+    n_accepted, n_rejected : ndarray of int64, shape (N,)
+        Accepted and rejected steps.
+    loss_final : ndarray of float64, shape (N,)
+        The loss at ``y_final``.
+    t_saved : ndarray of float64, shape (K,), or None
+        The save times (None without ``save_at``).
+    y_saved : ndarray of float64, shape (N, K, p), or None
+        States on the save grid (None without ``save_at`` or with ``save_states=False``).
+    loss_saved : ndarray of float64, shape (N, K), or None
+        Losses on the save grid.
+    escape_threshold : float or None
+        The loss level of ``escape_time``.
+    escape_time : ndarray of float64, shape (N,), or None
+        First time the loss fell below ``escape_threshold`` (NaN: never).
+    flow : GradientFlow or CompiledSystem
+        The system integrated.
+    method : str
+        The method asked for.
+    rtol, atol : float
+        The tolerances.
+    t_span : tuple of float
+        ``(t0, t1)``.
+    elapsed : float
+        Wall time of the run, in seconds.
+    dt : float or None, optional
+        The fixed step, learning rate or first step.
+    gtol : float or None, optional
+        The convergence threshold.
+    seed : int or None, optional
+        The seed of the initial states (metadata only).
+    rhs_calls : int, optional
+        Lane-batched right-hand-side calls.
+    lane_evaluations : int, optional
+        Lane evaluations that served a trajectory.
+    rhs_seconds : float or None, optional
+        Seconds inside the right-hand side (``profile=True`` only).
+    worker_seconds : float, optional
+        Seconds spent by the kernel's workers, summed.
+    lanes : int, optional
+        Trajectories per right-hand-side call.
+    threads : int, optional
+        OpenMP threads used.
+    njev : ndarray of int64, shape (N,), or None, optional
+        Jacobian (Hessian) evaluations per trajectory.
+    """
 
     y_final: np.ndarray
     t_final: np.ndarray
@@ -466,6 +657,7 @@ class EnsembleResult:
 
     @property
     def n_trajectories(self) -> int:
+        """The number of trajectories ``N``."""
         return int(self.y_final.shape[0])
 
     @property
@@ -482,7 +674,13 @@ class EnsembleResult:
         return self.rhs_seconds / self.worker_seconds
 
     def counts(self) -> dict:
-        """{status name: number of trajectories}."""
+        """Count the trajectories by status.
+
+        Returns
+        -------
+        dict of str to int
+            ``{status name: number of trajectories}`` for every `Status`.
+        """
         return {s.name: int(np.count_nonzero(self.status == s)) for s in Status}
 
     def __repr__(self) -> str:
@@ -491,7 +689,15 @@ class EnsembleResult:
                 f"t_span={self.t_span}, {c}, elapsed={self.elapsed:.3g} s)")
 
     def to_xarray(self):
-        """xarray.Dataset in the narrowflow schema (dims trajectory, time, parameter, ...)."""
+        """The result as an ``xarray.Dataset`` in the narrowflow schema (docs/design.md §8).
+
+        Returns
+        -------
+        xarray.Dataset
+            Dimensions ``trajectory``, ``parameter``, ``time`` (when saved) and, for a
+            `GradientFlow`, ``sample``, ``input``, ``output`` (the data set); the settings,
+            network and version as attributes.
+        """
         import xarray as xr
 
         import narrowflow
@@ -545,42 +751,87 @@ def solve_ensemble(flow, theta0, t_span=(0.0, 100.0), save_at=None, method=DEFAU
                    max_step=None) -> EnsembleResult:
     """Integrate the gradient flow from every row of theta0, each with its own step size.
 
-    In this process; ``narrowflow.solve_ensemble`` takes the same arguments and can run the
-    ensemble on Dask instead (``backend="dask"``).
+    Runs in this process; ``narrowflow.solve_ensemble`` takes the same arguments and can run
+    the ensemble on Dask instead (``backend="dask"``).
 
-    flow: a GradientFlow (or a CompiledSystem). theta0: (N, p) float array, finite.
-    t_span: (t0, t1), t0 < t1 (time in the flow's units; for "gd", t advances by dt per step,
-    and t1 - t0 must be a whole number of steps). t1 = np.inf needs gtol: every trajectory
-    then runs until it converges (or diverges, or max_steps).
-    save_at: sorted times in t_span where y_saved (N, K, p) and loss_saved (N, K) are filled
-    from dense output (4th order for dp5/tsit5/rodas5p, 7th for dop853, 3rd for rk4 and
-    rodas4, linear for gd); `log_times` makes a grid for runs that span decades.
-    method: "auto" (default: DOP853, switching each trajectory to Rodas5P once it is stiff),
-    "rodas5p", "rodas4" (Rosenbrock, for stiff problems; they use the exact Hessian),
-    "bdf" (variable-order NDF, for stiff problems: about one evaluation per step and few
-    Hessians, a larger error at a given rtol; dense output of its order),
-    "dp5", "tsit5", "dop853" (explicit, adaptive), "rk4", "gd" (fixed step dt), "taylor"
-    (adaptive Taylor series, GradientFlow only: order from rtol, Jorba & Zou's step,
-    docs/integrators.md).
-    rtol, atol: local error tolerances (adaptive methods). dt: step (rk4), learning rate
-    (gd), or the first step of an adaptive method (default: Hairer's heuristic).
-    max_steps: attempted steps per trajectory. max_step: largest step of an adaptive method
-    (default: unbounded, i.e. t1 - t0). gtol: stop as CONVERGED when ||grad L||_2 <
-    gtol (checked at every accepted step). escape_threshold: record the first time the
-    loss falls below it (root of the dense-output loss). divergence_bound: DIVERGED when
-    |theta|_inf exceeds it (a theta0 row beyond it stops at t0 with nfev 0), a state is
-    non-finite, or the gradient at an accepted state is. threads: OpenMP threads (default: all
-    available). lanes: trajectories per right-hand-side call. chunk_size: trajectories per
-    kernel call (progress and interrupt granularity; default about 64k). memory_limit: bytes
-    the outputs may take (default 80 % of RAM); larger requests are refused before allocating.
-    save_states: False keeps only loss_saved (y_saved is None), for large ensembles.
-    progress: True or False: show a tqdm bar advancing per chunk. seed: recorded in the result (metadata).
-    profile: time every right-hand-side call (result.rhs_fraction; costs a few per cent).
+    Parameters
+    ----------
+    flow : GradientFlow or CompiledSystem
+        The system to integrate.
+    theta0 : array_like of float, shape (N, p)
+        Initial states, one per row, finite.
+    t_span : tuple of float, optional
+        ``(t0, t1)`` with ``t0 < t1``, in the flow's time units. For ``"gd"``, t advances by
+        ``dt`` per step and ``t1 - t0`` must be a whole number of steps. ``t1 = np.inf``
+        needs ``gtol``: every trajectory then runs until it converges, diverges or uses
+        ``max_steps``.
+    save_at : array_like of float, shape (K,), optional
+        Sorted times in ``t_span`` where ``y_saved`` and ``loss_saved`` are filled from
+        dense output (4th order for dp5, tsit5 and rodas5p, 7th for dop853, 3rd for rk4 and
+        rodas4, linear for gd). `log_times` makes a grid for runs that span decades.
+    method : str, optional
+        ``"auto"`` (default: DOP853, switching each trajectory to Rodas5P once it is stiff);
+        ``"rodas5p"``, ``"rodas4"`` (Rosenbrock, for stiff problems, with the exact Hessian);
+        ``"bdf"`` (variable-order NDF, for stiff problems: about one evaluation per step and
+        few Hessians, a larger error at a given rtol; dense output of its order);
+        ``"dp5"``, ``"tsit5"``, ``"dop853"`` (explicit, adaptive); ``"rk4"``, ``"gd"``
+        (fixed step ``dt``); ``"taylor"`` (adaptive Taylor series, `GradientFlow` only:
+        order from rtol, Jorba and Zou's step). See docs/integrators.md.
+    rtol, atol : float, optional
+        Relative and absolute local error tolerances (adaptive methods).
+    dt : float, optional
+        Step (rk4), learning rate (gd), or the first step of an adaptive method (default:
+        Hairer's heuristic).
+    max_steps : int, optional
+        Attempted steps per trajectory.
+    gtol : float, optional
+        Stop a trajectory as ``CONVERGED`` when ``||grad L||_2 < gtol`` (checked at every
+        accepted step).
+    threads : int, optional
+        OpenMP threads (default: all cores available; at most `max_threads`).
+    progress : bool, optional
+        Show a tqdm bar advancing per chunk.
+    escape_threshold : float, optional
+        Record the first time the loss falls below it (a root of the dense-output loss).
+    divergence_bound : float, optional
+        ``DIVERGED`` when ``|theta|_inf`` exceeds it (a ``theta0`` row beyond it stops at t0
+        with ``nfev`` 0), when a state is non-finite, or when the gradient at an accepted
+        state is.
+    lanes : int, optional
+        Trajectories per right-hand-side call (at most 1024).
+    chunk_size : int, optional
+        Trajectories per kernel call, the granularity of progress and Ctrl-C (default about
+        64k).
+    memory_limit : float, optional
+        Bytes the outputs may take (default 80 % of RAM); larger requests are refused before
+        anything is allocated.
+    save_states : bool, optional
+        False keeps only ``loss_saved`` (``y_saved`` is None), for large ensembles.
+    seed : int, optional
+        Recorded in the result as metadata; it does not draw anything.
+    profile : bool, optional
+        Time every right-hand-side call (``result.rhs_fraction``; costs a few per cent).
+    max_step : float, optional
+        Largest step of an adaptive method (default: unbounded, i.e. ``t1 - t0``).
 
-    Returns an EnsembleResult. Save points after a trajectory stops early are NaN, except after
-    CONVERGED, where they hold the final state. escape_time is NaN where the loss never fell
-    below the threshold (t0 where it starts below). Results are bitwise identical for any
-    threads, chunk_size and lanes (as long as the right-hand side evaluates lanes independently).
+    Returns
+    -------
+    EnsembleResult
+        Save points after a trajectory stopped early are NaN, except after ``CONVERGED``,
+        where they hold the final state. ``escape_time`` is NaN where the loss never fell
+        below the threshold (t0 where it starts below).
+
+    Raises
+    ------
+    TypeError, ValueError
+        For an invalid argument, before any work is done; the message names it.
+    KeyboardInterrupt
+        On Ctrl-C (the kernel stops within one step).
+
+    Notes
+    -----
+    Results are bitwise identical for any ``threads``, ``chunk_size`` and ``lanes``, as long
+    as the right-hand side evaluates lanes independently.
     """
     if not isinstance(progress, (bool, np.bool_)):
         raise TypeError(f"progress must be True or False, got {progress!r}")
@@ -640,8 +891,28 @@ def solve_ensemble(flow, theta0, t_span=(0.0, 100.0), save_at=None, method=DEFAU
 def log_times(stop: float, num: int = 50, start: float | None = None, t0: float = 0.0) -> np.ndarray:
     """A save grid for runs that span decades: t0, then num - 1 log-spaced times up to stop.
 
-    start: the first time after t0 (default: stop * 1e-9, at least 1e-3 past t0). Returns a
-    sorted float64 array of num times in [t0, stop], usable as `save_at`.
+    Parameters
+    ----------
+    stop : float
+        The last time, ``stop > t0``.
+    num : int, optional
+        Number of times, at least 2.
+    start : float, optional
+        The first time after t0, as an offset from t0 (default: ``stop * 1e-9``, at least
+        1e-3).
+    t0 : float, optional
+        The first time of the grid.
+
+    Returns
+    -------
+    ndarray of float64, shape (num,)
+        ``t0``, then ``t0 + geomspace(start, stop - t0, num - 1)``: sorted, in
+        ``[t0, stop]``, usable as ``save_at``.
+
+    Raises
+    ------
+    TypeError, ValueError
+        For a non-real or out-of-range argument (named).
     """
     stop = _real(stop, "stop")
     t0 = _real(t0, "t0")

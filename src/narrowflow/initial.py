@@ -40,7 +40,20 @@ _S32 = np.uint64(32)
 
 
 def philox4x32(counter, key) -> np.ndarray:
-    """Philox4x32-10 of counters (n, 4) uint32 under key (2,) uint32 -> (n, 4) uint32."""
+    """The Philox4x32-10 block function (Salmon et al., SC'11).
+
+    Parameters
+    ----------
+    counter : array_like of uint32, shape (n, 4)
+        Counters, one per row (any shape with a multiple of 4 entries is read as (n, 4)).
+    key : array_like of int, shape (2,)
+        The key; each entry is reduced mod 2**32.
+
+    Returns
+    -------
+    ndarray of uint32, shape (n, 4)
+        The four output words of each counter.
+    """
     c = np.asarray(counter, dtype=np.uint64).reshape(-1, 4)
     c0, c1, c2, c3 = (c[:, j].copy() for j in range(4))
     k0, k1 = (int(v) & 0xFFFFFFFF for v in key)
@@ -66,7 +79,31 @@ def _seed_key(seed) -> tuple[int, int]:
 
 
 def uniforms(seed, indices, n_draws: int, stream: int = 0) -> np.ndarray:
-    """(len(indices), n_draws) uniforms in (0, 1): row r depends only on (seed, indices[r], stream)."""
+    """Uniform draws in the open interval (0, 1), reproducible per index.
+
+    Parameters
+    ----------
+    seed : int
+        The seed, in ``[0, 2**64)``.
+    indices : array_like of int, shape (n,)
+        Trajectory indices, non-negative.
+    n_draws : int
+        Draws per index.
+    stream : int, optional
+        An independent stream for the same (seed, index).
+
+    Returns
+    -------
+    ndarray of float64, shape (n, n_draws)
+        Row r depends only on ``(seed, indices[r], stream)``; each value has 53 random bits.
+
+    Raises
+    ------
+    TypeError
+        If ``seed`` is not an integer.
+    ValueError
+        For a negative index or a seed out of range.
+    """
     key = _seed_key(seed)
     idx = np.asarray(indices, dtype=np.int64).reshape(-1)
     if idx.size and (idx.min() < 0 or idx.max() >= 2**63):
@@ -89,11 +126,40 @@ def uniforms(seed, indices, n_draws: int, stream: int = 0) -> np.ndarray:
 
 def sample(n: int, p: int, seed: int, distribution: str = "normal", start: int = 0, *,
            mean=0.0, std=1.0, low=-1.0, high=1.0) -> np.ndarray:
-    """Initial states (n, p) float64 for trajectories start .. start+n-1.
+    """Initial states for trajectories ``start .. start + n − 1``, the one scheme.
 
-    distribution "normal": mean + std * N(0, 1) (mean, std scalars or (p,) arrays);
-    "uniform": uniform on [low, high) componentwise. Refused (ValueError naming n) before
-    anything is drawn: start + n beyond 2**63 - 1, or states that would not fit in memory.
+    Row i is a function of ``(seed, start + i)`` only, so any block of rows equals the same
+    rows of the whole.
+
+    Parameters
+    ----------
+    n : int
+        Number of trajectories.
+    p : int
+        Number of parameters, ``p >= 1``.
+    seed : int
+        The seed, in ``[0, 2**64)``.
+    distribution : {"normal", "uniform"}, optional
+        ``"normal"``: ``mean + std * N(0, 1)``; ``"uniform"``: uniform on ``[low, high)``
+        componentwise.
+    start : int, optional
+        Index of the first trajectory.
+    mean, std : float or array_like of shape (p,), optional
+        Parameters of the normal distribution.
+    low, high : float or array_like of shape (p,), optional
+        Bounds of the uniform distribution.
+
+    Returns
+    -------
+    ndarray of float64, shape (n, p)
+
+    Raises
+    ------
+    TypeError
+        If ``seed`` is not an integer.
+    ValueError
+        Before anything is drawn, for a bad argument (named), ``start + n`` beyond
+        ``2**63 − 1``, or states that would not fit in memory (naming ``n``).
     """
     for name, v in (("n", n), ("p", p), ("start", start)):
         if isinstance(v, bool) or not isinstance(v, (Integral, np.integer)) or v < 0:

@@ -122,9 +122,27 @@ def _check_replaceable(path: Path, fmt: str, overwrite: bool) -> None:
 
 
 def check_save_path(path, overwrite: bool = False) -> Path:
-    """Check, before any work, that ``save(..., path, overwrite)`` may write `path`: the
-    suffix names a format, and `path` is free or (with overwrite) a narrowflow result or an
-    empty folder. Raises ValueError / FileExistsError as ``save`` would; returns the Path."""
+    """Check, before any work, that ``save(..., path, overwrite)`` may write ``path``.
+
+    Parameters
+    ----------
+    path : str or os.PathLike
+        The target; its suffix (``.zarr``, ``.nc``, ``.nc4``) names the format.
+    overwrite : bool, optional
+        Whether an existing narrowflow result (or an empty folder) may be replaced.
+
+    Returns
+    -------
+    pathlib.Path
+        ``path``.
+
+    Raises
+    ------
+    ValueError
+        If the suffix names no format.
+    FileExistsError
+        If ``path`` exists and may not be replaced, as `save` would refuse it.
+    """
     path = Path(path)
     _check_replaceable(path, _format(path), overwrite)
     return path
@@ -164,13 +182,33 @@ def _swap_in(tmp: Path, path: Path) -> None:
 
 
 def save(result_or_ds, path, overwrite: bool = False) -> Path:
-    """Write an EnsembleResult (via .to_xarray()) or Dataset to `path` (.zarr or .nc).
+    """Write an ensemble result to a Zarr store or a NetCDF file.
 
     The store is written into a temporary sibling, marked complete (``narrowflow_complete``
-    with the list of variables ``narrowflow_variables``) and only then moved to `path`.
-    Refuses (FileExistsError) to replace an existing path unless overwrite=True, and even
-    then anything that is not a narrowflow result (or an empty folder); the old result is
-    removed only after the new one is complete. Returns the path.
+    with the list of variables ``narrowflow_variables``) and only then moved to ``path``;
+    an old result is removed only after the new one is complete.
+
+    Parameters
+    ----------
+    result_or_ds : EnsembleResult or xarray.Dataset
+        The result (an `EnsembleResult` is converted with ``to_xarray()``).
+    path : str or os.PathLike
+        The target; the suffix ``.zarr``, ``.nc`` or ``.nc4`` chooses the format.
+    overwrite : bool, optional
+        Replace an existing narrowflow result (or an empty folder) at ``path``; anything
+        else is never replaced.
+
+    Returns
+    -------
+    pathlib.Path
+        ``path``.
+
+    Raises
+    ------
+    ValueError
+        If the suffix names no format.
+    FileExistsError
+        If ``path`` exists and may not be replaced.
     """
     path = Path(path)
     fmt = _format(path)
@@ -262,11 +300,27 @@ def _check_complete(ds, path: Path) -> None:
 
 
 def load(path):
-    """The Dataset stored at `path` (.zarr or .nc), read into memory.
+    """Read a stored result into memory.
 
-    Raises FileNotFoundError if nothing is there, ValueError if it is not a complete
-    narrowflow result (foreign, completion marker absent, promised variables missing, or a
-    distributed store with chunks not computed), naming what is missing.
+    Parameters
+    ----------
+    path : str or os.PathLike
+        A ``.zarr`` store or ``.nc`` / ``.nc4`` file written by `save` or by
+        ``narrowflow.distributed``.
+
+    Returns
+    -------
+    xarray.Dataset
+        The result in the narrowflow schema (docs/design.md §8).
+
+    Raises
+    ------
+    FileNotFoundError
+        If nothing is at ``path``.
+    ValueError
+        If it is not a complete narrowflow result (foreign, completion marker absent,
+        promised variables missing, or a distributed store with chunks not computed),
+        naming what is missing.
     """
     import xarray as xr
     path = Path(path)
@@ -294,7 +348,23 @@ def load(path):
 
 
 def flow_from_xarray(ds):
-    """Rebuild the GradientFlow (network, data set, weight decay) described by a result Dataset."""
+    """Rebuild the gradient flow that produced a result.
+
+    Parameters
+    ----------
+    ds : xarray.Dataset
+        A result in the narrowflow schema of a `GradientFlow` run.
+
+    Returns
+    -------
+    GradientFlow
+        The network, data set and weight decay recorded in ``ds``.
+
+    Raises
+    ------
+    ValueError
+        If ``ds`` lacks the network attributes or the data set.
+    """
     from narrowflow.model import Dataset, GradientFlow, Network
     missing = [k for k in ("width", "input_dim", "output_dim", "activation", "bias")
                if k not in ds.attrs]

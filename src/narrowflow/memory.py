@@ -10,7 +10,13 @@ import os
 
 
 def default_memory_limit() -> int:
-    """80 % of physical memory in bytes, or 8 GiB when it cannot be found out."""
+    """The memory budget of large allocations.
+
+    Returns
+    -------
+    int
+        80 % of physical memory in bytes, or 8 GiB when it cannot be found out.
+    """
     try:
         return int(0.8 * os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES"))
     except (ValueError, OSError, AttributeError):  # pragma: no cover

@@ -50,8 +50,16 @@ def _positive_int(value, name: str, upper: int | None = None) -> int:
 class Parameters:
     """A parameter vector split into its parts (views into θ where possible).
 
-    a: (m, k) output weights; w: (m, d) input weights; b: (m,) hidden biases or None;
-    c: (k,) output bias or None.
+    Parameters
+    ----------
+    a : ndarray, shape (m, k)
+        Output weights.
+    w : ndarray, shape (m, d)
+        Input weights.
+    b : ndarray, shape (m,), or None
+        Hidden biases (None without biases).
+    c : ndarray, shape (k,), or None
+        Output bias (None without biases).
     """
 
     a: np.ndarray
@@ -61,18 +69,39 @@ class Parameters:
 
 
 class Network:
-    """f(x; θ) = Σ_j a_j σ(w_j·x + b_j) + c, with m = width hidden units.
+    """A two-layer network ``f(x; θ) = Σ_j a_j σ(w_j·x + b_j) + c`` with m hidden units.
 
-    width m >= 1, input_dim d >= 1, output_dim k >= 1; activation: a name from
-    ``narrowflow.activations.NAMES`` or an Activation; kappa: the quadratic
-    activation's parameter; bias: include b_j and c.
+    The parameter vector θ is neuron-major (docs/math.md §1): block j is
+    ``(a_j[0..k-1], w_j[0..d-1], b_j)``, ``b_j`` only with biases, then ``c[0..k-1]`` only
+    with biases.
 
-    Upper bounds (ValueError naming the argument, before anything is built): m <= MAX_WIDTH
-    (1024), d <= MAX_INPUT_DIM (1024), k <= MAX_OUTPUT_DIM (1024) and the number of
-    parameters p = m (k + d + bias) + k bias <= MAX_PARAMS (4096). Why: the right-hand
-    sides are generated and compiled per architecture, at a cost growing with m (d + k),
-    and the dense p x p Hessian / variational matrices take 8 p^2 bytes each (128 MiB at
-    p = 4096); narrow networks, this package's subject, are far below.
+    Parameters
+    ----------
+    width : int, optional
+        Hidden units m, ``1 <= m <= MAX_WIDTH`` (1024).
+    input_dim : int, optional
+        Input dimension d, ``1 <= d <= MAX_INPUT_DIM`` (1024).
+    output_dim : int, optional
+        Output dimension k, ``1 <= k <= MAX_OUTPUT_DIM`` (1024).
+    activation : str or Activation, optional
+        A name from ``narrowflow.activations.NAMES`` or an ``Activation``.
+    bias : bool, optional
+        Include the biases ``b_j`` and ``c``.
+    kappa : float, optional
+        The quadratic activation's parameter.
+
+    Raises
+    ------
+    TypeError, ValueError
+        For a bad argument (named), or when ``p = m (k + d + bias) + k bias`` exceeds
+        ``MAX_PARAMS`` (4096).
+
+    Notes
+    -----
+    The bounds exist because the right-hand sides are generated and compiled per
+    architecture, at a cost growing with m (d + k), and the dense p x p Hessian and
+    variational matrices take 8 p^2 bytes each (128 MiB at p = 4096); narrow networks, this
+    package's subject, are far below.
     """
 
     def __init__(self, width=2, input_dim=1, output_dim=1, activation="tanh", bias=False,
@@ -113,7 +142,14 @@ class Network:
                 f"bias={self.bias}{kap})")
 
     def describe(self) -> dict:
-        """Plain-data description (for configs, file attributes, rebuilding)."""
+        """Plain-data description, for configs, file attributes and rebuilding.
+
+        Returns
+        -------
+        dict
+            ``width``, ``input_dim``, ``output_dim``, ``activation`` (name), ``kappa``,
+            ``bias``: the arguments of `Network`.
+        """
         return dict(width=self.width, input_dim=self.input_dim, output_dim=self.output_dim,
                     activation=self.activation.name, kappa=self.activation.kappa,
                     bias=self.bias)
@@ -121,7 +157,27 @@ class Network:
     # --- layout ---------------------------------------------------------------------
 
     def check_theta(self, theta, name: str = "theta") -> np.ndarray:
-        """θ as a 1-D float64 or complex128 array of length p, or a clear error."""
+        """Check a parameter vector and return it as float64 or complex128.
+
+        Parameters
+        ----------
+        theta : array_like of numbers, shape (p,)
+            The parameter vector.
+        name : str, optional
+            The name used in error messages.
+
+        Returns
+        -------
+        ndarray of float64 or complex128, shape (p,)
+            ``theta`` (complex128 when it is complex).
+
+        Raises
+        ------
+        TypeError
+            If ``theta`` is not numeric.
+        ValueError
+            If its shape is not ``(p,)``.
+        """
         arr = np.asarray(theta)
         if arr.dtype.kind not in "biufc":
             raise TypeError(f"{name} must be numeric, got dtype {arr.dtype}")
@@ -131,7 +187,18 @@ class Network:
         return arr.astype(np.complex128 if arr.dtype.kind == "c" else np.float64, copy=False)
 
     def unpack(self, theta) -> Parameters:
-        """Split θ (p,) into a (m,k), w (m,d), b (m,) or None, c (k,) or None."""
+        """Split θ into its parts.
+
+        Parameters
+        ----------
+        theta : array_like of float or complex, shape (p,)
+            The parameter vector.
+
+        Returns
+        -------
+        Parameters
+            ``a`` (m, k), ``w`` (m, d), ``b`` (m,) or None, ``c`` (k,) or None.
+        """
         th = self.check_theta(theta)
         m, d, k = self.width, self.input_dim, self.output_dim
         blocks = th[: m * self.block_size].reshape(m, self.block_size)
@@ -140,7 +207,29 @@ class Network:
                           c=th[m * self.block_size:] if self.bias else None)
 
     def pack(self, a, w, b=None, c=None) -> np.ndarray:
-        """θ (p,) from a (m,k) [or (m,) when k=1], w (m,d) [or (m,) when d=1], b (m,), c (k,)."""
+        """Assemble θ from its parts (the inverse of `unpack`).
+
+        Parameters
+        ----------
+        a : array_like, shape (m, k), or (m,) when k = 1
+            Output weights.
+        w : array_like, shape (m, d), or (m,) when d = 1
+            Input weights.
+        b : array_like, shape (m,), optional
+            Hidden biases; required with ``bias=True``, refused without.
+        c : array_like, shape (k,), optional
+            Output bias; required with ``bias=True``, refused without.
+
+        Returns
+        -------
+        ndarray, shape (p,)
+            θ, float64 or the common (e.g. complex) type of the parts.
+
+        Raises
+        ------
+        ValueError
+            For a part of the wrong size, or biases given or missing against ``bias``.
+        """
         m, d, k = self.width, self.input_dim, self.output_dim
         a = np.asarray(a)
         w = np.asarray(w)
@@ -167,13 +256,30 @@ class Network:
         return np.concatenate([a, w], axis=1).reshape(-1).astype(dtype)
 
     def block_indices(self, j: int) -> np.ndarray:
-        """Indices in θ of neuron j's block (a_j, w_j, b_j)."""
+        """Indices in θ of neuron j's block ``(a_j, w_j, b_j)``.
+
+        Parameters
+        ----------
+        j : int
+            Neuron index, ``0 <= j < m``.
+
+        Returns
+        -------
+        ndarray of int, shape (k + d + bias,)
+            Consecutive indices.
+        """
         if not 0 <= j < self.width:
             raise ValueError(f"neuron index must be in 0..{self.width - 1}, got {j}")
         return np.arange(j * self.block_size, (j + 1) * self.block_size)
 
     def parameter_names(self) -> list[str]:
-        """Names of θ's entries: a1, w1, (b1), ..., (c); suffixes _i when d or k > 1."""
+        """Names of θ's entries.
+
+        Returns
+        -------
+        list of str, length p
+            ``a1, w1, (b1), a2, ..., (c)``, with suffixes ``_i`` when d or k > 1.
+        """
         names = []
         for j in range(1, self.width + 1):
             names += [f"a{j}" if self.output_dim == 1 else f"a{j}_{q + 1}"
@@ -189,13 +295,37 @@ class Network:
     # --- evaluation -----------------------------------------------------------------
 
     def preactivations(self, theta, x) -> np.ndarray:
-        """z (n, m) = x w_jᵀ + b_j."""
+        """Pre-activations ``z_ij = w_j·x_i + b_j``.
+
+        Parameters
+        ----------
+        theta : array_like of float or complex, shape (p,)
+            The parameter vector.
+        x : array_like, shape (n, d)
+            Inputs.
+
+        Returns
+        -------
+        ndarray, shape (n, m)
+        """
         P = self.unpack(theta)
         z = np.asarray(x) @ P.w.T
         return z + P.b if self.bias else z
 
     def forward(self, theta, x) -> np.ndarray:
-        """f(x; θ), shape (n, k); x of shape (n, d) (or (n,) when d = 1)."""
+        """The network's output ``f(x; θ)``.
+
+        Parameters
+        ----------
+        theta : array_like of float or complex, shape (p,)
+            The parameter vector.
+        x : array_like of real, shape (n, d), or (n,) when d = 1
+            Inputs.
+
+        Returns
+        -------
+        ndarray, shape (n, k)
+        """
         x = _as_2d(x, "x", self.input_dim)
         P = self.unpack(theta)
         z = x @ P.w.T + (P.b if self.bias else 0.0)
@@ -218,7 +348,20 @@ def _as_2d(arr, name: str, width: int | None = None) -> np.ndarray:
 
 
 class Dataset:
-    """Training pairs (x_i, y_i): x (n, d), y (n, k); 1-D arrays mean d = 1 or k = 1."""
+    """Training pairs ``(x_i, y_i)``, stored read-only as float64.
+
+    Parameters
+    ----------
+    x : array_like of real, shape (n, d), or (n,) for d = 1
+        Inputs, finite, n >= 1.
+    y : array_like of real, shape (n, k), or (n,) for k = 1
+        Targets, finite.
+
+    Raises
+    ------
+    TypeError, ValueError
+        For non-real, non-finite, empty or mismatched arrays (named).
+    """
 
     def __init__(self, x, y):
         x2 = _as_2d(x, "x")
@@ -238,14 +381,17 @@ class Dataset:
 
     @property
     def n(self) -> int:
+        """Number of data points n."""
         return self.x.shape[0]
 
     @property
     def input_dim(self) -> int:
+        """Input dimension d."""
         return self.x.shape[1]
 
     @property
     def output_dim(self) -> int:
+        """Output dimension k."""
         return self.y.shape[1]
 
     def __repr__(self) -> str:
@@ -253,8 +399,21 @@ class Dataset:
 
     @classmethod
     def from_teacher(cls, net: Network, theta, x) -> "Dataset":
-        """Labels y = f(x; θ_teacher) of a teacher network (θ real: complex is refused, not
-        cast to its real part)."""
+        """A data set labelled by a teacher network, ``y = f(x; θ_teacher)``.
+
+        Parameters
+        ----------
+        net : Network
+            The teacher's architecture.
+        theta : array_like of real, shape (p,)
+            The teacher's parameters (complex is refused, not cast to its real part).
+        x : array_like of real, shape (n, d), or (n,) when d = 1
+            Inputs.
+
+        Returns
+        -------
+        Dataset
+        """
         x2 = _as_2d(x, "x", net.input_dim)
         if np.iscomplexobj(theta) or np.asarray(theta).dtype.kind not in "biuf":
             raise TypeError(f"theta must be a real array (complex data is refused, not cast), "
@@ -263,10 +422,25 @@ class Dataset:
 
 
 class GradientFlow:
-    """θ̇ = −∇L(θ), L = (1/2n) Σ ‖f(x_i) − y_i‖² + (λ/2)‖θ‖² (docs/math.md §1–3).
+    """The gradient flow ``θ' = −∇L(θ)`` of a network on a data set (docs/math.md §1–3).
 
-    All methods take θ of shape (p,), real or complex (analytic continuation:
-    no complex conjugation anywhere, so complex results are holomorphic in θ).
+    ``L(θ) = (1/2n) Σ_i ‖f(x_i; θ) − y_i‖² + (λ/2)‖θ‖²``. All methods take θ of shape
+    (p,), real or complex: complex θ is the analytic continuation (no complex conjugation
+    anywhere, so complex results are holomorphic in θ).
+
+    Parameters
+    ----------
+    network : Network
+        The architecture.
+    data : Dataset
+        The training data (its dimensions must match the network's).
+    weight_decay : float, optional
+        λ >= 0, finite.
+
+    Raises
+    ------
+    TypeError, ValueError
+        For a bad argument (named).
     """
 
     def __init__(self, network: Network, data: Dataset, weight_decay: float = 0.0):
@@ -295,6 +469,7 @@ class GradientFlow:
 
     @property
     def n_params(self) -> int:
+        """Number of parameters p."""
         return self.network.n_params
 
     # --- shared pieces --------------------------------------------------------------
@@ -314,16 +489,47 @@ class GradientFlow:
         return th, P, s, r
 
     def residuals(self, theta) -> np.ndarray:
-        """r_i = f(x_i) − y_i, shape (n, k)."""
+        """Residuals ``r_i = f(x_i; θ) − y_i``.
+
+        Parameters
+        ----------
+        theta : array_like of float or complex, shape (p,)
+            The parameter vector.
+
+        Returns
+        -------
+        ndarray, shape (n, k)
+        """
         return self._parts(theta)[3]
 
     def loss(self, theta):
-        """L(θ), a scalar (complex for complex θ)."""
+        """The loss L(θ).
+
+        Parameters
+        ----------
+        theta : array_like of float or complex, shape (p,)
+            The parameter vector.
+
+        Returns
+        -------
+        float or complex
+            A scalar (complex for complex θ).
+        """
         th, _, _, r = self._parts(theta)
         return 0.5 * np.sum(r * r) / self.data.n + 0.5 * self.weight_decay * np.sum(th * th)
 
     def grad(self, theta) -> np.ndarray:
-        """∇L(θ), shape (p,)."""
+        """The gradient ∇L(θ).
+
+        Parameters
+        ----------
+        theta : array_like of float or complex, shape (p,)
+            The parameter vector.
+
+        Returns
+        -------
+        ndarray, shape (p,)
+        """
         th, P, s, r = self._parts(theta)
         net, n, x = self.network, self.data.n, self.data.x
         rho = r @ P.a.T                              # (n, m): ρ_ij = r_i · a_j
@@ -339,11 +545,31 @@ class GradientFlow:
         return g + self.weight_decay * th
 
     def field(self, theta) -> np.ndarray:
-        """The gradient-flow vector field F(θ) = −∇L(θ), shape (p,)."""
+        """The gradient-flow vector field ``F(θ) = −∇L(θ)``.
+
+        Parameters
+        ----------
+        theta : array_like of float or complex, shape (p,)
+            The parameter vector.
+
+        Returns
+        -------
+        ndarray, shape (p,)
+        """
         return -self.grad(theta)
 
     def output_jacobian(self, theta) -> np.ndarray:
-        """J_i = ∂f(x_i)/∂θ for every data point, shape (n, k, p)."""
+        """The network's Jacobian ``J_i = ∂f(x_i; θ)/∂θ`` at every data point.
+
+        Parameters
+        ----------
+        theta : array_like of float or complex, shape (p,)
+            The parameter vector.
+
+        Returns
+        -------
+        ndarray, shape (n, k, p)
+        """
         th, P, s, _ = self._parts(theta)
         return self._output_jacobian(P, s, th.dtype)
 
@@ -364,7 +590,18 @@ class GradientFlow:
         return J
 
     def hessian(self, theta) -> np.ndarray:
-        """∇²L(θ), shape (p, p), symmetric (docs/math.md §2)."""
+        """The Hessian ∇²L(θ) (docs/math.md §2).
+
+        Parameters
+        ----------
+        theta : array_like of float or complex, shape (p,)
+            The parameter vector.
+
+        Returns
+        -------
+        ndarray, shape (p, p)
+            Symmetric (complex symmetric for complex θ).
+        """
         th, P, s, r = self._parts(theta)
         net, n, x = self.network, self.data.n, self.data.x
         m, d, k, bs = net.width, net.input_dim, net.output_dim, net.block_size
@@ -394,7 +631,17 @@ class GradientFlow:
         return H + self.weight_decay * np.eye(net.n_params)
 
     def jacobian(self, theta) -> np.ndarray:
-        """Jacobian of the vector field, DF = −∇²L, shape (p, p): the VE is Φ̇ = DF Φ."""
+        """The Jacobian of the vector field, ``DF = −∇²L``; the VE is ``Φ' = DF Φ``.
+
+        Parameters
+        ----------
+        theta : array_like of float or complex, shape (p,)
+            The parameter vector.
+
+        Returns
+        -------
+        ndarray, shape (p, p)
+        """
         return -self.hessian(theta)
 
 
@@ -403,8 +650,12 @@ class GradientFlow:
 class InvariantSubspace:
     """A linear subspace S of parameter space that the gradient flow leaves invariant.
 
-    Subclasses give `normal_basis()` (p, q): orthonormal columns spanning S^⊥;
-    S = {θ : Nᵀθ = 0}.
+    ``S = {θ : Nᵀθ = 0}`` where N is `normal_basis`, which subclasses give (docs/math.md §4).
+
+    Parameters
+    ----------
+    network : Network
+        The network whose parameter space holds S.
     """
 
     def __init__(self, network: Network):
@@ -413,27 +664,72 @@ class InvariantSubspace:
         self.network = network
 
     def normal_basis(self) -> np.ndarray:  # pragma: no cover - abstract
+        """Orthonormal columns spanning the orthogonal complement of S.
+
+        Returns
+        -------
+        ndarray of float64, shape (p, q)
+        """
         raise NotImplementedError
 
     def tangent_basis(self) -> np.ndarray:
-        """(p, p − q): orthonormal columns spanning S."""
+        """Orthonormal columns spanning S.
+
+        Returns
+        -------
+        ndarray of float64, shape (p, p − q)
+        """
         N = self.normal_basis()
         q, _ = np.linalg.qr(np.concatenate([N, np.eye(N.shape[0])], axis=1))
         return q[:, N.shape[1]:N.shape[0]]
 
     def project(self, theta) -> np.ndarray:
-        """The orthogonal projection of θ onto S (a point on S)."""
+        """The orthogonal projection of θ onto S.
+
+        Parameters
+        ----------
+        theta : array_like of float or complex, shape (p,)
+            The parameter vector.
+
+        Returns
+        -------
+        ndarray, shape (p,)
+            A point on S.
+        """
         th = self.network.check_theta(theta)
         N = self.normal_basis()
         return th - N @ (N.T @ th)
 
     def distance(self, theta) -> float:
-        """‖Nᵀθ‖: Euclidean distance from θ to S."""
+        """The Euclidean distance ``‖Nᵀθ‖`` from θ to S.
+
+        Parameters
+        ----------
+        theta : array_like of float or complex, shape (p,)
+            The parameter vector.
+
+        Returns
+        -------
+        float
+        """
         th = self.network.check_theta(theta)
         return float(np.linalg.norm(self.normal_basis().T @ th))
 
     def contains(self, theta, tol: float = 1e-12) -> bool:
-        """True when θ lies on S to within `tol` (absolute, Euclidean)."""
+        """Whether θ lies on S.
+
+        Parameters
+        ----------
+        theta : array_like of float or complex, shape (p,)
+            The parameter vector.
+        tol : float, optional
+            Absolute tolerance on the Euclidean distance.
+
+        Returns
+        -------
+        bool
+            ``distance(theta) <= tol``.
+        """
         return self.distance(theta) <= tol
 
     def _check_neuron(self, j, name):
@@ -445,7 +741,20 @@ class InvariantSubspace:
 
 
 class DeadNeuron(InvariantSubspace):
-    """{a_j = 0, w_j = 0, b_j = 0}: invariant when σ(0) = 0."""
+    """The dead-neuron plane ``{a_j = 0, w_j = 0, b_j = 0}``, invariant when σ(0) = 0.
+
+    Parameters
+    ----------
+    network : Network
+        The network; its activation must vanish at 0.
+    j : int, optional
+        The dead neuron, ``0 <= j < m``.
+
+    Raises
+    ------
+    ValueError
+        If σ(0) ≠ 0 or ``j`` is out of range.
+    """
 
     def __init__(self, network: Network, j: int = 0):
         super().__init__(network)
@@ -455,11 +764,30 @@ class DeadNeuron(InvariantSubspace):
                              f"{network.activation.name!r} has σ(0) ≠ 0")
 
     def normal_basis(self) -> np.ndarray:
+        """The unit vectors of neuron j's block.
+
+        Returns
+        -------
+        ndarray of float64, shape (p, k + d + bias)
+        """
         return np.eye(self.network.n_params)[:, self.network.block_indices(self.j)]
 
 
 class Twin(InvariantSubspace):
-    """{block_j = block_l}: invariant for every activation (permutation symmetry)."""
+    """The twin plane ``{block_j = block_l}``, invariant for every activation (permutation symmetry).
+
+    Parameters
+    ----------
+    network : Network
+        The network.
+    j, l : int, optional
+        Two different neurons.
+
+    Raises
+    ------
+    ValueError
+        If ``j == l`` or either is out of range.
+    """
 
     _sign = 1.0
 
@@ -471,7 +799,14 @@ class Twin(InvariantSubspace):
             raise ValueError("j and l must be different neurons")
 
     def normal_basis(self) -> np.ndarray:
-        """Columns (e_{j,i} − sign·e_{l,i})/√2 for each entry i of a block."""
+        """Columns ``(e_{j,i} − sign·e_{l,i})/√2`` for each entry i of a block.
+
+        ``sign`` is +1 for `Twin`, −1 for `MirrorTwin`.
+
+        Returns
+        -------
+        ndarray of float64, shape (p, k + d + bias)
+        """
         net = self.network
         bj, bl = net.block_indices(self.j), net.block_indices(self.l)
         N = np.zeros((net.n_params, net.block_size))
@@ -481,7 +816,20 @@ class Twin(InvariantSubspace):
 
 
 class MirrorTwin(Twin):
-    """{block_j = −block_l}: invariant when σ is odd."""
+    """The mirror-twin plane ``{block_j = −block_l}``, invariant when σ is odd.
+
+    Parameters
+    ----------
+    network : Network
+        The network; its activation must be odd.
+    j, l : int, optional
+        Two different neurons.
+
+    Raises
+    ------
+    ValueError
+        If σ is not odd, ``j == l`` or either is out of range.
+    """
 
     _sign = -1.0
 
@@ -504,7 +852,13 @@ NF4_N_DATA = 16
 
 
 def nf4_dataset() -> Dataset:
-    """NF4's data: x = linspace(−2, 2, 16), y = 1.0 tanh(1.5x) − 0.7 tanh(0.4x), both (16, 1)."""
+    """NF4's data set (docs/design.md §6).
+
+    Returns
+    -------
+    Dataset
+        ``x = linspace(−2, 2, 16)``, ``y = 1.0 tanh(1.5x) − 0.7 tanh(0.4x)``, both (16, 1).
+    """
     x = np.linspace(-2.0, 2.0, NF4_N_DATA)
     a1, w1, a2, w2 = NF4_TEACHER
     # written out (not through a Network) so that y is exactly tanh(1.5x) − 0.7 tanh(0.4x)
@@ -514,15 +868,39 @@ def nf4_dataset() -> Dataset:
 def nf4_benchmark(activation: str = NF4_ACTIVATION) -> GradientFlow:
     """The NF4 problem of docs/design.md §6: a width-2 network (no biases) on `nf4_dataset`.
 
-    Initial states: `nf4_initial_states` (θ0 ~ N(0, 1), narrowflow.initial's Philox scheme).
+    Its initial states are `nf4_initial_states`.
+
+    Parameters
+    ----------
+    activation : str, optional
+        The activation's name.
+
+    Returns
+    -------
+    GradientFlow
+        Without weight decay; ``θ = [a1, w1, a2, w2]``.
     """
     return GradientFlow(Network(width=2, activation=activation), nf4_dataset())
 
 
 def nf4_initial_states(n: int, seed: int = NF4_SEED, start: int = 0) -> np.ndarray:
-    """θ0 ~ N(0, 1) for trajectories start .. start+n−1, float64 (n, 4).
+    """Initial states ``θ0 ~ N(0, 1)`` of NF4 for trajectories ``start .. start + n − 1``.
 
     The same states as ``narrowflow run`` and the Dask backend draw for this seed: row i is
-    ``narrowflow.initial.sample(..., seed)``'s row i, a function of (seed, i) only.
+    row i of ``narrowflow.initial.sample(n, 4, seed, start=start)``, a function of
+    ``(seed, start + i)`` only.
+
+    Parameters
+    ----------
+    n : int
+        Number of trajectories.
+    seed : int, optional
+        The seed (``narrowflow run``'s default).
+    start : int, optional
+        Index of the first trajectory.
+
+    Returns
+    -------
+    ndarray of float64, shape (n, 4)
     """
     return _initial.sample(n, 4, seed, start=start)

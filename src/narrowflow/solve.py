@@ -14,14 +14,47 @@ from narrowflow import ensemble
 
 def solve_ensemble(flow, theta0, *args, backend="local", client=None, store=None,
                    overwrite=False, **kwargs) -> ensemble.EnsembleResult:
-    """`narrowflow.ensemble.solve_ensemble` (its arguments and result), or the same on Dask.
+    """Integrate an ensemble of gradient flows, in this process or on Dask.
 
-    backend: "local" (default) or "dask" (narrowflow.distributed, needs the [dist] extra):
-    chunks of chunk_size trajectories run as tasks on `client` (None: a LocalCluster sized
-    to the machine) and are written to the Zarr `store` (required; resumable; a store from
-    another configuration is refused unless overwrite=True). The whole result is then read
-    into this process, so memory_limit applies as for "local"; threads and profile have no
-    meaning there (each task runs its kernel on one thread) and are refused.
+    The arguments and the result are those of `narrowflow.ensemble.solve_ensemble`, plus
+    the four below.
+
+    Parameters
+    ----------
+    flow : GradientFlow or CompiledSystem
+        The system to integrate.
+    theta0 : array_like of float, shape (N, p)
+        Initial states, one per row.
+    t_span, save_at, method, rtol, atol, dt, max_steps, gtol, threads, progress : optional
+        As for `narrowflow.ensemble.solve_ensemble`.
+    escape_threshold, divergence_bound, lanes, chunk_size, memory_limit : optional
+        As for `narrowflow.ensemble.solve_ensemble`.
+    save_states, seed, profile, max_step : optional
+        As for `narrowflow.ensemble.solve_ensemble`.
+    backend : {"local", "dask"}, optional
+        ``"local"`` runs `narrowflow.ensemble.solve_ensemble`. ``"dask"``
+        (`narrowflow.distributed`, needs the ``[dist]`` extra) runs chunks of ``chunk_size``
+        trajectories as tasks on ``client`` and writes them to the Zarr ``store``; the whole
+        result is then read into this process, so ``memory_limit`` applies as for
+        ``"local"``. ``threads`` and ``profile`` have no meaning there (each task runs its
+        kernel on one thread) and are refused.
+    client : distributed.Client, optional
+        ``"dask"`` only; None starts a LocalCluster sized to the machine.
+    store : str or os.PathLike, optional
+        ``"dask"`` only, and required there: the Zarr store (resumable).
+    overwrite : bool, optional
+        ``"dask"`` only: replace a store made by another configuration (refused otherwise).
+
+    Returns
+    -------
+    EnsembleResult
+        As from `narrowflow.ensemble.solve_ensemble`.
+
+    Raises
+    ------
+    TypeError, ValueError
+        For a bad argument (named), ``client`` or ``store`` with ``"local"``, or ``threads``
+        or ``profile`` with ``"dask"``.
     """
     if backend == "local":
         for name, value in (("client", client), ("store", store)):

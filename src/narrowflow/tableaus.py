@@ -76,7 +76,37 @@ _TSIT5_P = [
 
 @dataclass(frozen=True)
 class Tableau:
-    """One method in the kernel's layout (see the module docstring)."""
+    """One explicit Runge–Kutta method in the kernel's layout (see the module docstring).
+
+    Parameters
+    ----------
+    name : str
+        The method, one of `METHODS`.
+    S : int
+        Stages per step.
+    fsal : bool
+        Whether the last stage's input is the new state (first same as last).
+    nk : int
+        Stage slots, dense-output stages included.
+    n_extra : int
+        Extra stages for dense output.
+    err_kind : int
+        0: no error estimate (fixed step); 1: embedded pair; 2: DOP853's 5/3 estimate.
+    order : int
+        The exponent of the initial-step heuristic (Hairer's ``iord``).
+    A : ndarray of float64, shape (nk, nk)
+        Stage coefficients.
+    b : ndarray of float64, shape (nk,)
+        Weights of the propagated solution.
+    e : ndarray of float64, shape (nk,)
+        Weights of the error estimate.
+    e3 : ndarray of float64, shape (nk,)
+        DOP853's 3rd-order estimate (zero otherwise).
+    P : ndarray of float64, shape (nk, deg)
+        Dense-output polynomial weights.
+    safe, fac1, fac2, beta : float, optional
+        Hairer's PI step-size controller constants.
+    """
 
     name: str
     S: int
@@ -108,6 +138,7 @@ class Tableau:
 
     @property
     def adaptive(self) -> bool:
+        """Whether the method has an error estimate (adaptive step)."""
         return self.err_kind != 0
 
     @property
@@ -116,7 +147,17 @@ class Tableau:
         return self.A.sum(axis=1)
 
     def dense_weights(self, theta: float) -> np.ndarray:
-        """(nk,) weights w_j(theta) with y(t + theta h) = y + h sum_j w_j K_j."""
+        """Dense-output weights ``w_j(theta)`` with ``y(t + theta h) = y + h sum_j w_j K_j``.
+
+        Parameters
+        ----------
+        theta : float
+            Fraction of the step, in [0, 1].
+
+        Returns
+        -------
+        ndarray of float64, shape (nk,)
+        """
         powers = theta ** np.arange(1, self.P.shape[1] + 1)
         return self.P @ powers
 
@@ -164,7 +205,23 @@ def _dop853_dense() -> np.ndarray:
 
 @lru_cache(maxsize=None)
 def get(method: str) -> Tableau | RosenbrockTableau:
-    """The tableau of `method` (one of METHODS, or of ROSENBROCK: a RosenbrockTableau)."""
+    """The tableau of an integration method (cached).
+
+    Parameters
+    ----------
+    method : str
+        One of `METHODS`, or of `ROSENBROCK`.
+
+    Returns
+    -------
+    Tableau or RosenbrockTableau
+        A `RosenbrockTableau` for the names in `ROSENBROCK`.
+
+    Raises
+    ------
+    ValueError
+        For an unknown method.
+    """
     if method == "dp5":
         nk = 7
         A = _square(list(_DP5_A) + [list(_DP5_B)], nk)
@@ -310,12 +367,39 @@ _RODAS4_H = [
 
 @dataclass(frozen=True)
 class RosenbrockTableau:
-    """One Rosenbrock method in the transformed layout described above this class.
+    """One Rosenbrock method in the transformed layout (Hairer & Wanner II, eq. (7.25)).
 
-    Controller constants: Hairer's RODAS defaults (rodas.f: WORK(3)=0.2 <= hnew/hold <=
-    WORK(4)=6, safety factor WORK(5)=0.9), hnew = h / max(1/fac2, min(1/fac1,
-    err**expo / safe)) with expo = 1/(order_embedded + 1) (1/4 in rodas.f; rodas.f by
-    default also applies Gustafsson's predictive correction, IWORK(3)=1).
+    Parameters
+    ----------
+    name : str
+        The method, one of `ROSENBROCK`.
+    S : int
+        Stages.
+    gamma : float
+        The diagonal coefficient.
+    a : ndarray of float64, shape (S, S)
+        Strictly lower triangular stage coefficients.
+    C : ndarray of float64, shape (S, S)
+        Strictly lower triangular coefficients of the ``u_j / h`` terms.
+    m : ndarray of float64, shape (S,)
+        Weights of the new state.
+    e : ndarray of float64, shape (S,)
+        Weights of the error estimate.
+    P : ndarray of float64, shape (S, deg)
+        Dense-output polynomial weights.
+    order : int
+        Order of the new state.
+    order_embedded : int
+        Order of the embedded solution ``y_new − err``.
+    safe, fac1, fac2 : float, optional
+        Step-size controller constants.
+
+    Notes
+    -----
+    The controller constants are Hairer's RODAS defaults (rodas.f: ``WORK(3) = 0.2 <=
+    hnew/hold <= WORK(4) = 6``, safety factor ``WORK(5) = 0.9``): ``hnew = h / max(1/fac2,
+    min(1/fac1, err**expo / safe))`` with ``expo = 1/(order_embedded + 1)`` (1/4 in rodas.f;
+    rodas.f by default also applies Gustafsson's predictive correction, ``IWORK(3) = 1``).
     """
 
     name: str
@@ -343,7 +427,17 @@ class RosenbrockTableau:
         return np.tril(np.linalg.inv(np.eye(self.S) / self.gamma - self.C))
 
     def dense_weights(self, theta: float) -> np.ndarray:
-        """(S,) weights w_i(theta) with y(t + theta h) = y + sum_i w_i u_i."""
+        """Dense-output weights ``w_i(theta)`` with ``y(t + theta h) = y + sum_i w_i u_i``.
+
+        Parameters
+        ----------
+        theta : float
+            Fraction of the step, in [0, 1].
+
+        Returns
+        -------
+        ndarray of float64, shape (S,)
+        """
         powers = theta ** np.arange(1, self.P.shape[1] + 1)
         return self.P @ powers
 
@@ -375,7 +469,22 @@ def _rosenbrock(name, gamma, a_rows, c_rows, H, order, order_embedded) -> Rosenb
 
 @lru_cache(maxsize=None)
 def get_rosenbrock(name: str) -> RosenbrockTableau:
-    """The Rosenbrock tableau of `name` (one of ROSENBROCK)."""
+    """The Rosenbrock tableau of a method (cached).
+
+    Parameters
+    ----------
+    name : str
+        One of `ROSENBROCK`.
+
+    Returns
+    -------
+    RosenbrockTableau
+
+    Raises
+    ------
+    ValueError
+        For an unknown name.
+    """
     if name == "rodas5p":
         return _rosenbrock("rodas5p", _RODAS5P_GAMMA, _RODAS5P_A, _RODAS5P_C, _RODAS5P_H,
                            order=5, order_embedded=4)
@@ -407,13 +516,36 @@ _NDF_KAPPA = (0.0, -0.1850, -1.0 / 9.0, -0.0823, -0.0415, 0.0)
 
 @dataclass(frozen=True)
 class MultistepMethod:
-    """Coefficients of a variable-order NDF/BDF method (layout above this class).
+    """Coefficients of a variable-order NDF/BDF method.
 
-    Arrays (max_order + 1,) are indexed by the order q = 0..max_order (index 0 unused but
-    gamma[0] = 0). Controller constants as in scipy.integrate.BDF: a step changes by a
-    factor in [min_factor, max_factor], Newton takes at most newton_maxiter iterations.
-    Newton stops once its correction times its convergence rate is newton_kappa of what
-    the error test allows (CVODE's test and its nlscoef = 0.1).
+    The numerical differentiation formulas of Shampine and Reichelt in the quasi-constant
+    step-size form of ``scipy.integrate.BDF``. Arrays of shape ``(max_order + 1,)`` are
+    indexed by the order ``q = 0 .. max_order`` (index 0 unused, but ``gamma[0] = 0``).
+
+    Parameters
+    ----------
+    name : str
+        The method, one of `MULTISTEP`.
+    max_order : int
+        The highest order.
+    kappa : ndarray of float64, shape (max_order + 1,)
+        NDF coefficients (Shampine and Reichelt's Table 1; ``kappa_5 = 0``: order 5 is BDF5).
+    gamma : ndarray of float64, shape (max_order + 1,)
+        ``gamma_q = sum_{i<=q} 1/i``.
+    alpha : ndarray of float64, shape (max_order + 1,)
+        ``(1 − kappa_q) gamma_q``.
+    error_const : ndarray of float64, shape (max_order + 1,)
+        ``kappa_q gamma_q + 1/(q + 1)``: the local error is ``error_const[q] * d``.
+    newton_maxiter : int, optional
+        Most Newton iterations per step.
+    newton_kappa : float, optional
+        Newton stops once its correction times its convergence rate is this fraction of
+        what the error test allows (CVODE's test).
+    min_growth : float, optional
+        At an unchanged order, a step grows only by at least this factor (smaller growth
+        is not worth new LU factors; CVODE's THRESH).
+    min_factor, max_factor : float, optional
+        Bounds on the factor of a step change (as in ``scipy.integrate.BDF``).
     """
 
     name: str
@@ -431,7 +563,22 @@ class MultistepMethod:
 
 @lru_cache(maxsize=None)
 def get_multistep(name: str) -> MultistepMethod:
-    """The multistep method `name` (one of MULTISTEP)."""
+    """The coefficients of a multistep method (cached).
+
+    Parameters
+    ----------
+    name : str
+        One of `MULTISTEP`.
+
+    Returns
+    -------
+    MultistepMethod
+
+    Raises
+    ------
+    ValueError
+        For an unknown name.
+    """
     if name != "bdf":
         raise ValueError(f"name must be one of {MULTISTEP}, got {name!r}")
     q = 5

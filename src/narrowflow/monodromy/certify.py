@@ -1,12 +1,63 @@
-"""Validated (ball-arithmetic) 2-jet monodromy along an explicit integral curve, and the
-certificate of non-integrability for one-data-point width-2 tanh networks (docs/certification.md).
+"""Validated (ball-arithmetic) transport of flow-map jets along complex paths, for any field
+given through a small interface, and the certificate of non-integrability for
+one-data-point width-2 tanh networks (docs/certification.md).
 
 Everything here is computed in arb/acb ball arithmetic (python-flint, the optional extra
 ``narrowflow[certify]``): every number is a ball that provably contains the exact value.
-See docs/certification.md for the theorem chain and what each premise rests on.
 
-The curve
----------
+The linear system
+-----------------
+Every field here is reduced to the linear system along a path s ↦ s0 + (s − s0) (s complex)
+
+    P' = A(s) P,                 P(s0) = I          (n x n; the 1-jet, Φ1)
+    Q' = A(s) Q + B(s)(P, P),    Q(s0) = 0          (n x n²; the 2-jet, Φ2; order 2 only)
+
+whose coefficients may depend on a state y(s) solving y' = F(y) (autonomous fields: the
+variational equations along an integral curve found on the way). The fields:
+
+- :class:`OnePointTwinField` — the one-point width-2 tanh network along its closed-form curve
+  Γ(w), A = DF/g, B = D²F/g (w the independent variable);
+- :class:`NetworkBallField` — F = −∇L of any narrowflow network with one output (every
+  activation of ``narrowflow.activations.NAMES``, biases, weight decay) in complex time,
+  A = DF(y), B = D²F(y);
+- :class:`HenonHeilesBallField` — Hénon–Heiles (Yoshida's family) in complex time, with its
+  normal variational equation (2 x 2, along the plane q1 = p1 = 0) or the full 4 x 4 one;
+- :class:`HypergeometricBallField` — the Gauss hypergeometric equation as Y' = A(z) Y.
+
+The field interface
+-------------------
+A field has ``n`` (size of P), ``order`` (1: P; 2: P and Q) and ``state_dim`` (0, or the
+dimension of y), and one method, ``local(s0, y0, rho, K)``, that returns a :class:`LocalData`:
+the Taylor coefficients at s0 (orders 0..K, balls) of A, B and y, and upper bounds
+α ≥ sup ‖A‖_F, β ≥ sup ‖B‖_F, M_i ≥ sup |y_i − y_i(s0)| on the disc D(s0, ρ) — or None when
+it cannot prove the disc free of singularities. Two base classes implement ``local`` from
+the field's formulas written once for a generic ring (acb balls for bounds, acb_series for
+Taylor coefficients):
+
+- :class:`LinearBallField` (``coefficients(s)`` → A, B): the bounds come from evaluating A, B
+  on a complex box containing the disc (a division by a ball containing 0 gives a non-finite
+  ball, so a finite bound also proves the disc pole-free);
+- :class:`AutonomousBallField` (``vector(y)`` → F, ``linear(y)`` → A, B): the a priori
+  enclosure is a Picard box U ∋ y0 with y0 + D(0, 1.01ρ)·F(U) ⊂ U (then, along every ray
+  from s0, the solution cannot leave U before |s| = ρ, so it is analytic on the disc with
+  values in U), and α = ‖A(U)‖_F, β = ‖B(U)‖_F, M_i = ρ sup|F_i(U)|. The Taylor
+  coefficients of y come from Picard iteration in power-series arithmetic (one more exact
+  coefficient per iteration).
+
+The validated step
+------------------
+Each step s_k → s_k + h, |h| <= ρ/κ (:func:`transport_ball_jet`):
+
+- Taylor coefficients of P, Q from P = I, Q = 0 by their recurrences, to order K;
+- Gronwall along rays: sup_D ‖P‖ <= ‖I‖ e^{αρ} = M_P and sup_D ‖Q‖ <= e^{αρ} ρ β M_P² = M_Q;
+- Cauchy estimates: every entry's (and every y_i's) n-th coefficient is at most M/ρ^n, so the
+  truncation remainder is at most M q^{K+1} / (1 − q), q = |h|/ρ, added to every entry as a
+  ball.
+
+The steps' jets are composed by a product tree (binary splitting limits the wrapping effect).
+
+The one-point curve
+-------------------
 For one data point (x, y) and ``f(θ) = a1 tanh(w1 x) + a2 tanh(w2 x)`` the gradient field is
 ``F = −(f − y) ∇f``; each neuron keeps ``I_j = a_j² − cosh(2 w_j x) / (2 x²)`` (proof:
 ``dI_j/dt = −2 (f − y) a_j [tanh(w_j x) − sinh(w_j x) cosh(w_j x) sech²(w_j x)] = 0``), the
@@ -15,26 +66,6 @@ set of the saddle θ = 0 is ``a = ± sinh(w x)/x``. The unstable manifold of the
 branch ``Γ(w) = (sinh(wx)/x, w, sinh(wx)/x, w)``: the integral curve is a graph over the
 w-plane, known in closed form. A closed loop in the w-plane that avoids the singular points
 (zeros of ``g(w) = F_w(Γ(w))`` and poles of F) is a closed loop on the curve, exactly.
-
-The transport
--------------
-Along Γ, with w as the independent variable, the 1- and 2-jets of the flow map satisfy the
-linear system (first and second variational equations)
-
-    P' = A(w) P,                 A = DF(Γ(w)) / g(w)
-    Q' = A(w) Q + B(w)(P, P),    B = D²F(Γ(w)) / g(w)
-
-(P = Φ1, Q = Φ2 = ∂²φ/∂y0², the package's convention). Each step from w_k to w_k + h:
-
-- Taylor coefficients of A and B at w_k (arb power series, exact up to ball rounding) and of
-  P, Q by their recurrences, to order K;
-- an a priori bound on the disc D = D(w_k, ρ), |h| <= ρ/κ: α >= sup_D ‖A‖_F and
-  β >= sup_D ‖B‖_F (from the Taylor polynomials of A, B on D plus their tails, bounded by
-  Cauchy estimates from a crude ball evaluation on D(w_k, 2ρ), which also proves that A and
-  B have no pole there); Gronwall along rays gives sup_D ‖P‖ <= ‖P(w_k)‖ e^{αρ} = M_P and
-  sup_D ‖Q‖ <= e^{αρ} (‖Q(w_k)‖ + ρ β M_P²) = M_Q;
-- Cauchy estimates: every entry's n-th coefficient is at most M/ρ^n, so the truncation
-  remainder is at most M q^{K+1} / (1 − q), q = |h|/ρ, added to every entry as a ball.
 """
 from __future__ import annotations
 
@@ -44,9 +75,12 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-__all__ = ["OnePointTwinField", "BallJet", "transport_ball_jet", "certify_integrability",
-           "Certificate", "commutator_enclosure", "polygon_circle", "lasso_polygon",
-           "commutator_polygon", "jet_compose", "jet_inverse", "have_flint", "PREMISES"]
+__all__ = ["OnePointTwinField", "NetworkBallField", "HenonHeilesBallField",
+           "HypergeometricBallField", "LinearBallField", "AutonomousBallField", "LocalData",
+           "BallJet", "transport_ball_jet", "certify_integrability", "Certificate",
+           "commutator_enclosure", "polygon_circle", "lasso_polygon", "commutator_polygon",
+           "jet_compose", "jet_inverse", "commutator_jet", "have_flint", "PREMISES",
+           "BALL_ACTIVATIONS", "MAX_ALPHA_RHO"]
 
 
 def have_flint() -> bool:
@@ -66,8 +100,238 @@ def _flint():
     return flint
 
 
+
+
 # ---------------------------------------------------------------------------------------
-# the field along the curve: A = DF/g, B = D2F/g as functions of w
+# the field interface
+# ---------------------------------------------------------------------------------------
+
+@dataclass
+class LocalData:
+    """What one validated step needs on the disc D(s0, ρ).
+
+    An: K+1 acb_mat (n, n), the Taylor coefficients of A at s0; Bn: K+1 acb_mat (n², n) (row
+    n i + j, column k: B_ijk) or None (order 1); yn: state_dim lists of K+1 acb (the Taylor
+    coefficients of y) or None; alpha >= sup_D ‖A‖_F, beta >= sup_D ‖B‖_F (0.0 for order 1);
+    y_bound: per component, >= sup_D |y_i − y_i(s0)|, or None."""
+
+    An: list
+    Bn: list | None
+    yn: list | None
+    alpha: float
+    beta: float
+    y_bound: list | None
+
+
+def _acb(z):
+    """An acb from an acb, an arb or an exact number (floats and complex taken exactly)."""
+    flint = _flint()
+    if isinstance(z, flint.acb):
+        return z
+    if isinstance(z, (complex, np.complexfloating)):
+        return flint.acb(complex(z).real, complex(z).imag)
+    return flint.acb(z)
+
+
+def _is_series(z):
+    return isinstance(z, _flint().acb_series)
+
+
+def _coeffs(z, K):
+    """K+1 acb Taylor coefficients of a ring element (acb_series, acb, arb or number)."""
+    flint = _flint()
+    if _is_series(z):
+        c = list(z.coeffs())
+        if z.prec < K + 1:
+            raise RuntimeError(f"series truncated at length {z.prec} < K + 1 = {K + 1}")
+        return c[:K + 1] + [flint.acb(0)] * (K + 1 - len(c[:K + 1]))
+    return [_acb(z)] + [flint.acb(0)] * K
+
+
+def _abs_up(z):
+    """Float upper bound of |z| (inf when z is not a finite ball)."""
+    if isinstance(z, (int, float)):
+        return abs(float(z))
+    v = float(_acb(z).abs_upper())
+    return v if math.isfinite(v) else math.inf
+
+
+def _fro_bound(entries):
+    """Float upper bound of the Frobenius norm of an iterable of ring elements (inf when one
+    is not finite)."""
+    tot = 0.0
+    for e in entries:
+        v = _abs_up(e)
+        if not math.isfinite(v):
+            return math.inf
+        tot += v * v
+    return _up(math.sqrt(tot) * (1 + 1e-12))
+
+
+def _disc(r):
+    """A complex box (acb) containing the closed disc D(0, r)."""
+    flint = _flint()
+    b = flint.arb(0, r)
+    return flint.acb(b, b)
+
+
+def _pad_ball(z, r):
+    """z (acb) with r added to both radii."""
+    return z + _disc(r)
+
+
+class _cap:
+    """Context manager: python-flint truncates every series op at ctx.cap (default 10)."""
+
+    def __init__(self, cap):
+        self.cap = int(cap)
+
+    def __enter__(self):
+        flint = _flint()
+        self.old = flint.ctx.cap
+        flint.ctx.cap = self.cap
+        return flint
+
+    def __exit__(self, *exc):
+        _flint().ctx.cap = self.old
+        return False
+
+
+def _matrices(rows_list, K, n_rows, n_cols):
+    """K+1 acb_mat (n_rows, n_cols) from a flat row-major list of ring elements."""
+    flint = _flint()
+    C = [_coeffs(e, K) for e in rows_list]
+    return [flint.acb_mat(n_rows, n_cols, [C[e][k] for e in range(n_rows * n_cols)])
+            for k in range(K + 1)]
+
+
+class LinearBallField:
+    """Base class: a linear system P' = A(s) P (+ B(s)(P, P) at order 2) whose coefficients
+    are explicit functions of the independent variable s.
+
+    Subclasses set ``n``, ``order`` and implement ``coefficients(s)`` -> (A as n lists of n
+    ring elements, B as a flat list of n³ ring elements (index n² i + n j + k) or None), for
+    s an acb ball or an acb_series, using only +, −, *, /, exp, log (so that a division by a
+    ball that contains 0 gives a non-finite ball)."""
+
+    n = 0
+    order = 1
+    state_dim = 0
+
+    def coefficients(self, s):  # pragma: no cover - abstract
+        raise NotImplementedError
+
+    def local(self, s0, y0, rho, K):
+        """:class:`LocalData` at s0 (acb) on D(s0, ρ), or None when A or B may have a pole on
+        the disc."""
+        flint = _flint()
+        s0 = _acb(s0)
+        A, B = self.coefficients(_pad_ball(s0, rho))
+        alpha = _fro_bound(e for row in A for e in row)
+        beta = _fro_bound(B) if B is not None else 0.0
+        if not (math.isfinite(alpha) and math.isfinite(beta)):
+            return None
+        n = self.n
+        with _cap(K + 1):
+            t = flint.acb_series([s0, flint.acb(1)], prec=K + 1)
+            A, B = self.coefficients(t)
+            An = _matrices([e for row in A for e in row], K, n, n)
+            Bn = _matrices(B, K, n * n, n) if (B is not None and self.order >= 2) else None
+        return LocalData(An, Bn, None, alpha, beta if Bn is not None else 0.0, None)
+
+
+class AutonomousBallField:
+    """Base class: an autonomous field y' = F(y) (complex time) with the linear system
+    P' = A(y) P (+ B(y)(P, P)) along its solution; for the variational equations A = DF and
+    B = D²F.
+
+    Subclasses set ``n``, ``order``, ``state_dim`` and implement ``vector(y)`` (F, a list of
+    state_dim ring elements) and ``linear(y)`` ((A, B) as in :class:`LinearBallField`), both
+    for y a list of acb balls or of acb_series."""
+
+    n = 0
+    order = 1
+    state_dim = 0
+
+    def vector(self, y):  # pragma: no cover - abstract
+        raise NotImplementedError
+
+    def linear(self, y):  # pragma: no cover - abstract
+        raise NotImplementedError
+
+    def state_jacobian(self, y):
+        """DF(y) as state_dim lists (default: A of :meth:`linear`, i.e. a VE field)."""
+        return self.linear(y)[0]
+
+    def enclose_vector(self, U, y0, F0):
+        """A ball enclosure of F on the box U ∋ y0, componentwise the tighter of the direct
+        evaluation and the mean-value form F(y0) + DF(U)(U − y0) (the direct one suffers
+        from the dependency problem on wide boxes)."""
+        direct = [_acb(f) for f in self.vector(U)]
+        J = self.state_jacobian(U)
+        dU = [u - y for u, y in zip(U, y0)]
+        out = []
+        for i, f0 in enumerate(F0):
+            mv = _acb(f0)
+            for j, d in enumerate(dU):
+                if not (isinstance(J[i][j], int) and J[i][j] == 0):
+                    mv = mv + J[i][j] * d
+            out.append(mv if _abs_up(mv) < _abs_up(direct[i]) else direct[i])
+        return out
+
+    def picard_box(self, y0, rho, iterations=12):
+        """(U, FU): boxes U_i = y0_i + [−δ_i, δ_i](1 + i) with 1.01 ρ sup|F_i(U)| <= δ_i (so
+        y0 + D(0, 1.01ρ)·F(U) ⊂ U: the disc of radius 1.01ρ|F_i| fits in the box), and the
+        enclosure F(U); None if not found."""
+        F0 = self.vector(y0)
+        delta = [1.5 * rho * _abs_up(f) + 1e-30 * (1 + _abs_up(y)) for f, y in zip(F0, y0)]
+        if not all(map(math.isfinite, delta)):
+            return None
+        for _ in range(iterations):
+            U = [_pad_ball(y, d) for y, d in zip(y0, delta)]
+            FU = self.enclose_vector(U, y0, F0)
+            need = [1.01 * rho * _abs_up(f) for f in FU]
+            if not all(map(math.isfinite, need)):
+                return None
+            if all(r <= d for r, d in zip(need, delta)):
+                return U, FU
+            delta = [max(d, 1.2 * r) for d, r in zip(delta, need)]
+        return None
+
+    def local(self, s0, y0, rho, K):
+        """:class:`LocalData` for the step from the state y0 (balls) on D(s0, ρ) (s0 unused:
+        the field is autonomous), or None when no Picard box is found or A, B blow up on it."""
+        flint = _flint()
+        y0 = [_acb(v) for v in y0]
+        box = self.picard_box(y0, rho)
+        if box is None:
+            return None
+        U, FU = box
+        A, B = self.linear(U)
+        alpha = _fro_bound(e for row in A for e in row)
+        beta = _fro_bound(B) if (B is not None and self.order >= 2) else 0.0
+        if not (math.isfinite(alpha) and math.isfinite(beta)):
+            return None
+        y_bound = [_up(rho * _abs_up(f)) for f in FU]
+        # Taylor coefficients of y by Picard iteration: iteration m makes coefficient m exact
+        Y = [flint.acb_series([v], prec=K + 1) for v in y0]
+        for m in range(1, K + 1):
+            with _cap(m + 1):
+                Fy = self.vector(Y)
+                Y = [flint.acb_series(_coeffs(f, m - 1), prec=m).integral() + v
+                     for f, v in zip(Fy, y0)]
+        n = self.n
+        with _cap(K + 1):
+            Y = [flint.acb_series(_coeffs(v, K), prec=K + 1) for v in Y]
+            A, B = self.linear(Y)
+            An = _matrices([e for row in A for e in row], K, n, n)
+            Bn = _matrices(B, K, n * n, n) if (B is not None and self.order >= 2) else None
+        yn = [_coeffs(v, K) for v in Y]
+        return LocalData(An, Bn, yn, alpha, beta, y_bound)
+
+
+# ---------------------------------------------------------------------------------------
+# the one-point network along its closed-form curve: A = DF/g, B = D2F/g as functions of w
 # ---------------------------------------------------------------------------------------
 
 def _entries(w, x, y, one):
@@ -124,12 +388,15 @@ def _entries(w, x, y, one):
 
 
 @dataclass
-class OnePointTwinField:
+class OnePointTwinField(LinearBallField):
     """The one-data-point width-2 tanh gradient field along its twin-plane unstable manifold
-    Γ(w) = (sinh(wx)/x, w, sinh(wx)/x, w). x, y: the data point (floats, taken exactly)."""
+    Γ(w) = (sinh(wx)/x, w, sinh(wx)/x, w), as the linear system in w with A = DF/g (4, 4),
+    B = D²F/g (16, 4). x, y: the data point (floats, taken exactly)."""
 
     x: float
     y: float
+    n = 4
+    order = 2
 
     def __post_init__(self):
         if not (math.isfinite(self.x) and self.x != 0 and math.isfinite(self.y)):
@@ -138,6 +405,46 @@ class OnePointTwinField:
     def _xy(self):
         flint = _flint()
         return flint.arb(self.x), flint.arb(self.y)
+
+    def coefficients(self, s):
+        """(A rows, B flat) at s (acb or acb_series)."""
+        flint = _flint()
+        x, y = self._xy()
+        one = flint.acb_series([flint.acb(1)], prec=s.prec) if _is_series(s) else flint.acb(1)
+        A, B = _entries(s, x, y, one)
+        return [A[4 * i:4 * i + 4] for i in range(4)], B
+
+    def local(self, s0, y0, rho, K):
+        """:class:`LocalData` on D(s0, ρ): the Taylor polynomials of A, B plus Cauchy tails
+        from :meth:`crude_bounds` on D(s0, 2ρ) (tighter than a box evaluation near the
+        poles of tanh). s0 must be an exact point."""
+        flint = _flint()
+        s0 = _acb(s0)
+        if s0.rad() != 0:
+            raise ValueError("OnePointTwinField steps need exact expansion points")
+        wk = complex(s0.mid())
+        mA2, mB2 = self.crude_bounds(wk, 2 * rho * 1.000001)
+        if not (math.isfinite(mA2) and math.isfinite(mB2)):
+            return None
+        An, Bn, Ac, Bc = self.series(wk, K)
+        tailfac = 2.0 ** (-(K + 1)) * 2.0       # sum_{n>K} (1/2)^n = 2^{-K}
+        rr = flint.arb(rho)
+
+        def sup_entries(C, m2):
+            tot = 0.0
+            for c in C:
+                acc = flint.arb(0)
+                pw = flint.arb(1)
+                for n in range(K + 1):
+                    acc += c[n].abs_upper() * pw
+                    pw *= rr
+                v = float((acc + m2 * math.sqrt(2) * tailfac).upper())
+                tot += v * v
+            return _up(math.sqrt(tot))
+        # the crude box of half-width 2ρ contains the disc D(wk, 2ρ), so m2 bounds |entry|
+        # there, and the Cauchy tail on D(wk, ρ) is m2 * sum_{n>K} 2^{-n} = m2 2^{-K}; the
+        # extra factor √2 above is only a margin
+        return LocalData(An, Bn, None, sup_entries(Ac, mA2), sup_entries(Bc, mB2), None)
 
     def point(self, w, prec=160):
         """Γ(w) as 4 acb balls at ``prec`` bits (w: an exact number or an acb)."""
@@ -243,6 +550,339 @@ class OnePointTwinField:
         return mA * (1 + 1e-9), mB * (1 + 1e-9)
 
 
+
+
+# ---------------------------------------------------------------------------------------
+# activations in ball arithmetic: (σ, σ', σ'', σ''') on a generic ring
+# ---------------------------------------------------------------------------------------
+
+def _nan_like(u):
+    flint = _flint()
+    nan = flint.acb(float("nan"))
+    if _is_series(u):
+        return flint.acb_series([nan], prec=u.prec)
+    return nan
+
+
+def _ball_sigmoid_chain(u):
+    s = 1 / (1 + (-u).exp())
+    q = s * (1 - s)
+    v = 1 - 2 * s
+    return s, q, q * v, q * (v * v - 2 * q)
+
+
+def _ball_tanh_chain(t):
+    t1 = 1 - t * t
+    return t, t1, -2 * t * t1, t1 * (6 * t * t - 2)
+
+
+def _ball_tanh(u):
+    # on balls arb's own tanh (tighter on wide boxes; non-finite where a pole may lie); on
+    # series tanh u = 1 − 2/(e^{2u} + 1)
+    if not _is_series(u):
+        return _acb(u).tanh()
+    return 1 - 2 / ((2 * u).exp() + 1)
+
+
+def _act_tanh(u, kappa):
+    return _ball_tanh_chain(_ball_tanh(u))
+
+
+def _act_sigmoid(u, kappa):
+    return _ball_sigmoid_chain(u)
+
+
+def _act_softplus(u, kappa):
+    # log(1 + e^u) on the principal branch, continued only where Re(1 + e^u) > 0: there it is
+    # analytic; elsewhere the value would straddle the cut (arb returns a finite ball holding
+    # both branches), so a non-finite ball is returned and the step is refused
+    w = 1 + u.exp()
+    w0 = _coeffs(w, 0)[0]
+    if not w0.real > 0:
+        return (_nan_like(u),) * 4
+    s = _ball_sigmoid_chain(u)
+    return (w.log(),) + s[:3]
+
+
+def _act_silu(u, kappa):
+    s0, s1, s2, s3 = _ball_sigmoid_chain(u)
+    return u * s0, s0 + u * s1, 2 * s1 + u * s2, 3 * s2 + u * s3
+
+
+def _act_gelu_tanh(u, kappa):
+    from narrowflow.activations import _GELU_A, _GELU_C    # the package's binary constants
+    flint = _flint()
+    C, A = flint.arb(_GELU_C), flint.arb(_GELU_A)
+    v = C * (u + A * u * u * u)
+    t, t1, t2, t3 = _ball_tanh_chain(_ball_tanh(v))
+    v1 = C * (1 + 3 * A * u * u)
+    v2 = 6 * C * A * u
+    v3 = 6 * C * A
+    T1 = t1 * v1
+    T2 = t2 * v1 * v1 + t1 * v2
+    T3 = t3 * v1 * v1 * v1 + 3 * t2 * v1 * v2 + t1 * v3
+    return 0.5 * u * (1 + t), 0.5 * (1 + t) + 0.5 * u * T1, T1 + 0.5 * u * T2, 1.5 * T2 + 0.5 * u * T3
+
+
+def _act_quadratic(u, kappa):
+    k = _flint().arb(kappa)
+    return u + k * u * u, 1 + 2 * k * u, 2 * k + 0 * u, 0 * u
+
+
+def _act_linear(u, kappa):
+    return u, 1 + 0 * u, 0 * u, 0 * u
+
+
+BALL_ACTIVATIONS = {"tanh": _act_tanh, "sigmoid": _act_sigmoid, "softplus": _act_softplus,
+                    "silu": _act_silu, "gelu_tanh": _act_gelu_tanh,
+                    "quadratic": _act_quadratic, "linear": _act_linear}
+
+
+# ---------------------------------------------------------------------------------------
+# network gradient fields in complex time
+# ---------------------------------------------------------------------------------------
+
+class NetworkBallField(AutonomousBallField):
+    """F = −∇L of a narrowflow GradientFlow with one output, in complex time, with its
+    variational equations A = DF (p, p), B = D²F (p², p). Every activation of
+    :data:`BALL_ACTIVATIONS` (all of ``narrowflow.activations.NAMES``), any width and input
+    dimension, biases and weight decay; the data (float64) are taken as exact binary numbers.
+    ValueError for more than one output or an activation without a ball form."""
+
+    order = 2
+
+    def __init__(self, flow):
+        net = getattr(flow, "network", None)
+        data = getattr(flow, "data", None)
+        if net is None or data is None:
+            raise TypeError(f"flow must be a GradientFlow, got {type(flow).__name__}")
+        name = net.activation.name
+        if name not in BALL_ACTIVATIONS:
+            raise ValueError(f"activation {name!r} has no ball-arithmetic form; supported: "
+                             + ", ".join(BALL_ACTIVATIONS))
+        if net.output_dim != 1:
+            raise ValueError(f"NetworkBallField needs one output, got output_dim = {net.output_dim}")
+        self.flow = flow
+        self.act = BALL_ACTIVATIONS[name]
+        self.kappa = float(net.activation.kappa)
+        self.x = np.asarray(data.x, dtype=float).reshape(data.n, net.input_dim)
+        self.y = np.asarray(data.y, dtype=float).reshape(data.n)
+        self.lam = float(flow.weight_decay)
+        self.n = self.state_dim = net.n_params
+        bs, d = net.block_size, net.input_dim
+        # per neuron: (index of a, indices of w, index of b or None)
+        self.blocks = [(j * bs, [j * bs + 1 + l for l in range(d)],
+                        j * bs + 1 + d if net.bias else None) for j in range(net.width)]
+        self.c_index = net.width * bs if net.bias else None
+
+    def _block_params(self, blk, xd):
+        """[(index, kind, factor)]: kind 'a' | 'z' (inside σ), factor ∂u/∂θ (arb, exact)."""
+        flint = _flint()
+        ia, iw, ib = blk
+        out = [(ia, "a", None)] + [(i, "z", flint.arb(xd[l])) for l, i in enumerate(iw)]
+        if ib is not None:
+            out.append((ib, "z", flint.arb(1)))
+        return out
+
+    @staticmethod
+    def _dfn(params, aj, sig):
+        """∂^k f/∂θ_S for a multiset S of one neuron's parameters: with n_a a's and m entries
+        inside σ, f = a σ(u) gives σ^(m)(u)·Π ∂u/∂θ (n_a = 1), a σ^(m)(u)·Π ∂u/∂θ (n_a = 0),
+        0 (n_a >= 2)."""
+        n_a = sum(1 for _, kind, _ in params if kind == "a")
+        if n_a >= 2:
+            return None
+        fac = None
+        for _, kind, f in params:
+            if kind == "z":
+                fac = f if fac is None else fac * f
+        m = len(params) - n_a
+        v = sig[m] if fac is None else sig[m] * fac
+        return v if n_a == 1 else v * aj
+
+    def _terms(self, th, order):
+        """Σ_d over the data of (r ∂f, ∂f ∂fᵀ + r ∂²f, third-order terms), unscaled."""
+        import itertools
+        p = self.n
+        g = [0] * p
+        H = [[0] * p for _ in range(p)] if order >= 1 else None
+        T = {} if order >= 2 else None
+        for xd, yd in zip(self.x, self.y):
+            f = 0
+            f1 = [0] * p
+            f2, f3 = {}, {}
+            for blk in self.blocks:
+                prm = self._block_params(blk, xd)
+                aj = th[blk[0]]
+                u = 0
+                for i, kind, fac in prm[1:]:
+                    u = u + th[i] * fac
+                sig = self.act(u, self.kappa)
+                f = f + aj * sig[0]
+                for q in prm:
+                    f1[q[0]] = self._dfn([q], aj, sig)
+                if order >= 1:
+                    for q1, q2 in itertools.combinations_with_replacement(prm, 2):
+                        v = self._dfn([q1, q2], aj, sig)
+                        if v is not None:
+                            f2[(q1[0], q2[0])] = f2[(q2[0], q1[0])] = v
+                if order >= 2:
+                    for qs in itertools.combinations_with_replacement(prm, 3):
+                        v = self._dfn(list(qs), aj, sig)
+                        if v is not None:
+                            f3[tuple(sorted(q[0] for q in qs))] = v
+            if self.c_index is not None:
+                f = f + th[self.c_index]
+                f1[self.c_index] = 1
+            r = f - _flint().arb(yd)
+            for i in range(p):
+                g[i] = g[i] + r * f1[i]
+            if order >= 1:
+                for i in range(p):
+                    for j in range(i, p):
+                        v = f1[i] * f1[j]
+                        if (i, j) in f2:
+                            v = v + r * f2[(i, j)]
+                        H[i][j] = H[i][j] + v
+            if order >= 2:
+                for i, j, k in itertools.combinations_with_replacement(range(p), 3):
+                    v = 0
+                    for (a, b), c in (((i, j), k), ((i, k), j), ((j, k), i)):
+                        if (a, b) in f2:
+                            v = v + f2[(a, b)] * f1[c]
+                    if (i, j, k) in f3:
+                        v = v + r * f3[(i, j, k)]
+                    if not (isinstance(v, int) and v == 0):
+                        T[(i, j, k)] = T.get((i, j, k), 0) + v
+        return g, H, T
+
+    def vector(self, y):
+        """F = −∇L at y (p ring elements)."""
+        g, _, _ = self._terms(y, 0)
+        inv_n = _flint().arb(1) / len(self.y)
+        return [-(gi * inv_n) - self.lam * yi for gi, yi in zip(g, y)]
+
+    def linear(self, y):
+        """(DF as p lists of p, D²F flat (index p² i + p j + k))."""
+        import itertools
+        p = self.n
+        _, H, T = self._terms(y, 2)
+        inv_n = _flint().arb(1) / len(self.y)
+        A = [[0] * p for _ in range(p)]
+        for i in range(p):
+            for j in range(i, p):
+                A[i][j] = A[j][i] = -(H[i][j] * inv_n) - (self.lam if i == j else 0)
+        B = [0] * (p ** 3)
+        for (i, j, k), v in T.items():
+            for a, b, c in set(itertools.permutations((i, j, k))):
+                B[p * p * a + p * b + c] = -(v * inv_n)
+        return A, B
+
+
+# ---------------------------------------------------------------------------------------
+# Hénon–Heiles (Yoshida's family) and the hypergeometric equation
+# ---------------------------------------------------------------------------------------
+
+class HenonHeilesBallField(AutonomousBallField):
+    """Hénon–Heiles H = (p1² + p2²)/2 + (A q1² + q2²)/2 + q1² q2 + (ε/3) q2³ (A = ratio,
+    B = 1) in complex time (docs/math.md §5.7), with eps, ratio, energy as exact binary
+    numbers (0 < energy < 1/6).
+
+    normal=True: state (q2, p2) on the invariant plane q1 = p1 = 0, linear system the normal
+    VE in (q1, p1): A = [[0, 1], [−(ratio + 2 q2), 0]] (order 1). normal=False: state
+    (q1, q2, p1, p2), A = DF (4, 4), B = D²F (order 2)."""
+
+    def __init__(self, eps=1.0, ratio=1.0, energy=0.1, normal=True):
+        self.eps, self.ratio, self.energy = float(eps), float(ratio), float(energy)
+        if not (self.eps != 0 and math.isfinite(self.eps)):
+            raise ValueError(f"eps must be a finite non-zero real number, got {eps!r}")
+        if not (0 < self.energy < 1 / 6):
+            raise ValueError(f"energy must lie in (0, 1/6), got {energy!r}")
+        self.normal = bool(normal)
+        self.n = self.state_dim = 2 if self.normal else 4
+        self.order = 1 if self.normal else 2
+
+    def roots(self):
+        """(Q1, qa, qb): arb enclosures of the roots of Q³/3 + Q²/2 = energy (Q = eps q2)."""
+        flint = _flint()
+        # 2Q³ + 3Q² − 6E: exact coefficients (E a binary number); arb's root isolation is
+        # rigorous, refined to the working precision
+        poly = flint.acb_poly([-6 * flint.arb(self.energy), 0, 3, 2])
+        tol = flint.arb(2) ** (-flint.ctx.prec + 8)
+        rs = sorted((r.real for r in poly.roots(tol=tol, maxprec=4 * flint.ctx.prec)),
+                    key=lambda r: float(r.mid()))
+        if len(rs) != 3:
+            raise RuntimeError("expected three real roots")
+        return tuple(rs)
+
+    def base_point(self):
+        """The turning point Q = qa as a state (acb balls)."""
+        flint = _flint()
+        q2 = flint.acb(self.roots()[1] / self.eps)
+        z = flint.acb(0)
+        return [q2, z] if self.normal else [z, q2, z, z]
+
+    def periods(self):
+        """(T_R, T_I): acb enclosures of the real and the imaginary period of the plane motion
+        (complete elliptic integrals, arb's rigorous K)."""
+        flint = _flint()
+        Q1, qa, qb = self.roots()
+        pref = 4 * flint.arb(1.5).sqrt() / (qb - Q1).sqrt()
+        m = (qb - qa) / (qb - Q1)
+        TR = pref * flint.acb(m).elliptic_k().real
+        TI = pref * flint.acb(1 - m).elliptic_k().real
+        return flint.acb(TR), flint.acb(0, TI)
+
+    def lame_trace(self):
+        """2 cos(2π n), n(n + 1) = 12/eps, as an acb ball (the predicted tr[M_R, M_I])."""
+        flint = _flint()
+        n = (-1 + flint.acb(1 + 48 / flint.arb(self.eps)).sqrt()) / 2
+        return 2 * (2 * flint.arb.pi() * n).cos()
+
+    def vector(self, y):
+        e, A = self.eps, self.ratio
+        if self.normal:
+            q2, p2 = y
+            return [p2, -q2 - e * q2 * q2]
+        q1, q2, p1, p2 = y
+        return [p1, p2, -A * q1 - 2 * q1 * q2, -q2 - q1 * q1 - e * q2 * q2]
+
+    def state_jacobian(self, y):
+        if self.normal:
+            return [[0, 1], [-1 - 2 * self.eps * y[0], 0]]
+        return self.linear(y)[0]
+
+    def linear(self, y):
+        e, A = self.eps, self.ratio
+        if self.normal:
+            return [[0, 1], [-A - 2 * y[0], 0]], None
+        q1, q2 = y[0], y[1]
+        J = [[0, 0, 1, 0], [0, 0, 0, 1], [-A - 2 * q2, -2 * q1, 0, 0],
+             [-2 * q1, -1 - 2 * e * q2, 0, 0]]
+        B = [0] * 64
+        for (i, j, k), v in {(2, 0, 1): -2, (2, 1, 0): -2, (3, 0, 0): -2, (3, 1, 1): -2 * e}.items():
+            B[16 * i + 4 * j + k] = _flint().arb(v)
+        return J, B
+
+
+class HypergeometricBallField(LinearBallField):
+    """The Gauss hypergeometric equation z(1−z)w'' + (c − (a+b+1)z)w' − ab w = 0 as
+    Y' = A(z) Y, Y = (w, w') (2 x 2, order 1); a, b, c complex, taken as exact binary
+    numbers. Singular points 0, 1 (and ∞)."""
+
+    n = 2
+    order = 1
+
+    def __init__(self, a, b, c):
+        self.a, self.b, self.c = (complex(v) for v in (a, b, c))
+
+    def coefficients(self, z):
+        a, b, c = (_acb(v) for v in (self.a, self.b, self.c))
+        # partial fractions: 1/(z(1−z)) = 1/z + 1/(1−z) is much tighter on boxes
+        u, v = 1 / z, 1 / (1 - z)
+        return [[0, 1], [a * b * (u + v), -(c * u + (c - a - b - 1) * v)]], None
+
+
 # ---------------------------------------------------------------------------------------
 # paths: exact polygons
 # ---------------------------------------------------------------------------------------
@@ -274,15 +914,18 @@ def commutator_polygon(v1, v2):
     return v1 + v2[1:] + _reverse(v1)[1:] + _reverse(v2)[1:]
 
 
+
+
 # ---------------------------------------------------------------------------------------
 # the validated transport
 # ---------------------------------------------------------------------------------------
 
 @dataclass
 class BallJet:
-    """The 2-jet of the flow map along a w-path as balls: P = Φ1 (4x4 acb_mat), Q = Φ2
-    (4x16 acb_mat, row i, column 4a + b); steps, seconds, min/max step; max_tail: the largest
-    truncation remainder added."""
+    """The jet of the flow map along a path as balls: P = Φ1 (n x n acb_mat), Q = Φ2
+    (n x n² acb_mat, row i, column n a + b; None at order 1); steps, seconds, max_tail (the
+    largest truncation remainder added), min_rho (the smallest disc radius), the vertices,
+    prec, and y: the end state (list of acb) for autonomous fields, else None."""
 
     P: object
     Q: object
@@ -292,21 +935,35 @@ class BallJet:
     min_rho: float
     vertices: list = field(default_factory=list)
     prec: int = 160
+    y: list | None = None
+
+    @property
+    def n(self) -> int:
+        return self.P.nrows()
 
     def phi1_minus_identity(self):
         """(max |entry| upper bound, max radius) of Φ1 − I."""
+        n = self.n
         with _prec(self.prec) as flint:
-            I = flint.acb_mat(4, 4, [1 if i == j else 0 for i in range(4) for j in range(4)])
+            I = flint.acb_mat(n, n, [1 if i == j else 0 for i in range(n) for j in range(n)])
             D = self.P - I
-        ent = [D[i, j] for i in range(4) for j in range(4)]
+        ent = [D[i, j] for i in range(n) for j in range(n)]
         return (max(float(e.abs_upper()) for e in ent), max(_rad(e) for e in ent))
+
+    def trace(self):
+        """tr Φ1 as an acb ball."""
+        with _prec(self.prec):
+            return sum((self.P[i, i] for i in range(1, self.n)), self.P[0, 0])
 
     def phi2_ball(self):
         """‖Φ2‖_F (Frobenius norm of the full tensor) as an arb ball: sqrt(Σ re² + im²)."""
+        if self.Q is None:
+            raise ValueError("this jet has order 1 (no Φ2)")
+        n = self.n
         with _prec(self.prec) as flint:
             tot = flint.arb(0)
-            for i in range(4):
-                for j in range(16):
+            for i in range(n):
+                for j in range(n * n):
                     e = self.Q[i, j]
                     tot += e.real * e.real + e.imag * e.imag     # (x ** 2 is nan on balls around 0)
             if tot > 0:
@@ -322,15 +979,20 @@ class BallJet:
         return lo, hi
 
     def max_radius(self):
-        ent = [self.P[i, j] for i in range(4) for j in range(4)]
-        ent += [self.Q[i, j] for i in range(4) for j in range(16)]
+        n = self.n
+        ent = [self.P[i, j] for i in range(n) for j in range(n)]
+        if self.Q is not None:
+            ent += [self.Q[i, j] for i in range(n) for j in range(n * n)]
         return max(_rad(e) for e in ent)
 
     def numpy(self):
-        """(Φ1 (4,4), Φ2 (4,4,4)) midpoints as complex128."""
-        P = np.array([[complex(self.P[i, j].mid()) for j in range(4)] for i in range(4)])
-        Q = np.array([[complex(self.Q[i, j].mid()) for j in range(16)] for i in range(4)])
-        return P, Q.reshape(4, 4, 4)
+        """(Φ1 (n, n), Φ2 (n, n, n) or None) midpoints as complex128."""
+        n = self.n
+        P = np.array([[complex(self.P[i, j].mid()) for j in range(n)] for i in range(n)])
+        if self.Q is None:
+            return P, None
+        Q = np.array([[complex(self.Q[i, j].mid()) for j in range(n * n)] for i in range(n)])
+        return P, Q.reshape(n, n, n)
 
 
 def _rad(z):
@@ -352,96 +1014,109 @@ def _up(v):
     return float(np.nextafter(np.nextafter(v, math.inf), math.inf)) if v > 0 else v
 
 
-def _step(field, wk, h, rho, K, P0, Q0, flint):
-    """One validated step: (P(wk + h), Q(wk + h), tail)."""
-    # a priori bounds on D(wk, rho): Taylor polynomial + Cauchy tail from D(wk, 2 rho)
-    mA2, mB2 = field.crude_bounds(wk, 2 * rho * 1.000001)
-    if not (math.isfinite(mA2) and math.isfinite(mB2)):
-        return None
-    An, Bn, Ac, Bc = field.series(wk, K)
-    tailfac = 2.0 ** (-(K + 1)) * 2.0       # sum_{n>K} (1/2)^n = 2^{-K}
-    rr = flint.arb(rho)
+MAX_ALPHA_RHO = 8.0     # a disc with α ρ above this is shrunk (e^8 ≈ 3e3 in the remainder)
 
-    def sup_entries(C, m2):
-        tot = 0.0
-        for c in C:
-            acc = flint.arb(0)
-            pw = flint.arb(1)
-            for n in range(K + 1):
-                acc += c[n].abs_upper() * pw
-                pw *= rr
-            v = float((acc + m2 * math.sqrt(2) * tailfac).upper())   # box ⊂ disc of radius 2√2ρ? see note
-            tot += v * v
-        return _up(math.sqrt(tot))
-    # note: the crude box of half-width 2ρ contains the disc D(wk, 2ρ), so m2 bounds |entry|
-    # there, and the Cauchy tail on D(wk, ρ) is m2 * sum_{n>K} 2^{-n} = m2 2^{-K}; the extra
-    # factor √2 above is only a margin.
-    alpha = sup_entries(Ac, mA2)
-    beta = sup_entries(Bc, mB2)
-    # Taylor coefficients of P and Q
+
+def _step(loc, h, rho, K, n, flint):
+    """One validated step from P = I, Q = 0 (and the state's Taylor series) over h:
+    (P (n, n), Q (n, n²) or None, end state or None, largest remainder added)."""
+    An, Bn = loc.An, loc.Bn
+    alpha, beta = loc.alpha, loc.beta
+    n2 = n * n
+    P0 = flint.acb_mat(n, n, [1 if i == j else 0 for i in range(n) for j in range(n)])
+    # Taylor coefficients of P
     P = [P0]
-    for n in range(K):
-        acc = An[0] * P[n]
-        for l in range(1, n + 1):
-            acc = acc + An[l] * P[n - l]
-        P.append(acc * flint.acb(flint.arb(1) / (n + 1)))
-    # forcing M_n[i, (a, b)] = sum_{j,k} B[i,j,k] P[j,a] P[k,b]
-    N = []
-    for n in range(K):
-        acc = Bn[0] * P[n]
-        for l in range(1, n + 1):
-            acc = acc + Bn[l] * P[n - l]
-        # reshape N[(i, j), b] -> N'[j, (i, b)]
-        N.append(flint.acb_mat(4, 16, [acc[4 * i + j, b] for j in range(4) for i in range(4)
-                                       for b in range(4)]))
-    PT = [p.transpose() for p in P]
-    M = []
-    for n in range(K):
-        acc = PT[0] * N[n]
-        for m in range(1, n + 1):
-            acc = acc + PT[m] * N[n - m]
-        # M'[a, (i, b)] -> M[i, (a, b)]
-        M.append(flint.acb_mat(4, 16, [acc[a, 4 * i + b] for i in range(4) for a in range(4)
-                                       for b in range(4)]))
-    Q = [Q0]
-    for n in range(K):
-        acc = An[0] * Q[n] + M[n]
-        for l in range(1, n + 1):
-            acc = acc + An[l] * Q[n - l]
-        Q.append(acc * flint.acb(flint.arb(1) / (n + 1)))
+    for k in range(K):
+        acc = An[0] * P[k]
+        for l in range(1, k + 1):
+            acc = acc + An[l] * P[k - l]
+        P.append(acc * flint.acb(flint.arb(1) / (k + 1)))
+    Q = None
+    if Bn is not None:
+        # forcing M_k[i, (a, b)] = sum_{j,l} B[i,j,l] P[j,a] P[l,b]
+        N = []
+        for k in range(K):
+            acc = Bn[0] * P[k]
+            for l in range(1, k + 1):
+                acc = acc + Bn[l] * P[k - l]
+            # reshape N[(i, j), b] -> N'[j, (i, b)]
+            N.append(flint.acb_mat(n, n2, [acc[n * i + j, b] for j in range(n) for i in range(n)
+                                           for b in range(n)]))
+        PT = [p.transpose() for p in P]
+        M = []
+        for k in range(K):
+            acc = PT[0] * N[k]
+            for m in range(1, k + 1):
+                acc = acc + PT[m] * N[k - m]
+            # M'[a, (i, b)] -> M[i, (a, b)]
+            M.append(flint.acb_mat(n, n2, [acc[a, n * i + b] for i in range(n) for a in range(n)
+                                           for b in range(n)]))
+        Q = [flint.acb_mat(n, n2, [0] * (n * n2))]
+        for k in range(K):
+            acc = An[0] * Q[k] + M[k]
+            for l in range(1, k + 1):
+                acc = acc + An[l] * Q[k - l]
+            Q.append(acc * flint.acb(flint.arb(1) / (k + 1)))
     # Gronwall + Cauchy remainder
     q = _up(float(h.abs_upper()) / rho)
     grow = math.exp(alpha * rho)
-    MP = _up(_fro_upper(P0, 4, 4) * grow * (1 + 1e-12))
-    MQ = _up((_fro_upper(Q0, 4, 16) + rho * beta * MP * MP) * grow * (1 + 1e-12))
+    MP = _up(math.sqrt(n) * grow * (1 + 1e-12))
     geo = q ** (K + 1) / (1 - q) * (1 + 1e-12)
-    tP, tQ = _up(MP * geo), _up(MQ * geo)
-    hb = h
+    tP = _up(MP * geo)
     SP = P[K]
-    SQ = Q[K]
-    for n in range(K - 1, -1, -1):
-        SP = SP * hb + P[n]
-        SQ = SQ * hb + Q[n]
-    return SP + _ball_mat(4, 4, tP), SQ + _ball_mat(4, 16, tQ), max(tP, tQ)
+    for k in range(K - 1, -1, -1):
+        SP = SP * h + P[k]
+    SP = SP + _ball_mat(n, n, tP)
+    tails = [tP]
+    SQ = None
+    if Q is not None:
+        MQ = _up((rho * beta * MP * MP) * grow * (1 + 1e-12))
+        tQ = _up(MQ * geo)
+        SQ = Q[K]
+        for k in range(K - 1, -1, -1):
+            SQ = SQ * h + Q[k]
+        SQ = SQ + _ball_mat(n, n2, tQ)
+        tails.append(tQ)
+    y1 = None
+    if loc.yn is not None:
+        y1 = []
+        for c, M_i in zip(loc.yn, loc.y_bound):
+            t = _up(M_i * geo)
+            s = c[K]
+            for k in range(K - 1, -1, -1):
+                s = s * h + c[k]
+            y1.append(_pad_ball(s, t))
+            tails.append(t)
+    return SP, SQ, y1, max(tails)
 
 
-def transport_ball_jet(field, vertices, *, K=40, kappa=4.0, rho_max=0.4, prec=160):
-    """The 2-jet (P = Φ1, Q = Φ2) of the flow map along the polygon ``vertices`` in the w-plane,
-    as balls, starting from P = I, Q = 0 at vertices[0]. Vertices are taken as exact binary
-    numbers (their float values). Returns a :class:`BallJet`; raises ValueError when no
-    pole-free disc can be found (the path runs into a singular point)."""
+def transport_ball_jet(field, vertices, *, y0=None, K=40, kappa=4.0, rho_max=0.4, prec=160):
+    """The jet (P = Φ1, Q = Φ2 at order 2) of the flow map along the polygon ``vertices`` in
+    the field's independent variable (w, z or complex time), as balls, from P = I, Q = 0 at
+    vertices[0]. Vertices: floats/complex (taken as exact binary numbers) or acb balls (e.g.
+    a period); y0: the initial state (numbers or acb) for autonomous fields. K: Taylor order;
+    kappa: disc radius / step length; rho_max: largest disc radius; prec: bits.
+    Returns a :class:`BallJet` (with the end state for autonomous fields); raises ValueError
+    when no admissible disc can be found (the path runs into a singular point)."""
     flint = _flint()
     old = flint.ctx.prec
     flint.ctx.prec = int(prec)
     try:
         t0 = time.perf_counter()
-        I = flint.acb_mat(4, 4, [1 if i == j else 0 for i in range(4) for j in range(4)])
-        Z = flint.acb_mat(4, 16, [0] * 64)
-        pieces = []         # each step's own 2-jet (from the identity), composed at the end
+        n = field.n
+        if field.state_dim:
+            if y0 is None or len(y0) != field.state_dim:
+                raise ValueError(f"this field needs an initial state y0 of length {field.state_dim}")
+            state = [_acb(v) for v in y0]
+        else:
+            state = None
+        pieces = []         # each step's own jet (from the identity), composed at the end
         steps, max_tail, min_rho = 0, 0.0, math.inf
-        vs = [complex(v) for v in vertices]
-        for a, b in zip(vs[:-1], vs[1:]):
-            wk = a
+        vb = [_acb(v) for v in vertices]
+        vs = [complex(v.mid()) for v in vb]
+        for ia in range(len(vb) - 1):
+            a, b, b_ball = vs[ia], vs[ia + 1], vb[ia + 1]
+            wk, wk_ball = a, vb[ia]
             while True:
                 rem = b - wk
                 if abs(rem) == 0:
@@ -450,23 +1125,29 @@ def transport_ball_jet(field, vertices, *, K=40, kappa=4.0, rho_max=0.4, prec=16
                 while True:
                     hlen = min(abs(rem), rho / kappa)
                     # step between exact binary points; the last one lands on the vertex
-                    wnext = b if hlen >= abs(rem) else wk + rem / abs(rem) * hlen
-                    h = flint.acb(wnext) - flint.acb(wk)          # exact (or a tight ball)
+                    last = hlen >= abs(rem)
+                    wnext = b if last else wk + rem / abs(rem) * hlen
+                    h = (b_ball if last else flint.acb(wnext)) - wk_ball
                     if float(h.abs_upper()) > rho / kappa * (1 + 1e-9):
                         raise AssertionError("step longer than rho / kappa")
-                    out = _step(field, wk, h, rho, K, I, Z, flint)
-                    if out is not None:
+                    loc = field.local(wk_ball, state, rho, K)
+                    # the Gronwall factor e^{αρ} multiplies every remainder: keep it moderate
+                    if loc is not None and loc.alpha * rho <= MAX_ALPHA_RHO:
+                        out = _step(loc, h, rho, K, n, flint)
                         break
                     rho /= 2
                     if rho < 1e-6:
-                        raise ValueError(f"no pole-free disc around w = {wk:.6g}: the path meets "
-                                         "a singular point")
+                        raise ValueError(f"no admissible disc around {wk:.6g}: the path meets a "
+                                         "singular point (a pole, a branch cut, a zero of the "
+                                         "parametrisation)")
                 pieces.append(out[:2])
-                tail = out[2]
-                max_tail = max(max_tail, tail)
+                if state is not None:
+                    state = out[2]
+                max_tail = max(max_tail, out[3])
                 min_rho = min(min_rho, rho)
                 steps += 1
                 wk = wnext
+                wk_ball = b_ball if last else flint.acb(wnext)
         # product tree (binary splitting): the ball radii grow with the absolute values of
         # partial products, not with the product of the steps' absolute values (wrapping)
         def tree(lo, hi):
@@ -475,8 +1156,13 @@ def transport_ball_jet(field, vertices, *, K=40, kappa=4.0, rho_max=0.4, prec=16
             mid = (lo + hi) // 2
             return jet_compose(tree(mid, hi), tree(lo, mid), flint)
 
-        P, Q = tree(0, len(pieces)) if pieces else (I, Z)
-        return BallJet(P, Q, steps, time.perf_counter() - t0, max_tail, min_rho, vs, int(prec))
+        if pieces:
+            P, Q = tree(0, len(pieces))
+        else:
+            P = flint.acb_mat(n, n, [1 if i == j else 0 for i in range(n) for j in range(n)])
+            Q = flint.acb_mat(n, n * n, [0] * n ** 3) if field.order >= 2 else None
+        return BallJet(P, Q, steps, time.perf_counter() - t0, max_tail, min_rho, vs, int(prec),
+                       state)
     finally:
         flint.ctx.prec = old
 
@@ -509,16 +1195,27 @@ def _kron(X, Y, flint):
 
 
 def jet_compose(G, H, flint):
-    """2-jet of G∘H from 2-jets (P, Q) (P 4x4, Q 4x16): (G1 H1, G1 H2 + G2 (H1 ⊗ H1))."""
+    """Jet of G∘H from jets (P, Q) (P n x n, Q n x n² or None for 1-jets):
+    (G1 H1, G1 H2 + G2 (H1 ⊗ H1))."""
     (G1, G2), (H1, H2) = G, H
+    if G2 is None or H2 is None:
+        return G1 * H1, None
     return G1 * H1, G1 * H2 + G2 * _kron(H1, H1, flint)
 
 
 def jet_inverse(G, flint):
-    """2-jet of the inverse map: (P⁻¹, −P⁻¹ Q (P⁻¹ ⊗ P⁻¹))."""
+    """Jet of the inverse map: (P⁻¹, −P⁻¹ Q (P⁻¹ ⊗ P⁻¹))."""
     P, Q = G
     Pi = P.inv()
+    if Q is None:
+        return Pi, None
     return Pi, -(Pi * Q * _kron(Pi, Pi, flint))
+
+
+def commutator_jet(G1, G2, flint):
+    """Jet of the commutator loop γ1 γ2 γ1⁻¹ γ2⁻¹, i.e. of the map g2⁻¹ ∘ g1⁻¹ ∘ g2 ∘ g1."""
+    return jet_compose(jet_inverse(G2, flint), jet_compose(jet_inverse(G1, flint),
+                                                           jet_compose(G2, G1, flint), flint), flint)
 
 
 # ---------------------------------------------------------------------------------------
@@ -683,9 +1380,7 @@ def commutator_enclosure(field, v1, v2, *, K=56, kappa=4.0, rho_max=0.4, prec=16
     J1 = transport_ball_jet(field, v1, **kw)
     J2 = transport_ball_jet(field, v2, **kw)
     with _prec(prec) as flint:
-        g1, g2 = (J1.P, J1.Q), (J2.P, J2.Q)
-        C = jet_compose(jet_inverse(g2, flint), jet_compose(jet_inverse(g1, flint),
-                                                            jet_compose(g2, g1, flint), flint), flint)
+        C = commutator_jet((J1.P, J1.Q), (J2.P, J2.Q), flint)
     CJ = BallJet(C[0], C[1], J1.steps + J2.steps, J1.seconds + J2.seconds,
                  max(J1.max_tail, J2.max_tail), min(J1.min_rho, J2.min_rho), [], int(prec))
     return J1, J2, CJ

@@ -354,6 +354,35 @@ def koenigs_series(flow, saddle=None, order=400, eigenvector=None, subspace=None
     the unit eigenvector of the only positive eigenvalue of DF, within ``subspace`` if
     given: an InvariantSubspace such as ``model.Twin(net, 0, 1)`` or a (p, q) basis).
     scale: ‖θ_1‖ (z scales inversely). Returns a :class:`KoenigsSeries`.
+
+    Parameters
+    ----------
+    flow : GradientFlow
+        The flow.
+    saddle : array_like of float, shape (p,), optional
+        The equilibrium (default θ = 0).
+    order : int, optional
+        The series order N (>= 2).
+    eigenvector : array_like of float, shape (p,), optional
+        θ_1, an eigenvector of DF(saddle) with a positive eigenvalue.
+    subspace : InvariantSubspace or ndarray of float64, shape (p, q), optional
+        Where to look for the unstable direction.
+    scale : float, optional
+        ‖θ_1‖ (> 0).
+
+    Returns
+    -------
+    KoenigsSeries
+        The coefficients θ_k, k = 0..N, complex (N + 1, p).
+
+    Raises
+    ------
+    TypeError
+        If ``flow`` is not a GradientFlow or ``order`` is not an integer.
+    ValueError
+        If ``order`` < 2, a shape is wrong, ``saddle`` is not an equilibrium,
+        ``eigenvector`` is not an unstable eigenvector, ``scale`` is not positive, or k·c
+        is an eigenvalue of DF (resonance).
     """
     _check_flow(flow)
     from narrowflow import derivatives as dv
@@ -561,7 +590,7 @@ def saddle_unstable_check(flow, order=2, *, saddle=None, subspace="twin", series
     series_order: N of the Koenigs series. base_fraction: base point z0 = fraction * R.
     n_singular: how many of the nearest singularities to loop around. radii: loop radii
     around them, as fractions of R, tried in turn; max_turns: the most turns tried.
-    Loops: the circle |z| = z0 (t -> t + 2πi/c) and, around each singularity, the lasso with
+    Loops: the circle ``|z| = z0`` (t -> t + 2πi/c) and, around each singularity, the lasso with
     the fewest turns that closes on the curve. Only loops that pass closure (two tolerances),
     deformation and evaluation checks enter the commutators.
     placement: add to every commutator figure's error the base-point placement error: the
@@ -573,6 +602,48 @@ def saddle_unstable_check(flow, order=2, *, saddle=None, subspace="twin", series
     commutator's jet is the identity does not). Returns a SaddleUnstableReport;
     its ``verdict`` is a JetVerdict: "G⁰(VE_j) non-abelian ⇒ not integrable" (lowest such
     j <= k, margin 100x) or "no conclusion at order k".
+
+    Parameters
+    ----------
+    flow : GradientFlow
+        The flow.
+    order : int, optional
+        The order k of the variational equation.
+    saddle : array_like of float, shape (p,), optional
+        The equilibrium (default θ = 0).
+    subspace : "twin", None, InvariantSubspace or ndarray of float64, shape (p, q), optional
+        Where the unstable direction lies.
+    series_order : int, optional
+        N of the Koenigs series.
+    base_fraction : float, optional
+        Base point z0 = base_fraction × R.
+    n_singular : int, optional
+        How many of the nearest singularities to loop around.
+    radii : sequence of float, optional
+        Loop radii around them, as fractions of R, tried in turn.
+    max_turns : int, optional
+        The most turns tried.
+    rtol : float, optional
+        Relative tolerance of the jet transports.
+    placement : bool, optional
+        Add the base-point placement error to every commutator figure.
+    placement_orders : sequence of int, optional
+        Series orders for the spread of R (default N/2 and 3N/2).
+    **jet_kw
+        Keywords of `jet_monodromy`.
+
+    Returns
+    -------
+    SaddleUnstableReport
+        Series, loops, commutators and the ``verdict`` (a JetVerdict).
+
+    Raises
+    ------
+    TypeError
+        If ``flow`` is not a GradientFlow.
+    ValueError
+        If ``order`` or ``subspace`` is invalid, or the Koenigs series cannot be built (see
+        `koenigs_series`).
     """
     from . import jets
     from .paths import circle

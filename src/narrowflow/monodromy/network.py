@@ -66,14 +66,34 @@ class LoopRecord:
 
 @dataclass
 class IntegrabilityReport:
-    """What ``check_integrability`` found.
+    """What ``check_integrability`` found (its ``str`` is the printed report).
 
-    curve, parametrization: which integral curve and which variable; base_point: complex
-    theta0 (p,); base_parameter: the value of the parameter (w or t) at the base point;
-    singular_points: complex points of the parameter plane the loops go around;
-    loops: list of LoopRecord; group: MonodromyGroup of the verified loops (or None);
-    classification: Classification (or None); verdict: one of groups.VERDICTS;
-    notes: list of str.
+    Parameters
+    ----------
+    curve : str
+        Which integral curve ("twin", "dead-neuron" or "points").
+    parametrization : str
+        Which variable: "w" or "time".
+    base_point : ndarray of complex128, shape (p,)
+        The base point theta0.
+    base_parameter : complex
+        The value of the parameter (w or t) at the base point.
+    singular_points : list of complex
+        Points of the parameter plane the loops go around.
+    loops : list of LoopRecord
+        Every loop tried, with its TransportResult and whether it was used.
+    group : MonodromyGroup or None
+        The group of the verified loops (None if no loop passed).
+    classification : Classification or None
+        Its classification.
+    verdict : str
+        One of `VERDICTS`.
+    notes : list of str, optional
+        Remarks of the run.
+    branch_points : list of complex, optional
+        Points where a = 0, found from the base point (default loops only).
+    poles : list of complex, optional
+        Singularities of the activation avoided by the default loops.
     """
     curve: str
     parametrization: str
@@ -90,6 +110,7 @@ class IntegrabilityReport:
 
     @property
     def used_loops(self):
+        """The loops that passed verification and entered the group."""
         return [r for r in self.loops if r.used]
 
     def __str__(self):
@@ -330,6 +351,51 @@ def check_integrability(flow, curve="twin", order=1, *, base=None, parametrizati
     0.3 x the distance to the nearest other special point). Other keywords: the engine's.
     Returns an IntegrabilityReport; its verdict is one of groups.VERDICTS and rests only on
     loops that passed verification.
+
+    Parameters
+    ----------
+    flow : GradientFlow
+        The flow.
+    curve : {"twin", "dead-neuron", "points", "saddle-unstable"}, optional
+        The integral curve.
+    order : int, optional
+        Order of the variational equation (>= 1).
+    base : pair of complex or array_like of complex, shape (p,), optional
+        ``(a0, w0)`` for planes (a0 != 0; default (0.8, 0.3)); theta0 for "points".
+    parametrization : {"w", "time"}, optional
+        The variable of the loops.
+    loops : list of (Path or sequence of complex), optional
+        Paths in the parameter plane, starting at the base parameter (required for
+        "points" and for "time").
+    rtol : float, optional
+        Relative tolerance of the transports.
+    tol_ratio : float, optional
+        The check runs are at ``rtol * tol_ratio``.
+    deform : float or None, optional
+        Relative size of the deformation check (0 or None: skip).
+    max_nfev : int, optional
+        Right-hand-side evaluations allowed per run.
+    margin : float, optional
+        A quantity counts as non-zero only above margin × its error.
+    radius : float, optional
+        Radius of the default loops.
+    **kw
+        Keywords of ``saddle_unstable_check`` (order > 1 or "saddle-unstable" only).
+
+    Returns
+    -------
+    IntegrabilityReport or SaddleUnstableReport
+        The report (a SaddleUnstableReport from ``saddle_unstable_check`` for order > 1 or
+        "saddle-unstable"), with its ``verdict``.
+
+    Raises
+    ------
+    ValueError
+        If an argument is invalid, the base point is an equilibrium or singular for the
+        parametrisation, or a loop does not start at the base parameter.
+    TypeError
+        If ``flow`` is not a GradientFlow, ``base`` is not a pair of numbers, or unknown
+        keywords are given at order 1.
     """
     from narrowflow.model import GradientFlow
     if curve not in CURVES:

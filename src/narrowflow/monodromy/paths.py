@@ -65,8 +65,20 @@ def _as_real(x, name: str) -> float:
 class Path:
     """A piecewise smooth path ``z(s)``, ``s`` in [0, 1], made of Segments and Arcs.
 
-    Attributes: ``pieces`` (tuple of elementary paths), ``breakpoints``
-    (float64 array, 0 = s_0 < s_1 < ... < s_m = 1), ``start``, ``end`` (complex).
+    Each piece gets a share of [0, 1] proportional to its length.
+
+    Parameters
+    ----------
+    pieces : sequence of Path
+        Paths to concatenate, in order (flattened into their elementary pieces); each must
+        start where the previous one ends.
+
+    Raises
+    ------
+    TypeError
+        If a piece is not a Path.
+    ValueError
+        If ``pieces`` is empty or two consecutive pieces do not join.
     """
 
     def __init__(self, pieces: Sequence["Path"]):
@@ -107,10 +119,12 @@ class Path:
 
     @property
     def start(self) -> complex:
+        """The first point z(0)."""
         return self._pieces[0].start
 
     @property
     def end(self) -> complex:
+        """The last point z(1)."""
         return self._pieces[-1].end
 
     @property
@@ -136,7 +150,23 @@ class Path:
         return s, idx, np.clip(local, 0.0, 1.0), width
 
     def z(self, s):
-        """Point on the path: complex, same shape as ``s``."""
+        """Point on the path.
+
+        Parameters
+        ----------
+        s : float or array_like of float
+            Path parameter(s) in [0, 1].
+
+        Returns
+        -------
+        complex or ndarray of complex128
+            z(s), same shape as ``s``.
+
+        Raises
+        ------
+        ValueError
+            If an ``s`` is outside [0, 1] or not finite.
+        """
         s, idx, local, _ = self._locate(s)
         out = np.empty(s.shape, dtype=np.complex128)
         for k, p in enumerate(self._pieces):
@@ -146,7 +176,23 @@ class Path:
         return out if out.ndim else complex(out)
 
     def dz(self, s):
-        """Derivative dz/ds: complex, same shape as ``s`` (one-sided at breakpoints: the piece on the right)."""
+        """Derivative dz/ds (one-sided at breakpoints: the piece on the right).
+
+        Parameters
+        ----------
+        s : float or array_like of float
+            Path parameter(s) in [0, 1].
+
+        Returns
+        -------
+        complex or ndarray of complex128
+            dz/ds, same shape as ``s``.
+
+        Raises
+        ------
+        ValueError
+            If an ``s`` is outside [0, 1] or not finite.
+        """
         s, idx, local, width = self._locate(s)
         out = np.empty(s.shape, dtype=np.complex128)
         for k, p in enumerate(self._pieces):
@@ -161,7 +207,13 @@ class Path:
 
     # -- algebra --------------------------------------------------------------
     def reversed(self) -> "Path":
-        """The same curve travelled backwards."""
+        """The same curve travelled backwards.
+
+        Returns
+        -------
+        Path
+            The reversed path.
+        """
         return Path([p.reversed() for p in reversed(self._pieces)])
 
     def __add__(self, other) -> "Path":
@@ -185,7 +237,25 @@ class Path:
     __rmul__ = __mul__
 
     def transformed(self, scale=1.0, shift=0.0) -> "Path":
-        """The image under z -> scale * z + shift (scale complex, non-zero)."""
+        """The image under z -> scale * z + shift.
+
+        Parameters
+        ----------
+        scale : complex, optional
+            Non-zero factor.
+        shift : complex, optional
+            Translation.
+
+        Returns
+        -------
+        Path
+            The transformed path.
+
+        Raises
+        ------
+        ValueError
+            If ``scale`` is zero or either number is not finite.
+        """
         scale = _as_complex(scale, "scale")
         shift = _as_complex(shift, "shift")
         if scale == 0:
@@ -193,9 +263,26 @@ class Path:
         return Path([p.transformed(scale, shift) for p in self._pieces])
 
     def deformed(self, amount: float = 0.02, side: int = 1) -> "Path":
-        """A homotopic copy with the same endpoints: every piece pushed sideways by
-        ``amount`` times its length at its middle (``side`` = +1 to the left of the
-        direction of travel, -1 to the right), by the bump d sin(pi s).
+        """A homotopic copy with the same endpoints.
+
+        Every piece is pushed sideways at its middle by the bump d sin(pi s).
+
+        Parameters
+        ----------
+        amount : float, optional
+            The push, in units of each piece's length.
+        side : {1, -1}, optional
+            +1 to the left of the direction of travel, -1 to the right.
+
+        Returns
+        -------
+        Path
+            The deformed path.
+
+        Raises
+        ------
+        ValueError
+            If ``side`` is not +1 or -1, or ``amount`` is not finite.
         """
         amount = _as_real(amount, "amount")
         if side not in (1, -1):
@@ -209,10 +296,16 @@ class Path:
 
     # -- numeric encoding -----------------------------------------------------
     def encode(self):
-        """Flat encoding for compiled code.
+        """Flat encoding for compiled code (see the module docstring).
 
-        Returns ``kinds`` (int64 (m,)), ``params`` (complex128 (m, 5)), and
-        ``breakpoints`` (float64 (m+1,)); see the module docstring.
+        Returns
+        -------
+        kinds : ndarray of int64, shape (m,)
+            0 for a Segment, 1 for an Arc.
+        params : ndarray of complex128, shape (m, 5)
+            The piece's parameters and its bump.
+        breakpoints : ndarray of float64, shape (m + 1,)
+            Values of s where pieces meet.
         """
         kinds = np.array([p.kind for p in self._pieces], dtype=np.int64)
         params = np.array([(*p.params, p.bump) for p in self._pieces],
@@ -221,7 +314,25 @@ class Path:
 
     # -- diagnostics ----------------------------------------------------------
     def winding_number(self, point, n: int = 4096) -> float:
-        """Winding number about ``point`` of the path closed by a straight chord (float)."""
+        """Winding number about ``point`` of the path closed by a straight chord.
+
+        Parameters
+        ----------
+        point : complex
+            The point.
+        n : int, optional
+            Sample intervals per piece.
+
+        Returns
+        -------
+        float
+            The winding number (an integer up to sampling error for a closed path).
+
+        Raises
+        ------
+        ValueError
+            If the path passes through ``point``.
+        """
         point = _as_complex(point, "point")
         total = 0.0
         for p in self._pieces:
@@ -235,13 +346,37 @@ class Path:
         return total / (2 * np.pi)
 
     def distance_to(self, point, n: int = 2048) -> float:
-        """Smallest distance from ``point`` to the path (sampled, n points per piece)."""
+        """Smallest distance from ``point`` to the path, sampled.
+
+        Parameters
+        ----------
+        point : complex
+            The point.
+        n : int, optional
+            Sample intervals per piece.
+
+        Returns
+        -------
+        float
+            The smallest distance to a sample point.
+        """
         point = _as_complex(point, "point")
         return float(min(np.min(np.abs(p.z(np.linspace(0.0, 1.0, n + 1)) - point))
                          for p in self._pieces))
 
     def sample(self, n: int = 400) -> np.ndarray:
-        """complex128 (n,): points along the path for plotting."""
+        """Points along the path for plotting.
+
+        Parameters
+        ----------
+        n : int, optional
+            Number of points, at equally spaced s.
+
+        Returns
+        -------
+        ndarray of complex128, shape (n,)
+            The points.
+        """
         return np.asarray(self.z(np.linspace(0.0, 1.0, int(n))))
 
     def __repr__(self) -> str:
@@ -252,7 +387,22 @@ class Path:
 
 
 class Segment(Path):
-    """Straight segment from ``a`` to ``b``: z = a + (b - a) s."""
+    """Straight segment from ``a`` to ``b``: z = a + (b - a) s + bump sin(pi s).
+
+    Parameters
+    ----------
+    a, b : complex
+        Start and end.
+    bump : complex, optional
+        Amplitude of the deformation bump sin(pi s).
+
+    Raises
+    ------
+    TypeError
+        If a value is not a number.
+    ValueError
+        If a value is not finite.
+    """
 
     kind = KIND_SEGMENT
 
@@ -265,37 +415,98 @@ class Segment(Path):
 
     @property
     def params(self):
+        """The four encoded parameters ``(a, b, 0, 0)``."""
         return (self.a, self.b, 0.0, 0.0)
 
     @property
     def start(self):
+        """The first point ``a``."""
         return self.a
 
     @property
     def end(self):
+        """The last point ``b``."""
         return self.b
 
     @property
     def length(self):
+        """The length ``|b - a|`` (of the undeformed segment)."""
         return abs(self.b - self.a)
 
     def z(self, s):
+        """Point on the piece.
+
+        Parameters
+        ----------
+        s : float or array_like of float
+            Local parameter(s), in [0, 1].
+
+        Returns
+        -------
+        complex or ndarray of complex128
+            z(s), same shape as ``s``.
+        """
         s = np.asarray(s, dtype=np.float64)
         out = self.a + (self.b - self.a) * s + self.bump * np.sin(np.pi * s)
         return out if np.ndim(out) else complex(out)
 
     def dz(self, s):
+        """Derivative dz/ds.
+
+        Parameters
+        ----------
+        s : float or array_like of float
+            Local parameter(s), in [0, 1].
+
+        Returns
+        -------
+        complex or ndarray of complex128
+            dz/ds, same shape as ``s``.
+        """
         s = np.asarray(s, dtype=np.float64)
         out = (self.b - self.a) + self.bump * np.pi * np.cos(np.pi * s) + np.zeros(s.shape)
         return out if np.ndim(out) else complex(out)
 
     def reversed(self):
+        """The same segment travelled backwards (the bump kept).
+
+        Returns
+        -------
+        Segment
+            The reversed piece.
+        """
         return Segment(self.b, self.a, self.bump)
 
     def with_bump(self, bump):
+        """The same piece with another bump.
+
+        Parameters
+        ----------
+        bump : complex
+            Amplitude of the bump sin(pi s).
+
+        Returns
+        -------
+        Segment
+            The new piece.
+        """
         return Segment(self.a, self.b, bump)
 
     def transformed(self, scale=1.0, shift=0.0):
+        """The image under z -> scale * z + shift.
+
+        Parameters
+        ----------
+        scale : complex, optional
+            Non-zero factor.
+        shift : complex, optional
+            Translation.
+
+        Returns
+        -------
+        Segment
+            The transformed piece.
+        """
         return Segment(scale * self.a + shift, scale * self.b + shift, scale * self.bump)
 
     def __repr__(self):
@@ -304,7 +515,28 @@ class Segment(Path):
 
 
 class Arc(Path):
-    """Circular arc: z = c + r exp(i (th0 + (th1 - th0) s)); th1 > th0 is counter-clockwise."""
+    """Circular arc: z = c + r exp(i (th0 + (th1 - th0) s)) + bump sin(pi s).
+
+    th1 > th0 is counter-clockwise.
+
+    Parameters
+    ----------
+    center : complex
+        Centre c.
+    radius : float
+        Radius r (> 0).
+    theta0, theta1 : float
+        Start and end angles, in radians.
+    bump : complex, optional
+        Amplitude of the deformation bump sin(pi s).
+
+    Raises
+    ------
+    TypeError
+        If a value is not a number (or ``radius`` or an angle is complex).
+    ValueError
+        If a value is not finite or ``radius`` is not positive.
+    """
 
     kind = KIND_ARC
 
@@ -321,27 +553,55 @@ class Arc(Path):
 
     @property
     def params(self):
+        """The four encoded parameters ``(center, radius, theta0, theta1)``."""
         return (self.center, self.radius, self.theta0, self.theta1)
 
     @property
     def start(self):
+        """The first point, at angle theta0."""
         return self.center + self.radius * complex(math.cos(self.theta0), math.sin(self.theta0))
 
     @property
     def end(self):
+        """The last point, at angle theta1."""
         return self.center + self.radius * complex(math.cos(self.theta1), math.sin(self.theta1))
 
     @property
     def length(self):
+        """The length ``radius * |theta1 - theta0|`` (of the undeformed arc)."""
         return self.radius * abs(self.theta1 - self.theta0)
 
     def z(self, s):
+        """Point on the piece.
+
+        Parameters
+        ----------
+        s : float or array_like of float
+            Local parameter(s), in [0, 1].
+
+        Returns
+        -------
+        complex or ndarray of complex128
+            z(s), same shape as ``s``.
+        """
         s = np.asarray(s, dtype=np.float64)
         out = (self.center + self.radius * np.exp(1j * (self.theta0 + (self.theta1 - self.theta0) * s))
                + self.bump * np.sin(np.pi * s))
         return out if np.ndim(out) else complex(out)
 
     def dz(self, s):
+        """Derivative dz/ds.
+
+        Parameters
+        ----------
+        s : float or array_like of float
+            Local parameter(s), in [0, 1].
+
+        Returns
+        -------
+        complex or ndarray of complex128
+            dz/ds, same shape as ``s``.
+        """
         s = np.asarray(s, dtype=np.float64)
         dth = self.theta1 - self.theta0
         out = (1j * dth * self.radius * np.exp(1j * (self.theta0 + dth * s))
@@ -349,12 +609,45 @@ class Arc(Path):
         return out if np.ndim(out) else complex(out)
 
     def reversed(self):
+        """The same arc travelled backwards (the bump kept).
+
+        Returns
+        -------
+        Arc
+            The reversed piece.
+        """
         return Arc(self.center, self.radius, self.theta1, self.theta0, self.bump)
 
     def with_bump(self, bump):
+        """The same piece with another bump.
+
+        Parameters
+        ----------
+        bump : complex
+            Amplitude of the bump sin(pi s).
+
+        Returns
+        -------
+        Arc
+            The new piece.
+        """
         return Arc(self.center, self.radius, self.theta0, self.theta1, bump)
 
     def transformed(self, scale=1.0, shift=0.0):
+        """The image under z -> scale * z + shift.
+
+        Parameters
+        ----------
+        scale : complex, optional
+            Non-zero factor.
+        shift : complex, optional
+            Translation.
+
+        Returns
+        -------
+        Arc
+            The transformed piece.
+        """
         # z -> scale z + shift maps the circle to one of radius |scale| r, angles + arg(scale)
         rot = math.atan2(scale.imag, scale.real)
         return Arc(scale * self.center + shift, abs(scale) * self.radius,
@@ -371,19 +664,66 @@ class Arc(Path):
 # ---------------------------------------------------------------------------
 
 def segment(a, b) -> Path:
-    """Straight segment from complex ``a`` to ``b``."""
+    """Straight segment from ``a`` to ``b``.
+
+    Parameters
+    ----------
+    a, b : complex
+        Start and end.
+
+    Returns
+    -------
+    Segment
+        The segment.
+    """
     return Segment(a, b)
 
 
 def arc(center, radius, theta0, theta1) -> Path:
-    """Arc of the circle |z - center| = radius from angle theta0 to theta1 (radians)."""
+    """Arc of the circle ``|z - center| = radius`` from angle theta0 to theta1.
+
+    Parameters
+    ----------
+    center : complex
+        Centre of the circle.
+    radius : float
+        Radius (> 0).
+    theta0, theta1 : float
+        Start and end angles, in radians (theta1 > theta0: counter-clockwise).
+
+    Returns
+    -------
+    Arc
+        The arc.
+    """
     return Arc(center, radius, theta0, theta1)
 
 
 def circle(center, radius, start_angle=0.0, turns=1) -> Path:
     """Closed circle about ``center`` starting at angle ``start_angle``.
 
-    ``turns`` (non-zero integer): number of turns, negative = clockwise.
+    Parameters
+    ----------
+    center : complex
+        Centre.
+    radius : float
+        Radius (> 0).
+    start_angle : float, optional
+        Angle of the start (and end) point, in radians.
+    turns : int, optional
+        Number of turns (non-zero), negative = clockwise.
+
+    Returns
+    -------
+    Arc
+        One arc over ``turns`` full turns.
+
+    Raises
+    ------
+    TypeError
+        If ``turns`` is not an integer.
+    ValueError
+        If ``turns`` is zero or ``radius`` is not positive.
     """
     if isinstance(turns, (bool, np.bool_)) or not isinstance(turns, (int, np.integer)):
         raise TypeError(f"turns must be an integer, got {type(turns).__name__}")
@@ -403,7 +743,25 @@ def _vertices(vertices, name="vertices") -> list[complex]:
 
 
 def polyline(vertices) -> Path:
-    """Open polyline through ``vertices`` (sequence of >= 2 complex numbers)."""
+    """Open polyline through ``vertices``.
+
+    Parameters
+    ----------
+    vertices : sequence of complex
+        At least 2 points; repeated consecutive points are skipped.
+
+    Returns
+    -------
+    Path
+        The segments between consecutive vertices.
+
+    Raises
+    ------
+    TypeError
+        If ``vertices`` is not a sequence of numbers.
+    ValueError
+        If there are fewer than 2 vertices, or all are equal.
+    """
     pts = _vertices(vertices)
     segs = [Segment(a, b) for a, b in zip(pts[:-1], pts[1:]) if a != b]
     if not segs:
@@ -412,7 +770,25 @@ def polyline(vertices) -> Path:
 
 
 def polygon(vertices) -> Path:
-    """Closed polygon through ``vertices``; the first vertex is appended if needed."""
+    """Closed polygon through ``vertices``; the first vertex is appended if needed.
+
+    Parameters
+    ----------
+    vertices : sequence of complex
+        At least 2 points.
+
+    Returns
+    -------
+    Path
+        The closed polyline.
+
+    Raises
+    ------
+    TypeError
+        If ``vertices`` is not a sequence of numbers.
+    ValueError
+        If there are fewer than 2 vertices, or all are equal.
+    """
     pts = _vertices(vertices)
     if pts[-1] != pts[0]:
         pts.append(pts[0])
@@ -423,6 +799,23 @@ def as_path(obj) -> Path:
     """A Path from a Path (returned as is) or a sequence of complex numbers (a polyline).
 
     E.g. ``as_path([0, T])``: the segment from time 0 to a period T.
+
+    Parameters
+    ----------
+    obj : Path or sequence of complex
+        The path, or the vertices of a polyline (a 1-D array or any sequence).
+
+    Returns
+    -------
+    Path
+        The path.
+
+    Raises
+    ------
+    TypeError
+        If ``obj`` is neither.
+    ValueError
+        If an array is not 1-D, or the polyline is invalid (see `polyline`).
     """
     if isinstance(obj, Path):
         return obj
@@ -442,10 +835,34 @@ def _unit(z: complex) -> complex:
 
 
 def lasso(base, center, radius, via=(), turns=1) -> Path:
-    """Lasso: from ``base`` through the points ``via`` to the circle |z - center| = radius,
+    """Lasso: from ``base`` through the points ``via`` to the circle ``|z - center| = radius``,
     ``turns`` times around it (negative = clockwise), and back the same way.
 
     The circle is entered at the point nearest the last ``via`` point (or ``base``).
+
+    Parameters
+    ----------
+    base : complex
+        Start and end point.
+    center : complex
+        Centre of the circle.
+    radius : float
+        Radius of the circle (> 0).
+    via : sequence of complex, optional
+        Points the tail passes through, in order.
+    turns : int, optional
+        Number of turns (non-zero), negative = clockwise.
+
+    Returns
+    -------
+    Path
+        The closed lasso.
+
+    Raises
+    ------
+    ValueError
+        If ``radius`` is not positive or the last via point (or ``base``) is not outside
+        the circle.
     """
     base = _as_complex(base, "base")
     center = _as_complex(center, "center")
@@ -517,8 +934,36 @@ def loop_around(point, base, radius, avoid=(), turns=1, side="left", clearance=N
     "left" keeps them on the left of the outward direction of travel, "right" on the right;
     the two choices give conjugate generators), circles ``point`` ``turns`` times
     counter-clockwise (negative: clockwise) and returns the same way.
-    ``clearance`` defaults to min(radius, 0.4 * distance to the nearest other special point).
-    Raises ValueError if an avoided point lies inside the circle.
+
+    Parameters
+    ----------
+    point : complex
+        The point to encircle.
+    base : complex
+        Start and end point, outside the circle.
+    radius : float
+        Radius of the circle about ``point`` (> 0).
+    avoid : sequence of complex, optional
+        Points to detour around (e.g. other singular points).
+    turns : int, optional
+        Number of turns (non-zero), negative = clockwise.
+    side : {"left", "right"}, optional
+        Which side of the outward direction of travel the avoided points are kept on.
+    clearance : float, optional
+        Radius of the detours (> 0); default, per avoided point, min(radius, 0.4 ×
+        distance to the nearest other special point).
+
+    Returns
+    -------
+    Path
+        The closed loop.
+
+    Raises
+    ------
+    ValueError
+        If an avoided point lies inside the circle or coincides with ``base``, ``base`` is
+        inside the circle, an avoided point is within the clearance of the path's end,
+        avoided points are too close together for detours, or an argument is invalid.
     """
     point = _as_complex(point, "point")
     base = _as_complex(base, "base")

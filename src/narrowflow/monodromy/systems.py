@@ -80,8 +80,21 @@ def _cached(label: str):
 class LinearSystem:
     """A linear system ``Y' = A(z, data) Y`` of size n with known singular points.
 
-    A: Numba njit function ``(z complex, data complex128 (q,)) -> complex128 (n, n)``.
-    singular_points: list of complex (finite singularities); name: label.
+    Parameters
+    ----------
+    A : callable
+        Numba njit function ``(z complex, data complex128 (q,)) -> complex128 (n, n)``.
+    n : int
+        The dimension.
+    data : ndarray of complex128, shape (q,)
+        Parameters passed to ``A``.
+    singular_points : list of complex
+        The finite singular points.
+    name : str, optional
+        Label.
+    rhs : CachedIntegrator or callable, optional
+        Integrator for the transport state (or a function returning one), passed to
+        ``transport_linear`` as ``rhs``.
     """
     A: object
     n: int
@@ -91,11 +104,35 @@ class LinearSystem:
     rhs: object = None      # optional CachedIntegrator for the transport state
 
     def matrix(self, z) -> np.ndarray:
-        """A(z) as complex (n, n)."""
+        """The coefficient matrix at one point.
+
+        Parameters
+        ----------
+        z : complex
+            The point.
+
+        Returns
+        -------
+        ndarray of complex128, shape (n, n)
+            A(z, data).
+        """
         return self.A(complex(z), self.data)
 
     def transport(self, paths, **kw):
-        """TransportResult(s) along path(s); see ``transport_linear`` for keywords."""
+        """Fundamental matrices along path(s), by ``transport_linear``.
+
+        Parameters
+        ----------
+        paths : Path, sequence of complex, or list of them
+            One path or a list of paths.
+        **kw
+            Keywords of ``transport_linear`` (rtol, tol_ratio, deform, ...).
+
+        Returns
+        -------
+        TransportResult or list of TransportResult
+            One result for one path, else a list.
+        """
         if self.rhs is not None:
             kw.setdefault("rhs", self.rhs() if callable(self.rhs) else self.rhs)
         return transport_linear(self.A, self.n, paths, self.data, **kw)
@@ -127,8 +164,24 @@ def _cnum(x, name):
 def hypergeometric(a, b, c) -> LinearSystem:
     """The Gauss hypergeometric equation as ``Y' = A(z) Y`` with ``Y = (w, w')``.
 
-    a, b, c: complex parameters (numbers, Fractions or strings like "1/4").
     Singular points 0, 1 (and infinity).
+
+    Parameters
+    ----------
+    a, b, c : complex, Fraction or str
+        The parameters (numbers, Fractions, sympy numbers or strings like "1/4").
+
+    Returns
+    -------
+    LinearSystem
+        The 2x2 system, with a cached compiled integrator.
+
+    Raises
+    ------
+    TypeError
+        If a parameter is not a number.
+    ValueError
+        If a parameter is not finite or a string is not a number.
     """
     a, b, c = _cnum(a, "a"), _cnum(b, "b"), _cnum(c, "c")
     return LinearSystem(_hyp_matrix, 2, np.array([a, b, c], dtype=np.complex128), [0j, 1 + 0j],
@@ -147,10 +200,32 @@ def hypergeometric_loops(base=0.5):
 def hypergeometric_monodromy(a, b, c, base=0.5, *, rtol=1e-12, results=True, **kw):
     """Local monodromies M0, M1 of the hypergeometric equation at base point ``base``.
 
-    Loops: the counter-clockwise circles |z| = base and |z - 1| = 1 - base (through ``base``;
-    with base = 1/2: |z| = 1/2 and |z-1| = 1/2). Returns two TransportResult objects (with
-    error estimates and checks; they behave as 2x2 arrays: ``np.asarray(M0)``, ``M1 @ M0``,
-    ``M0[0, 1]``), or two plain complex (2, 2) arrays with ``results=False``.
+    Loops: the counter-clockwise circles ``|z| = base`` and ``|z - 1| = 1 - base`` (through
+    ``base``; with base = 1/2: ``|z| = 1/2`` and ``|z-1| = 1/2``).
+
+    Parameters
+    ----------
+    a, b, c : complex, Fraction or str
+        The parameters (see `hypergeometric`).
+    base : float, optional
+        The real base point, in (0, 1).
+    rtol : float, optional
+        Relative tolerance of the transport.
+    results : bool, optional
+        Return TransportResult objects (True) or plain matrices.
+    **kw
+        Other keywords of ``transport_linear``.
+
+    Returns
+    -------
+    M0, M1 : TransportResult or ndarray of complex128, shape (2, 2)
+        The monodromies about 0 and 1. TransportResult objects carry error estimates and
+        checks and behave as 2x2 arrays (``np.asarray(M0)``, ``M1 @ M0``, ``M0[0, 1]``).
+
+    Raises
+    ------
+    ValueError
+        If ``base`` is not in (0, 1).
     """
     sys_ = hypergeometric(a, b, c)
     l0, l1 = hypergeometric_loops(base)
@@ -161,8 +236,19 @@ def hypergeometric_monodromy(a, b, c, base=0.5, *, rtol=1e-12, results=True, **k
 
 
 def hypergeometric_invariants(a, b, c) -> dict:
-    """Exact local invariants (complex): traces and determinants of M0, M1 and the eigenvalues
-    of M1 @ M0 (= those of the loop around infinity), for the loops of hypergeometric_monodromy.
+    """Exact local invariants of the loops of `hypergeometric_monodromy`.
+
+    Parameters
+    ----------
+    a, b, c : complex, Fraction or str
+        The parameters (see `hypergeometric`).
+
+    Returns
+    -------
+    dict
+        Complex values: ``"tr_M0"``, ``"det_M0"``, ``"tr_M1"``, ``"det_M1"``,
+        ``"tr_M1M0"``, ``"det_M1M0"`` and ``"eig_M1M0"`` (a pair: the eigenvalues of
+        M1 @ M0, those of the loop around infinity).
     """
     a, b, c = _cnum(a, "a"), _cnum(b, "b"), _cnum(c, "c")
     e = lambda x: complex(np.exp(2j * np.pi * x))
@@ -196,12 +282,19 @@ _SCHWARZ = [
 
 @dataclass(frozen=True)
 class KimuraResult:
-    """Kimura's verdict for the hypergeometric equation.
+    """Kimura's verdict for the hypergeometric equation (returned by `kimura_solvable`).
 
-    solvable: G0 solvable (Liouvillian solutions exist); case: "reducible" (an odd-integer
-    combination of exponent differences), "dihedral", "tetrahedral", "octahedral",
-    "icosahedral" or "SL2"; exponent_differences: (lambda, mu, nu) as Fractions;
-    projective_order: for the finite primitive cases, else None.
+    Parameters
+    ----------
+    solvable : bool
+        G0 solvable (Liouvillian solutions exist).
+    case : str
+        "reducible" (an odd-integer combination of exponent differences), "dihedral",
+        "tetrahedral", "octahedral", "icosahedral" or "SL2".
+    exponent_differences : tuple of Fraction
+        (lambda, mu, nu).
+    projective_order : int or None, optional
+        The order for the finite primitive cases, else None.
     """
     solvable: bool
     case: str
@@ -252,6 +345,24 @@ def kimura_solvable(a, b, c) -> KimuraResult:
     odd integer, or (ii) (±lambda, ±mu, ±nu) lie, in some order, in Schwarz's list
     (dihedral: 1/2 + l, 1/2 + m, arbitrary; or one of 14 finite primitive rows, up to
     integers with even sum).
+
+    Parameters
+    ----------
+    a, b, c : int, Fraction, str or float
+        Rational parameters (a float is taken at its exact binary value; strings like
+        "1/4"; sympy Rationals).
+
+    Returns
+    -------
+    KimuraResult
+        Solvable or not, and the case.
+
+    Raises
+    ------
+    TypeError
+        If a parameter is not rational.
+    ValueError
+        If a string is not a rational number.
     """
     a, b, c = _frac(a, "a"), _frac(b, "b"), _frac(c, "c")
     lam, mu, nu = 1 - c, c - a - b, a - b
@@ -311,6 +422,22 @@ class HenonHeiles:
     float); for -48 < eps < 0, 1 + 48/eps < 0 and n = -1/2 + iy is complex (a complex), while
     the predicted ``lame_trace`` = 2 cos(2 pi n) = -2 cosh(2 pi y) stays real. State order (q1, q2, p1, p2); ``field(y)``, ``jacobian(y)`` are Numba
     functions on complex arrays.
+
+    Parameters
+    ----------
+    eps : float, optional
+        Coefficient of q2³ (finite, non-zero).
+    ratio : float, optional
+        A / B (positive).
+    energy : float, optional
+        Energy of the scaled plane motion, in (0, 1/6).
+
+    Raises
+    ------
+    TypeError
+        If a parameter is not a real number.
+    ValueError
+        If a parameter is outside its range.
     """
 
     def __init__(self, eps=1.0, ratio=1.0, energy=0.1):
@@ -372,16 +499,45 @@ class HenonHeiles:
         return 2.0 * math.cos(2.0 * math.pi * n)
 
     def hamiltonian(self, y) -> complex:
+        """The energy H at a state.
+
+        Parameters
+        ----------
+        y : array_like of complex, shape (4,)
+            (q1, q2, p1, p2).
+
+        Returns
+        -------
+        complex
+            H(y).
+        """
         q1, q2, p1, p2 = np.asarray(y, dtype=np.complex128)
         return (p1 * p1 + p2 * p2) / 2 + (self.A * q1 * q1 + self.B * q2 * q2) / 2 \
             + q1 * q1 * q2 + self.eps / 3 * q2 ** 3
 
     def period_paths(self):
-        """The time paths [0, T_real] and [0, T_imag] (segments in the complex t-plane)."""
+        """The time paths [0, T_real] and [0, T_imag] (segments in the complex t-plane).
+
+        Returns
+        -------
+        list of list of complex
+            ``[[0, T_real], [0, T_imag]]``, polylines for `as_path`.
+        """
         return [[0.0, self.T_real], [0.0, self.T_imag]]
 
     def period_results(self, **kw):
-        """Full 4x4 variational transport along both periods (TransportResult, with checks)."""
+        """Full 4x4 variational transport along both periods, with checks.
+
+        Parameters
+        ----------
+        **kw
+            Keywords of ``variational_monodromy`` (rtol, tol_ratio, deform, max_nfev, ...).
+
+        Returns
+        -------
+        list of TransportResult
+            Along the real and the imaginary period; ``.matrix`` 4x4 complex128.
+        """
         # the parameter-array form compiles once for every (eps, ratio)
         data = np.array([self.A, self.B, self.eps], dtype=np.complex128)
         kw.setdefault("rhs", _cached("hh"))
@@ -394,7 +550,16 @@ class HenonHeiles:
         Each is a TransportResult whose ``.matrix`` is the 2x2 normal block (q1, p1) of the VE
         (the plane q1 = p1 = 0 is invariant, so the VE is block-triangular),
         ``.full_matrix`` the 4x4 matrix; ``np.asarray(M)`` gives the 2x2 matrix.
-        Keywords go to ``variational_monodromy`` (rtol, tol_ratio, deform, max_nfev).
+
+        Parameters
+        ----------
+        **kw
+            Keywords of ``variational_monodromy`` (rtol, tol_ratio, deform, max_nfev).
+
+        Returns
+        -------
+        tuple of TransportResult
+            ``(M_R, M_I)``.
         """
         out = []
         idx = np.ix_([0, 2], [0, 2])
@@ -409,11 +574,35 @@ class HenonHeiles:
         return tuple(out)
 
     def group(self, **kw) -> MonodromyGroup:
-        """MonodromyGroup of the normal VE generated by M_R, M_I."""
+        """MonodromyGroup of the normal VE generated by M_R, M_I.
+
+        Parameters
+        ----------
+        **kw
+            Keywords of ``variational_monodromy`` (see `period_monodromy`).
+
+        Returns
+        -------
+        MonodromyGroup
+            Generators named "M_R" and "M_I".
+        """
         return MonodromyGroup(list(self.period_monodromy(**kw)), names=["M_R", "M_I"])
 
     def period_jets(self, order=3, **kw):
-        """k-jets of the flow map along the periods (see ``monodromy.jets``)."""
+        """k-jets of the flow map along the periods (see ``monodromy.jets``).
+
+        Parameters
+        ----------
+        order : int, optional
+            The jet order k.
+        **kw
+            Keywords of `jet_monodromy`.
+
+        Returns
+        -------
+        tuple of Jet
+            ``(J_R, J_I)``: along [0, T_real] and [0, T_imag].
+        """
         from .jets import henon_heiles_period_jets
         return henon_heiles_period_jets(self, order=order, **kw)
 
@@ -423,5 +612,20 @@ class HenonHeiles:
 
 
 def henon_heiles(eps=1.0, ratio=1.0, energy=0.1) -> HenonHeiles:
-    """Hénon–Heiles along its invariant plane (see HenonHeiles); eps: any real number != 0."""
+    """Hénon–Heiles along its invariant plane (see `HenonHeiles`).
+
+    Parameters
+    ----------
+    eps : float, optional
+        Any finite real number != 0.
+    ratio : float, optional
+        A / B (positive).
+    energy : float, optional
+        Energy of the scaled plane motion, in (0, 1/6).
+
+    Returns
+    -------
+    HenonHeiles
+        The system.
+    """
     return HenonHeiles(eps, ratio, energy)

@@ -137,24 +137,55 @@ def field_rhs(field, jacobian, n: int, with_data: bool = False):
 class TransportResult:
     """Transport of a fundamental matrix along one path.
 
-    matrix: complex (n, n), the transported fundamental matrix (Phi(start) = I), at ``rtol``.
-    error: float, a conservative absolute max-entry error estimate of ``matrix``: the
-        largest of the difference to the run at ``rtol * tol_ratio``, the change along the
-        deformed loop (when checked) and the Liouville and backwards residuals times
-        max |matrix entry| (inf when a check run failed).
-    rel_error: error / max |matrix entry|.
-    y_end: complex (n,) end of the base curve (field transport) or None (linear systems).
-    closure_defect: (coarse, fine) relative defects |y_end - y0|_max / max(1, |y0|_max), or (0, 0).
-    closed: bool, the verified closure (see module docstring); True for closed linear loops.
-    closure_note: why ``closed`` is what it is.
-    deformation_change: max-entry change of the matrix under ``Path.deformed`` (None: not checked).
-    deformation_ok: bool or None.
-    trace_integral: complex, ∮ tr A along the path.
-    liouville_residual: |det M - exp(∮ tr A)| / |exp(∮ tr A)|.
-    inverse_residual: max|M_back M - I| / (max|M_back| max|M|) with M_back from the loop
+    Built by the transport functions; the fields are attributes of the same names.
+    ``LoopMonodromy`` is another name of this class.
+
+    Parameters
+    ----------
+    path : Path
+        The path travelled.
+    matrix : ndarray of complex128, shape (n, n)
+        The transported fundamental matrix (``Phi(start) = I``), at ``rtol``.
+    error : float
+        A conservative absolute max-entry error estimate of ``matrix``: the largest of the
+        difference to the run at ``rtol * tol_ratio``, the change along the deformed loop
+        (when checked) and the Liouville and backwards residuals times ``max |matrix
+        entry|`` (inf when a check run failed).
+    rel_error : float
+        ``error / max |matrix entry|``.
+    y_end : ndarray of complex128, shape (n,), or None
+        End of the base curve (field transport); None for linear systems.
+    closure_defect : tuple of float
+        ``(coarse, fine)`` relative defects ``|y_end - y0|_max / max(1, |y0|_max)``, or
+        ``(0, 0)``.
+    closed : bool
+        The verified closure (see the module docstring); True for closed linear loops.
+    closure_note : str
+        Why ``closed`` is what it is.
+    deformation_change : float or None
+        Max-entry change of the matrix under ``Path.deformed`` (None: not checked).
+    deformation_ok : bool or None
+        Whether that change is within the error.
+    trace_integral : complex
+        ``∮ tr A`` along the path.
+    liouville_residual : float
+        ``|det M - exp(∮ tr A)| / |exp(∮ tr A)|``.
+    nfev : int
+        Total right-hand-side evaluations (all runs).
+    seconds : float
+        Wall time of all runs.
+    status : str, optional
+        ``"ok"`` or why integration stopped.
+    tolerances : tuple of float, optional
+        ``(rtol, rtol * tol_ratio)`` of the two runs.
+    extra : dict, optional
+        Further data of the run (e.g. ``"full_matrix"``).
+    alternates : dict, optional
+        Other estimates of the same matrix: ``"coarse"`` (at ``rtol * tol_ratio``) and
+        ``"deformed"`` (along the deformed loop, when checked).
+    inverse_residual : float or None, optional
+        ``max|M_back M - I| / (max|M_back| max|M|)`` with ``M_back`` from the loop
         travelled backwards (closed loops; None when not checked).
-    nfev: total right-hand side evaluations (all runs); seconds: wall time of all runs.
-    status: "ok" or why integration stopped.
     """
     path: Path
     matrix: np.ndarray
@@ -185,6 +216,14 @@ class TransportResult:
         return bool(self.status == "ok" and self.closed and self.deformation_ok is not False)
 
     def summary(self) -> str:
+        """A one-line report of the checks.
+
+        Returns
+        -------
+        str
+            Verified or not, closure note and defects, error, deformation change, Liouville
+            and backwards residuals, evaluations and wall time.
+        """
         d = self.closure_defect
         dd = "not checked" if self.deformation_change is None else f"{self.deformation_change:.1e}"
         return (f"{'verified' if self.verified else 'NOT verified'}: {self.closure_note}; "
@@ -199,6 +238,7 @@ class TransportResult:
     # A short alias used by reports
     @property
     def M(self) -> np.ndarray:
+        """Another name of ``matrix``."""
         return self.matrix
 
     @property
@@ -211,10 +251,12 @@ class TransportResult:
 
     @property
     def shape(self):
+        """The shape of ``matrix``."""
         return self.matrix.shape
 
     @property
     def dtype(self):
+        """The dtype of ``matrix``."""
         return self.matrix.dtype
 
     def __getitem__(self, idx):
@@ -252,14 +294,43 @@ def transport_linear(A, n, paths, data=None, *, rtol=1e-12, tol_ratio=100.0, def
                      max_nfev=DEFAULT_MAX_NFEV, check_inverse=True, rhs=None):
     """Fundamental matrices of ``Y' = A(z, data) Y`` along paths, Y(start) = I.
 
-    A: ``(z complex, data complex128 (q,)) -> complex128 (n, n)``, Numba njit for speed.
-    paths: one path or a list (Path, or a sequence of complex vertices).
-    deform: relative size of the deformation check (0 or None: skip).
-    check_inverse: also travel closed loops backwards (``inverse_residual``).
-    rhs: optional replacement of the rhs built from A (e.g. a CachedIntegrator on the state
-    ``[vec Y, ∫tr A]``).
-    Returns a TransportResult (one path) or a list of them. A path that does not close in
-    the z-plane gives ``closed=False`` (its matrix is a connection, not a monodromy).
+    A path that does not close in the z-plane gives ``closed=False`` (its matrix is a
+    connection, not a monodromy).
+
+    Parameters
+    ----------
+    A : callable
+        ``A(z, data) -> (n, n)`` complex matrix, for complex z and data complex128 (q,);
+        Numba njit for speed (then the right-hand side is compiled).
+    n : int
+        The dimension (>= 1).
+    paths : Path, sequence of complex, or list of them
+        One path (a Path, or the vertices of a polyline) or a list of paths.
+    data : array_like of complex, shape (q,), optional
+        Parameters passed to ``A``.
+    rtol : float, optional
+        Relative (and absolute) tolerance of the main run.
+    tol_ratio : float, optional
+        The check run is at ``rtol * tol_ratio``.
+    deform : float or None, optional
+        Relative size of the deformation check (0 or None: skip).
+    max_nfev : int, optional
+        Right-hand-side evaluations allowed per run.
+    check_inverse : bool, optional
+        Also travel closed loops backwards (``inverse_residual``).
+    rhs : callable, optional
+        Replacement of the right-hand side built from A (e.g. a CachedIntegrator on the
+        state ``[vec Y, ∫tr A]``).
+
+    Returns
+    -------
+    TransportResult or list of TransportResult
+        One result for one path, else a list in the order of ``paths``.
+
+    Raises
+    ------
+    ValueError
+        If ``n`` is not a positive integer.
     """
     single = isinstance(paths, Path) or not isinstance(paths, (list, tuple)) or _is_polyline(paths)
     plist = [as_path(paths)] if single else [as_path(p) for p in paths]
@@ -356,10 +427,47 @@ def transport_field(field, jacobian, y0, path, *, rtol=1e-12, tol_ratio=100.0, d
                     rhs=None):
     """Transport ``y' = f(y)`` and its VE ``Phi' = J(y) Phi`` jointly along one complex-time path.
 
-    field(y) -> (n,), jacobian(y) -> (n, n): complex, Numba njit (compiled) or plain Python.
-    y0: complex base point (n,). path: Path or sequence of complex times (e.g. [0, T]).
-    data: optional complex parameter array; if given, ``field(y, data)``, ``jacobian(y, data)``.
-    Returns a TransportResult whose ``closed`` is the verified closure of the base curve.
+    Parameters
+    ----------
+    field : callable
+        ``field(y) -> (n,)`` complex (``field(y, data)`` with ``data``); Numba njit
+        (compiled) or plain Python.
+    jacobian : callable
+        ``jacobian(y) -> (n, n)`` complex (``jacobian(y, data)`` with ``data``).
+    y0 : array_like of complex, shape (n,)
+        The base point (finite).
+    path : Path or sequence of complex
+        The path in complex time (e.g. ``[0, T]``).
+    rtol : float, optional
+        Relative (and absolute) tolerance of the main run.
+    tol_ratio : float, optional
+        The check run is at ``rtol * tol_ratio``.
+    deform : float or None, optional
+        Relative size of the deformation check (0 or None: skip).
+    max_nfev : int, optional
+        Right-hand-side evaluations allowed per run.
+    closure_floor : float, optional
+        The accuracy floor is ``closure_floor * rtol``: a relative closure defect below it
+        counts as closed.
+    data : array_like of complex, optional
+        Parameters passed to ``field`` and ``jacobian``.
+    check_inverse : bool, optional
+        Also travel a closed loop backwards (``inverse_residual``).
+    rhs : callable, optional
+        Replacement of the joint right-hand side built from field and jacobian.
+
+    Returns
+    -------
+    TransportResult
+        The fundamental matrix of the VE; ``closed`` is the verified closure of the base
+        curve and ``y_end`` its end point.
+
+    Raises
+    ------
+    TypeError
+        If ``y0`` is not an array of complex numbers.
+    ValueError
+        If ``y0`` is not a finite non-empty 1-D array.
     """
     p = as_path(path)
     y0 = _check_y0(y0)
@@ -400,11 +508,46 @@ def variational_monodromy(field, jacobian, y0, paths, *, rtol=1e-12, tol_ratio=1
     may be open in time but must close on the curve (y(end) = y0): that is verified
     (closure defect at two tolerances, shrinking; matrix unchanged under a ``deform``
     relative deformation) and reported per path in ``.closed`` / ``.verified``.
-    data: optional complex parameters, then ``field(y, data)`` and ``jacobian(y, data)``
-    (one compilation serves all parameter values). rhs: optional replacement of the joint
-    rhs built from field and jacobian (e.g. a CachedIntegrator, compiled once per machine).
-    Returns a list of TransportResult with ``.matrix`` (n, n), ``.closed``,
-    ``.closure_defect``, ``.error``, ``.nfev``.
+
+    Parameters
+    ----------
+    field : callable
+        ``field(y) -> dy/dt`` (n,), complex, autonomous (``field(y, data)`` with ``data``).
+    jacobian : callable
+        ``jacobian(y) -> (n, n)`` complex (``jacobian(y, data)`` with ``data``).
+    y0 : array_like of complex, shape (n,)
+        The base point.
+    paths : list of (Path or sequence of complex), or one of them
+        Paths in the complex-time plane.
+    rtol : float, optional
+        Relative (and absolute) tolerance of the main run.
+    tol_ratio : float, optional
+        The check run is at ``rtol * tol_ratio``.
+    deform : float or None, optional
+        Relative size of the deformation check (0 or None: skip).
+    max_nfev : int, optional
+        Right-hand-side evaluations allowed per run.
+    data : array_like of complex, optional
+        Parameters passed to ``field`` and ``jacobian`` (one compilation serves all
+        parameter values).
+    check_inverse : bool, optional
+        Also travel closed loops backwards (``inverse_residual``).
+    rhs : callable, optional
+        Replacement of the joint right-hand side built from field and jacobian (e.g. a
+        CachedIntegrator, compiled once per machine).
+
+    Returns
+    -------
+    list of TransportResult
+        One per path, with ``.matrix`` (n, n) complex128, ``.closed``,
+        ``.closure_defect``, ``.error``, ``.nfev``.
+
+    Raises
+    ------
+    TypeError
+        If ``paths`` is not a list of paths, or ``field`` or ``jacobian`` is not callable.
+    ValueError
+        If a path or ``y0`` is invalid.
     """
     if isinstance(paths, Path) or _is_polyline(paths):
         paths = [paths]         # one path given alone, e.g. [0, T]: as transport_linear does

@@ -26,13 +26,31 @@ def _param_index(flow, param, name="params") -> int:
 
 @dataclass
 class BasinMap:
-    """Limit cluster of each initial condition on a 2-D grid.
+    """Limit cluster of each initial condition on a 2-D grid (returned by `basin_map`).
 
-    labels (ny, nx) int64: cluster (index into limit_points.clusters), -1 where the
-    trajectory diverged; x (nx,), y (ny,): values of the two varied parameters (x = first,
-    columns; y = second, rows); names: their names; params: their indices in θ;
-    base (p,): the fixed state; status (ny, nx) int8; loss_final (ny, nx);
-    limit_points: the clusters (LimitPoints over all grid points); settings: how it was run.
+    Parameters
+    ----------
+    labels : ndarray of int64, shape (ny, nx)
+        Cluster of each grid point (its label in ``limit_points``), -1 where the trajectory
+        diverged or its final state is not finite.
+    x : ndarray of float64, shape (nx,)
+        Values of the first varied parameter (columns).
+    y : ndarray of float64, shape (ny,)
+        Values of the second varied parameter (rows).
+    names : tuple of str
+        The names of the two parameters.
+    params : tuple of int
+        Their indices in θ.
+    base : ndarray of float64, shape (p,)
+        The fixed state.
+    status : ndarray of int8, shape (ny, nx)
+        ``Status`` codes.
+    loss_final : ndarray of float64, shape (ny, nx)
+        Final losses.
+    limit_points : LimitPoints
+        The clusters of the final states of all grid points.
+    settings : dict
+        How it was run (times, method, tolerances, grid size).
     """
     labels: np.ndarray
     x: np.ndarray
@@ -46,8 +64,15 @@ class BasinMap:
     settings: dict
 
     def to_xarray(self):
-        """An xarray.Dataset with labels, status, loss_final on (y, x) coordinates named
-        after the two parameters, and the cluster table as attributes."""
+        """The map as an xarray.Dataset.
+
+        Returns
+        -------
+        xarray.Dataset
+            Variables ``cluster``, ``status``, ``loss_final`` on (y, x) coordinates named
+            after the two parameters; the scalar settings and a ``clusters`` description
+            as attributes.
+        """
         import xarray as xr
         nx_, ny_ = self.names
         ds = xr.Dataset({"cluster": ((ny_, nx_), self.labels), "status": ((ny_, nx_), self.status),
@@ -66,13 +91,45 @@ def basin_map(flow, base, params=(0, 1), ranges=((-2.0, 2.0), (-2.0, 2.0)), shap
               threads=None, progress=False, **solve_kwargs) -> BasinMap:
     """Basins of attraction on a 2-D slice of initial conditions.
 
-    flow: GradientFlow; base (p,): the initial state whose other entries stay fixed;
-    params: the two varied parameters (names such as "w1" or indices); ranges: ((x0, x1),
-    (y0, y1)); shape: (nx, ny) grid points (an int for a square grid), up to 1000×1000 and
-    beyond: the grid is integrated by ``narrowflow.solve_ensemble`` in chunks of ``chunk``
-    trajectories (memory: the final states, N·p float64). The final states are clustered
-    modulo symmetry (``symmetric``) at scale ``tol`` and classified (:func:`limit_points`).
-    Other keywords go to solve_ensemble.
+    The grid is integrated by ``narrowflow.solve_ensemble`` in chunks of ``chunk``
+    trajectories (memory: the final states, N·p float64, N = nx·ny), so grids of 1000×1000
+    and beyond fit. The final states are clustered modulo symmetry at scale ``tol`` and
+    classified (:func:`limit_points`).
+
+    Parameters
+    ----------
+    flow : GradientFlow
+        The flow.
+    base : array_like of float, shape (p,)
+        The initial state whose other entries stay fixed (finite).
+    params : pair of str or int, optional
+        The two varied parameters (names such as "w1" or indices), x first.
+    ranges : ((float, float), (float, float)), optional
+        ``((x0, x1), (y0, y1))``, finite increasing intervals.
+    shape : int or (int, int), optional
+        ``(nx, ny)`` grid points (an int for a square grid), at least 2 per axis.
+    t_span, method, rtol, atol, gtol, max_steps, threads, progress : optional
+        Passed to ``solve_ensemble``.
+    chunk : int, optional
+        Trajectories per ``solve_ensemble`` call (>= 1).
+    tol : float, optional
+        Clustering scale in parameter units.
+    symmetric : bool, optional
+        Cluster modulo the network's symmetries.
+    polish : bool, optional
+        Refine each cluster's representative to a critical point.
+    **solve_kwargs
+        Other keywords for ``solve_ensemble``.
+
+    Returns
+    -------
+    BasinMap
+        The labels, statuses and final losses on the grid, and the clusters.
+
+    Raises
+    ------
+    ValueError
+        If ``base``, ``params``, ``shape``, ``ranges`` or ``chunk`` is invalid.
     """
     from narrowflow.ensemble import solve_ensemble
     p = flow.n_params

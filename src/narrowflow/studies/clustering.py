@@ -10,11 +10,27 @@ from narrowflow.studies.symmetry import Symmetry, _MAX_GROUP
 def cluster_states(canonical, tol: float):
     """Single-linkage clusters of (canonical) states at scale ``tol``.
 
-    canonical (N, p) float; rows with non-finite entries get label -1. States closer than
-    tol always share a cluster; a cluster's states are chained by links shorter than 3·tol
-    (states are binned in cells of diagonal tol, cells linked by scipy's cKDTree within
-    3·tol, components by scipy.sparse.csgraph). Returns labels (N,) int64, numbered by
-    cluster size, largest first.
+    States closer than tol always share a cluster; a cluster's states are chained by links
+    shorter than 3·tol (states are binned in cells of diagonal tol, cells linked by scipy's
+    cKDTree within 3·tol, components by scipy.sparse.csgraph).
+
+    Parameters
+    ----------
+    canonical : array_like of float, shape (N, p)
+        States (canonical representatives, see `Symmetry.canonicalize`); rows with
+        non-finite entries get label -1.
+    tol : float
+        Clustering scale, in parameter units (> 0).
+
+    Returns
+    -------
+    ndarray of int64, shape (N,)
+        Cluster labels, numbered by cluster size, largest first; -1 for non-finite rows.
+
+    Raises
+    ------
+    ValueError
+        If ``canonical`` is not 2-D or ``tol`` is not finite and positive.
     """
     from scipy.sparse import coo_matrix
     from scipy.sparse.csgraph import connected_components

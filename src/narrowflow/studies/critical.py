@@ -9,13 +9,26 @@ import numpy as np
 
 @dataclass
 class MorseInfo:
-    """Second-order type of a point θ: Hessian eigenvalues (ascending), the tolerance used
-    to call an eigenvalue zero, and its parts.
+    """Second-order type of a point θ: Hessian eigenvalues, the tolerance used to call an
+    eigenvalue zero, and the counts it gives (returned by `morse_index`).
 
-    eigenvalues (p,); tol: max(eig_rtol·max|λ|, 2·shift, rounding); shift: estimate of how far
-    the eigenvalues move between θ and the critical point next to it (the change of the
-    Hessian over one Newton step, spectral norm, Weyl's bound); index: #λ < −tol;
-    n_zero: #|λ| <= tol; n_positive: #λ > tol; grad_norm: ||∇L(θ)||.
+    Parameters
+    ----------
+    eigenvalues : ndarray of float64, shape (p,)
+        Eigenvalues of the Hessian of L at θ, ascending.
+    tol : float
+        ``max(eig_rtol·max|λ|, 2·shift, rounding)``.
+    shift : float
+        Estimate of how far the eigenvalues move between θ and the critical point next to
+        it (the change of the Hessian over one Newton step, spectral norm, Weyl's bound).
+    index : int
+        The number of eigenvalues below −tol.
+    n_zero : int
+        The number of eigenvalues with ``|λ| <= tol``.
+    n_positive : int
+        The number of eigenvalues above tol.
+    grad_norm : float
+        ||∇L(θ)||.
     """
     eigenvalues: np.ndarray
     tol: float
@@ -27,16 +40,36 @@ class MorseInfo:
 
     @property
     def degenerate(self) -> bool:
+        """True when an eigenvalue is zero within ``tol``."""
         return self.n_zero > 0
 
 
 def morse_index(flow, theta, eig_rtol: float = 1e-6) -> MorseInfo:
-    """Morse index of the Hessian of ``flow``'s loss at θ (p,), with a tolerance.
+    """Morse index of the Hessian of ``flow``'s loss at θ, with a tolerance.
 
-    An eigenvalue is negative if below −tol, zero ("degenerate") if |λ| <= tol, where
-    tol = max(eig_rtol·max|λ|, 2·shift, 100·p·ε·||H||) and shift is the spectral-norm change
+    An eigenvalue is negative if below −tol, zero ("degenerate") if ``|λ| <= tol``, where
+    ``tol = max(eig_rtol·max|λ|, 2·shift, 100·p·ε·||H||)`` and shift is the spectral-norm change
     of the Hessian over the Newton step to the nearest critical point (so an eigenvalue
     that only looks non-zero because θ is not exactly critical is called zero).
+
+    Parameters
+    ----------
+    flow : GradientFlow
+        The loss (its ``grad`` and ``hessian``).
+    theta : array_like of float, shape (p,)
+        The point.
+    eig_rtol : float, optional
+        Relative tolerance for a zero eigenvalue (finite, >= 0).
+
+    Returns
+    -------
+    MorseInfo
+        Eigenvalues, tolerance and counts at θ.
+
+    Raises
+    ------
+    ValueError
+        If ``eig_rtol`` is negative or not finite, or ``theta`` is not of shape (p,).
     """
     if not (np.isfinite(eig_rtol) and eig_rtol >= 0):
         raise ValueError(f"eig_rtol: must be finite and >= 0, got {eig_rtol!r}")
@@ -60,9 +93,27 @@ def morse_index(flow, theta, eig_rtol: float = 1e-6) -> MorseInfo:
 
 
 def polish_critical_point(flow, theta, max_shift: float = np.inf):
-    """Refine θ (p,) to a nearby critical point by solving ∇L = 0 with scipy's
-    Levenberg–Marquardt (``least_squares``, Jacobian = Hessian). Returns (θ*, accepted):
-    θ* is kept only if it lowers ||∇L|| and moved at most max_shift; otherwise θ."""
+    """Refine θ to a nearby critical point by solving ∇L = 0.
+
+    Uses scipy's Levenberg–Marquardt (``least_squares``, Jacobian = Hessian).
+
+    Parameters
+    ----------
+    flow : GradientFlow
+        The loss (its ``grad`` and ``hessian``).
+    theta : array_like of float, shape (p,)
+        The starting point.
+    max_shift : float, optional
+        The farthest (Euclidean norm) the refined point may be from θ.
+
+    Returns
+    -------
+    theta : ndarray of float64, shape (p,)
+        The refined point θ* if it is finite, lowers ||∇L|| and moved at most
+        ``max_shift``; otherwise a copy of θ.
+    accepted : bool
+        Whether θ* was kept (True also when ∇L(θ) = 0 already).
+    """
     from scipy.optimize import least_squares
     th = np.asarray(theta, dtype=float)
     g0 = float(np.linalg.norm(flow.grad(th)))
@@ -85,14 +136,41 @@ def polish_critical_point(flow, theta, max_shift: float = np.inf):
 class CriticalPoint:
     """One limit cluster: where a set of trajectories ended, modulo symmetry.
 
-    label: cluster number (0 = largest); size, fraction: member count and share of all
-    trajectories; theta (p,): canonical representative, refined to a critical point when
-    that succeeded (polished); loss, grad_norm: at theta; loss_median: median final loss of
-    the members; spread: largest distance of a member's canonical state from theta (before
-    polishing); n_dead: dead neurons at theta; morse: MorseInfo at theta; kind: "global
-    minimum", "local minimum", "saddle", "degenerate" or "not critical"; global_certified:
-    True when the global minimum is certified (zero loss without weight decay) rather than
-    the lowest found; description: a one-line summary.
+    Parameters
+    ----------
+    label : int
+        Cluster number (0 = largest).
+    size : int
+        Member count.
+    fraction : float
+        Share of all trajectories.
+    theta : ndarray of float64, shape (p,)
+        Canonical representative, refined to a critical point when that succeeded.
+    loss : float
+        The loss at ``theta``.
+    grad_norm : float
+        ||∇L|| at ``theta``.
+    loss_median : float
+        Median final loss of the members (NaN without losses).
+    spread : float
+        Largest distance of a member's canonical state from the representative (before
+        polishing).
+    n_dead : int
+        Dead neurons at ``theta``.
+    polished : bool
+        Whether the refinement to a critical point was accepted.
+    polish_shift : float
+        Distance from the representative to ``theta``.
+    morse : MorseInfo or None
+        The Morse data at ``theta``.
+    kind : str, optional
+        "global minimum", "local minimum", "saddle", "degenerate" or "not critical" (set
+        by `classify`).
+    global_certified : bool, optional
+        True when the global minimum is certified (zero loss without weight decay) rather
+        than the lowest found.
+    description : str, optional
+        A one-line summary.
     """
     label: int
     size: int
@@ -112,6 +190,7 @@ class CriticalPoint:
 
     @property
     def index(self) -> int | None:
+        """The Morse index at ``theta`` (None without Morse data)."""
         return None if self.morse is None else self.morse.index
 
 
@@ -136,11 +215,22 @@ def classify(points, weight_decay: float = 0.0, gtol: float = 1e-6, loss_rtol: f
              loss_atol: float = 1e-12) -> None:
     """Set ``kind``, ``global_certified`` and ``description`` of each CriticalPoint in place.
 
-    not critical: ||∇L|| > gtol. saddle: Morse index >= 1 and no zero eigenvalue.
-    degenerate: an eigenvalue within tolerance of 0 (and the loss not certifiably minimal).
-    minima: index 0 and no zero eigenvalue; the global one is the lowest loss among the
-    minima found (within loss_rtol·|L| + loss_atol), certified when L <= loss_atol and there
-    is no weight decay (L >= 0, so L = 0 is a global minimum even if degenerate).
+    not critical: ||∇L|| > gtol (or no Morse data). saddle: Morse index >= 1 and no zero
+    eigenvalue. degenerate: an eigenvalue within tolerance of 0 (and the loss not certifiably
+    minimal). minima: index 0 and no zero eigenvalue; the global one is the lowest loss among
+    the minima found (within ``loss_rtol·|L| + loss_atol``), certified when L <= loss_atol and
+    there is no weight decay (L >= 0, so L = 0 is a global minimum even if degenerate).
+
+    Parameters
+    ----------
+    points : iterable of CriticalPoint
+        The points, modified in place.
+    weight_decay : float, optional
+        The flow's weight decay (0: L >= 0, so zero loss certifies a global minimum).
+    gtol : float, optional
+        Gradient norm above which a point is not critical.
+    loss_rtol, loss_atol : float, optional
+        Relative and absolute loss tolerances for the global minimum.
     """
     pts = list(points)
     for cp in pts:

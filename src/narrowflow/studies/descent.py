@@ -16,12 +16,29 @@ from narrowflow.studies.limits import LimitPoints, limit_points
 class GDComparison:
     """Gradient descent θ_{k+1} = θ_k − η∇L(θ_k) against the flow from the same θ0.
 
-    learning_rates (R,); times (R, T): the comparison times k·η (multiples of η nearest a
-    common grid); distance (R, N, T): ||θ_GD(k η) − θ_flow(k η)||; changed (R,): fraction of
-    trajectories whose limit cluster differs (GD at t_end assigned to the flow's clusters
-    modulo symmetry; a diverged or unassigned GD run counts as changed); changed_ci (R, 2):
-    95% Wilson interval of that fraction; diverged (R,): fraction of GD runs that diverged;
-    limit_points: the flow's clusters; gd_labels (R, N); t_end.
+    R learning rates, N trajectories, T comparison times (returned by `gd_vs_flow`).
+
+    Parameters
+    ----------
+    learning_rates : ndarray of float64, shape (R,)
+        The learning rates η.
+    times : ndarray of float64, shape (R, T)
+        The comparison times k·η (multiples of η nearest a common grid).
+    distance : ndarray of float64, shape (R, N, T)
+        ||θ_GD(k η) − θ_flow(k η)||, NaN once a GD run diverged.
+    changed : ndarray of float64, shape (R,)
+        Fraction of trajectories whose limit cluster differs (GD at t_end assigned to the
+        flow's clusters modulo symmetry; a diverged or unassigned GD run counts as changed).
+    changed_ci : ndarray of float64, shape (R, 2)
+        95% Wilson interval of that fraction.
+    diverged : ndarray of float64, shape (R,)
+        Fraction of GD runs that diverged.
+    limit_points : LimitPoints
+        The flow's clusters.
+    gd_labels : ndarray of int64, shape (R, N)
+        The flow's cluster assigned to each GD run's state at t_end (-1: none).
+    t_end : float
+        The time at which the limits are compared.
     """
     learning_rates: np.ndarray
     times: np.ndarray
@@ -34,8 +51,23 @@ class GDComparison:
     t_end: float
 
     def distance_quantiles(self, q=(10, 50, 90)) -> np.ndarray:
-        """Quantiles across trajectories of the distance, shape (len(q), R, T) (NaN where
-        GD diverged are ignored)."""
+        """Quantiles across trajectories of the distance GD–flow.
+
+        Parameters
+        ----------
+        q : sequence of float, optional
+            Percentages in [0, 100].
+
+        Returns
+        -------
+        ndarray of float64, shape (len(q), R, T)
+            The quantiles; NaN distances (GD diverged) are ignored.
+
+        Raises
+        ------
+        ValueError
+            If a quantile is outside [0, 100].
+        """
         q = _check_quantiles(q)
         with np.errstate(invalid="ignore"):
             return np.nanpercentile(self.distance, q, axis=1)
@@ -46,13 +78,47 @@ def gd_vs_flow(flow, theta0, learning_rates, t_end: float = 100.0, *, t_compare=
                **solve_kwargs) -> GDComparison:
     """Compare gradient descent with learning rates η against the gradient flow.
 
-    flow: GradientFlow; theta0 (N, p) initial states; learning_rates: η values (> 0);
-    t_end: time (GD: t_end/η steps) at which limit clusters are compared; t_compare: the
-    window [0, t_compare] for distances (default t_end), on n_times points rounded to
-    multiples of each η. The flow runs once with ``method`` at (rtol, atol) and saves at
-    every comparison time (dense output); GD runs through ``solve_ensemble(method="gd",
-    dt=η)``, segment by segment (GD is memoryless, so restarting from the last iterate is
-    exact). Clusters: the flow's final states clustered modulo symmetry at ``tol``.
+    The flow runs once with ``method`` at (rtol, atol) and saves at every comparison time
+    (dense output); GD runs through ``solve_ensemble(method="gd", dt=η)``, segment by
+    segment (GD is memoryless, so restarting from the last iterate is exact).
+
+    Parameters
+    ----------
+    flow : GradientFlow
+        The flow.
+    theta0 : array_like of float, shape (N, p)
+        Initial states.
+    learning_rates : array_like of float, shape (R,)
+        The η values (> 0).
+    t_end : float, optional
+        Time (GD: t_end/η steps) at which limit clusters are compared.
+    t_compare : float, optional
+        The window [0, t_compare] for distances, in (0, t_end] (default t_end).
+    n_times : int, optional
+        Comparison times in the window, rounded to multiples of each η.
+    method, rtol, atol : optional
+        The flow's integrator and tolerances.
+    tol : float, optional
+        Clustering scale of the flow's final states (modulo symmetry).
+    symmetric : bool, optional
+        Cluster modulo the network's symmetries.
+    max_steps, threads : optional
+        Passed to ``solve_ensemble`` (flow and GD).
+    limit_points_flow : LimitPoints, optional
+        The flow's clusters, if already known (then ``tol`` and ``symmetric`` are unused).
+    **solve_kwargs
+        Other keywords for ``solve_ensemble`` (flow and GD).
+
+    Returns
+    -------
+    GDComparison
+        Distances, changed and diverged fractions per learning rate.
+
+    Raises
+    ------
+    ValueError
+        If ``theta0`` is not (N, p), a learning rate is not positive, ``t_end`` is not
+        positive or ``t_compare`` is outside (0, t_end].
     """
     from narrowflow.ensemble import solve_ensemble
     th0 = np.asarray(theta0, dtype=float)

@@ -15,10 +15,30 @@ from narrowflow.studies.critical import CriticalPoint, classify, morse_index, po
 class LimitPoints:
     """Final states of an ensemble clustered modulo symmetry, each cluster classified.
 
-    labels (N,) int64: cluster of each trajectory, -1 for diverged / non-finite states;
-    canonical (N, p); theta (N, p): the final states as given; clusters: list of
-    CriticalPoint, largest first (the first max_clusters); symmetry; tol; gtol;
-    n_excluded: trajectories with label -1; parameter_names.
+    Built by `limit_points`; the arguments are kept as attributes of the same names.
+
+    Parameters
+    ----------
+    labels : ndarray of int64, shape (N,)
+        Cluster of each trajectory, -1 for diverged / non-finite states.
+    canonical : ndarray of float64, shape (N, p)
+        Canonical representatives of the final states (NaN rows where excluded).
+    clusters : list of CriticalPoint
+        The analysed clusters, largest first (the first ``max_clusters``).
+    symmetry : Symmetry
+        The group the states were compared modulo.
+    tol : float
+        The clustering scale, in parameter units.
+    flow : GradientFlow
+        The flow whose limits these are.
+    parameter_names : list of str, optional
+        The p parameter names.
+    assign_tol : float, optional
+        Smallest radius within which `assign` matches a cluster (default 3·tol).
+    theta : ndarray of float64, shape (N, p), optional
+        The final states as given.
+    gtol : float, optional
+        Gradient norm above which a point is not critical.
     """
 
     def __init__(self, labels, canonical, clusters, symmetry, tol, flow, parameter_names=None,
@@ -36,6 +56,7 @@ class LimitPoints:
 
     @property
     def n_excluded(self) -> int:
+        """Trajectories with label -1 (diverged or non-finite)."""
         return int(np.sum(self.labels < 0))
 
     def __len__(self) -> int:
@@ -46,8 +67,24 @@ class LimitPoints:
                 f"{self.n_excluded} excluded, tol={self.tol:g})")
 
     def assign(self, theta) -> np.ndarray:
-        """Cluster labels for new states θ (N, p): the cluster whose representative (or a
-        symmetric image of it) is nearest, if within max(3·tol, 1.5·spread); else -1."""
+        """Cluster labels for new states θ.
+
+        Parameters
+        ----------
+        theta : array_like of float, shape (N, p) or (p,)
+            States.
+
+        Returns
+        -------
+        ndarray of int64, shape (N,)
+            The cluster whose representative (or a symmetric image of it) is nearest, if
+            within max(assign_tol, 1.5·spread); else -1 (also for non-finite states).
+
+        Raises
+        ------
+        ValueError
+            If ``theta`` does not have p entries per state.
+        """
         from scipy.spatial import cKDTree
         X = self.symmetry._check(theta)
         X = np.atleast_2d(X)
@@ -73,8 +110,15 @@ class LimitPoints:
         return out
 
     def table(self) -> list[dict]:
-        """One dict per cluster: label, size, fraction, kind, description, index, n_zero,
-        loss, grad_norm, lambda_min, lambda_max, eig_tol, n_dead, spread, theta (list)."""
+        """The analysed clusters as a table.
+
+        Returns
+        -------
+        list of dict
+            One dict per cluster, with keys label, size, fraction, kind, description, index,
+            n_zero, loss, grad_norm, lambda_min, lambda_max, eig_tol (None without Morse
+            data), n_dead, spread and theta (list of float).
+        """
         rows = []
         for cp in self.clusters:
             m = cp.morse
@@ -89,9 +133,18 @@ class LimitPoints:
         return rows
 
     def pooled(self) -> dict:
-        """Trajectories without an identified limit: {"not_converged": (trajectories,
-        clusters) whose representative is not a critical point, "not_analysed":
-        (trajectories, clusters) beyond max_clusters, "diverged": trajectories}."""
+        """Trajectories without an identified limit.
+
+        Returns
+        -------
+        dict
+            ``"not_converged"``: (trajectories, clusters) whose representative is not a
+            critical point; ``"not_analysed"``: (trajectories, clusters) beyond
+            max_clusters; ``"diverged"``: trajectories with label -1;
+            ``"not_analysed_moving"``: None, or, with a flow and final states, ``(k, n,
+            ci)``: of a random sample of n unanalysed states (at most 200), k have
+            ||∇L|| > gtol, with the Wilson interval ci (shape (2,)) of k/n.
+        """
         nc = [cp for cp in self.clusters if cp.kind == "not critical"]
         K = int(self.labels.max()) + 1 if np.any(self.labels >= 0) else 0
         rest = np.nonzero(self.labels >= len(self.clusters))[0]
@@ -107,9 +160,22 @@ class LimitPoints:
         return out
 
     def to_markdown(self, max_rows: int = 20, pool_unconverged: bool = True) -> str:
-        """The cluster table as Markdown, largest clusters first; with pool_unconverged,
-        clusters whose representative is not a critical point are summarised in one line
-        (they are states still moving, not limits)."""
+        """The cluster table as Markdown, largest clusters first.
+
+        Parameters
+        ----------
+        max_rows : int, optional
+            The most cluster rows shown (a note counts the others).
+        pool_unconverged : bool, optional
+            Summarise the clusters whose representative is not a critical point in one line
+            (they are states still moving, not limits).
+
+        Returns
+        -------
+        str
+            A Markdown table, with pooled rows for unconverged, unanalysed and diverged
+            trajectories.
+        """
         names = self.parameter_names
         th_name = "θ (canonical)" if self.symmetry.group_order > 1 else "θ"
         head = (f"| # | trajectories | type | loss | ‖∇L‖ | λ_min | λ_max | dead | "
@@ -160,14 +226,45 @@ def limit_points(result=None, flow=None, *, theta=None, loss=None, tol: float = 
                  parameter_names=None) -> LimitPoints:
     """Cluster final states modulo the network's symmetries and classify each cluster.
 
-    result: EnsembleResult or Dataset (its y_final, loss_final and, for a Dataset without
-    ``flow``, the flow rebuilt by ``narrowflow.io.flow_from_xarray``); or pass ``theta``
-    (N, p) final states and ``flow`` directly. tol: clustering scale in parameter units
-    (see :func:`cluster_states`); symmetric: quotient by permutations / sign flips;
-    dead_tol: a block of norm <= dead_tol is a dead neuron (default tol/10);
-    polish: refine each representative to a critical point (moves at most 10·tol);
-    eig_rtol, gtol: see :func:`morse_index` and :func:`classify`; max_clusters: clusters
-    beyond this many (the smallest) keep their labels but get no Hessian analysis.
+    Parameters
+    ----------
+    result : EnsembleResult or xarray.Dataset, optional
+        Its y_final (diverged trajectories excluded), loss_final, parameter names and flow
+        (for a Dataset, the flow rebuilt by ``narrowflow.io.flow_from_xarray``).
+    flow : GradientFlow, optional
+        The flow (default: the result's).
+    theta : array_like of float, shape (N, p), optional
+        Final states, instead of the result's.
+    loss : array_like of float, shape (N,), optional
+        Final losses, instead of the result's.
+    tol : float, optional
+        Clustering scale in parameter units (see :func:`cluster_states`).
+    symmetric : bool, optional
+        Quotient by neuron permutations and sign flips.
+    dead_tol : float, optional
+        A block of norm <= dead_tol is a dead neuron (default tol/10).
+    polish : bool, optional
+        Refine each representative to a critical point (moving it at most 10·tol).
+    eig_rtol : float, optional
+        See :func:`morse_index`.
+    gtol : float, optional
+        See :func:`classify`.
+    max_clusters : int, optional
+        Clusters beyond this many (the smallest) keep their labels but get no Hessian
+        analysis.
+    parameter_names : list of str, optional
+        The p parameter names (default: the result's, else the network's).
+
+    Returns
+    -------
+    LimitPoints
+        Labels of all N states and the analysed clusters.
+
+    Raises
+    ------
+    ValueError
+        If neither a result nor ``theta`` and ``flow`` are given, ``tol`` is not finite and
+        positive, or ``theta`` does not have p entries per state.
     """
     if result is not None:
         f = fields(result)

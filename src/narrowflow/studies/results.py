@@ -17,11 +17,35 @@ _DIVERGED = Status.DIVERGED
 class EnsembleFields:
     """The arrays of an ensemble result, whatever it came from (numpy, float64 unless noted).
 
-    y_final (N, p); loss_final (N,); status (N,) int or None; t_final (N,) or None;
-    t_saved (K,) or None; y_saved (N, K, p) or None; loss_saved (N, K) or None;
-    escape_time (N,) or None; escape_threshold float or None; parameter_names list of p str
-    or None; attrs: dict of the Dataset's attributes (empty for a result object);
-    source: the object itself.
+    N trajectories of p parameters, K save times; built by `fields`.
+
+    Parameters
+    ----------
+    y_final : ndarray of float64, shape (N, p)
+        Final states.
+    loss_final : ndarray of float64, shape (N,), or None
+        Final losses.
+    status : ndarray of int64, shape (N,), or None
+        ``Status`` codes.
+    t_final : ndarray of float64, shape (N,), or None
+        Times where the trajectories stopped.
+    t_saved : ndarray of float64, shape (K,), or None
+        Save times.
+    y_saved : ndarray of float64, shape (N, K, p), or None
+        States on the save grid.
+    loss_saved : ndarray of float64, shape (N, K), or None
+        Losses on the save grid.
+    escape_time : ndarray of float64, shape (N,), or None
+        The solver's escape times (NaN: never).
+    escape_threshold : float or None
+        The loss level of ``escape_time``.
+    parameter_names : list of str or None
+        The p parameter names (from a Dataset's ``parameter`` coordinate; None for a result
+        object).
+    attrs : dict
+        The Dataset's attributes (empty for a result object).
+    source : object
+        The object the arrays came from.
     """
     y_final: np.ndarray
     loss_final: np.ndarray | None
@@ -38,6 +62,7 @@ class EnsembleFields:
 
     @property
     def n_trajectories(self) -> int:
+        """The number of trajectories ``N``."""
         return int(self.y_final.shape[0])
 
 
@@ -48,8 +73,26 @@ def _arr(x, dtype=float):
 
 
 def fields(result) -> EnsembleFields:
-    """Return the arrays of ``result`` (an EnsembleResult, an xarray.Dataset in the result
-    schema, or an EnsembleFields) as an :class:`EnsembleFields`."""
+    """Return the arrays of ``result`` as an :class:`EnsembleFields`.
+
+    Parameters
+    ----------
+    result : EnsembleResult, xarray.Dataset or EnsembleFields
+        A result object (anything with ``y_final``), a Dataset in the result schema, or
+        an `EnsembleFields` (returned as it is).
+
+    Returns
+    -------
+    EnsembleFields
+        The arrays, converted to numpy (float64; ``status`` int64).
+
+    Raises
+    ------
+    ValueError
+        If a Dataset has no ``y_final`` variable.
+    TypeError
+        If ``result`` is none of the above.
+    """
     if isinstance(result, EnsembleFields):
         return result
     try:

@@ -11,13 +11,29 @@ from narrowflow.studies.results import DEFAULT_QUANTILES, fields, _check_quantil
 def loss_quantiles(result, quantiles=DEFAULT_QUANTILES):
     """Quantiles of the loss across trajectories at each save time.
 
-    result: EnsembleResult or Dataset with ``loss_saved`` (N, K) and save times (K,).
-    quantiles: percentages in [0, 100] (default 5/25/50/75/95).
-    Returns an ``xarray.DataArray`` (quantile, time), float64, with coordinates ``quantile``
-    (percent) and ``time``, and ``n_valid`` (time,): the number of trajectories with a finite
-    or infinite (not NaN) loss at that time. NaN entries (a save time a trajectory never
-    reached) are left out; ``+inf`` (diverged) counts as a loss above every finite one.
-    Uses numpy's default (linear) interpolation, so the values equal ``np.nanpercentile``.
+    NaN entries (a save time a trajectory never reached) are left out; ``+inf`` (diverged)
+    counts as a loss above every finite one. Uses numpy's default (linear) interpolation, so
+    the values equal ``np.nanpercentile``.
+
+    Parameters
+    ----------
+    result : EnsembleResult or xarray.Dataset
+        A result with saved losses ``loss_saved`` (N, K) and save times (K,).
+    quantiles : sequence of float, optional
+        Percentages in [0, 100] (default 5, 25, 50, 75, 95).
+
+    Returns
+    -------
+    xarray.DataArray
+        float64, dimensions (quantile, time), named ``loss_quantile``; coordinates
+        ``quantile`` (percent), ``time`` and ``n_valid`` (time,), int64: the number of
+        trajectories whose loss at that time is not NaN. NaN where no loss is.
+
+    Raises
+    ------
+    ValueError
+        If the result has no saved losses, ``loss_saved`` does not match the save times, or
+        a quantile is outside [0, 100].
     """
     import xarray as xr
 
@@ -47,13 +63,30 @@ def loss_quantiles(result, quantiles=DEFAULT_QUANTILES):
 def escape_times(result, thresholds=None):
     """First time each trajectory's loss falls below each threshold.
 
-    result: EnsembleResult or Dataset. thresholds: losses (T,); None uses the solver's own
-    ``escape_time`` (exact crossing from dense output) for its ``escape_threshold``.
     With thresholds given, crossings come from the saved losses: the first save time with
     L < threshold, interpolated linearly in log L from the save before (resolution: the
-    save spacing, stored as attribute ``resolution``); a trajectory already below at t0
-    gets t0. Returns an ``xarray.DataArray`` (threshold, trajectory), NaN where the loss
-    never fell below the threshold.
+    largest save spacing); a trajectory already below at the first save time gets that time.
+
+    Parameters
+    ----------
+    result : EnsembleResult or xarray.Dataset
+        The ensemble result.
+    thresholds : array_like of float, shape (T,), optional
+        Loss levels. None uses the solver's own ``escape_time`` (exact crossing from dense
+        output) for its ``escape_threshold`` (T = 1).
+
+    Returns
+    -------
+    xarray.DataArray
+        float64, dimensions (threshold, trajectory), named ``escape_time``, in the flow's
+        time units; NaN where the loss never fell below the threshold. Attributes
+        ``resolution`` (0 for the solver's times) and ``source``.
+
+    Raises
+    ------
+    ValueError
+        If ``thresholds`` is None and the result has no escape times, if a threshold is not
+        finite, or if thresholds are given and the result has no saved losses.
     """
     import xarray as xr
     f = fields(result)
@@ -100,9 +133,22 @@ def escape_times(result, thresholds=None):
 
 
 def default_thresholds(result, n: int = 3) -> np.ndarray:
-    """Up to n thresholds for escape-time studies: decades strictly between the median
-    loss at the first save time and the median final loss (empty if the loss never fell
-    by a decade)."""
+    """Up to n thresholds for escape-time studies.
+
+    Parameters
+    ----------
+    result : EnsembleResult or xarray.Dataset
+        The ensemble result (its saved losses).
+    n : int, optional
+        The most thresholds returned (evenly spread over the candidates).
+
+    Returns
+    -------
+    ndarray of float64, shape (n,) or shorter
+        Powers of ten strictly between the median loss at the first save time and the
+        median over trajectories of each one's smallest finite saved loss, in decreasing
+        order; empty without saved losses or if the loss never fell by a decade.
+    """
     f = fields(result)
     if f.loss_saved is None:
         return np.array([])
@@ -124,9 +170,24 @@ def default_thresholds(result, n: int = 3) -> np.ndarray:
 def escape_time_summary(escape, labels=None) -> list[dict]:
     """Per threshold and cluster: count, how many escaped, median and 10/90% escape times.
 
-    escape: DataArray from :func:`escape_times`; labels (N,) cluster per trajectory (None:
-    one group). The median's error estimate is the bootstrap-free order-statistic interval
-    (binomial ±1.96 sqrt(n)/2 ranks, about 95%)."""
+    The median's error estimate is the bootstrap-free order-statistic interval (binomial
+    ±1.96 sqrt(n)/2 ranks, about 95%).
+
+    Parameters
+    ----------
+    escape : xarray.DataArray, shape (T, N)
+        Escape times from :func:`escape_times`.
+    labels : array_like of int, shape (N,), optional
+        Cluster of each trajectory (None: one group, cluster 0).
+
+    Returns
+    -------
+    list of dict
+        One dict per threshold and cluster, with keys ``threshold``, ``cluster``, ``n``
+        (trajectories), ``escaped`` (those with a finite escape time), ``median``,
+        ``median_lo``, ``median_hi``, ``q10``, ``q90`` (escape times; NaN when none
+        escaped).
+    """
     E = np.asarray(escape.values, float)
     lab = np.zeros(E.shape[1], dtype=np.int64) if labels is None else np.asarray(labels)
     rows = []
@@ -149,7 +210,22 @@ def escape_time_summary(escape, labels=None) -> list[dict]:
 # --- binomial fractions ---
 
 def wilson_interval(k, n, z: float = 1.96):
-    """Wilson score interval (about 95% for z = 1.96) of a binomial fraction k/n."""
+    """Wilson score interval (about 95% for z = 1.96) of a binomial fraction k/n.
+
+    Parameters
+    ----------
+    k : array_like of float
+        Successes.
+    n : array_like of float
+        Trials (broadcast against ``k``).
+    z : float, optional
+        Normal quantile of the confidence level.
+
+    Returns
+    -------
+    ndarray of float64, shape (..., 2)
+        ``[lower, upper]`` bounds in [0, 1] along the last axis; NaN where n is 0.
+    """
     k, n = np.asarray(k, float), np.asarray(n, float)
     p = np.where(n > 0, k / np.maximum(n, 1), np.nan)
     den = 1 + z * z / n

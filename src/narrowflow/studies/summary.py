@@ -21,16 +21,34 @@ class LimitSummary:
     """Where the trajectories of an ensemble ended, by type of limit (see
     :func:`summarize_limits`).
 
-    rows: one dict per outcome, in reading order, with key, label, count (trajectories;
-    estimated where subsampled, so possibly fractional), fraction (of all N), se (standard
-    error of the fraction), clusters (number of clusters, None for status rows),
-    loss_min, loss_max (NaN for status rows), t_median (median t_final of its trajectories,
-    NaN where none); n: trajectories; n_converged: CONVERGED ones; n_classified: how many of
-    those went through :func:`limit_points` (all, or a random subsample of max_states);
-    converge_time: dict(n, median, q25, q75) of t_final over the CONVERGED trajectories
-    (NaN where none); gtol: the solver's (None: no convergence test); tol, max_clusters: as
-    given; limit_points: the LimitPoints of the classified states (None if none);
-    seconds: time spent classifying.
+    Parameters
+    ----------
+    rows : list of dict
+        One dict per outcome, in reading order, with key, label, count (trajectories;
+        estimated where subsampled, so possibly fractional), fraction (of all N), se
+        (standard error of the fraction), clusters (number of clusters, None for status
+        rows), loss_min, loss_max (NaN for status rows), t_median (median t_final of its
+        trajectories, NaN where none).
+    n : int
+        Trajectories N.
+    n_converged : int
+        CONVERGED trajectories.
+    n_classified : int
+        How many of those went through :func:`limit_points` (all, or a random subsample
+        of max_states).
+    converge_time : dict
+        ``n``, ``median``, ``q25``, ``q75`` of t_final over the CONVERGED trajectories (NaN
+        where none).
+    gtol : float or None
+        The solver's (None: no convergence test).
+    tol : float
+        The clustering scale, as given.
+    max_clusters : int
+        As given.
+    limit_points : LimitPoints or None
+        The clusters of the classified states (None if none).
+    seconds : float
+        Wall time spent, in seconds.
     """
     rows: list
     n: int
@@ -45,10 +63,22 @@ class LimitSummary:
 
     @property
     def subsampled(self) -> bool:
+        """True when only a subsample of the CONVERGED trajectories was classified."""
         return self.n_classified < self.n_converged
 
     def fraction(self, key: str) -> float:
-        """Summed fraction of the rows whose key starts with ``key`` (e.g. "saddle")."""
+        """Summed fraction of the rows whose key starts with ``key``.
+
+        Parameters
+        ----------
+        key : str
+            A row key or its start, e.g. "saddle" or "global_minimum".
+
+        Returns
+        -------
+        float
+            The summed fraction of all N.
+        """
         return float(sum(r["fraction"] for r in self.rows if r["key"].startswith(key)))
 
 
@@ -77,6 +107,35 @@ def summarize_limits(result, flow=None, *, tol: float = 1e-3, gtol: float = 1e-6
     of that many is classified and its shares scaled up; the standard errors include the
     sampling. Cost: about 0.2 s per 10^5 states for the clustering, plus up to ~0.15 s per
     analysed cluster (the refinement).
+
+    Parameters
+    ----------
+    result : EnsembleResult or xarray.Dataset
+        The ensemble result, with a status per trajectory.
+    flow : GradientFlow, optional
+        The flow (default: the result's, or rebuilt from a Dataset).
+    tol : float, optional
+        Clustering scale in parameter units.
+    gtol : float, optional
+        Gradient norm above which a cluster's refined point is not critical.
+    max_clusters : int, optional
+        Clusters analysed, largest first.
+    max_states : int, optional
+        The most CONVERGED states classified (>= 1).
+    polish : bool, optional
+        Refine each representative to a critical point.
+    seed : int, optional
+        Seed of the subsample.
+
+    Returns
+    -------
+    LimitSummary
+        The rows and counts.
+
+    Raises
+    ------
+    ValueError
+        If the result has no status per trajectory, or ``max_states`` < 1.
     """
     import time
     t_start = time.perf_counter()

@@ -15,10 +15,22 @@ _MAX_GROUP = 50_000  # largest symmetry group whose orbits are enumerated (m = 6
 class Symmetry:
     """The discrete symmetries of L for one architecture.
 
-    width m, block_size B (= k + d + bias), n_tail (entries after the neuron blocks: the
-    output bias c), permute (neurons may be permuted), odd (σ odd: a neuron's block may
-    change sign), zero_at_zero (σ(0) = 0: a zero block is a dead neuron, invariant).
     Continuous symmetries (e.g. the rescaling of a linear network) are not quotiented out.
+
+    Parameters
+    ----------
+    width : int
+        The number of neurons m.
+    block_size : int
+        Entries per neuron block, B = k + d + bias.
+    n_tail : int, optional
+        Entries after the neuron blocks (the output bias c).
+    permute : bool, optional
+        Neurons may be permuted.
+    odd : bool, optional
+        σ is odd: a neuron's block may change sign.
+    zero_at_zero : bool, optional
+        σ(0) = 0: a zero block is a dead neuron, invariant.
     """
     width: int
     block_size: int
@@ -29,14 +41,31 @@ class Symmetry:
 
     @property
     def n_params(self) -> int:
+        """The number of parameters p = m·B + n_tail."""
         return self.width * self.block_size + self.n_tail
 
     @classmethod
     def of(cls, obj, symmetric: bool = True) -> "Symmetry":
         """The symmetry of a GradientFlow, Network, or result (Dataset attributes / .flow).
 
-        symmetric=False: the trivial group (states compared as they are; dead neurons are
-        still identified where σ(0) = 0).
+        Parameters
+        ----------
+        obj : GradientFlow, Network, EnsembleResult or xarray.Dataset
+            Anything with a ``network``, a Network itself, a result with a ``flow``, or a
+            Dataset whose attributes describe the network.
+        symmetric : bool, optional
+            False: the trivial group (states compared as they are; dead neurons are still
+            identified where σ(0) = 0).
+
+        Returns
+        -------
+        Symmetry
+            The symmetry of that network's loss.
+
+        Raises
+        ------
+        TypeError
+            If no network can be found in ``obj``.
         """
         net = getattr(obj, "network", None)
         if net is None and hasattr(obj, "activation") and hasattr(obj, "block_size"):
@@ -63,6 +92,7 @@ class Symmetry:
 
     @property
     def group_order(self) -> int:
+        """The order of the group: m! (with permutations) times 2^m (odd σ)."""
         from math import factorial
         return (factorial(self.width) if self.permute else 1) * (2 ** self.width if self.odd else 1)
 
@@ -76,11 +106,29 @@ class Symmetry:
     def canonicalize(self, theta, dead_tol: float = 1e-8):
         """Canonical representatives of states modulo the symmetry group.
 
-        theta (N, p) or (p,). Per neuron block: zeroed when its norm <= dead_tol and σ(0) = 0
-        (a dead neuron); for odd σ multiplied by the sign of its first entry larger than
-        dead_tol in magnitude (so a_j > 0 unless a_j ≈ 0); then neurons sorted with live ones
-        first, in descending lexicographic order of their blocks.
-        Returns (canonical (N, p) or (p,), n_dead (N,) or int).
+        Per neuron block: zeroed when its norm <= dead_tol and σ(0) = 0 (a dead neuron); for
+        odd σ multiplied by the sign of its first entry larger than dead_tol in magnitude (so
+        a_j > 0 unless a_j ≈ 0); then neurons sorted with live ones first, in descending
+        lexicographic order of their blocks.
+
+        Parameters
+        ----------
+        theta : array_like of float, shape (N, p) or (p,)
+            States.
+        dead_tol : float, optional
+            Norm at or below which a block is a dead neuron.
+
+        Returns
+        -------
+        canonical : ndarray of float64, shape (N, p) or (p,)
+            The canonical states (a copy).
+        n_dead : ndarray of int, shape (N,), or int
+            Dead neurons per state.
+
+        Raises
+        ------
+        ValueError
+            If ``theta`` does not have p entries per state.
         """
         X = self._check(theta)
         single = X.ndim == 1
@@ -109,8 +157,24 @@ class Symmetry:
         return (X[0], int(n_dead[0])) if single else (X, n_dead)
 
     def orbit(self, theta) -> np.ndarray:
-        """All images g·θ of one state θ (p,) under the group, shape (|G|, p) (with repeats
-        where θ has a stabiliser)."""
+        """All images g·θ of one state θ under the group.
+
+        Parameters
+        ----------
+        theta : array_like of float, shape (p,)
+            One state.
+
+        Returns
+        -------
+        ndarray of float64, shape (group_order, p)
+            The images, with repeats where θ has a stabiliser.
+
+        Raises
+        ------
+        ValueError
+            If ``theta`` is not one state of shape (p,), or the group has more than 50 000
+            elements.
+        """
         import itertools
         th = self._check(theta)
         if th.ndim != 1:
@@ -130,5 +194,16 @@ class Symmetry:
         return np.concatenate([img, tail], axis=1)
 
     def distance(self, theta1, theta2) -> float:
-        """min over g of ||g·θ1 − θ2||: the distance of two states modulo the group."""
+        """The distance of two states modulo the group: min over g of ||g·θ1 − θ2||.
+
+        Parameters
+        ----------
+        theta1, theta2 : array_like of float, shape (p,)
+            The two states.
+
+        Returns
+        -------
+        float
+            The smallest Euclidean distance between θ2 and an image of θ1.
+        """
         return float(np.min(np.linalg.norm(self.orbit(theta1) - np.asarray(theta2, float), axis=1)))

@@ -62,6 +62,18 @@ class JetCommutator:
     (two tolerances, deformation, closure); ``deviation(order)`` the norm of its
     order-``order`` part minus the identity's, with error; ``verdict(order)`` the
     decision; ``str()`` a readable report with every figure.
+
+    Parameters
+    ----------
+    J1, J2 : Jet
+        Loop jets of the same system, order and base point (from :func:`jet_monodromy`).
+
+    Raises
+    ------
+    TypeError
+        If J1 or J2 is not a Jet.
+    ValueError
+        If they belong to different systems, have different orders or base points.
     """
 
     def __init__(self, J1: Jet, J2: Jet):
@@ -92,7 +104,23 @@ class JetCommutator:
         return bool(self.J1.verified and self.J2.verified and self.loop_jet.verified)
 
     def deviation(self, order=None) -> Deviation:
-        """‖order part of the commutator − identity‖ with .value, .error (order 1..k)."""
+        """‖order part of the commutator − identity‖ with its error.
+
+        Parameters
+        ----------
+        order : int, optional
+            The order, 1..k (default k, the jets' order).
+
+        Returns
+        -------
+        Deviation
+            ``.value`` and ``.error`` (integration error plus ``extra_error``).
+
+        Raises
+        ------
+        ValueError
+            If ``order`` is not in 1..k.
+        """
         order = self.order if order is None else order
         if not 1 <= order <= self.order:
             raise ValueError(f"order must be in 1..{self.order}, got {order}")
@@ -101,18 +129,53 @@ class JetCommutator:
         return d if not extra else Deviation(order, d.value, d.error + extra)
 
     def integration_deviation(self, order=None) -> Deviation:
-        """deviation(order) with the integration error only (no ``extra_error``)."""
+        """deviation(order) with the integration error only (no ``extra_error``).
+
+        Parameters
+        ----------
+        order : int, optional
+            The order, 1..k (default k, the jets' order).
+
+        Returns
+        -------
+        Deviation
+            ``.value`` and ``.error``.
+        """
         order = self.order if order is None else order
         return self.loop_jet.deviation(order)
 
     def one_jet_group(self):
-        """(connected: bool, reason): see :func:`_one_jet_group`."""
+        """Whether the Zariski closure of the group of the two 1-jets is certified connected.
+
+        Returns
+        -------
+        connected : bool
+            True when certified (then non-commuting k-jets prove G⁰(VE_k) non-abelian).
+        reason : str
+            Why.
+        """
         return _one_jet_group([self.J1, self.J2], self.deviation(1))
 
     def verdict(self, order=None) -> JetVerdict:
-        """``JetVerdict(j, non_abelian=True)`` at the lowest order j <= order whose commutator
-        part exceeds 100x its error, when all loops are verified and the 1-jet group is
-        connected; otherwise ``JetVerdict(order, non_abelian=False)``."""
+        """The decision up to ``order``.
+
+        Parameters
+        ----------
+        order : int, optional
+            The order, 1..k (default k, the jets' order).
+
+        Returns
+        -------
+        JetVerdict
+            ``JetVerdict(j, non_abelian=True)`` at the lowest order j <= order whose
+            commutator part exceeds 100x its error, when all loops are verified and the
+            1-jet group is connected; otherwise ``JetVerdict(order, non_abelian=False)``.
+
+        Raises
+        ------
+        ValueError
+            If ``order`` is not in 1..k.
+        """
         order = self.order if order is None else order
         return self._decide(order)[0]
 
@@ -156,8 +219,24 @@ class JetCommutator:
 def jet_commutator(J1: Jet, J2: Jet) -> JetCommutator:
     """The commutator of two loop jets, integrated along γ1 γ2 γ1⁻¹ γ2⁻¹ (not composed).
 
-    J1, J2: Jets of the same system, order and base point (from :func:`jet_monodromy`).
     ``jet_commutator(J1, J2).deviation(3)`` has ``.value`` and ``.error``.
+
+    Parameters
+    ----------
+    J1, J2 : Jet
+        Loop jets of the same system, order and base point (from :func:`jet_monodromy`).
+
+    Returns
+    -------
+    JetCommutator
+        The commutator, with the Jet along the commutator loop.
+
+    Raises
+    ------
+    TypeError
+        If J1 or J2 is not a Jet.
+    ValueError
+        If they belong to different systems, have different orders or base points.
     """
     return JetCommutator(J1, J2)
 

@@ -174,7 +174,57 @@ def jet_monodromy(field, y0, paths, order=3, *, derivatives=None, params=None, n
         rtol * atol_factor. deformation: relative size of the loop deformation (0: none).
         closure_tol: the largest tight-tolerance closure defect that may count as closed
         (the closure rule of :mod:`narrowflow.monodromy.verify`).
-    Returns a list of :class:`Jet` (one per path), each with ``.verified``.
+
+    Parameters
+    ----------
+    field : GradientFlow, HenonHeiles, JetSystem or object
+        The system (see above).
+    y0 : array_like of complex, shape (n,)
+        The base point.
+    paths : sequence of (Path or sequence of complex)
+        The paths (a single path must be wrapped in a list).
+    order : int, optional
+        Jet order k (1..4; networks: up to 3).
+    derivatives : callable, optional
+        Numba ``derivs(y, params, order, F, DF, D2F, D3F, D4F)`` filling the derivative
+        tensors of the field.
+    params : ndarray of float64, optional
+        Parameters passed to ``derivatives``.
+    n : int, optional
+        The dimension (with ``derivatives``).
+    nz : int, optional
+        Highest non-zero derivative order of the field (with ``derivatives``; e.g. 2 for a
+        quadratic field).
+    max_order : int, optional
+        Highest order ``derivatives`` supports.
+    koenigs_c : complex, optional
+        Read paths in the plane z = e^{c t} (dy/dz = F(y)/(c z)).
+    rtol : float, optional
+        Tight relative tolerance (> 0).
+    loose_factor : float, optional
+        The loose tolerance is ``rtol * loose_factor`` (> 0).
+    atol_factor : float, optional
+        atol = ``rtol * atol_factor`` (> 0).
+    deformation : float, optional
+        Relative size of the loop deformation (0: none).
+    closure_tol : float, optional
+        Largest tight-tolerance closure defect that may count as closed.
+    max_nfev : int, optional
+        Right-hand-side evaluations allowed per run.
+    verify : bool, optional
+        Run the checks (loose tolerance, closure, deformation).
+
+    Returns
+    -------
+    list of Jet
+        One per path, each with ``.verified``.
+
+    Raises
+    ------
+    TypeError
+        If ``paths`` is a single path or not a sequence.
+    ValueError
+        If ``order`` or a tolerance is invalid.
     """
     system = _parse_system(field, derivatives, params, n, nz, max_order)
     if koenigs_c is not None:
