@@ -1297,31 +1297,29 @@ cdef int call_lanes(Job* job, Work* w, rhs_fn fn, int64_t nout, const int64_t* s
     """dst[r, sel[j]] = fn(src[:, sel[j]])[r] for the k lanes sel (r < nout per lane, SoA).
 
     The selected lanes are gathered into k contiguous lanes, so a lane that needs nothing
-    costs nothing; every lane's value is the same bit for bit whatever k (the right-hand
-    sides of narrowflow.rhs compute each lane on its own). Returns fn's status.
+    costs nothing (run_worker_bdf's Jacobians: a few lanes at a time); every lane's value is
+    the same bit for bit whatever k (the right-hand sides of narrowflow.rhs compute each lane
+    on its own). Returns fn's status.
     """
-    cdef int64_t i, j, L = w.L, n = w.n, t0
+    cdef int64_t i, j, L = w.L, n = w.n
     cdef int r
     for i in range(n):
         for j in range(k):
             gin[i * k + j] = src[i * L + sel[j]]
-    if job.profile and fn == job.f:
-        t0 = now_ns()
-        r = fn(k, job.t0, gin, gout, job.params)
-        w.rhs_ns += now_ns() - t0
-    else:
-        r = fn(k, job.t0, gin, gout, job.params)
+    r = fn(k, job.t0, gin, gout, job.params)
     for i in range(nout):
         for j in range(k):
             dst[i * L + sel[j]] = gout[i * k + j]
-    if fn == job.f:
-        w.calls += 1
     return r
 
 
 cdef int lu_factor_lane(double* A, int* piv, double* dinv, int64_t n, int64_t L,
                         int64_t l) noexcept nogil:
-    """lu_factor_lanes for lane l alone (same arithmetic); returns 1 for a singular W."""
+    """lu_factor_lanes for lane l alone (same arithmetic); returns 1 for a singular W.
+
+    Two loop orders on purpose: Rosenbrock methods factor every lane at every step, so
+    lu_factor_lanes runs the lanes innermost (vectorized); BDF refactors one lane when its h
+    or order changes, and factoring all lanes then would cost L times the work."""
     cdef int64_t i, j, k, r
     cdef double amax, v
     for k in range(n):
@@ -1346,26 +1344,6 @@ cdef int lu_factor_lane(double* A, int* piv, double* dinv, int64_t n, int64_t L,
             for j in range(k + 1, n):
                 A[(i * n + j) * L + l] -= A[(i * n + k) * L + l] * A[(k * n + j) * L + l]
     return 0
-
-
-cdef void lu_solve_lane(const double* A, const int* piv, const double* dinv, int64_t n,
-                        int64_t L, int64_t l, double* x) noexcept nogil:
-    """lu_solve_lanes for lane l alone."""
-    cdef int64_t i, j, k, r
-    cdef double v
-    for k in range(n):
-        r = piv[k * L + l]
-        if r != k:
-            v = x[k * L + l]
-            x[k * L + l] = x[r * L + l]
-            x[r * L + l] = v
-    for i in range(1, n):
-        for j in range(i):
-            x[i * L + l] -= A[(i * n + j) * L + l] * x[j * L + l]
-    for i in range(n - 1, -1, -1):
-        for j in range(i + 1, n):
-            x[i * L + l] -= A[(i * n + j) * L + l] * x[j * L + l]
-        x[i * L + l] *= dinv[i * L + l]
 
 
 cdef double* BDF_INV = [0.0, 1.0, 0.5, 1.0 / 3.0, 0.25, 0.2]   # 1 / i, i <= BDF_MAXQ
