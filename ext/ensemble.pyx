@@ -1453,11 +1453,6 @@ cdef int run_worker_bdf(Job* job, const Tab* tb, const Bdf* bd, int64_t* stats) 
     cdef double* sfty
     cdef double* ISC
     cdef double* dsq
-    cdef double* pm
-    cdef double* pg
-    cdef double* ay
-    cdef double* ap
-    cdef int npred
     cdef int* piv
     cdef int* ph
     cdef int* nit
@@ -1471,7 +1466,7 @@ cdef int run_worker_bdf(Job* job, const Tab* tb, const Bdf* bd, int64_t* stats) 
     if work_alloc(&w, n, L, tb.nk) != 0:
         return -1
     nL = w.nL
-    PSI = <double*> malloc((7 * nL + (8 + 2 * (BDF_MAXQ + 1)) * L + 3 * pp * L) * sizeof(double))
+    PSI = <double*> malloc((7 * nL + 6 * L + 3 * pp * L) * sizeof(double))
     piv = <int*> malloc((nL + 6 * L) * sizeof(int))
     sel = <int64_t*> malloc(L * sizeof(int64_t))
     if PSI == NULL or piv == NULL or sel == NULL:
@@ -1480,7 +1475,7 @@ cdef int run_worker_bdf(Job* job, const Tab* tb, const Bdf* bd, int64_t* stats) 
         free(sel)
         work_free(&w)
         return -1
-    memset(PSI, 0, (7 * nL + (8 + 2 * (BDF_MAXQ + 1)) * L + 3 * pp * L) * sizeof(double))
+    memset(PSI, 0, (7 * nL + 6 * L + 3 * pp * L) * sizeof(double))
     memset(piv, 0, (nL + 6 * L) * sizeof(int))
     DD = PSI + nL               # d = y - y_pred, the sum of the Newton corrections
     YP = PSI + 2 * nL           # y_pred
@@ -1497,10 +1492,6 @@ cdef int run_worker_bdf(Job* job, const Tab* tb, const Bdf* bd, int64_t* stats) 
     JB = ISC + nL               # Jacobian per lane, SoA (r*n + c)*L + l
     LU = JB + pp * L            # LU factors of W per lane, same layout
     GO = LU + pp * L            # compacted Jacobian outputs
-    pm = GO + pp * L            # prediction weights of D_j, (BDF_MAXQ + 1) x L
-    pg = pm + (BDF_MAXQ + 1) * L
-    ay = pg + (BDF_MAXQ + 1) * L
-    ap = ay + L
     ph = piv + nL
     nit = ph + L                # Newton iterations of the current step
     neq = nit + L               # steps taken with the current h and order
@@ -1561,13 +1552,8 @@ cdef int run_worker_bdf(Job* job, const Tab* tb, const Bdf* bd, int64_t* stats) 
                 continue
         # --- lanes starting a step: h (bounded by max_step, cut to end at t1), the
         # prediction, W's LU factors
-        npred = 0
         for l in range(L):
             w.acc[l] = 0
-            pm[l] = 0.0                 # pm[0] = 1: the lane's prediction is made this round
-            for j in range(1, bd.maxord + 1):
-                pm[j * L + l] = 0.0
-                pg[j * L + l] = 0.0
             if w.idx[l] < 0:
                 for i in range(n):
                     w.YN[i * L + l] = 0.0
@@ -1616,31 +1602,21 @@ cdef int run_worker_bdf(Job* job, const Tab* tb, const Bdf* bd, int64_t* stats) 
                     continue
             ph[l] = PH_ITER
             nit[l] = 0
-            npred += 1
-            for j in range(bd.maxord + 1):
-                pm[j * L + l] = 1.0 if j <= q else 0.0
-                pg[j * L + l] = bd.gam[j] * bd.ialpha[q] if (j >= 1 and j <= q) else 0.0
-        # the predictions y_pred = sum_{j<=q} D_j and psi = sum_{1<=j<=q} gamma_j D_j / alpha_q
-        # of the lanes starting a step, all lanes at once (the others have pm = pg = 0 and
-        # keep their values)
-        if npred:
+            # the prediction y_pred = sum_{j<=q} D_j, psi = sum_{1<=j<=q} gamma_j D_j / alpha_q
+            # (lane by lane: a select over all lanes costs more in mispredicted branches)
             for i in range(n):
-                for l in range(L):
-                    ay[l] = 0.0
-                    ap[l] = 0.0
-                for j in range(bd.maxord + 1):
-                    Dq = w.K + (j + 1) * nL + i * L
-                    for l in range(L):
-                        ay[l] += pm[j * L + l] * Dq[l]
-                        ap[l] += pg[j * L + l] * Dq[l]
-                # selects, not branches: the loop vectorizes (ay = 0 gives 1/atol, unused)
-                for l in range(L):
-                    v = 1.0 / (job.atol + job.rtol * fabs(ay[l]))
-                    YP[i * L + l] = ay[l] if pm[l] != 0.0 else YP[i * L + l]
-                    w.YN[i * L + l] = ay[l] if pm[l] != 0.0 else w.YN[i * L + l]
-                    PSI[i * L + l] = ap[l] if pm[l] != 0.0 else PSI[i * L + l]
-                    DD[i * L + l] = 0.0 if pm[l] != 0.0 else DD[i * L + l]
-                    ISC[i * L + l] = v if pm[l] != 0.0 else ISC[i * L + l]
+                Dq = w.K + nL + i * L + l          # D_j of component i at Dq[j * nL]
+                v = Dq[q * nL]
+                c = bd.gam[q] * Dq[q * nL]
+                for j in range(q - 1, 0, -1):
+                    v += Dq[j * nL]
+                    c += bd.gam[j] * Dq[j * nL]
+                v += Dq[0]
+                YP[i * L + l] = v
+                w.YN[i * L + l] = v
+                PSI[i * L + l] = c * bd.ialpha[q]
+                DD[i * L + l] = 0.0
+                ISC[i * L + l] = 1.0 / (job.atol + job.rtol * fabs(v))
         # --- one evaluation for every lane, at the point its phase asks for
         fstat = call_f(job, &w, w.YN, FN)
         # the Newton corrections of all lanes at once (lanes not iterating compute values
@@ -1730,13 +1706,13 @@ cdef int run_worker_bdf(Job* job, const Tab* tb, const Bdf* bd, int64_t* stats) 
             anyacc = 1
             q = w.qord[l]
             for i in range(n):
-                Dq = w.K + i * L + l           # D_j of component i at Dq[(j + 1) * nL]
-                Dq[(q + 3) * nL] = DD[i * L + l] - Dq[(q + 2) * nL]
-                Dq[(q + 2) * nL] = DD[i * L + l]
-            for j in range(q, -1, -1):
-                for i in range(n):
-                    Dq = w.K + i * L + l
-                    Dq[(j + 1) * nL] += Dq[(j + 2) * nL]
+                Dq = w.K + nL + i * L + l      # D_j of component i at Dq[j * nL]
+                v = DD[i * L + l]
+                Dq[(q + 2) * nL] = v - Dq[(q + 1) * nL]
+                Dq[(q + 1) * nL] = v
+                for j in range(q, -1, -1):     # D_j += D_{j+1} (new), carried in v
+                    v = Dq[j * nL] + v
+                    Dq[j * nL] = v
             neq[l] += 1
             jfresh[l] = 0
             qnew[l] = q
