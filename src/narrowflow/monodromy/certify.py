@@ -211,7 +211,7 @@ class LinearBallField:
 
     Subclasses set ``n``, ``order`` and implement ``coefficients(s)`` -> (A as n lists of n
     ring elements, B as a flat list of n³ ring elements (index n² i + n j + k) or None), for
-    s an acb ball or an acb_series, using only +, −, *, /, exp, log (so that a division by a
+    s an acb ball or an acb_series, using only ``+ − * / exp log`` (so that a division by a
     ball that contains 0 gives a non-finite ball)."""
 
     n = 0
