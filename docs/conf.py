@@ -53,8 +53,6 @@ numpydoc_validation_exclude = {
     r"^narrowflow\.ensemble\.Status$",
     # maintained with the kernel (ext/ensemble.pyx); documented as it is
     r"^narrowflow\.ensemble\.solve_chunk$",
-    # being rewritten apart from these pages; its docstrings are not yet in numpydoc form
-    r"^narrowflow\.monodromy\.certify\.",
 }
 
 
@@ -89,15 +87,6 @@ def _on_include_read(app, relative_path, parent_docname, content):
     content[0] = _rewrite(content[0], relative_path.as_posix())
 
 
-# narrowflow.monodromy.certify is maintained apart from these pages; its docstrings write
-# |x| for absolute values, which reStructuredText reads as substitutions. They are shown as
-# written: "|" is escaped in that module's docstrings only.
-def _on_process_docstring(app, what, name, obj, options, lines):
-    if name == "narrowflow.monodromy.certify" or name.startswith("narrowflow.monodromy.certify."):
-        lines[:] = [line.replace("|", "\\|") for line in lines]
-
-
 def setup(app):
-    app.connect("autodoc-process-docstring", _on_process_docstring)
     app.connect("source-read", _on_source_read)
     app.connect("include-read", _on_include_read)

@@ -141,7 +141,7 @@ def test_cli_certify_not_available_for_three_points(tmp_path, capsys):
 
 @pytest.mark.slow
 def test_certificate_one_data_point():
-    # the target: ‖Φ2‖ enclosed away from 0, Φ1 = I inside a ball of radius <= 1e-20,
+    # the target: ‖Φ2‖ enclosed away from 0, Φ1 = I inside a ball of radius <= 1e-20,
     # and the independent 192-bit value 15.144041515479033642591 inside the enclosure
     cert = ce.certify_integrability(nf4([1.0]), w0=W0)
     assert cert.certified

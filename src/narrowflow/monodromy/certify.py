@@ -29,7 +29,7 @@ The field interface
 A field has ``n`` (size of P), ``order`` (1: P; 2: P and Q) and ``state_dim`` (0, or the
 dimension of y), and one method, ``local(s0, y0, rho, K)``, that returns a :class:`LocalData`:
 the Taylor coefficients at s0 (orders 0..K, balls) of A, B and y, and upper bounds
-α ≥ sup ‖A‖_F, β ≥ sup ‖B‖_F, M_i ≥ sup |y_i − y_i(s0)| on the disc D(s0, ρ) — or None when
+α ≥ sup ‖A‖_F, β ≥ sup ‖B‖_F, M_i ≥ sup ``|y_i − y_i(s0)|`` on the disc D(s0, ρ) — or None when
 it cannot prove the disc free of singularities. Two base classes implement ``local`` from
 the field's formulas written once for a generic ring (acb balls for bounds, acb_series for
 Taylor coefficients):
@@ -39,19 +39,19 @@ Taylor coefficients):
   ball, so a finite bound also proves the disc pole-free);
 - :class:`AutonomousBallField` (``vector(y)`` → F, ``linear(y)`` → A, B): the a priori
   enclosure is a Picard box U ∋ y0 with y0 + D(0, 1.01ρ)·F(U) ⊂ U (then, along every ray
-  from s0, the solution cannot leave U before |s| = ρ, so it is analytic on the disc with
-  values in U), and α = ‖A(U)‖_F, β = ‖B(U)‖_F, M_i = ρ sup|F_i(U)|. The Taylor
+  from s0, the solution cannot leave U before ``|s| = ρ``, so it is analytic on the disc with
+  values in U), and α = ‖A(U)‖_F, β = ‖B(U)‖_F, M_i = ρ sup ``|F_i(U)|``. The Taylor
   coefficients of y come from Picard iteration in power-series arithmetic (one more exact
   coefficient per iteration).
 
 The validated step
 ------------------
-Each step s_k → s_k + h, |h| <= ρ/κ (:func:`transport_ball_jet`):
+Each step s_k → s_k + h, ``|h| <= ρ/κ`` (:func:`transport_ball_jet`):
 
 - Taylor coefficients of P, Q from P = I, Q = 0 by their recurrences, to order K;
 - Gronwall along rays: sup_D ‖P‖ <= ‖I‖ e^{αρ} = M_P and sup_D ‖Q‖ <= e^{αρ} ρ β M_P² = M_Q;
 - Cauchy estimates: every entry's (and every y_i's) n-th coefficient is at most M/ρ^n, so the
-  truncation remainder is at most M q^{K+1} / (1 − q), q = |h|/ρ, added to every entry as a
+  truncation remainder is at most M q^{K+1} / (1 − q), ``q = |h|/ρ``, added to every entry as a
   ball.
 
 The steps' jets are composed by a product tree (binary splitting limits the wrapping effect).
@@ -84,6 +84,13 @@ __all__ = ["OnePointTwinField", "NetworkBallField", "HenonHeilesBallField",
 
 
 def have_flint() -> bool:
+    """Whether python-flint (the optional extra ``narrowflow[certify]``) can be imported.
+
+    Returns
+    -------
+    bool
+        True when ``import flint`` succeeds.
+    """
     try:
         import flint  # noqa: F401
     except ImportError:
@@ -108,12 +115,26 @@ def _flint():
 
 @dataclass
 class LocalData:
-    """What one validated step needs on the disc D(s0, ρ).
+    """What one validated step needs on the disc D = D(s0, ρ).
 
-    An: K+1 acb_mat (n, n), the Taylor coefficients of A at s0; Bn: K+1 acb_mat (n², n) (row
-    n i + j, column k: B_ijk) or None (order 1); yn: state_dim lists of K+1 acb (the Taylor
-    coefficients of y) or None; alpha >= sup_D ‖A‖_F, beta >= sup_D ‖B‖_F (0.0 for order 1);
-    y_bound: per component, >= sup_D |y_i − y_i(s0)|, or None."""
+    Returned by the ``local`` method of a field; the entries below are attributes of the same
+    names.
+
+    Parameters
+    ----------
+    An : list of K + 1 flint.acb_mat, each (n, n)
+        Taylor coefficients of A at s0, orders 0..K.
+    Bn : list of K + 1 flint.acb_mat, each (n², n), or None
+        Taylor coefficients of B at s0 (row ``n*i + j``, column k: B_ijk); None at order 1.
+    yn : list of state_dim lists of K + 1 flint.acb, or None
+        Taylor coefficients of the state y at s0; None for fields without a state.
+    alpha : float
+        Upper bound of sup_D ‖A‖_F (Frobenius norm).
+    beta : float
+        Upper bound of sup_D ‖B‖_F; 0.0 at order 1.
+    y_bound : list of state_dim float, or None
+        Per component, an upper bound of ``sup_D |y_i − y_i(s0)|``; None without a state.
+    """
 
     An: list
     Bn: list | None
@@ -211,7 +232,7 @@ class LinearBallField:
 
     Subclasses set ``n``, ``order`` and implement ``coefficients(s)`` -> (A as n lists of n
     ring elements, B as a flat list of n³ ring elements (index n² i + n j + k) or None), for
-    s an acb ball or an acb_series, using only +, −, *, /, exp, log (so that a division by a
+    s an acb ball or an acb_series, using only ``+ − * / exp log`` (so that a division by a
     ball that contains 0 gives a non-finite ball)."""
 
     n = 0
@@ -219,11 +240,51 @@ class LinearBallField:
     state_dim = 0
 
     def coefficients(self, s):  # pragma: no cover - abstract
+        """A(s) and B(s), written once for every ring (implemented by subclasses).
+
+        Parameters
+        ----------
+        s : flint.acb or flint.acb_series
+            The independent variable: a ball or complex box (for bounds) or the power series
+            ``s0 + t`` (for Taylor coefficients at s0).
+
+        Returns
+        -------
+        A : list of n lists of n ring elements
+            The rows of A(s) (numbers or elements of the ring of ``s``).
+        B : list of n³ ring elements, or None
+            B(s) flat, index ``n**2*i + n*j + k`` (B_ijk); None at order 1.
+
+        Raises
+        ------
+        NotImplementedError
+            In this base class.
+        """
         raise NotImplementedError
 
     def local(self, s0, y0, rho, K):
-        """:class:`LocalData` at s0 (acb) on D(s0, ρ), or None when A or B may have a pole on
-        the disc."""
+        """The data of one validated step on the disc D(s0, ρ).
+
+        The bounds α, β come from evaluating :meth:`coefficients` on a complex box containing
+        the disc; the Taylor coefficients from evaluating it on a power series.
+
+        Parameters
+        ----------
+        s0 : flint.acb or complex
+            The expansion point (centre of the disc).
+        y0 : object
+            Unused (these fields have no state; :func:`transport_ball_jet` passes None).
+        rho : float
+            Radius ρ of the disc.
+        K : int
+            Taylor order (coefficients 0..K).
+
+        Returns
+        -------
+        LocalData or None
+            A, B (B only at order 2) at s0 and their bounds (``yn`` and ``y_bound`` None);
+            None when a bound is not finite (A or B may have a pole on the disc).
+        """
         flint = _flint()
         s0 = _acb(s0)
         A, B = self.coefficients(_pad_ball(s0, rho))
@@ -254,19 +315,85 @@ class AutonomousBallField:
     state_dim = 0
 
     def vector(self, y):  # pragma: no cover - abstract
+        """The field F(y) (implemented by subclasses).
+
+        Parameters
+        ----------
+        y : list of state_dim flint.acb or flint.acb_series
+            The state: balls or boxes (for enclosures) or power series (Picard iteration).
+
+        Returns
+        -------
+        list of state_dim ring elements
+            F(y), in the ring of ``y``.
+
+        Raises
+        ------
+        NotImplementedError
+            In this base class.
+        """
         raise NotImplementedError
 
     def linear(self, y):  # pragma: no cover - abstract
+        """A(y) and B(y) of the linear system (implemented by subclasses).
+
+        Parameters
+        ----------
+        y : list of state_dim flint.acb or flint.acb_series
+            The state.
+
+        Returns
+        -------
+        A : list of n lists of n ring elements
+            The rows of A(y).
+        B : list of n³ ring elements, or None
+            B(y) flat, index ``n**2*i + n*j + k`` (B_ijk); None at order 1.
+
+        Raises
+        ------
+        NotImplementedError
+            In this base class.
+        """
         raise NotImplementedError
 
     def state_jacobian(self, y):
-        """DF(y) as state_dim lists (default: A of :meth:`linear`, i.e. a VE field)."""
+        """DF(y), used for the mean-value enclosure of F on a box.
+
+        The default is A of :meth:`linear` (right for a VE field, where A = DF).
+
+        Parameters
+        ----------
+        y : list of state_dim flint.acb
+            The state (a box).
+
+        Returns
+        -------
+        list of state_dim lists of state_dim ring elements
+            The rows of DF(y).
+        """
         return self.linear(y)[0]
 
     def enclose_vector(self, U, y0, F0):
-        """A ball enclosure of F on the box U ∋ y0, componentwise the tighter of the direct
-        evaluation and the mean-value form F(y0) + DF(U)(U − y0) (the direct one suffers
-        from the dependency problem on wide boxes)."""
+        """A ball enclosure of F on the box U ∋ y0.
+
+        Componentwise the tighter (smaller upper bound of the modulus) of the direct
+        evaluation F(U) and the mean-value form F(y0) + DF(U)(U − y0) (the direct one suffers
+        from the dependency problem on wide boxes).
+
+        Parameters
+        ----------
+        U : list of state_dim flint.acb
+            The box.
+        y0 : list of state_dim flint.acb
+            A point of the box.
+        F0 : list of state_dim ring elements
+            F(y0).
+
+        Returns
+        -------
+        list of state_dim flint.acb
+            An enclosure of F(U), component by component.
+        """
         direct = [_acb(f) for f in self.vector(U)]
         J = self.state_jacobian(U)
         dU = [u - y for u, y in zip(U, y0)]
@@ -280,9 +407,27 @@ class AutonomousBallField:
         return out
 
     def picard_box(self, y0, rho, iterations=12):
-        """(U, FU): boxes U_i = y0_i + [−δ_i, δ_i](1 + i) with 1.01 ρ sup|F_i(U)| <= δ_i (so
-        y0 + D(0, 1.01ρ)·F(U) ⊂ U: the disc of radius 1.01ρ|F_i| fits in the box), and the
-        enclosure F(U); None if not found."""
+        """A Picard box U ∋ y0 for the disc of radius ρ, and the enclosure F(U).
+
+        The boxes are U_i = y0_i + [−δ_i, δ_i](1 + i) with ``1.01 ρ sup |F_i(U)| <= δ_i``, so
+        that y0 + D(0, 1.01ρ)·F(U) ⊂ U. The δ_i start at ``1.5 ρ |F_i(y0)|`` (plus a tiny
+        margin) and are widened until the inclusion holds.
+
+        Parameters
+        ----------
+        y0 : list of state_dim flint.acb
+            The state at the centre of the disc.
+        rho : float
+            Radius ρ of the disc (in the time variable).
+        iterations : int, optional
+            Number of widenings tried.
+
+        Returns
+        -------
+        tuple of (list of state_dim flint.acb, list of state_dim flint.acb), or None
+            ``(U, FU)``: the box and the enclosure of F on it; None when no box is found
+            within ``iterations`` or an enclosure is not finite.
+        """
         F0 = self.vector(y0)
         delta = [1.5 * rho * _abs_up(f) + 1e-30 * (1 + _abs_up(y)) for f, y in zip(F0, y0)]
         if not all(map(math.isfinite, delta)):
@@ -299,8 +444,28 @@ class AutonomousBallField:
         return None
 
     def local(self, s0, y0, rho, K):
-        """:class:`LocalData` for the step from the state y0 (balls) on D(s0, ρ) (s0 unused:
-        the field is autonomous), or None when no Picard box is found or A, B blow up on it."""
+        """The data of one validated step from the state y0 on the disc D(s0, ρ).
+
+        The bounds come from the Picard box (:meth:`picard_box`): α = ‖A(U)‖_F,
+        β = ‖B(U)‖_F, M_i = ρ ``sup |F_i(U)|``; the Taylor coefficients of y from Picard
+        iteration in power-series arithmetic, those of A and B from :meth:`linear` on them.
+
+        Parameters
+        ----------
+        s0 : flint.acb or complex
+            The expansion point; unused (the field is autonomous).
+        y0 : list of state_dim flint.acb or numbers
+            The state at s0.
+        rho : float
+            Radius ρ of the disc.
+        K : int
+            Taylor order (coefficients 0..K).
+
+        Returns
+        -------
+        LocalData or None
+            None when no Picard box is found or α or β is not finite on it.
+        """
         flint = _flint()
         y0 = [_acb(v) for v in y0]
         box = self.picard_box(y0, rho)
@@ -389,9 +554,21 @@ def _entries(w, x, y, one):
 
 @dataclass
 class OnePointTwinField(LinearBallField):
-    """The one-data-point width-2 tanh gradient field along its twin-plane unstable manifold
-    Γ(w) = (sinh(wx)/x, w, sinh(wx)/x, w), as the linear system in w with A = DF/g (4, 4),
-    B = D²F/g (16, 4). x, y: the data point (floats, taken exactly)."""
+    """The one-data-point width-2 tanh gradient field along its twin-plane unstable manifold.
+
+    The curve is Γ(w) = (sinh(wx)/x, w, sinh(wx)/x, w); the linear system is in w, with
+    A = DF/g (4 x 4) and B = D²F/g (16 x 4), g = F_w(Γ(w)) (n = 4, order 2, no state).
+
+    Parameters
+    ----------
+    x, y : float
+        The data point, taken as exact binary numbers.
+
+    Raises
+    ------
+    ValueError
+        When x is 0 or not finite, or y is not finite.
+    """
 
     x: float
     y: float
@@ -407,7 +584,20 @@ class OnePointTwinField(LinearBallField):
         return flint.arb(self.x), flint.arb(self.y)
 
     def coefficients(self, s):
-        """(A rows, B flat) at s (acb or acb_series)."""
+        """A = DF/g and B = D²F/g at Γ(s).
+
+        Parameters
+        ----------
+        s : flint.acb or flint.acb_series
+            The point w (a ball or box) or a power series in w.
+
+        Returns
+        -------
+        A : list of 4 lists of 4 ring elements
+            The rows of A, in the ring of ``s``.
+        B : list of 64 ring elements
+            B flat, index ``16*i + 4*j + k`` (B_ijk).
+        """
         flint = _flint()
         x, y = self._xy()
         one = flint.acb_series([flint.acb(1)], prec=s.prec) if _is_series(s) else flint.acb(1)
@@ -415,9 +605,34 @@ class OnePointTwinField(LinearBallField):
         return [A[4 * i:4 * i + 4] for i in range(4)], B
 
     def local(self, s0, y0, rho, K):
-        """:class:`LocalData` on D(s0, ρ): the Taylor polynomials of A, B plus Cauchy tails
-        from :meth:`crude_bounds` on D(s0, 2ρ) (tighter than a box evaluation near the
-        poles of tanh). s0 must be an exact point."""
+        """The data of one validated step on the disc D(s0, ρ).
+
+        α and β bound the Taylor polynomials of A, B on the disc plus Cauchy tails from
+        :meth:`crude_bounds` on D(s0, 2ρ) (tighter than a box evaluation near the poles of
+        tanh).
+
+        Parameters
+        ----------
+        s0 : flint.acb or complex
+            The expansion point; an exact point (a ball of radius 0).
+        y0 : object
+            Unused (no state).
+        rho : float
+            Radius ρ of the disc.
+        K : int
+            Taylor order (coefficients 0..K).
+
+        Returns
+        -------
+        LocalData or None
+            None when :meth:`crude_bounds` is not finite on D(s0, 2ρ) (a pole of A or B
+            may lie there).
+
+        Raises
+        ------
+        ValueError
+            When s0 is not exact.
+        """
         flint = _flint()
         s0 = _acb(s0)
         if s0.rad() != 0:
@@ -447,7 +662,20 @@ class OnePointTwinField(LinearBallField):
         return LocalData(An, Bn, None, sup_entries(Ac, mA2), sup_entries(Bc, mB2), None)
 
     def point(self, w, prec=160):
-        """Γ(w) as 4 acb balls at ``prec`` bits (w: an exact number or an acb)."""
+        """The point Γ(w) of the curve.
+
+        Parameters
+        ----------
+        w : complex or flint.acb
+            The point in the w-plane (numbers taken exactly).
+        prec : int, optional
+            Working precision in bits.
+
+        Returns
+        -------
+        list of 4 flint.acb
+            (sinh(wx)/x, w, sinh(wx)/x, w).
+        """
         with _prec(prec) as flint:
             x, _ = self._xy()
             w = flint.acb(w)
@@ -455,8 +683,31 @@ class OnePointTwinField(LinearBallField):
             return [a, w, a, w]
 
     def series(self, wk, K):
-        """Taylor coefficients at wk: (A_n, Bs_n) for n = 0..K, A_n 4x4 and Bs_n 16x4 acb_mat
-        (Bs rows (i, j), columns k)."""
+        """Taylor coefficients of A and B at wk, orders 0..K.
+
+        Parameters
+        ----------
+        wk : complex
+            The expansion point (taken exactly).
+        K : int
+            Taylor order.
+
+        Returns
+        -------
+        An : list of K + 1 flint.acb_mat, each (4, 4)
+            Coefficients of A.
+        Bn : list of K + 1 flint.acb_mat, each (16, 4)
+            Coefficients of B (row ``4*i + j``, column k).
+        Ac : list of 16 lists of K + 1 flint.acb
+            The same per entry of A (row-major).
+        Bc : list of 64 lists of K + 1 flint.acb
+            The same per entry of B (index ``16*i + 4*j + k``).
+
+        Raises
+        ------
+        RuntimeError
+            When a series came out shorter than K + 1 coefficients.
+        """
         flint = _flint()
         x, y = self._xy()
         old_cap = flint.ctx.cap
@@ -482,17 +733,32 @@ class OnePointTwinField(LinearBallField):
         return An, Bn, Ac, Bc
 
     def crude_bounds(self, wk, radius, grid=4):
-        """Upper bounds of max |A_ij| and max |B_ijk| over the disc |w − wk| <= radius (inf when
-        a pole may lie there).
+        """Upper bounds of the entries of A and B on the disc ``|w − wk| <= radius``.
 
         The disc's square is covered by grid x grid boxes (boxes missing the disc skipped); on
-        each box, with u = w x = X + iY, the moduli |sinh u|² = sinh²X + sin²Y and
-        |cosh u|² = sinh²X + cos²Y are enclosed in real interval arithmetic (tight), hence the
-        moduli of tanh, sech², the 2nd and 3rd derivatives of tanh and a = sinh(u)/x; |r| =
-        |f − y| is bounded below by |r(c)| − sup|r'| · (box half-diagonal), r' = 2 sinh u
-        (1 + sech² u), and the entries of A = DF/g, B = D²F/g by the triangle inequality over
-        their terms. A box where |cosh u| or |g| = |r a x sech²| is not bounded away from 0
-        gives inf (so finite bounds also prove A and B analytic on the disc).
+        each box, with u = w x = X + iY, the moduli ``|sinh u|² = sinh²X + sin²Y`` and
+        ``|cosh u|² = sinh²X + cos²Y`` are enclosed in real interval arithmetic (tight), hence
+        the moduli of tanh, sech², the 2nd and 3rd derivatives of tanh and a = sinh(u)/x;
+        ``|r| = |f − y|`` is bounded below by ``|r(c)| − sup |r'| · (box half-diagonal)``,
+        r' = 2 sinh u (1 + sech² u), and the entries of A = DF/g, B = D²F/g by the triangle
+        inequality over their terms. A box where ``|cosh u|`` or ``|g| = |r a x sech²|`` is not
+        bounded away from 0 gives inf (so finite bounds also prove A and B analytic on the
+        disc).
+
+        Parameters
+        ----------
+        wk : complex
+            Centre of the disc.
+        radius : float
+            Radius of the disc.
+        grid : int, optional
+            Boxes per side of the disc's square.
+
+        Returns
+        -------
+        mA, mB : float
+            Upper bounds of ``max |A_ij|`` and ``max |B_ijk|`` (enlarged for float rounding);
+            both inf when a pole may lie on the disc.
         """
         flint = _flint()
         arb = flint.arb
@@ -643,11 +909,25 @@ BALL_ACTIVATIONS = {"tanh": _act_tanh, "sigmoid": _act_sigmoid, "softplus": _act
 # ---------------------------------------------------------------------------------------
 
 class NetworkBallField(AutonomousBallField):
-    """F = −∇L of a narrowflow GradientFlow with one output, in complex time, with its
-    variational equations A = DF (p, p), B = D²F (p², p). Every activation of
-    :data:`BALL_ACTIVATIONS` (all of ``narrowflow.activations.NAMES``), any width and input
+    """F = −∇L of a narrowflow GradientFlow with one output, in complex time.
+
+    The linear system is its variational equations, A = DF (p x p) and B = D²F, with p the
+    number of parameters (``n = state_dim = p``, order 2). Every activation of
+    ``BALL_ACTIVATIONS`` (all of ``narrowflow.activations.NAMES``), any width and input
     dimension, biases and weight decay; the data (float64) are taken as exact binary numbers.
-    ValueError for more than one output or an activation without a ball form."""
+
+    Parameters
+    ----------
+    flow : GradientFlow
+        The flow; its network must have one output.
+
+    Raises
+    ------
+    TypeError
+        When ``flow`` has no ``network`` or ``data`` (not a GradientFlow).
+    ValueError
+        For more than one output, or an activation without a ball-arithmetic form.
+    """
 
     order = 2
 
@@ -757,13 +1037,39 @@ class NetworkBallField(AutonomousBallField):
         return g, H, T
 
     def vector(self, y):
-        """F = −∇L at y (p ring elements)."""
+        """F = −∇L at y: ``−(1/N) Σ_d r_d ∇f_d − λ y``.
+
+        N is the number of data points, r_d = f_d − y_d the residuals and λ the weight decay.
+
+        Parameters
+        ----------
+        y : list of p flint.acb or flint.acb_series
+            The parameters.
+
+        Returns
+        -------
+        list of p ring elements
+            F(y), in the ring of ``y``.
+        """
         g, _, _ = self._terms(y, 0)
         inv_n = _flint().arb(1) / len(self.y)
         return [-(gi * inv_n) - self.lam * yi for gi, yi in zip(g, y)]
 
     def linear(self, y):
-        """(DF as p lists of p, D²F flat (index p² i + p j + k))."""
+        """DF and D²F at y.
+
+        Parameters
+        ----------
+        y : list of p flint.acb or flint.acb_series
+            The parameters.
+
+        Returns
+        -------
+        A : list of p lists of p ring elements
+            The rows of DF(y) (symmetric).
+        B : list of p³ ring elements
+            D²F(y) flat, index ``p**2*i + p*j + k`` (symmetric in i, j, k).
+        """
         import itertools
         p = self.n
         _, H, T = self._terms(y, 2)
@@ -784,13 +1090,31 @@ class NetworkBallField(AutonomousBallField):
 # ---------------------------------------------------------------------------------------
 
 class HenonHeilesBallField(AutonomousBallField):
-    """Hénon–Heiles H = (p1² + p2²)/2 + (A q1² + q2²)/2 + q1² q2 + (ε/3) q2³ (A = ratio,
-    B = 1) in complex time (docs/math.md §5.7), with eps, ratio, energy as exact binary
-    numbers (0 < energy < 1/6).
+    """Hénon–Heiles H = (p1² + p2²)/2 + (A q1² + q2²)/2 + q1² q2 + (ε/3) q2³ in complex time.
 
-    normal=True: state (q2, p2) on the invariant plane q1 = p1 = 0, linear system the normal
-    VE in (q1, p1): A = [[0, 1], [−(ratio + 2 q2), 0]] (order 1). normal=False: state
-    (q1, q2, p1, p2), A = DF (4, 4), B = D²F (order 2)."""
+    Yoshida's family, A = ratio, B = 1 (docs/math.md §5.7); eps, ratio and energy are taken
+    as exact binary numbers.
+
+    ``normal=True``: state (q2, p2) on the invariant plane q1 = p1 = 0, linear system the
+    normal VE in (q1, p1), A = [[0, 1], [−(ratio + 2 q2), 0]] (n = 2, order 1).
+    ``normal=False``: state (q1, q2, p1, p2), A = DF (4 x 4), B = D²F (n = 4, order 2).
+
+    Parameters
+    ----------
+    eps : float, optional
+        ε, the coefficient of q2³/3; finite and non-zero.
+    ratio : float, optional
+        A, the coefficient of q1²/2.
+    energy : float, optional
+        The energy of the plane motion, in (0, 1/6).
+    normal : bool, optional
+        Whether the linear system is the normal VE (else the full VE).
+
+    Raises
+    ------
+    ValueError
+        When eps is 0 or not finite, or energy is outside (0, 1/6).
+    """
 
     def __init__(self, eps=1.0, ratio=1.0, energy=0.1, normal=True):
         self.eps, self.ratio, self.energy = float(eps), float(ratio), float(energy)
@@ -803,7 +1127,20 @@ class HenonHeilesBallField(AutonomousBallField):
         self.order = 1 if self.normal else 2
 
     def roots(self):
-        """(Q1, qa, qb): arb enclosures of the roots of Q³/3 + Q²/2 = energy (Q = eps q2)."""
+        """Enclosures of the roots of Q³/3 + Q²/2 = energy (Q = eps q2).
+
+        Computed at the current flint working precision (rigorous root isolation).
+
+        Returns
+        -------
+        tuple of 3 flint.arb
+            ``(Q1, qa, qb)``, sorted by midpoint (the real parts of the roots).
+
+        Raises
+        ------
+        RuntimeError
+            When the root finder does not return three roots.
+        """
         flint = _flint()
         # 2Q³ + 3Q² − 6E: exact coefficients (E a binary number); arb's root isolation is
         # rigorous, refined to the working precision
@@ -816,15 +1153,30 @@ class HenonHeilesBallField(AutonomousBallField):
         return tuple(rs)
 
     def base_point(self):
-        """The turning point Q = qa as a state (acb balls)."""
+        """The turning point Q = qa (q2 = qa/eps, momenta 0) as a state.
+
+        Returns
+        -------
+        list of flint.acb
+            (q2, p2) when ``normal``, else (q1, q2, p1, p2) with q1 = 0.
+        """
         flint = _flint()
         q2 = flint.acb(self.roots()[1] / self.eps)
         z = flint.acb(0)
         return [q2, z] if self.normal else [z, q2, z, z]
 
     def periods(self):
-        """(T_R, T_I): acb enclosures of the real and the imaginary period of the plane motion
-        (complete elliptic integrals, arb's rigorous K)."""
+        """The real and the imaginary period of the plane motion.
+
+        Complete elliptic integrals (arb's rigorous K) in the roots of :meth:`roots`.
+
+        Returns
+        -------
+        T_R : flint.acb
+            The real period (imaginary part 0).
+        T_I : flint.acb
+            The imaginary period (real part 0).
+        """
         flint = _flint()
         Q1, qa, qb = self.roots()
         pref = 4 * flint.arb(1.5).sqrt() / (qb - Q1).sqrt()
@@ -834,12 +1186,30 @@ class HenonHeilesBallField(AutonomousBallField):
         return flint.acb(TR), flint.acb(0, TI)
 
     def lame_trace(self):
-        """2 cos(2π n), n(n + 1) = 12/eps, as an acb ball (the predicted tr[M_R, M_I])."""
+        """The predicted trace of the commutator [M_R, M_I] of the two period monodromies.
+
+        Returns
+        -------
+        flint.acb
+            2 cos(2π n) with n = (−1 + sqrt(1 + 48/eps))/2, i.e. n(n + 1) = 12/eps.
+        """
         flint = _flint()
         n = (-1 + flint.acb(1 + 48 / flint.arb(self.eps)).sqrt()) / 2
         return 2 * (2 * flint.arb.pi() * n).cos()
 
     def vector(self, y):
+        """Hamilton's equations: the plane motion, or the full field.
+
+        Parameters
+        ----------
+        y : list of flint.acb or flint.acb_series
+            (q2, p2) when ``normal``, else (q1, q2, p1, p2).
+
+        Returns
+        -------
+        list of ring elements
+            F(y), of the length of ``y``.
+        """
         e, A = self.eps, self.ratio
         if self.normal:
             q2, p2 = y
@@ -848,11 +1218,37 @@ class HenonHeilesBallField(AutonomousBallField):
         return [p1, p2, -A * q1 - 2 * q1 * q2, -q2 - q1 * q1 - e * q2 * q2]
 
     def state_jacobian(self, y):
+        """DF(y) of :meth:`vector` (when ``normal``, of the plane motion, not of the VE).
+
+        Parameters
+        ----------
+        y : list of flint.acb
+            The state.
+
+        Returns
+        -------
+        list of lists of ring elements
+            The rows of DF(y): 2 x 2 when ``normal``, else 4 x 4.
+        """
         if self.normal:
             return [[0, 1], [-1 - 2 * self.eps * y[0], 0]]
         return self.linear(y)[0]
 
     def linear(self, y):
+        """The linear system at y: the normal VE, or the full VE with its second order.
+
+        Parameters
+        ----------
+        y : list of flint.acb or flint.acb_series
+            The state.
+
+        Returns
+        -------
+        A : list of lists of ring elements
+            The rows of A: [[0, 1], [−(ratio + 2 q2), 0]] when ``normal``, else DF (4 x 4).
+        B : list of 64 (0 or flint.arb), or None
+            D²F flat, index ``16*i + 4*j + k`` (constant); None when ``normal``.
+        """
         e, A = self.eps, self.ratio
         if self.normal:
             return [[0, 1], [-A - 2 * y[0], 0]], None
@@ -866,9 +1262,15 @@ class HenonHeilesBallField(AutonomousBallField):
 
 
 class HypergeometricBallField(LinearBallField):
-    """The Gauss hypergeometric equation z(1−z)w'' + (c − (a+b+1)z)w' − ab w = 0 as
-    Y' = A(z) Y, Y = (w, w') (2 x 2, order 1); a, b, c complex, taken as exact binary
-    numbers. Singular points 0, 1 (and ∞)."""
+    """The Gauss hypergeometric equation z(1−z)w'' + (c − (a+b+1)z)w' − ab w = 0.
+
+    As Y' = A(z) Y, Y = (w, w') (n = 2, order 1). Singular points 0, 1 (and ∞).
+
+    Parameters
+    ----------
+    a, b, c : complex
+        The parameters of the equation, taken as exact binary numbers.
+    """
 
     n = 2
     order = 1
@@ -877,6 +1279,20 @@ class HypergeometricBallField(LinearBallField):
         self.a, self.b, self.c = (complex(v) for v in (a, b, c))
 
     def coefficients(self, z):
+        """A(z), with 1/(z(1−z)) written as 1/z + 1/(1−z) (tighter on boxes).
+
+        Parameters
+        ----------
+        z : flint.acb or flint.acb_series
+            The independent variable.
+
+        Returns
+        -------
+        A : list of 2 lists of 2 ring elements
+            [[0, 1], [ab/(z(1−z)), −(c − (a+b+1)z)/(z(1−z))]].
+        B : None
+            (order 1).
+        """
         a, b, c = (_acb(v) for v in (self.a, self.b, self.c))
         # partial fractions: 1/(z(1−z)) = 1/z + 1/(1−z) is much tighter on boxes
         u, v = 1 / z, 1 / (1 - z)
@@ -888,16 +1304,49 @@ class HypergeometricBallField(LinearBallField):
 # ---------------------------------------------------------------------------------------
 
 def polygon_circle(center, start, n=16):
-    """Closed polygon with n vertices on the circle about ``center`` through ``start``
-    (counter-clockwise), starting and ending at ``start``: list of complex vertices."""
+    """Closed polygon with n vertices on the circle about ``center`` through ``start``.
+
+    Parameters
+    ----------
+    center : complex
+        Centre of the circle.
+    start : complex
+        First (and last) vertex.
+    n : int, optional
+        Number of vertices.
+
+    Returns
+    -------
+    list of n + 1 complex
+        The vertices, counter-clockwise, from ``start`` back to ``start``.
+    """
     c, s = complex(center), complex(start)
     v = s - c
     return [c + v * np.exp(2j * np.pi * k / n) for k in range(n)] + [s]
 
 
 def lasso_polygon(start, center, radius, n=16):
-    """start -> the circle of ``radius`` about ``center`` (entered on the side facing start),
-    once around counter-clockwise (polygon, n vertices), -> back to start."""
+    """A lasso: start, to a circle about ``center``, once around it, back to start.
+
+    The circle is entered on the side facing ``start`` and travelled counter-clockwise as a
+    polygon with n vertices (:func:`polygon_circle`).
+
+    Parameters
+    ----------
+    start : complex
+        First (and last) vertex; different from ``center``.
+    center : complex
+        Centre of the circle.
+    radius : float
+        Radius of the circle.
+    n : int, optional
+        Number of vertices on the circle.
+
+    Returns
+    -------
+    list of n + 3 complex
+        The vertices.
+    """
     s, c = complex(start), complex(center)
     d = (s - c) / abs(s - c)
     p = c + radius * d
@@ -910,7 +1359,18 @@ def _reverse(vs):
 
 
 def commutator_polygon(v1, v2):
-    """γ1 γ2 γ1⁻¹ γ2⁻¹ for closed polygons from the same base point."""
+    """The commutator loop γ1 γ2 γ1⁻¹ γ2⁻¹ as one polygon (inverses are the reversed polygons).
+
+    Parameters
+    ----------
+    v1, v2 : list of complex
+        Closed polygons from the same base point (vertex lists, first = last).
+
+    Returns
+    -------
+    list of complex
+        The vertices, ``2*len(v1) + 2*len(v2) - 3`` of them.
+    """
     return v1 + v2[1:] + _reverse(v1)[1:] + _reverse(v2)[1:]
 
 
@@ -922,10 +1382,31 @@ def commutator_polygon(v1, v2):
 
 @dataclass
 class BallJet:
-    """The jet of the flow map along a path as balls: P = Φ1 (n x n acb_mat), Q = Φ2
-    (n x n² acb_mat, row i, column n a + b; None at order 1); steps, seconds, max_tail (the
-    largest truncation remainder added), min_rho (the smallest disc radius), the vertices,
-    prec, and y: the end state (list of acb) for autonomous fields, else None."""
+    """The jet of the flow map along a path, as balls.
+
+    Returned by :func:`transport_ball_jet`; the fields are attributes of the same names.
+
+    Parameters
+    ----------
+    P : flint.acb_mat, shape (n, n)
+        Φ1, the 1-jet.
+    Q : flint.acb_mat, shape (n, n²), or None
+        Φ2, the 2-jet (row i, column ``n*a + b``); None at order 1.
+    steps : int
+        Number of validated steps.
+    seconds : float
+        Wall time.
+    max_tail : float
+        The largest truncation remainder added in a step.
+    min_rho : float
+        The smallest disc radius used (inf when there was no step).
+    vertices : list of complex, optional
+        The path's vertices (midpoints of the balls given).
+    prec : int, optional
+        Working precision in bits.
+    y : list of flint.acb, or None, optional
+        The end state for autonomous fields, else None.
+    """
 
     P: object
     Q: object
@@ -939,10 +1420,19 @@ class BallJet:
 
     @property
     def n(self) -> int:
+        """Dimension n (rows of P)."""
         return self.P.nrows()
 
     def phi1_minus_identity(self):
-        """(max |entry| upper bound, max radius) of Φ1 − I."""
+        """How far Φ1 is from the identity.
+
+        Returns
+        -------
+        max_abs : float
+            Upper bound of the largest ``|entry|`` of Φ1 − I.
+        max_rad : float
+            The largest ball radius (real or imaginary part) of its entries.
+        """
         n = self.n
         with _prec(self.prec) as flint:
             I = flint.acb_mat(n, n, [1 if i == j else 0 for i in range(n) for j in range(n)])
@@ -951,12 +1441,30 @@ class BallJet:
         return (max(float(e.abs_upper()) for e in ent), max(_rad(e) for e in ent))
 
     def trace(self):
-        """tr Φ1 as an acb ball."""
+        """The trace of Φ1.
+
+        Returns
+        -------
+        flint.acb
+            tr Φ1.
+        """
         with _prec(self.prec):
             return sum((self.P[i, i] for i in range(1, self.n)), self.P[0, 0])
 
     def phi2_ball(self):
-        """‖Φ2‖_F (Frobenius norm of the full tensor) as an arb ball: sqrt(Σ re² + im²)."""
+        """‖Φ2‖_F, the Frobenius norm of the full tensor: sqrt(Σ re² + im²).
+
+        Returns
+        -------
+        flint.arb
+            An enclosure of the norm; when the enclosure of the sum reaches 0, the ball
+            centred at 0 with radius the square root of its upper bound.
+
+        Raises
+        ------
+        ValueError
+            When the jet has order 1 (Q is None).
+        """
         if self.Q is None:
             raise ValueError("this jet has order 1 (no Φ2)")
         n = self.n
@@ -972,13 +1480,31 @@ class BallJet:
             return flint.arb(0, math.sqrt(float(tot.abs_upper())) * (1 + 1e-12))
 
     def phi2_norm(self):
-        """(lower, upper) float bounds of ‖Φ2‖_F, rounded outwards."""
+        """Float bounds of ‖Φ2‖_F (:meth:`phi2_ball`), rounded outwards.
+
+        Returns
+        -------
+        lower, upper : float
+            ``lower <= ‖Φ2‖_F <= upper``; lower >= 0.
+
+        Raises
+        ------
+        ValueError
+            When the jet has order 1 (Q is None).
+        """
         b = self.phi2_ball()
         lo = max(0.0, float(np.nextafter(float(b.lower()), -math.inf)))
         hi = float(np.nextafter(float(b.upper()), math.inf))
         return lo, hi
 
     def max_radius(self):
+        """The largest ball radius (real or imaginary part) over the entries of P and Q.
+
+        Returns
+        -------
+        float
+            The radius.
+        """
         n = self.n
         ent = [self.P[i, j] for i in range(n) for j in range(n)]
         if self.Q is not None:
@@ -986,7 +1512,15 @@ class BallJet:
         return max(_rad(e) for e in ent)
 
     def numpy(self):
-        """(Φ1 (n, n), Φ2 (n, n, n) or None) midpoints as complex128."""
+        """The midpoints of the balls as arrays.
+
+        Returns
+        -------
+        P : ndarray of complex128, shape (n, n)
+            Φ1.
+        Q : ndarray of complex128, shape (n, n, n), or None
+            Φ2, ``Q[i, a, b]``; None at order 1.
+        """
         n = self.n
         P = np.array([[complex(self.P[i, j].mid()) for j in range(n)] for i in range(n)])
         if self.Q is None:
@@ -1091,13 +1625,42 @@ def _step(loc, h, rho, K, n, flint):
 
 
 def transport_ball_jet(field, vertices, *, y0=None, K=40, kappa=4.0, rho_max=0.4, prec=160):
-    """The jet (P = Φ1, Q = Φ2 at order 2) of the flow map along the polygon ``vertices`` in
-    the field's independent variable (w, z or complex time), as balls, from P = I, Q = 0 at
-    vertices[0]. Vertices: floats/complex (taken as exact binary numbers) or acb balls (e.g.
-    a period); y0: the initial state (numbers or acb) for autonomous fields. K: Taylor order;
-    kappa: disc radius / step length; rho_max: largest disc radius; prec: bits.
-    Returns a :class:`BallJet` (with the end state for autonomous fields); raises ValueError
-    when no admissible disc can be found (the path runs into a singular point)."""
+    """The jet of the flow map along a polygon, as balls (the validated integrator).
+
+    From P = I, Q = 0 at ``vertices[0]``, along the polygon in the field's independent
+    variable (w, z or complex time). Each step's disc starts at radius ``rho_max`` and is
+    halved until ``field.local`` accepts it with ``α ρ <= MAX_ALPHA_RHO``; the steps' jets
+    are composed by a product tree.
+
+    Parameters
+    ----------
+    field : LinearBallField or AutonomousBallField
+        The field (any object with ``n``, ``order``, ``state_dim`` and ``local``).
+    vertices : sequence of complex or flint.acb
+        The polygon's vertices: numbers (taken as exact binary numbers) or balls (e.g. a
+        period).
+    y0 : sequence of state_dim complex or flint.acb, optional
+        The initial state; required when ``field.state_dim > 0``, ignored otherwise.
+    K : int, optional
+        Taylor order.
+    kappa : float, optional
+        Disc radius / step length.
+    rho_max : float, optional
+        Largest disc radius.
+    prec : int, optional
+        Working precision in bits.
+
+    Returns
+    -------
+    BallJet
+        With the end state ``y`` for autonomous fields; Q None at order 1.
+
+    Raises
+    ------
+    ValueError
+        When y0 is missing or has the wrong length, or when no admissible disc is found
+        (radius below 1e-6: the path runs into a singular point).
+    """
     flint = _flint()
     old = flint.ctx.prec
     flint.ctx.prec = int(prec)
@@ -1195,8 +1758,20 @@ def _kron(X, Y, flint):
 
 
 def jet_compose(G, H, flint):
-    """Jet of G∘H from jets (P, Q) (P n x n, Q n x n² or None for 1-jets):
-    (G1 H1, G1 H2 + G2 (H1 ⊗ H1))."""
+    """The jet of G∘H: (G1 H1, G1 H2 + G2 (H1 ⊗ H1)).
+
+    Parameters
+    ----------
+    G, H : tuple of (flint.acb_mat, flint.acb_mat or None)
+        Jets (P, Q), P of shape (n, n), Q of shape (n, n²) or None for 1-jets.
+    flint : module
+        The ``flint`` module.
+
+    Returns
+    -------
+    tuple of (flint.acb_mat, flint.acb_mat or None)
+        The jet (P, Q); Q None when G's or H's is.
+    """
     (G1, G2), (H1, H2) = G, H
     if G2 is None or H2 is None:
         return G1 * H1, None
@@ -1204,7 +1779,25 @@ def jet_compose(G, H, flint):
 
 
 def jet_inverse(G, flint):
-    """Jet of the inverse map: (P⁻¹, −P⁻¹ Q (P⁻¹ ⊗ P⁻¹))."""
+    """The jet of the inverse map: (P⁻¹, −P⁻¹ Q (P⁻¹ ⊗ P⁻¹)).
+
+    Parameters
+    ----------
+    G : tuple of (flint.acb_mat, flint.acb_mat or None)
+        A jet (P, Q), P of shape (n, n), Q of shape (n, n²) or None.
+    flint : module
+        The ``flint`` module.
+
+    Returns
+    -------
+    tuple of (flint.acb_mat, flint.acb_mat or None)
+        The jet of the inverse; Q None when G's is.
+
+    Raises
+    ------
+    ZeroDivisionError
+        When flint cannot prove P invertible.
+    """
     P, Q = G
     Pi = P.inv()
     if Q is None:
@@ -1213,7 +1806,20 @@ def jet_inverse(G, flint):
 
 
 def commutator_jet(G1, G2, flint):
-    """Jet of the commutator loop γ1 γ2 γ1⁻¹ γ2⁻¹, i.e. of the map g2⁻¹ ∘ g1⁻¹ ∘ g2 ∘ g1."""
+    """The jet of the commutator loop γ1 γ2 γ1⁻¹ γ2⁻¹, i.e. of the map g2⁻¹ ∘ g1⁻¹ ∘ g2 ∘ g1.
+
+    Parameters
+    ----------
+    G1, G2 : tuple of (flint.acb_mat, flint.acb_mat or None)
+        The jets (P, Q) of g1 and g2 (the maps of the loops γ1 and γ2).
+    flint : module
+        The ``flint`` module.
+
+    Returns
+    -------
+    tuple of (flint.acb_mat, flint.acb_mat or None)
+        The jet (P, Q) of the commutator.
+    """
     return jet_compose(jet_inverse(G2, flint), jet_compose(jet_inverse(G1, flint),
                                                            jet_compose(G2, G1, flint), flint), flint)
 
@@ -1253,7 +1859,44 @@ PREMISES = [
 
 @dataclass
 class Certificate:
-    """What :func:`certify_integrability` proved, with every figure as an enclosure."""
+    """What :func:`certify_integrability` proved, with every figure as an enclosure.
+
+    ``str()`` (and ``repr()``) gives the full report: settings, loops, checks, premises and
+    the conclusion. The fields are attributes of the same names.
+
+    Parameters
+    ----------
+    flow : GradientFlow
+        The flow certified.
+    x, y : float
+        The data point.
+    w0 : float
+        The base point in the w-plane.
+    base_point : list of 4 flint.acb
+        Γ(w0).
+    loops : dict of str to list of complex
+        The closed polygons of γ1 and γ2 in the w-plane, by loop name.
+    jets : dict of str to BallJet
+        Their 2-jets, by the same names.
+    phi1_minus_identity : tuple of float
+        ``(max |entry|, max radius)`` of Φ1 − I for the commutator
+        (:meth:`BallJet.phi1_minus_identity`).
+    phi2 : tuple of float
+        ``(lower, upper)`` bounds of ‖Φ2‖_F for the commutator.
+    certified : bool
+        True only when the lower bound of ‖Φ2‖_F is positive and every self-check holds.
+    seconds : float
+        Wall time.
+    settings : dict
+        The keyword settings of the run (K, kappa, prec, n_polygon, star_radius, rho_max).
+    unipotent_check : dict of str to tuple of (bool, float)
+        Per loop: whether the balls of Φ1's characteristic polynomial coefficients contain
+        those of (λ−1)⁴, and the largest distance of their midpoints.
+    self_checks : dict of str to bool, optional
+        Identities of the exact monodromy, by name: whether each holds within the balls.
+    phi2_ball_str : str, optional
+        The ball of ‖Φ2‖_F as python-flint prints it.
+    """
 
     flow: object
     x: float
@@ -1273,6 +1916,7 @@ class Certificate:
 
     @property
     def conclusion(self) -> str:
+        """The verdict: CERTIFIED, or NOT CERTIFIED with the reason (one sentence)."""
         if self.self_checks and not all(self.self_checks.values()):
             return ("NOT CERTIFIED: a self-check failed (an identity of the exact monodromy is "
                     "violated by the enclosures): " + ", ".join(k for k, v in self.self_checks.items()
@@ -1371,9 +2015,41 @@ def _unipotent_consistent(P, flint):
 
 
 def commutator_enclosure(field, v1, v2, *, K=56, kappa=4.0, rho_max=0.4, prec=160):
-    """(J1, J2, C): ball 2-jets along the closed polygons v1, v2 (same base point) and of the
-    commutator loop γ1 γ2 γ1⁻¹ γ2⁻¹, i.e. the map g2⁻¹ ∘ g1⁻¹ ∘ g2 ∘ g1, composed in ball
-    arithmetic (exact algebra on enclosures: no float64 cancellation issue here)."""
+    """Ball 2-jets along two loops and of their commutator γ1 γ2 γ1⁻¹ γ2⁻¹.
+
+    The commutator's jet, of the map g2⁻¹ ∘ g1⁻¹ ∘ g2 ∘ g1, is composed in ball arithmetic
+    (:func:`commutator_jet`: exact algebra on enclosures, no float64 cancellation issue).
+
+    Parameters
+    ----------
+    field : LinearBallField
+        A field without a state, e.g. OnePointTwinField (no y0 is passed to
+        :func:`transport_ball_jet`).
+    v1, v2 : list of complex
+        Closed polygons (first vertex = last) from the same base point.
+    K : int, optional
+        Taylor order.
+    kappa : float, optional
+        Disc radius / step length.
+    rho_max : float, optional
+        Largest disc radius.
+    prec : int, optional
+        Working precision in bits.
+
+    Returns
+    -------
+    J1, J2 : BallJet
+        The jets along v1 and v2.
+    C : BallJet
+        The commutator's jet (steps and seconds are those of J1 and J2 together,
+        ``vertices`` empty).
+
+    Raises
+    ------
+    ValueError
+        When v1, v2 are not closed polygons from the same base point, or
+        :func:`transport_ball_jet` finds no admissible disc.
+    """
     if abs(complex(v1[0]) - complex(v2[0])) != 0 or v1[0] != v1[-1] or v2[0] != v2[-1]:
         raise ValueError("v1 and v2 must be closed polygons from the same base point")
     kw = dict(K=K, kappa=kappa, rho_max=rho_max, prec=prec)
@@ -1388,16 +2064,48 @@ def commutator_enclosure(field, v1, v2, *, K=56, kappa=4.0, rho_max=0.4, prec=16
 
 def certify_integrability(flow, *, w0=None, K=56, kappa=4.0, prec=160, n_polygon=16,
                           star_radius=0.22, rho_max=0.4):
-    """Certify in ball arithmetic that G⁰(VE_2) is non-abelian for a one-data-point width-2
-    tanh network (the package's one-data-point NF4 question).
+    """Certify in ball arithmetic that G⁰(VE_2) is non-abelian for a one-data-point network.
 
-    Loops on Γ (closed polygons in the w-plane from w0): γ1 around w = 0 (the saddle; a
-    regular n_polygon-gon through w0), γ2 around the pole w* = iπ/(2x) of tanh (a lasso whose
-    ring has radius star_radius·|w*|). Their 2-jets are transported with rigorous remainders
-    (:func:`transport_ball_jet`), the commutator's 2-jet composed in ball arithmetic.
-    w0: base point (default: the float engine's, z0 = 0.6 R). K: Taylor order; kappa: disc
-    radius / step; prec: bits. Returns a :class:`Certificate` (``certified`` True only when
-    the enclosure of ‖Φ2‖ excludes 0). ValueError for flows outside the implemented class.
+    The network is width-2 tanh (the package's one-data-point NF4 question). Loops on Γ
+    (closed polygons in the w-plane from w0): γ1 around w = 0 (the saddle; a regular
+    n_polygon-gon through w0), γ2 around the pole ``w* = iπ/(2x)`` of tanh (a lasso whose
+    ring has radius ``star_radius·|w*|``). Their 2-jets are transported with rigorous
+    remainders (:func:`transport_ball_jet`), the commutator's 2-jet composed in ball
+    arithmetic (:func:`commutator_enclosure`).
+
+    Parameters
+    ----------
+    flow : GradientFlow
+        Width 2, tanh, no bias, no weight decay, input and output dimension 1, exactly one
+        data point (x, y) with x y > 0.
+    w0 : float, optional
+        The base point on the real w axis (default: the float engine's, z0 = 0.6 R of the
+        Koenigs series).
+    K : int, optional
+        Taylor order.
+    kappa : float, optional
+        Disc radius / step length.
+    prec : int, optional
+        Working precision in bits.
+    n_polygon : int, optional
+        Number of vertices of γ1 and of γ2's ring.
+    star_radius : float, optional
+        Radius of γ2's ring as a fraction of ``|w*|``.
+    rho_max : float, optional
+        Largest disc radius.
+
+    Returns
+    -------
+    Certificate
+        ``certified`` True only when the enclosure of ‖Φ2‖ excludes 0 and every self-check
+        holds.
+
+    Raises
+    ------
+    TypeError
+        When ``flow`` is not a GradientFlow.
+    ValueError
+        For flows outside the implemented class, or when a loop meets a singular point.
     """
     x, y = _check_one_point_flow(flow)
     t0 = time.perf_counter()
