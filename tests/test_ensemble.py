@@ -363,10 +363,18 @@ def test_result_to_xarray_schema(nf4, nf4_y0):
     assert 0.0 < res.lane_occupancy <= 1.0
 
 
-def test_progress_bar_runs(nf4, nf4_y0, capsys):
-    res = nf.solve_ensemble(nf4, np.repeat(nf4_y0, 5, axis=0), progress=True, chunk_size=10,
-                            threads=1)
+def test_progress_bar_counts_the_trajectories(nf4, nf4_y0, capsys):
+    y0 = np.repeat(nf4_y0, 5, axis=0)
+    n = len(y0)
+    res = nf.solve_ensemble(nf4, y0, progress=True, chunk_size=10, threads=1)
     assert np.all(res.status == Status.SUCCESS)
+    err = capsys.readouterr().err
+    # the bar names the call and ends full, counted in trajectories
+    assert "solve_ensemble[auto]" in err and f"{n}/{n}" in err and "100%" in err, err
+    assert f"0/{n}" in err and "traj" in err      # it started empty (redraws between are
+    # throttled by time, so they are not asserted)
+    nf.solve_ensemble(nf4, y0, progress=False, threads=1)
+    assert capsys.readouterr().err == ""
 
 
 # --- validation -----------------------------------------------------------------------------
