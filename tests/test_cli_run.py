@@ -118,9 +118,6 @@ def test_summary_teacher_all_at_global_minimum(tmp_path, capsys):
 
 def test_default_preset(tmp_path, capsys):
     """The built-in default: NF4 to convergence with method auto (a small N here)."""
-    from narrowflow import config
-    if not config.method_available("auto"):
-        pytest.skip("this build has no method 'auto' yet (the default would run dop853 to 1e7)")
     code, out, err = _run(["--out", str(tmp_path / "o"), "-n", "64", "--threads", "1"], capsys)
     assert code == 0, err
     for key in ("method auto", "gtol 1e-08", "t in [0, 1e+07]", "reached it", "final loss",
@@ -204,9 +201,6 @@ def test_bad_config_refused_naming_key(tmp_path, capsys, text, key):
 
 @pytest.mark.slow
 def test_default_preset_full(tmp_path, capsys):
-    from narrowflow import config
-    if not config.method_available("auto"):
-        pytest.skip("this build has no method 'auto' yet")
     code, out, err = _run(["--out", str(tmp_path / "o")], capsys)
     assert code == 0, err
     assert io.load(tmp_path / "o" / "results.zarr").sizes["trajectory"] == 100_000

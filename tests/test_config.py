@@ -13,11 +13,9 @@ def test_default_is_the_nf4_preset():
     assert flow.network.width == 2 and flow.network.activation.name == "tanh"
     assert rc.cfg["initial"]["n"] == 100_000
     kw = rc.solver_kwargs()
-    # to convergence: auto (or its stand-in where this build has no "auto"), gtol 1e-8,
-    # t_max 1e7 as a finite guard, a log grid over the decades
+    # to convergence: auto, gtol 1e-8, t_max 1e7 as a finite guard, a log grid over the decades
     assert rc.preset == "nf4" and rc.cfg["solver"]["method"] == config.DEFAULT_METHOD == "auto"
-    assert kw["method"] == ("auto" if config.method_available("auto")
-                            else config.DEFAULT_METHOD_FALLBACK)
+    assert kw["method"] == "auto"
     assert kw["t_span"] == (0.0, 1e7) and kw["gtol"] == 1e-8
     assert kw["rtol"] == 1e-8 and kw["atol"] == 1e-10 and kw["escape_threshold"] == 1e-3
     at = kw["save_at"]
@@ -167,15 +165,6 @@ def test_t_span_inf_only_with_gtol():
     assert config.loads("[solver]\ngtol = 0\n").solver_kwargs()["gtol"] is None  # 0: off
     with pytest.raises(ValueError, match=r"output\.limit_tol"):
         config.loads("[output]\nlimit_tol = 0\n")
-
-
-def test_auto_falls_back_where_missing(monkeypatch):
-    import narrowflow.ensemble as ens
-    monkeypatch.setattr(ens, "METHODS", tuple(m for m in ens.METHODS if m != "auto"))
-    rc = config.load(None)
-    assert rc.solver_kwargs()["method"] == config.DEFAULT_METHOD_FALLBACK
-    assert rc.notes and "auto" in rc.notes[0]
-    assert config.loads("[solver]\nmethod = 'tsit5'\n").notes == []
 
 
 # --- issue 11: every refusal names the dotted key, before anything is built ---------------

@@ -36,7 +36,7 @@ import copy
 import re
 import sys
 from contextlib import contextmanager
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from types import SimpleNamespace
 
@@ -52,11 +52,9 @@ else:  # pragma: no cover
 _NUM = (int, float)
 _ARR = (list, dict)
 
-# >>> The method of the to-convergence presets. "auto" (per-trajectory switch from an explicit
-# method to a Rosenbrock one when stiff) is used once narrowflow.ensemble.METHODS has it;
-# until then a config asking for "auto" runs DEFAULT_METHOD_FALLBACK, and the summary says so.
+# The method of the to-convergence presets: per trajectory, DOP853 until stiff, then Rodas5P
+# (narrowflow.ensemble, docs/integrators.md).
 DEFAULT_METHOD = "auto"
-DEFAULT_METHOD_FALLBACK = "dop853"
 
 # default save grid (default_save_grid): first positive save time after t0, log spacing
 # beyond this many decades above it, points per decade, linear points, end for t1 = inf
@@ -65,22 +63,6 @@ SAVE_LOG_DECADES = 3.0
 SAVE_PER_DECADE = 7
 SAVE_LINEAR_NUM = 41
 SAVE_INF_END = 1e7
-
-
-def method_available(name: str) -> bool:
-    """Whether ``narrowflow.ensemble`` offers ``name`` in this build."""
-    from narrowflow.ensemble import METHODS
-    return name in METHODS
-
-
-def resolve_method(name: str) -> tuple[str, str | None]:
-    """(method to run, note or None): "auto" falls back to DEFAULT_METHOD_FALLBACK where this
-    build has no "auto" yet; other names pass through (solve_ensemble checks them)."""
-    if name == "auto" and not method_available("auto"):
-        return DEFAULT_METHOD_FALLBACK, (f"method 'auto' is not in this build's "
-                                         f"narrowflow.ensemble.METHODS; ran "
-                                         f"{DEFAULT_METHOD_FALLBACK!r} instead")
-    return name, None
 
 
 def default_save_grid(t_span) -> np.ndarray:
@@ -250,7 +232,7 @@ def _numbers(value, key: str, max_ndim: int = 1, via: dict | None = None) -> np.
         return isinstance(v, _NUM) and not isinstance(v, bool)
     if not isinstance(value, list) or not depth_ok(value, 0):
         raise TypeError(f"config key {_label(key, via)} must be an array of numbers"
-                        + (f" (or of rows of numbers)" if max_ndim > 1 else "")
+                        + (" (or of rows of numbers)" if max_ndim > 1 else "")
                         + f", got {value!r}"[:200])
     try:
         arr = np.asarray(value, dtype=np.float64)
@@ -545,12 +527,6 @@ class RunConfig:
         key: option}, named in refusals), before anything is built or allocated."""
         check_values(self.cfg, {}, via)
 
-    @property
-    def notes(self) -> list[str]:
-        """What the run does differently from what the config asks (e.g. no "auto" yet)."""
-        note = resolve_method(self.cfg["solver"]["method"])[1]
-        return [note] if note else []
-
     def network(self):
         from narrowflow.model import Network
         n = self.cfg["network"]
@@ -655,7 +631,7 @@ class RunConfig:
 
     def solver_kwargs(self) -> dict:
         s = self.cfg["solver"]
-        kw = dict(method=resolve_method(s["method"])[0],
+        kw = dict(method=s["method"],
                   t_span=tuple(float(v) for v in s["t_span"]),
                   rtol=s["rtol"], atol=s["atol"], dt=s["dt"], max_steps=s["max_steps"],
                   max_step=s["max_step"],

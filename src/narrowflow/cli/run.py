@@ -209,7 +209,6 @@ def summarize(rc, result) -> str:
         f"  ensemble    {N} trajectories, method {result.method}, t in "
         f"[{result.t_span[0]:g}, {result.t_span[1]:g}], rtol {result.rtol:g}, atol {result.atol:g}"
         + (f", gtol {result.gtol:g}" if getattr(result, "gtol", None) else ""),
-        *[f"  note        {n}" for n in getattr(rc, "notes", [])],
         "  status      " + ", ".join(f"{s.name.lower()} {int(np.sum(result.status == s))}"
                                      for s in Status),
         f"  global min  {lmin_text}",
