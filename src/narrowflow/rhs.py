@@ -34,7 +34,6 @@ import numpy as np
 from numba import cfunc, njit, types
 
 from narrowflow import jit
-from narrowflow.jit import cache_dir  # noqa: F401  (re-exported: monodromy.transport imports it here)
 from narrowflow.model import GradientFlow, Network
 
 HEADER = 8  # params[0] = n, [1] = weight decay λ, [2] = activation κ, [3:8] reserved
@@ -42,8 +41,6 @@ RHS_SIGNATURE = types.int32(types.int64, types.float64, types.CPointer(types.flo
                             types.CPointer(types.float64), types.CPointer(types.float64))
 COMPLEX_RHS_SIGNATURE = types.int32(types.int64, types.float64, types.CPointer(types.complex128),
                                     types.CPointer(types.complex128), types.CPointer(types.float64))
-# Options: narrowflow.jit. The name stays for monodromy.network, which imports it from here.
-_COMPILE_OPTIONS = jit.BASE
 # compiled with jit.hot() (FMA contraction, see narrowflow.jit); the others with jit.BASE
 _HOT = ("flow", "loss", "jacobian")
 _JAC_BLOCK = 8  # data points per Gauss–Newton block of the jacobian cfunc
