@@ -386,3 +386,144 @@ def test_low_order_enclosures_are_wide_but_still_contain_the_closed_forms():
     fld, _, JR, JI, tr = _hh_commutator(3.0, K=24, kappa=4.0, rho_max=0.5)
     with ce._prec(128):
         assert tr.contains(fld.lame_trace()) and 1e-12 < ce._rad(tr) < 1e-1
+
+
+# ---------------------------------------------------------------------------------------
+# order 3: Φ3 as balls, against the float engine (narrowflow.monodromy.jets)
+# ---------------------------------------------------------------------------------------
+
+def _float_jet(system, y0, path):
+    """The float engine's jet (order 3) and its own error estimate per order: the difference
+    between two tolerances plus a round-off floor."""
+    from narrowflow.monodromy import jets
+    y0 = np.array([complex(v) for v in y0])
+    T, _ = jets.transport_jet(system, y0, path, order=3, rtol=1e-13, atol=1e-15)
+    T2, _ = jets.transport_jet(system, y0, path, order=3, rtol=1e-11, atol=1e-13)
+    err = [np.abs(a - b) + 1e-13 * (1 + np.max(np.abs(a))) for a, b in zip(T, T2)]
+    return T, err
+
+
+def _assert_contains_float(J, T, err, max_rad):
+    B, R = J.tensors(), J.radii()
+    for k in (1, 2, 3):
+        assert np.all(np.abs(B[k - 1] - T[k]) <= R[k - 1] + err[k]), k
+        assert R[k - 1].max() < max_rad, (k, R[k - 1].max())
+
+
+def test_order3_ball_jets_contain_the_float_engine_jets():
+    # Hénon–Heiles (full VE, D³F = 0) and a 3-point tanh network (D³F from σ''''), along
+    # complex-time paths: the float engine's Φ1..Φ3 lie in the balls (within its own error
+    # estimate); negative control: the float jets of a path 1e-6 longer do not
+    from narrowflow.monodromy import jets
+    fld = ce.HenonHeilesBallField(2.0, normal=False, order=3)
+    with ce._prec(128):
+        y0 = fld.base_point()
+    path = [0, 0.7, 0.7 + 0.5j]
+    J = ce.transport_ball_jet(fld, path, y0=y0, K=24, kappa=4.0, rho_max=0.6, prec=128)
+    assert J.order == 3 and J.R.ncols() == 64
+    system = jets.henon_heiles_system(2.0, 1.0)
+    y0f = [complex(v.mid()) for v in y0]
+    T, err = _float_jet(system, y0f, path)
+    _assert_contains_float(J, T, err, 1e-9)
+    Tx, _ = _float_jet(system, y0f, [0, 0.7, 0.7 + (0.5 + 1e-6) * 1j])
+    assert np.any(np.abs(J.tensors()[2] - Tx[3]) > J.radii()[2] + err[3])
+
+    flow = _net_flow("tanh", TEACHER3)
+    nfld = ce.NetworkBallField(flow, order=3)
+    th0 = [0.5, 0.25, -0.375, 0.75]
+    path = [0, 0.25j, 0.25 + 0.25j]
+    J = ce.transport_ball_jet(nfld, path, y0=th0, K=16, kappa=4.0, rho_max=0.4, prec=128)
+    system = jets._parse_system(flow, None, None, None, None, None)
+    T, err = _float_jet(system, th0, path)
+    _assert_contains_float(J, T, err, 1e-5)
+    Tx, _ = _float_jet(system, th0, [0, 0.25j, 0.25 + 1e-6 + 0.25j])
+    assert np.any(np.abs(J.tensors()[2] - Tx[3]) > J.radii()[2] + err[3])
+
+
+def test_order3_jet_algebra_matches_the_float_engine():
+    # composition and inversion of 3-jets in balls (exact inputs) against jets.compose /
+    # jets.inverse, and g ∘ g⁻¹ ∋ the identity's jet
+    from narrowflow.monodromy import jets
+    rng = np.random.default_rng(3)
+    n = 3
+
+    def rand_jet():
+        T = [np.zeros(n, complex), np.eye(n) + 0.3 * rng.standard_normal((n, n))]
+        for k in (2, 3):
+            t = rng.standard_normal((n,) * (k + 1)) + 1j * rng.standard_normal((n,) * (k + 1))
+            # symmetrise the lower indices
+            import itertools
+            t = sum(np.transpose(t, (0,) + tuple(1 + np.array(p)))
+                    for p in itertools.permutations(range(k))) / math.factorial(k)
+            T.append(t)
+        return T
+
+    def balls(T):
+        return tuple(flint.acb_mat(n, n ** k, [flint.acb(complex(v).real, complex(v).imag)
+                                               for v in T[k].reshape(n, n ** k).ravel()])
+                     for k in (1, 2, 3))
+
+    G, H = rand_jet(), rand_jet()
+    with ce._prec(128) as fl:
+        C = ce.jet_compose(balls(G), balls(H), fl)
+        I = ce.jet_inverse(balls(G), fl)
+        Id = ce.jet_compose(balls(G), I, fl)
+    ref_c = jets.compose(G, H)
+    ref_i = jets.inverse(G)
+    for k in (1, 2, 3):
+        c = np.array([[complex(C[k - 1][i, j].mid()) for j in range(n ** k)] for i in range(n)])
+        inv = np.array([[complex(I[k - 1][i, j].mid()) for j in range(n ** k)] for i in range(n)])
+        assert np.allclose(c, ref_c[k].reshape(n, n ** k), rtol=1e-12, atol=1e-12)
+        assert np.allclose(inv, ref_i[k].reshape(n, n ** k), rtol=1e-10, atol=1e-10)
+        ident = np.eye(n) if k == 1 else np.zeros((n, n ** k))
+        assert all(Id[k - 1][i, j].contains(flint.acb(ident[i, j]))
+                   for i in range(n) for j in range(n ** k))
+
+
+def _hh_commutator3(eps, K=24, kappa=4.0, rho_max=0.6, prec=128):
+    fld = ce.HenonHeilesBallField(eps, normal=False, order=3)
+    with ce._prec(prec):
+        y0 = fld.base_point()
+        TR, TI = fld.periods()
+    return ce.commutator_enclosure(fld, [0, TR], [0, TI], K=K, kappa=kappa, rho_max=rho_max,
+                                   prec=prec, y0=y0)
+
+
+def test_henon_heiles_eps2_order3_commutator_is_certified_nonzero():
+    # ε = 2 (non-integrable; Lamé n = 2, so the normal VE's monodromy commutes): the
+    # commutator of the period loops has Φ1 = I and Φ2 = 0 within the balls, and an
+    # enclosure of ‖Φ3‖ that excludes 0 (the float engine: 7563.35). Together with ε = 1
+    # (below), whose enclosure contains 0, the test comes out both ways.
+    JR, JI, C = _hh_commutator3(2.0)
+    assert C.order == 3
+    lo, hi = C.phi3_norm()
+    assert lo > 7000 and hi < 8000 and hi - lo < 1.0
+    assert 0 <= 7563.350922231992 - lo and 7563.350922231992 <= hi + 1e-3   # float engine's
+    assert C.phi2_norm()[0] == 0.0 and C.phi2_norm()[1] < 1e-4
+    assert C.phi1_minus_identity()[0] < 1e-6
+    # the single loops: the float engine's ‖Φ3‖ (281.37, 10574.4) lie in the balls
+    assert JR.phi3_ball().overlaps(flint.arb(281.37487845670967, 1e-8))
+    assert JI.phi3_ball().overlaps(flint.arb(10574.413149537795, 1e-7))
+
+
+@pytest.mark.slow
+def test_henon_heiles_eps1_order3_commutator_contains_zero():
+    # ε = 1 (integrable): single loops with ‖Φ3‖ ≈ 169, 102; their commutator's Φ3 ball
+    # contains 0, narrowly (so it is no structural zero and could have excluded it)
+    JR, JI, C = _hh_commutator3(1.0)
+    assert JR.phi3_norm()[0] > 160 and JI.phi3_norm()[0] > 100
+    lo, hi = C.phi3_norm()
+    assert lo == 0.0 and hi < 1e-3
+    assert C.phi2_norm()[1] < 1e-5 and C.phi1_minus_identity()[0] < 1e-7
+
+
+@pytest.mark.slow
+def test_henon_heiles_eps6_order3_commutator_contains_zero():
+    # ε = 6 (integrable): ‖Φ3‖ ≈ 2160 and 1.4e7 on the period loops; composing the
+    # commutator amplifies the input radii by ~1e21 (‖Φ1(γ_I)‖ ≈ 271), so K = 48 and 192 bits
+    JR, JI, C = _hh_commutator3(6.0, K=48, kappa=6.0, rho_max=0.6, prec=192)
+    assert JR.phi3_ball().overlaps(flint.arb(2159.78662732947, 1e-6))
+    assert JI.phi3_norm()[0] > 1.3e7
+    lo, hi = C.phi3_norm()
+    assert lo == 0.0 and hi < 1e-2
+    assert C.phi1_minus_identity()[0] < 1e-20

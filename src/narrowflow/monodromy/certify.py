@@ -10,10 +10,12 @@ The linear system
 Every field here is reduced to the linear system along a path s ↦ s0 + (s − s0) (s complex)
 
     P' = A(s) P,                 P(s0) = I          (n x n; the 1-jet, Φ1)
-    Q' = A(s) Q + B(s)(P, P),    Q(s0) = 0          (n x n²; the 2-jet, Φ2; order 2 only)
+    Q' = A(s) Q + B(s)(P, P),    Q(s0) = 0          (n x n²; the 2-jet, Φ2; order >= 2)
+    R' = A(s) R + S(Q, P) + C(s)(P, P, P),  R(s0) = 0  (n x n³; the 3-jet, Φ3; order 3)
 
 whose coefficients may depend on a state y(s) solving y' = F(y) (autonomous fields: the
-variational equations along an integral curve found on the way). The fields:
+variational equations along an integral curve found on the way; S(Q, P) is
+B(Q, P) + B(Q, P)(a c b) + B(Q, P)(b c a), the three placements of P's index). The fields:
 
 - :class:`OnePointTwinField` — the one-point width-2 tanh network along its closed-form curve
   Γ(w), A = DF/g, B = D²F/g (w the independent variable);
@@ -26,8 +28,8 @@ variational equations along an integral curve found on the way). The fields:
 
 The field interface
 -------------------
-A field has ``n`` (size of P), ``order`` (1: P; 2: P and Q) and ``state_dim`` (0, or the
-dimension of y), and one method, ``local(s0, y0, rho, K)``, that returns a :class:`LocalData`:
+A field has ``n`` (size of P), ``order`` (1: P; 2: P and Q; 3: P, Q and R, autonomous
+fields only) and ``state_dim`` (0, or the dimension of y), and one method, ``local(s0, y0, rho, K)``, that returns a :class:`LocalData`:
 the Taylor coefficients at s0 (orders 0..K, balls) of A, B and y, and upper bounds
 α ≥ sup ‖A‖_F, β ≥ sup ‖B‖_F, M_i ≥ sup ``|y_i − y_i(s0)|`` on the disc D(s0, ρ) — or None when
 it cannot prove the disc free of singularities. Two base classes implement ``local`` from
@@ -134,6 +136,11 @@ class LocalData:
         Upper bound of sup_D ‖B‖_F; 0.0 at order 1.
     y_bound : list of state_dim float, or None
         Per component, an upper bound of ``sup_D |y_i − y_i(s0)|``; None without a state.
+    Cn : list of K + 1 flint.acb_mat, each (n³, n), or None, optional
+        Taylor coefficients of C (the cubic term of the order-3 system, D³F for a VE; row
+        ``n**2*i + n*j + k``, column l: C_ijkl); None below order 3, or when C ≡ 0.
+    gamma : float, optional
+        Upper bound of sup_D ‖C‖_F; 0.0 when C ≡ 0 or below order 3.
     """
 
     An: list
@@ -142,6 +149,8 @@ class LocalData:
     alpha: float
     beta: float
     y_bound: list | None
+    Cn: list | None = None
+    gamma: float = 0.0
 
 
 def _acb(z):
@@ -308,7 +317,10 @@ class AutonomousBallField:
 
     Subclasses set ``n``, ``order``, ``state_dim`` and implement ``vector(y)`` (F, a list of
     state_dim ring elements) and ``linear(y)`` ((A, B) as in :class:`LinearBallField`), both
-    for y a list of acb balls or of acb_series."""
+    for y a list of acb balls or of acb_series; at order 3 also ``cubic(y)`` (C = D³F, or
+    None when it vanishes identically). The order-3 system is
+    R' = A R + B(Q, P) + B(Q, P)(a c b) + B(Q, P)(b c a) + C(P, P, P) (the third variational
+    equation, B symmetric in its last two indices)."""
 
     n = 0
     order = 1
@@ -355,6 +367,50 @@ class AutonomousBallField:
             In this base class.
         """
         raise NotImplementedError
+
+    def cubic(self, y):  # pragma: no cover - abstract
+        """C(y) = D³F(y), the cubic term of the order-3 system (implemented by subclasses).
+
+        Parameters
+        ----------
+        y : list of state_dim flint.acb or flint.acb_series
+            The state.
+
+        Returns
+        -------
+        list of n⁴ ring elements, or None
+            C flat, index ``n**3*i + n**2*j + n*k + l`` (C_ijkl); None when C ≡ 0.
+
+        Raises
+        ------
+        NotImplementedError
+            In this base class.
+        """
+        raise NotImplementedError
+
+    def variational(self, y):
+        """A, B and (at order 3) C at y.
+
+        The default calls :meth:`linear` and, at order 3, :meth:`cubic`; subclasses may
+        compute all three in one pass.
+
+        Parameters
+        ----------
+        y : list of state_dim flint.acb or flint.acb_series
+            The state.
+
+        Returns
+        -------
+        A : list of n lists of n ring elements
+            The rows of A(y).
+        B : list of n³ ring elements, or None
+            B(y) flat, index ``n**2*i + n*j + k``; None at order 1.
+        C : list of n⁴ ring elements, or None
+            C(y) flat, index ``n**3*i + n**2*j + n*k + l``; None below order 3 or when
+            C ≡ 0.
+        """
+        A, B = self.linear(y)
+        return A, B, (self.cubic(y) if self.order >= 3 else None)
 
     def state_jacobian(self, y):
         """DF(y), used for the mean-value enclosure of F on a box.
@@ -447,8 +503,9 @@ class AutonomousBallField:
         """The data of one validated step from the state y0 on the disc D(s0, ρ).
 
         The bounds come from the Picard box (:meth:`picard_box`): α = ‖A(U)‖_F,
-        β = ‖B(U)‖_F, M_i = ρ ``sup |F_i(U)|``; the Taylor coefficients of y from Picard
-        iteration in power-series arithmetic, those of A and B from :meth:`linear` on them.
+        β = ‖B(U)‖_F, γ = ‖C(U)‖_F (order 3), M_i = ρ ``sup |F_i(U)|``; the Taylor
+        coefficients of y from Picard iteration in power-series arithmetic, those of A, B
+        (and C) from :meth:`variational` on them.
 
         Parameters
         ----------
@@ -472,10 +529,11 @@ class AutonomousBallField:
         if box is None:
             return None
         U, FU = box
-        A, B = self.linear(U)
+        A, B, C = self.variational(U)
         alpha = _fro_bound(e for row in A for e in row)
         beta = _fro_bound(B) if (B is not None and self.order >= 2) else 0.0
-        if not (math.isfinite(alpha) and math.isfinite(beta)):
+        gamma = _fro_bound(C) if (C is not None and self.order >= 3) else 0.0
+        if not (math.isfinite(alpha) and math.isfinite(beta) and math.isfinite(gamma)):
             return None
         y_bound = [_up(rho * _abs_up(f)) for f in FU]
         # Taylor coefficients of y by Picard iteration: iteration m makes coefficient m exact
@@ -488,11 +546,13 @@ class AutonomousBallField:
         n = self.n
         with _cap(K + 1):
             Y = [flint.acb_series(_coeffs(v, K), prec=K + 1) for v in Y]
-            A, B = self.linear(Y)
+            A, B, C = self.variational(Y)
             An = _matrices([e for row in A for e in row], K, n, n)
             Bn = _matrices(B, K, n * n, n) if (B is not None and self.order >= 2) else None
+            Cn = (_matrices(C, K, n ** 3, n) if (C is not None and self.order >= 3
+                                                 and gamma > 0) else None)
         yn = [_coeffs(v, K) for v in Y]
-        return LocalData(An, Bn, yn, alpha, beta, y_bound)
+        return LocalData(An, Bn, yn, alpha, beta, y_bound, Cn, gamma if Cn is not None else 0.0)
 
 
 # ---------------------------------------------------------------------------------------
@@ -819,7 +879,7 @@ class OnePointTwinField(LinearBallField):
 
 
 # ---------------------------------------------------------------------------------------
-# activations in ball arithmetic: (σ, σ', σ'', σ''') on a generic ring
+# activations in ball arithmetic: (σ, σ', σ'', σ''', σ'''') on a generic ring
 # ---------------------------------------------------------------------------------------
 
 def _nan_like(u):
@@ -834,12 +894,13 @@ def _ball_sigmoid_chain(u):
     s = 1 / (1 + (-u).exp())
     q = s * (1 - s)
     v = 1 - 2 * s
-    return s, q, q * v, q * (v * v - 2 * q)
+    # s' = q, q' = q v, v' = −2 q
+    return s, q, q * v, q * (v * v - 2 * q), q * v * (v * v - 8 * q)
 
 
 def _ball_tanh_chain(t):
     t1 = 1 - t * t
-    return t, t1, -2 * t * t1, t1 * (6 * t * t - 2)
+    return t, t1, -2 * t * t1, t1 * (6 * t * t - 2), 8 * t * t1 * (2 - 3 * t * t)
 
 
 def _ball_tanh(u):
@@ -865,14 +926,14 @@ def _act_softplus(u, kappa):
     w = 1 + u.exp()
     w0 = _coeffs(w, 0)[0]
     if not w0.real > 0:
-        return (_nan_like(u),) * 4
+        return (_nan_like(u),) * 5
     s = _ball_sigmoid_chain(u)
-    return (w.log(),) + s[:3]
+    return (w.log(),) + s[:4]
 
 
 def _act_silu(u, kappa):
-    s0, s1, s2, s3 = _ball_sigmoid_chain(u)
-    return u * s0, s0 + u * s1, 2 * s1 + u * s2, 3 * s2 + u * s3
+    s0, s1, s2, s3, s4 = _ball_sigmoid_chain(u)
+    return u * s0, s0 + u * s1, 2 * s1 + u * s2, 3 * s2 + u * s3, 4 * s3 + u * s4
 
 
 def _act_gelu_tanh(u, kappa):
@@ -880,23 +941,26 @@ def _act_gelu_tanh(u, kappa):
     flint = _flint()
     C, A = flint.arb(_GELU_C), flint.arb(_GELU_A)
     v = C * (u + A * u * u * u)
-    t, t1, t2, t3 = _ball_tanh_chain(_ball_tanh(v))
+    t, t1, t2, t3, t4 = _ball_tanh_chain(_ball_tanh(v))
     v1 = C * (1 + 3 * A * u * u)
     v2 = 6 * C * A * u
     v3 = 6 * C * A
     T1 = t1 * v1
     T2 = t2 * v1 * v1 + t1 * v2
     T3 = t3 * v1 * v1 * v1 + 3 * t2 * v1 * v2 + t1 * v3
-    return 0.5 * u * (1 + t), 0.5 * (1 + t) + 0.5 * u * T1, T1 + 0.5 * u * T2, 1.5 * T2 + 0.5 * u * T3
+    # Faà di Bruno with v'''' = 0
+    T4 = t4 * v1 * v1 * v1 * v1 + 6 * t3 * v1 * v1 * v2 + t2 * (3 * v2 * v2 + 4 * v1 * v3)
+    return (0.5 * u * (1 + t), 0.5 * (1 + t) + 0.5 * u * T1, T1 + 0.5 * u * T2,
+            1.5 * T2 + 0.5 * u * T3, 2 * T3 + 0.5 * u * T4)
 
 
 def _act_quadratic(u, kappa):
     k = _flint().arb(kappa)
-    return u + k * u * u, 1 + 2 * k * u, 2 * k + 0 * u, 0 * u
+    return u + k * u * u, 1 + 2 * k * u, 2 * k + 0 * u, 0 * u, 0 * u
 
 
 def _act_linear(u, kappa):
-    return u, 1 + 0 * u, 0 * u, 0 * u
+    return u, 1 + 0 * u, 0 * u, 0 * u, 0 * u
 
 
 BALL_ACTIVATIONS = {"tanh": _act_tanh, "sigmoid": _act_sigmoid, "softplus": _act_softplus,
@@ -920,18 +984,22 @@ class NetworkBallField(AutonomousBallField):
     ----------
     flow : GradientFlow
         The flow; its network must have one output.
+    order : int, optional
+        The jet order transported: 1 (P), 2 (P, Q; A and B) or 3 (P, Q, R; also
+        C = D³F, which needs the fourth derivatives of the activation).
 
     Raises
     ------
     TypeError
         When ``flow`` has no ``network`` or ``data`` (not a GradientFlow).
     ValueError
-        For more than one output, or an activation without a ball-arithmetic form.
+        For more than one output, an activation without a ball-arithmetic form, or an order
+        outside 1..3.
     """
 
     order = 2
 
-    def __init__(self, flow):
+    def __init__(self, flow, order=2):
         net = getattr(flow, "network", None)
         data = getattr(flow, "data", None)
         if net is None or data is None:
@@ -942,6 +1010,9 @@ class NetworkBallField(AutonomousBallField):
                              + ", ".join(BALL_ACTIVATIONS))
         if net.output_dim != 1:
             raise ValueError(f"NetworkBallField needs one output, got output_dim = {net.output_dim}")
+        if order not in (1, 2, 3):
+            raise ValueError(f"order must be 1, 2 or 3, got {order!r}")
+        self.order = int(order)
         self.flow = flow
         self.act = BALL_ACTIVATIONS[name]
         self.kappa = float(net.activation.kappa)
@@ -981,16 +1052,19 @@ class NetworkBallField(AutonomousBallField):
         return v if n_a == 1 else v * aj
 
     def _terms(self, th, order):
-        """Σ_d over the data of (r ∂f, ∂f ∂fᵀ + r ∂²f, third-order terms), unscaled."""
+        """Σ_d over the data of (r ∂f, ∂f ∂fᵀ + r ∂²f, third-order terms, fourth-order terms)
+        of L_d = r²/2 (unscaled); the third- and fourth-order ones as dicts over sorted index
+        tuples (order >= 2, order >= 3)."""
         import itertools
         p = self.n
         g = [0] * p
         H = [[0] * p for _ in range(p)] if order >= 1 else None
         T = {} if order >= 2 else None
+        V = {} if order >= 3 else None
         for xd, yd in zip(self.x, self.y):
             f = 0
             f1 = [0] * p
-            f2, f3 = {}, {}
+            f2, f3, f4 = {}, {}, {}
             for blk in self.blocks:
                 prm = self._block_params(blk, xd)
                 aj = th[blk[0]]
@@ -1011,6 +1085,11 @@ class NetworkBallField(AutonomousBallField):
                         v = self._dfn(list(qs), aj, sig)
                         if v is not None:
                             f3[tuple(sorted(q[0] for q in qs))] = v
+                if order >= 3:
+                    for qs in itertools.combinations_with_replacement(prm, 4):
+                        v = self._dfn(list(qs), aj, sig)
+                        if v is not None:
+                            f4[tuple(sorted(q[0] for q in qs))] = v
             if self.c_index is not None:
                 f = f + th[self.c_index]
                 f1[self.c_index] = 1
@@ -1034,7 +1113,26 @@ class NetworkBallField(AutonomousBallField):
                         v = v + r * f3[(i, j, k)]
                     if not (isinstance(v, int) and v == 0):
                         T[(i, j, k)] = T.get((i, j, k), 0) + v
-        return g, H, T
+            if order >= 3:
+                # ∂⁴(r²/2) = Σ_4 f_ijk f_l + Σ_3 f_ij f_kl + r f_ijkl
+                def d2(a, b):
+                    return f2.get((a, b) if a <= b else (b, a))
+
+                for i, j, k, l in itertools.combinations_with_replacement(range(p), 4):
+                    v = 0
+                    for (a, b, c), d in (((i, j, k), l), ((i, j, l), k), ((i, k, l), j),
+                                         ((j, k, l), i)):
+                        if (a, b, c) in f3 and not (isinstance(f1[d], int) and f1[d] == 0):
+                            v = v + f3[(a, b, c)] * f1[d]
+                    for (a, b), (c, d) in (((i, j), (k, l)), ((i, k), (j, l)), ((i, l), (j, k))):
+                        x1, x2 = d2(a, b), d2(c, d)
+                        if x1 is not None and x2 is not None:
+                            v = v + x1 * x2
+                    if (i, j, k, l) in f4:
+                        v = v + r * f4[(i, j, k, l)]
+                    if not (isinstance(v, int) and v == 0):
+                        V[(i, j, k, l)] = V.get((i, j, k, l), 0) + v
+        return g, H, T, V
 
     def vector(self, y):
         """F = −∇L at y: ``−(1/N) Σ_d r_d ∇f_d − λ y``.
@@ -1051,7 +1149,7 @@ class NetworkBallField(AutonomousBallField):
         list of p ring elements
             F(y), in the ring of ``y``.
         """
-        g, _, _ = self._terms(y, 0)
+        g = self._terms(y, 0)[0]
         inv_n = _flint().arb(1) / len(self.y)
         return [-(gi * inv_n) - self.lam * yi for gi, yi in zip(g, y)]
 
@@ -1070,9 +1168,48 @@ class NetworkBallField(AutonomousBallField):
         B : list of p³ ring elements
             D²F(y) flat, index ``p**2*i + p*j + k`` (symmetric in i, j, k).
         """
+        A, B, _ = self._derivatives(y, 2)
+        return A, B
+
+    def variational(self, y):
+        """DF, D²F and (at order 3) D³F at y, from one pass over the data.
+
+        Parameters
+        ----------
+        y : list of p flint.acb or flint.acb_series
+            The parameters.
+
+        Returns
+        -------
+        A : list of p lists of p ring elements
+            The rows of DF(y).
+        B : list of p³ ring elements
+            D²F(y) flat, index ``p**2*i + p*j + k``.
+        C : list of p⁴ ring elements, or None
+            D³F(y) flat, index ``p**3*i + p**2*j + p*k + l`` (symmetric); None below
+            order 3.
+        """
+        return self._derivatives(y, 3 if self.order >= 3 else 2)
+
+    def cubic(self, y):
+        """D³F at y.
+
+        Parameters
+        ----------
+        y : list of p flint.acb or flint.acb_series
+            The parameters.
+
+        Returns
+        -------
+        list of p⁴ ring elements
+            D³F(y) flat, index ``p**3*i + p**2*j + p*k + l`` (symmetric in i, j, k, l).
+        """
+        return self._derivatives(y, 3)[2]
+
+    def _derivatives(self, y, order):
         import itertools
         p = self.n
-        _, H, T = self._terms(y, 2)
+        _, H, T, Vt = self._terms(y, order)
         inv_n = _flint().arb(1) / len(self.y)
         A = [[0] * p for _ in range(p)]
         for i in range(p):
@@ -1082,7 +1219,14 @@ class NetworkBallField(AutonomousBallField):
         for (i, j, k), v in T.items():
             for a, b, c in set(itertools.permutations((i, j, k))):
                 B[p * p * a + p * b + c] = -(v * inv_n)
-        return A, B
+        C = None
+        if order >= 3:
+            C = [0] * (p ** 4)
+            for idx, v in Vt.items():
+                w = -(v * inv_n)
+                for a, b, c, d in set(itertools.permutations(idx)):
+                    C[p ** 3 * a + p * p * b + p * c + d] = w
+        return A, B, C
 
 
 # ---------------------------------------------------------------------------------------
@@ -1097,7 +1241,8 @@ class HenonHeilesBallField(AutonomousBallField):
 
     ``normal=True``: state (q2, p2) on the invariant plane q1 = p1 = 0, linear system the
     normal VE in (q1, p1), A = [[0, 1], [−(ratio + 2 q2), 0]] (n = 2, order 1).
-    ``normal=False``: state (q1, q2, p1, p2), A = DF (4 x 4), B = D²F (n = 4, order 2).
+    ``normal=False``: state (q1, q2, p1, p2), A = DF (4 x 4), B = D²F (n = 4, order 2 or,
+    with ``order=3``, 3; F is quadratic, so D³F = 0).
 
     Parameters
     ----------
@@ -1109,22 +1254,26 @@ class HenonHeilesBallField(AutonomousBallField):
         The energy of the plane motion, in (0, 1/6).
     normal : bool, optional
         Whether the linear system is the normal VE (else the full VE).
+    order : int, optional
+        The jet order of the full VE, 1, 2 (default) or 3; ignored (1) when ``normal``.
 
     Raises
     ------
     ValueError
-        When eps is 0 or not finite, or energy is outside (0, 1/6).
+        When eps is 0 or not finite, energy is outside (0, 1/6), or order is outside 1..3.
     """
 
-    def __init__(self, eps=1.0, ratio=1.0, energy=0.1, normal=True):
+    def __init__(self, eps=1.0, ratio=1.0, energy=0.1, normal=True, order=2):
         self.eps, self.ratio, self.energy = float(eps), float(ratio), float(energy)
         if not (self.eps != 0 and math.isfinite(self.eps)):
             raise ValueError(f"eps must be a finite non-zero real number, got {eps!r}")
         if not (0 < self.energy < 1 / 6):
             raise ValueError(f"energy must lie in (0, 1/6), got {energy!r}")
         self.normal = bool(normal)
+        if order not in (1, 2, 3):
+            raise ValueError(f"order must be 1, 2 or 3, got {order!r}")
         self.n = self.state_dim = 2 if self.normal else 4
-        self.order = 1 if self.normal else 2
+        self.order = 1 if self.normal else int(order)
 
     def roots(self):
         """Enclosures of the roots of Q³/3 + Q²/2 = energy (Q = eps q2).
@@ -1259,6 +1408,21 @@ class HenonHeilesBallField(AutonomousBallField):
         for (i, j, k), v in {(2, 0, 1): -2, (2, 1, 0): -2, (3, 0, 0): -2, (3, 1, 1): -2 * e}.items():
             B[16 * i + 4 * j + k] = _flint().arb(v)
         return J, B
+
+    def cubic(self, y):
+        """D³F: zero (F is quadratic).
+
+        Parameters
+        ----------
+        y : list of flint.acb or flint.acb_series
+            The state (unused).
+
+        Returns
+        -------
+        None
+            C ≡ 0.
+        """
+        return None
 
 
 class HypergeometricBallField(LinearBallField):
@@ -1406,6 +1570,8 @@ class BallJet:
         Working precision in bits.
     y : list of flint.acb, or None, optional
         The end state for autonomous fields, else None.
+    R : flint.acb_mat, shape (n, n³), or None, optional
+        Φ3, the 3-jet (row i, column ``n**2*a + n*b + c``); None below order 3.
     """
 
     P: object
@@ -1417,6 +1583,18 @@ class BallJet:
     vertices: list = field(default_factory=list)
     prec: int = 160
     y: list | None = None
+    R: object = None
+
+    @property
+    def order(self) -> int:
+        """The jet's order: 1, 2 or 3."""
+        return 1 if self.Q is None else (2 if self.R is None else 3)
+
+    @property
+    def jet(self) -> tuple:
+        """The jet as the tuple ``(P,)``, ``(P, Q)`` or ``(P, Q, R)`` of the jet algebra
+        (:func:`jet_compose`)."""
+        return (self.P, self.Q, self.R)[:self.order]
 
     @property
     def n(self) -> int:
@@ -1451,8 +1629,13 @@ class BallJet:
         with _prec(self.prec):
             return sum((self.P[i, i] for i in range(1, self.n)), self.P[0, 0])
 
-    def phi2_ball(self):
-        """‖Φ2‖_F, the Frobenius norm of the full tensor: sqrt(Σ re² + im²).
+    def phi_ball(self, order):
+        """‖Φ_order‖_F, the Frobenius norm of the full tensor: sqrt(Σ re² + im²).
+
+        Parameters
+        ----------
+        order : int
+            2 (Φ2 = Q) or 3 (Φ3 = R).
 
         Returns
         -------
@@ -1463,21 +1646,92 @@ class BallJet:
         Raises
         ------
         ValueError
-            When the jet has order 1 (Q is None).
+            When the jet's order is below ``order``, or ``order`` is not 2 or 3.
         """
-        if self.Q is None:
-            raise ValueError("this jet has order 1 (no Φ2)")
+        if order not in (2, 3):
+            raise ValueError(f"order must be 2 or 3, got {order!r}")
+        M = self.Q if order == 2 else self.R
+        if M is None:
+            raise ValueError(f"this jet has order {self.order} (no Φ{order})")
         n = self.n
         with _prec(self.prec) as flint:
             tot = flint.arb(0)
             for i in range(n):
-                for j in range(n * n):
-                    e = self.Q[i, j]
+                for j in range(n ** order):
+                    e = M[i, j]
                     tot += e.real * e.real + e.imag * e.imag     # (x ** 2 is nan on balls around 0)
             if tot > 0:
                 return tot.sqrt()
-            # the ball of Σ|Q|² reaches 0: ‖Φ2‖ ∈ [0, sqrt(upper)]
+            # the ball of the sum reaches 0: the norm lies in [0, sqrt(upper)]
             return flint.arb(0, math.sqrt(float(tot.abs_upper())) * (1 + 1e-12))
+
+    def phi_norm(self, order):
+        """Float bounds of ‖Φ_order‖_F (:meth:`phi_ball`), rounded outwards.
+
+        Parameters
+        ----------
+        order : int
+            2 or 3.
+
+        Returns
+        -------
+        lower, upper : float
+            ``lower <= ‖Φ_order‖_F <= upper``; lower >= 0.
+
+        Raises
+        ------
+        ValueError
+            When the jet's order is below ``order``.
+        """
+        b = self.phi_ball(order)
+        lo = max(0.0, float(np.nextafter(float(b.lower()), -math.inf)))
+        hi = float(np.nextafter(float(b.upper()), math.inf))
+        return lo, hi
+
+    def phi2_ball(self):
+        """‖Φ2‖_F, the Frobenius norm of the full tensor: sqrt(Σ re² + im²).
+
+        Returns
+        -------
+        flint.arb
+            An enclosure of the norm (:meth:`phi_ball` with order 2).
+
+        Raises
+        ------
+        ValueError
+            When the jet has order 1 (Q is None).
+        """
+        return self.phi_ball(2)
+
+    def phi3_ball(self):
+        """‖Φ3‖_F, the Frobenius norm of the full order-3 tensor.
+
+        Returns
+        -------
+        flint.arb
+            An enclosure of the norm (:meth:`phi_ball` with order 3).
+
+        Raises
+        ------
+        ValueError
+            When the jet's order is below 3 (R is None).
+        """
+        return self.phi_ball(3)
+
+    def phi3_norm(self):
+        """Float bounds of ‖Φ3‖_F, rounded outwards.
+
+        Returns
+        -------
+        lower, upper : float
+            ``lower <= ‖Φ3‖_F <= upper``; lower >= 0.
+
+        Raises
+        ------
+        ValueError
+            When the jet's order is below 3 (R is None).
+        """
+        return self.phi_norm(3)
 
     def phi2_norm(self):
         """Float bounds of ‖Φ2‖_F (:meth:`phi2_ball`), rounded outwards.
@@ -1492,13 +1746,10 @@ class BallJet:
         ValueError
             When the jet has order 1 (Q is None).
         """
-        b = self.phi2_ball()
-        lo = max(0.0, float(np.nextafter(float(b.lower()), -math.inf)))
-        hi = float(np.nextafter(float(b.upper()), math.inf))
-        return lo, hi
+        return self.phi_norm(2)
 
     def max_radius(self):
-        """The largest ball radius (real or imaginary part) over the entries of P and Q.
+        """The largest ball radius (real or imaginary part) over the entries of P, Q and R.
 
         Returns
         -------
@@ -1509,7 +1760,54 @@ class BallJet:
         ent = [self.P[i, j] for i in range(n) for j in range(n)]
         if self.Q is not None:
             ent += [self.Q[i, j] for i in range(n) for j in range(n * n)]
+        if self.R is not None:
+            ent += [self.R[i, j] for i in range(n) for j in range(n ** 3)]
         return max(_rad(e) for e in ent)
+
+    def radius(self, order):
+        """The largest ball radius (real or imaginary part) over the entries of Φ_order.
+
+        Parameters
+        ----------
+        order : int
+            1, 2 or 3 (at most the jet's order).
+
+        Returns
+        -------
+        float
+            The radius.
+        """
+        M = self.jet[order - 1]
+        n = self.n
+        return max(_rad(M[i, j]) for i in range(n) for j in range(n ** order))
+
+    def tensors(self):
+        """The midpoints of the balls as the float engine's derivative tensors.
+
+        Returns
+        -------
+        list of ndarray of complex128
+            ``[Φ1 (n, n), Φ2 (n, n, n), Φ3 (n, n, n, n)]`` up to the jet's order (the
+            convention of ``narrowflow.monodromy.jets``: Φ_j[i, a, b, ...]).
+        """
+        n = self.n
+        out = []
+        for j, M in enumerate(self.jet, start=1):
+            A = np.array([[complex(M[i, c].mid()) for c in range(n ** j)] for i in range(n)])
+            out.append(A.reshape((n,) * (j + 1)))
+        return out
+
+    def radii(self):
+        """The ball radii of the entries, shaped like :meth:`tensors`.
+
+        Returns
+        -------
+        list of ndarray of float64
+            Per order, the larger of the real and imaginary radius of each entry.
+        """
+        n = self.n
+        return [np.array([[_rad(M[i, c]) for c in range(n ** j)] for i in range(n)])
+                .reshape((n,) * (j + 1)) for j, M in enumerate(self.jet, start=1)]
 
     def numpy(self):
         """The midpoints of the balls as arrays.
@@ -1551,9 +1849,78 @@ def _up(v):
 MAX_ALPHA_RHO = 8.0     # a disc with α ρ above this is shrunk (e^8 ≈ 3e3 in the remainder)
 
 
-def _step(loc, h, rho, K, n, flint):
-    """One validated step from P = I, Q = 0 (and the state's Taylor series) over h:
-    (P (n, n), Q (n, n²) or None, end state or None, largest remainder added)."""
+def _series_conv(L, Rt, k, start=0):
+    """Σ_{l=start}^{k} L[l] Rt[k − l] (matrix products; None when the sum is empty)."""
+    acc = None
+    for l in range(start, k + 1):
+        t = L[l] * Rt[k - l]
+        acc = t if acc is None else acc + t
+    return acc
+
+
+def _order3_coefficients(loc, P, Q, K, n, flint):
+    """Taylor coefficients R_0..R_K (n, n³) of the order-3 system
+    R' = A R + B(Q, P) + B(Q, P)(a c b) + B(Q, P)(b c a) + C(P, P, P), R(0) = 0, from those of
+    P and Q (column index ``n**2*a + n*b + c``)."""
+    An, Bn, Cn = loc.An, loc.Bn, loc.Cn
+    n2, n3 = n * n, n ** 3
+    PT = [p.transpose() for p in P]
+    QT = [q.transpose() for q in Q]
+    # Y_k[(i, j), c] = Σ_l B_l P_{k−l}, as Y'[j, (i, c)]
+    Yp = []
+    for k in range(K):
+        acc = _series_conv(Bn, P, k)
+        Yp.append(flint.acb_mat(n, n2, [acc[n * i + j, c] for j in range(n) for i in range(n)
+                                        for c in range(n)]))
+    # X_k[(a, b), (i, c)] = Σ_m Q_m[j, (a, b)] Y'_{k−m}[j, (i, c)]  (Q_0 = 0)
+    forcing = []
+    for k in range(K):
+        X = _series_conv(QT, Yp, k, start=1)
+        ent = []
+        for i in range(n):
+            for a in range(n):
+                for b in range(n):
+                    for c in range(n):
+                        if X is None:
+                            ent.append(0)
+                        else:
+                            ent.append(X[n * a + b, n * i + c] + X[n * a + c, n * i + b]
+                                       + X[n * b + c, n * i + a])
+        forcing.append(flint.acb_mat(n, n3, ent))
+    if Cn is not None:
+        # Z1_k[(i, j, k'), c] = Σ_l C_l P_{k−l}, as Z1'[k', (i, j, c)]
+        Z1 = []
+        for k in range(K):
+            acc = _series_conv(Cn, P, k)
+            Z1.append(flint.acb_mat(n, n3, [acc[n2 * i + n * j + kk, c] for kk in range(n)
+                                            for i in range(n) for j in range(n)
+                                            for c in range(n)]))
+        # Z2_k[b, (i, j, c)] = Σ_m P_mᵀ Z1'_{k−m}, as Z2'[j, (i, b, c)]
+        Z2 = []
+        for k in range(K):
+            acc = _series_conv(PT, Z1, k)
+            Z2.append(flint.acb_mat(n, n3, [acc[b, n2 * i + n * j + c] for j in range(n)
+                                            for i in range(n) for b in range(n)
+                                            for c in range(n)]))
+        # Z3_k[a, (i, b, c)] = Σ_m P_mᵀ Z2'_{k−m}, as W[i, (a, b, c)]
+        for k in range(K):
+            acc = _series_conv(PT, Z2, k)
+            W = flint.acb_mat(n, n3, [acc[a, n2 * i + n * b + c] for i in range(n)
+                                      for a in range(n) for b in range(n) for c in range(n)])
+            forcing[k] = forcing[k] + W
+    R = [flint.acb_mat(n, n3, [0] * (n * n3))]
+    for k in range(K):
+        acc = forcing[k]
+        for l in range(0, k):          # R_0 = 0
+            acc = acc + An[l] * R[k - l]
+        R.append(acc * flint.acb(flint.arb(1) / (k + 1)))
+    return R
+
+
+def _step(loc, h, rho, K, n, flint, order=2):
+    """One validated step from P = I, Q = 0, R = 0 (and the state's Taylor series) over h:
+    (jet (P (n, n),) + (Q (n, n²),) at order >= 2 + (R (n, n³),) at order 3, end state or
+    None, largest remainder added)."""
     An, Bn = loc.An, loc.Bn
     alpha, beta = loc.alpha, loc.beta
     n2 = n * n
@@ -1611,6 +1978,18 @@ def _step(loc, h, rho, K, n, flint):
             SQ = SQ * h + Q[k]
         SQ = SQ + _ball_mat(n, n2, tQ)
         tails.append(tQ)
+    jet = (SP,) if Q is None else (SP, SQ)
+    if Q is not None and order >= 3:
+        R = _order3_coefficients(loc, P, Q, K, n, flint)
+        # Gronwall: ‖R'‖ <= α‖R‖ + 3 β M_Q M_P + γ M_P³ on the disc, R(0) = 0
+        MR = _up((rho * (3 * beta * MQ * MP + loc.gamma * MP ** 3)) * grow * (1 + 1e-12))
+        tR = _up(MR * geo)
+        SR = R[K]
+        for k in range(K - 1, -1, -1):
+            SR = SR * h + R[k]
+        SR = SR + _ball_mat(n, n ** 3, tR)
+        tails.append(tR)
+        jet = (SP, SQ, SR)
     y1 = None
     if loc.yn is not None:
         y1 = []
@@ -1621,14 +2000,15 @@ def _step(loc, h, rho, K, n, flint):
                 s = s * h + c[k]
             y1.append(_pad_ball(s, t))
             tails.append(t)
-    return SP, SQ, y1, max(tails)
+    return jet, y1, max(tails)
 
 
 def transport_ball_jet(field, vertices, *, y0=None, K=40, kappa=4.0, rho_max=0.4, prec=160):
     """The jet of the flow map along a polygon, as balls (the validated integrator).
 
-    From P = I, Q = 0 at ``vertices[0]``, along the polygon in the field's independent
-    variable (w, z or complex time). Each step's disc starts at radius ``rho_max`` and is
+    From P = I, Q = 0 (and R = 0 at order 3) at ``vertices[0]``, along the polygon in the
+    field's independent variable (w, z or complex time). The jet's order is ``field.order``
+    (order 3: autonomous fields only). Each step's disc starts at radius ``rho_max`` and is
     halved until ``field.local`` accepts it with ``α ρ <= MAX_ALPHA_RHO``; the steps' jets
     are composed by a product tree.
 
@@ -1653,13 +2033,15 @@ def transport_ball_jet(field, vertices, *, y0=None, K=40, kappa=4.0, rho_max=0.4
     Returns
     -------
     BallJet
-        With the end state ``y`` for autonomous fields; Q None at order 1.
+        With the end state ``y`` for autonomous fields; Q None at order 1, R None below
+        order 3.
 
     Raises
     ------
     ValueError
-        When y0 is missing or has the wrong length, or when no admissible disc is found
-        (radius below 1e-6: the path runs into a singular point).
+        When y0 is missing or has the wrong length, when an order-3 jet is asked of a field
+        without a state, or when no admissible disc is found (radius below 1e-6: the path
+        runs into a singular point).
     """
     flint = _flint()
     old = flint.ctx.prec
@@ -1667,6 +2049,9 @@ def transport_ball_jet(field, vertices, *, y0=None, K=40, kappa=4.0, rho_max=0.4
     try:
         t0 = time.perf_counter()
         n = field.n
+        order = int(getattr(field, "order", 1))
+        if order >= 3 and not field.state_dim:
+            raise ValueError("order-3 jets are implemented for autonomous fields (with a state)")
         if field.state_dim:
             if y0 is None or len(y0) != field.state_dim:
                 raise ValueError(f"this field needs an initial state y0 of length {field.state_dim}")
@@ -1696,17 +2081,17 @@ def transport_ball_jet(field, vertices, *, y0=None, K=40, kappa=4.0, rho_max=0.4
                     loc = field.local(wk_ball, state, rho, K)
                     # the Gronwall factor e^{αρ} multiplies every remainder: keep it moderate
                     if loc is not None and loc.alpha * rho <= MAX_ALPHA_RHO:
-                        out = _step(loc, h, rho, K, n, flint)
+                        out = _step(loc, h, rho, K, n, flint, order)
                         break
                     rho /= 2
                     if rho < 1e-6:
                         raise ValueError(f"no admissible disc around {wk:.6g}: the path meets a "
                                          "singular point (a pole, a branch cut, a zero of the "
                                          "parametrisation)")
-                pieces.append(out[:2])
+                pieces.append(out[0])
                 if state is not None:
-                    state = out[2]
-                max_tail = max(max_tail, out[3])
+                    state = out[1]
+                max_tail = max(max_tail, out[2])
                 min_rho = min(min_rho, rho)
                 steps += 1
                 wk = wnext
@@ -1720,12 +2105,15 @@ def transport_ball_jet(field, vertices, *, y0=None, K=40, kappa=4.0, rho_max=0.4
             return jet_compose(tree(mid, hi), tree(lo, mid), flint)
 
         if pieces:
-            P, Q = tree(0, len(pieces))
+            jet = tree(0, len(pieces))
         else:
-            P = flint.acb_mat(n, n, [1 if i == j else 0 for i in range(n) for j in range(n)])
-            Q = flint.acb_mat(n, n * n, [0] * n ** 3) if field.order >= 2 else None
+            jet = (flint.acb_mat(n, n, [1 if i == j else 0 for i in range(n) for j in range(n)]),)
+            jet += tuple(flint.acb_mat(n, n ** j, [0] * n ** (j + 1)) for j in range(2, order + 1))
+        P = jet[0]
+        Q = jet[1] if len(jet) > 1 else None
+        R = jet[2] if len(jet) > 2 else None
         return BallJet(P, Q, steps, time.perf_counter() - t0, max_tail, min_rho, vs, int(prec),
-                       state)
+                       state, R)
     finally:
         flint.ctx.prec = old
 
@@ -1748,61 +2136,114 @@ class _prec:
 
 
 # ---------------------------------------------------------------------------------------
-# 2-jet algebra in balls (closed loops at one base point: composition is exact algebra)
+# jet algebra in balls, orders 1..3 (closed loops at one base point: composition is exact
+# algebra). A jet is a tuple (P,), (P, Q) or (P, Q, R): P (n, n), Q (n, n²), R (n, n³),
+# Q[i, n a + b] = Φ2[i, a, b], R[i, n² a + n b + c] = Φ3[i, a, b, c] (the float engine's
+# tensors, narrowflow.monodromy.jets, reshaped row-major)
 # ---------------------------------------------------------------------------------------
 
 def _kron(X, Y, flint):
-    n = X.nrows()
-    return flint.acb_mat(n * n, n * n, [X[j, a] * Y[k, b] for j in range(n) for k in range(n)
-                                        for a in range(n) for b in range(n)])
+    """The Kronecker product of acb_mat X (r1, c1) and Y (r2, c2): (r1 r2, c1 c2)."""
+    r1, c1, r2, c2 = X.nrows(), X.ncols(), Y.nrows(), Y.ncols()
+    xs = [[X[i, j] for j in range(c1)] for i in range(r1)]
+    ys = [[Y[i, j] for j in range(c2)] for i in range(r2)]
+    return flint.acb_mat(r1 * r2, c1 * c2, [xs[i][a] * ys[k][b] for i in range(r1)
+                                            for k in range(r2) for a in range(c1)
+                                            for b in range(c2)])
+
+
+def _sym3(T, flint):
+    """T[i, (a,b,c)] + T[i, (a,c,b)] + T[i, (b,c,a)] for T (n, n³): the three placements of
+    the single index in B(Q, P) = Σ B_ijk Q_j,ab P_k,c."""
+    n = T.nrows()
+    n2 = n * n
+    e = [[T[i, j] for j in range(n ** 3)] for i in range(n)]
+    return flint.acb_mat(n, n ** 3, [e[i][n2 * a + n * b + c] + e[i][n2 * a + n * c + b]
+                                     + e[i][n2 * b + n * c + a] for i in range(n)
+                                     for a in range(n) for b in range(n) for c in range(n)])
+
+
+def _jet_order(G):
+    k = 0
+    for M in G:
+        if M is None:
+            break
+        k += 1
+    return k
 
 
 def jet_compose(G, H, flint):
-    """The jet of G∘H: (G1 H1, G1 H2 + G2 (H1 ⊗ H1)).
+    """The jet of G∘H, orders 1..3 (Faà di Bruno).
+
+    ``(G1 H1, G1 H2 + G2 (H1 ⊗ H1), G1 H3 + sym G2 (H2 ⊗ H1) + G3 (H1 ⊗ H1 ⊗ H1))``, where
+    sym adds the three placements of the single index (the float engine's chain rule;
+    G2 symmetric in its last two indices, as the jets of maps are).
 
     Parameters
     ----------
-    G, H : tuple of (flint.acb_mat, flint.acb_mat or None)
-        Jets (P, Q), P of shape (n, n), Q of shape (n, n²) or None for 1-jets.
+    G, H : tuple of flint.acb_mat (or None)
+        Jets ``(P, Q)`` or ``(P, Q, R)`` (or ``(P,)``), P of shape (n, n), Q (n, n²) or None,
+        R (n, n³).
     flint : module
         The ``flint`` module.
 
     Returns
     -------
-    tuple of (flint.acb_mat, flint.acb_mat or None)
-        The jet (P, Q); Q None when G's or H's is.
+    tuple of flint.acb_mat (or None)
+        The jet of the composition, of the lower of the two orders: ``(P, Q)`` at order 2
+        and below (Q None at order 1, the 2-tuple of earlier versions), ``(P, Q, R)`` at
+        order 3.
     """
-    (G1, G2), (H1, H2) = G, H
-    if G2 is None or H2 is None:
+    k = min(_jet_order(G), _jet_order(H))
+    G1, H1 = G[0], H[0]
+    if k < 2:
         return G1 * H1, None
-    return G1 * H1, G1 * H2 + G2 * _kron(H1, H1, flint)
+    G2, H2 = G[1], H[1]
+    H11 = _kron(H1, H1, flint)
+    out2 = G1 * H2 + G2 * H11
+    if k < 3:
+        return G1 * H1, out2
+    G3, H3 = G[2], H[2]
+    out3 = G1 * H3 + _sym3(G2 * _kron(H2, H1, flint), flint) + G3 * _kron(H11, H1, flint)
+    return G1 * H1, out2, out3
 
 
 def jet_inverse(G, flint):
-    """The jet of the inverse map: (P⁻¹, −P⁻¹ Q (P⁻¹ ⊗ P⁻¹)).
+    """The jet of the inverse map, orders 1..3.
+
+    Ψ1 = P⁻¹, Ψ2 = −Ψ1 Q (Ψ1 ⊗ Ψ1), Ψ3 = −Ψ1 [sym Q (Ψ2 ⊗ Ψ1) + R (Ψ1 ⊗ Ψ1 ⊗ Ψ1)]
+    (from G∘Ψ = id order by order).
 
     Parameters
     ----------
-    G : tuple of (flint.acb_mat, flint.acb_mat or None)
-        A jet (P, Q), P of shape (n, n), Q of shape (n, n²) or None.
+    G : tuple of flint.acb_mat (or None)
+        A jet ``(P, Q)`` or ``(P, Q, R)``, P of shape (n, n), Q (n, n²) or None, R (n, n³).
     flint : module
         The ``flint`` module.
 
     Returns
     -------
-    tuple of (flint.acb_mat, flint.acb_mat or None)
-        The jet of the inverse; Q None when G's is.
+    tuple of flint.acb_mat (or None)
+        The jet of the inverse, of the same order (Q None when G's is).
 
     Raises
     ------
     ZeroDivisionError
         When flint cannot prove P invertible.
     """
-    P, Q = G
+    k = _jet_order(G)
+    P = G[0]
     Pi = P.inv()
-    if Q is None:
+    if k < 2:
         return Pi, None
-    return Pi, -(Pi * Q * _kron(Pi, Pi, flint))
+    Q = G[1]
+    Pi2 = _kron(Pi, Pi, flint)
+    Psi2 = -(Pi * Q * Pi2)
+    if k < 3:
+        return Pi, Psi2
+    R = G[2]
+    rest = _sym3(Q * _kron(Psi2, Pi, flint), flint) + R * _kron(Pi2, Pi, flint)
+    return Pi, Psi2, -(Pi * rest)
 
 
 def commutator_jet(G1, G2, flint):
@@ -1810,15 +2251,15 @@ def commutator_jet(G1, G2, flint):
 
     Parameters
     ----------
-    G1, G2 : tuple of (flint.acb_mat, flint.acb_mat or None)
-        The jets (P, Q) of g1 and g2 (the maps of the loops γ1 and γ2).
+    G1, G2 : tuple of flint.acb_mat (or None)
+        The jets ``(P, Q)`` or ``(P, Q, R)`` of g1 and g2 (the maps of the loops γ1 and γ2).
     flint : module
         The ``flint`` module.
 
     Returns
     -------
-    tuple of (flint.acb_mat, flint.acb_mat or None)
-        The jet (P, Q) of the commutator.
+    tuple of flint.acb_mat (or None)
+        The jet of the commutator, of the lower of the two orders.
     """
     return jet_compose(jet_inverse(G2, flint), jet_compose(jet_inverse(G1, flint),
                                                            jet_compose(G2, G1, flint), flint), flint)
@@ -2014,19 +2455,27 @@ def _unipotent_consistent(P, flint):
     return bool(ok), float(dist)
 
 
-def commutator_enclosure(field, v1, v2, *, K=56, kappa=4.0, rho_max=0.4, prec=160):
-    """Ball 2-jets along two loops and of their commutator γ1 γ2 γ1⁻¹ γ2⁻¹.
+def commutator_enclosure(field, v1, v2, *, K=56, kappa=4.0, rho_max=0.4, prec=160, y0=None):
+    """Ball jets (order ``field.order``, up to 3) along two loops and of their commutator
+    γ1 γ2 γ1⁻¹ γ2⁻¹.
 
     The commutator's jet, of the map g2⁻¹ ∘ g1⁻¹ ∘ g2 ∘ g1, is composed in ball arithmetic
     (:func:`commutator_jet`: exact algebra on enclosures, no float64 cancellation issue).
 
+    For a field without a state the polygons must be closed (first vertex = last). For an
+    autonomous field (complex time) a loop is a time path whose orbit closes, e.g. ``[0, T]``
+    for a period T: that closure is the caller's premise (a period known analytically); it
+    is checked here only for consistency, by requiring each end state's balls to overlap
+    y0's.
+
     Parameters
     ----------
-    field : LinearBallField
-        A field without a state, e.g. OnePointTwinField (no y0 is passed to
-        :func:`transport_ball_jet`).
-    v1, v2 : list of complex
-        Closed polygons (first vertex = last) from the same base point.
+    field : LinearBallField or AutonomousBallField
+        The field, e.g. OnePointTwinField, or HenonHeilesBallField / NetworkBallField with
+        ``y0``.
+    v1, v2 : list of complex or flint.acb
+        The loops: closed polygons from the same base point (fields without a state), or
+        time paths from the same start (autonomous fields).
     K : int, optional
         Taylor order.
     kappa : float, optional
@@ -2035,6 +2484,8 @@ def commutator_enclosure(field, v1, v2, *, K=56, kappa=4.0, rho_max=0.4, prec=16
         Largest disc radius.
     prec : int, optional
         Working precision in bits.
+    y0 : sequence of state_dim complex or flint.acb, optional
+        The base state (autonomous fields only; required for them).
 
     Returns
     -------
@@ -2042,23 +2493,42 @@ def commutator_enclosure(field, v1, v2, *, K=56, kappa=4.0, rho_max=0.4, prec=16
         The jets along v1 and v2.
     C : BallJet
         The commutator's jet (steps and seconds are those of J1 and J2 together,
-        ``vertices`` empty).
+        ``vertices`` empty; the composition time is included in ``seconds``).
 
     Raises
     ------
     ValueError
-        When v1, v2 are not closed polygons from the same base point, or
+        When v1, v2 are not closed polygons from the same base point (fields without a
+        state), when an end state's balls miss y0 (autonomous fields), or when
         :func:`transport_ball_jet` finds no admissible disc.
     """
-    if abs(complex(v1[0]) - complex(v2[0])) != 0 or v1[0] != v1[-1] or v2[0] != v2[-1]:
+    stateful = bool(getattr(field, "state_dim", 0))
+    start = [complex(_acb(v[0]).mid()) for v in (v1, v2)]
+    if stateful:
+        if y0 is None:
+            raise ValueError("an autonomous field needs the base state y0")
+        if start[0] != start[1]:
+            raise ValueError("v1 and v2 must start at the same time")
+    elif start[0] != start[1] or v1[0] != v1[-1] or v2[0] != v2[-1]:
         raise ValueError("v1 and v2 must be closed polygons from the same base point")
     kw = dict(K=K, kappa=kappa, rho_max=rho_max, prec=prec)
+    if stateful:
+        kw["y0"] = y0
     J1 = transport_ball_jet(field, v1, **kw)
     J2 = transport_ball_jet(field, v2, **kw)
+    t0 = time.perf_counter()
     with _prec(prec) as flint:
-        C = commutator_jet((J1.P, J1.Q), (J2.P, J2.Q), flint)
-    CJ = BallJet(C[0], C[1], J1.steps + J2.steps, J1.seconds + J2.seconds,
-                 max(J1.max_tail, J2.max_tail), min(J1.min_rho, J2.min_rho), [], int(prec))
+        if stateful:
+            yb = [_acb(v) for v in y0]
+            for name, J in (("v1", J1), ("v2", J2)):
+                if not all(e.overlaps(b) for e, b in zip(J.y, yb)):
+                    raise ValueError(f"the orbit along {name} does not return to y0 (its end "
+                                     "state's balls miss y0): not a loop")
+        C = commutator_jet(J1.jet, J2.jet, flint)
+    CJ = BallJet(C[0], C[1], J1.steps + J2.steps,
+                 J1.seconds + J2.seconds + time.perf_counter() - t0,
+                 max(J1.max_tail, J2.max_tail), min(J1.min_rho, J2.min_rho), [], int(prec),
+                 None, C[2] if len(C) > 2 else None)
     return J1, J2, CJ
 
 
