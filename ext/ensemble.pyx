@@ -790,6 +790,37 @@ cdef inline void reject_step(Work* w, int64_t l) noexcept nogil:
         w.st[l] = ST_STEP_TOO_SMALL
 
 
+cdef inline int start_lanes(Job* job, const Tab* tb, Work* w) noexcept nogil:
+    """Load the first trajectory of the queue into every lane; returns the live lanes."""
+    cdef int64_t l
+    for l in range(w.L):
+        load_lane(job, tb, w, l)
+    return refill(job, tb, w)
+
+
+cdef inline void step_outputs(Job* job, const Tab* tb, Work* w) noexcept nogil:
+    """Save points and escape roots inside the accepted steps (dense output), after the
+    escape crossings are known."""
+    if job.K > 0:
+        save_points(job, tb, w)
+    if job.escape_on:
+        escape_roots(job, tb, w)
+
+
+cdef inline void check_max_steps(const Job* job, Work* w, int64_t l) noexcept nogil:
+    """MAX_STEPS once lane l has attempted max_steps steps."""
+    if w.st[l] == ST_RUNNING and w.steps[l] >= job.max_steps:
+        w.st[l] = ST_MAX_STEPS
+
+
+cdef inline void worker_stats(Work* w, int64_t* stats, int64_t t_start) noexcept nogil:
+    """The worker's counters (RHS calls, lane evaluations used, ns in the RHS, ns in all)."""
+    stats[0] = w.calls
+    stats[1] = w.used
+    stats[2] = w.rhs_ns
+    stats[3] = now_ns() - t_start
+
+
 cdef inline void rk_step_ends(const Job* job, const Tab* tb, Work* w) noexcept nogil:
     """End time tn and step h of every lane's next step (fixed grid or adaptive)."""
     cdef int64_t l
@@ -942,8 +973,7 @@ cdef inline void rk_advance(const Job* job, const Tab* tb, Work* w) noexcept nog
         else:
             w.nf[l] += tb.S - 1          # the stages of the rejected step
             reject_step(w, l)
-        if w.st[l] == ST_RUNNING and w.steps[l] >= job.max_steps:
-            w.st[l] = ST_MAX_STEPS
+        check_max_steps(job, w, l)
 
 
 cdef int run_worker(Job* job, const Tab* tb, int64_t* stats) noexcept nogil:
@@ -957,9 +987,7 @@ cdef int run_worker(Job* job, const Tab* tb, int64_t* stats) noexcept nogil:
     cdef int64_t t_start = now_ns()
     if work_alloc(&w, job.n, job.L, tb.nk) != 0:
         return -1
-    for l in range(w.L):
-        load_lane(job, tb, &w, l)
-    live = refill(job, tb, &w)
+    live = start_lanes(job, tb, &w)
     while live > 0:
         x = round_prologue(job, tb, &w)
         if x < 0:
@@ -985,16 +1013,11 @@ cdef int run_worker(Job* job, const Tab* tb, int64_t* stats) noexcept nogil:
             escape_crossings(job, &w)
         if tb.n_extra > 0 and anyacc:
             rk_dense_stages(job, tb, &w)
-        if job.K > 0 and anyacc:
-            save_points(job, tb, &w)
-        if job.escape_on and anyacc:
-            escape_roots(job, tb, &w)
+        if anyacc:
+            step_outputs(job, tb, &w)
         rk_advance(job, tb, &w)
         live = refill(job, tb, &w)
-    stats[0] = w.calls
-    stats[1] = w.used
-    stats[2] = w.rhs_ns
-    stats[3] = now_ns() - t_start
+    worker_stats(&w, stats, t_start)
     work_free(&w)
     return 0
 
@@ -1109,9 +1132,7 @@ cdef int run_worker_ros(Job* job, const Tab* tb, const Ros* rs, int64_t* stats) 
     LU = JB + pp * L            # W and its LU factors, same layout
     facc1 = 1.0 / tb.fac1
     facc2 = 1.0 / tb.fac2
-    for l in range(L):
-        load_lane(job, tb, &w, l)
-    live = refill(job, tb, &w)
+    live = start_lanes(job, tb, &w)
     while live > 0:
         x = round_prologue(job, tb, &w)
         if x < 0:
@@ -1254,10 +1275,8 @@ cdef int run_worker_ros(Job* job, const Tab* tb, const Ros* rs, int64_t* stats) 
             accepted_diverges(job, &w, l, FN, fstat)
         if job.escape_on:
             escape_crossings(job, &w)
-        if job.K > 0 and anyacc:
-            save_points(job, tb, &w)
-        if job.escape_on and anyacc:
-            escape_roots(job, tb, &w)
+        if anyacc:
+            step_outputs(job, tb, &w)
         # --- advance accepted lanes, update rejected ones
         for l in range(L):
             if w.idx[l] < 0 or w.st[l] != ST_RUNNING:
@@ -1268,13 +1287,9 @@ cdef int run_worker_ros(Job* job, const Tab* tb, const Ros* rs, int64_t* stats) 
                 w.jnew[l] = 1
             else:
                 reject_step(&w, l)
-            if w.st[l] == ST_RUNNING and w.steps[l] >= job.max_steps:
-                w.st[l] = ST_MAX_STEPS
+            check_max_steps(job, &w, l)
         live = refill(job, tb, &w)
-    stats[0] = w.calls
-    stats[1] = w.used
-    stats[2] = w.rhs_ns
-    stats[3] = now_ns() - t_start
+    worker_stats(&w, stats, t_start)
     free(FS)
     free(piv)
     work_free(&w)
@@ -1404,8 +1419,7 @@ cdef inline void bdf_reject(const Job* job, const Bdf* bd, Work* w, int64_t l, i
     w.hnew[l] = w.h[l] * fac
     w.steps[l] += 1
     reject_step(w, l)
-    if w.st[l] == ST_RUNNING and w.steps[l] >= job.max_steps:
-        w.st[l] = ST_MAX_STEPS
+    check_max_steps(job, w, l)
 
 
 # phases of a lane in run_worker_bdf
@@ -1498,9 +1512,7 @@ cdef int run_worker_bdf(Job* job, const Tab* tb, const Bdf* bd, int64_t* stats) 
     luok = neq + L              # LU factors valid for the current h and order
     jfresh = luok + L           # the Jacobian was evaluated at the current state
     qnew = jfresh + L
-    for l in range(L):
-        load_lane(job, tb, &w, l)
-    live = refill(job, tb, &w)
+    live = start_lanes(job, tb, &w)
     while live > 0:
         x = round_prologue(job, tb, &w)
         if x < 0:
@@ -1746,10 +1758,7 @@ cdef int run_worker_bdf(Job* job, const Tab* tb, const Bdf* bd, int64_t* stats) 
         if anyacc:
             if job.escape_on:
                 escape_crossings(job, &w)
-            if job.K > 0:
-                save_points(job, tb, &w)
-            if job.escape_on:
-                escape_roots(job, tb, &w)
+            step_outputs(job, tb, &w)
         for l in range(L):
             if w.idx[l] < 0 or w.st[l] != ST_RUNNING:
                 continue
@@ -1774,17 +1783,13 @@ cdef int run_worker_bdf(Job* job, const Tab* tb, const Bdf* bd, int64_t* stats) 
                         w.qord[l] = qnew[l]
                         bdf_change_step(bd, &w, l, qnew[l], hfac[l])
                         luok[l] = 0
-            if w.st[l] == ST_RUNNING and w.steps[l] >= job.max_steps:
-                w.st[l] = ST_MAX_STEPS
+            check_max_steps(job, &w, l)
         # lanes in their gradient test evaluate at their accepted state next round
         for l in range(L):
             if ph[l] == PH_GRAD and w.st[l] == ST_RUNNING:
                 copy_lane(&w, w.Y, w.YN, l)
         live = refill(job, tb, &w)
-    stats[0] = w.calls
-    stats[1] = w.used
-    stats[2] = w.rhs_ns
-    stats[3] = now_ns() - t_start
+    worker_stats(&w, stats, t_start)
     free(PSI)
     free(piv)
     free(sel)
@@ -1852,9 +1857,7 @@ cdef int run_worker_taylor(Job* job, const Tab* tb, int64_t* stats) noexcept nog
     m1 = m0 + L
     pw = m1 + L
     rhofac = exp(-0.7 / (p - 1)) / (2.718281828459045 * 2.718281828459045)
-    for l in range(L):
-        load_lane(job, tb, &w, l)
-    live = refill(job, tb, &w)
+    live = start_lanes(job, tb, &w)
     while live > 0:
         x = round_prologue(job, tb, &w)
         if x < 0:
@@ -1937,22 +1940,16 @@ cdef int run_worker_taylor(Job* job, const Tab* tb, int64_t* stats) noexcept nog
             accepted_diverges(job, &w, l, FN, fstat)
         if job.escape_on:
             escape_crossings(job, &w)
-        if job.K > 0 and anyacc:
-            save_points(job, tb, &w)
-        if job.escape_on and anyacc:
-            escape_roots(job, tb, &w)
+        if anyacc:
+            step_outputs(job, tb, &w)
         for l in range(L):
             if w.idx[l] < 0 or w.st[l] != ST_RUNNING:
                 continue
             w.steps[l] += 1
             advance_accepted(job, &w, l, FN, 0)
-            if w.st[l] == ST_RUNNING and w.steps[l] >= job.max_steps:
-                w.st[l] = ST_MAX_STEPS
+            check_max_steps(job, &w, l)
         live = refill(job, tb, &w)
-    stats[0] = w.calls
-    stats[1] = w.used
-    stats[2] = w.rhs_ns
-    stats[3] = now_ns() - t_start
+    worker_stats(&w, stats, t_start)
     free(X)
     free(TW)
     work_free(&w)
