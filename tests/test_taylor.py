@@ -115,6 +115,48 @@ def test_coefficients_nf4_high_order_and_lanes():
     assert np.abs(poly - res.y_final).max() < 1e-12
 
 
+
+@pytest.mark.parametrize("activation", ACTS)
+def test_specialised_coefficients_against_mpmath(activation):
+    """The code generated for one order (Cauchy sums written out, blocks of 16 lanes) gives
+    the 40-digit coefficients, and the same bits in every lane whatever the lane count
+    (1, 3, 17: a padded block, two blocks)."""
+    flow = _wide_flow(activation)
+    theta = 0.6 * np.random.default_rng(5).standard_normal((17, flow.n_params))
+    order = 6
+    C = taylor.coefficients(flow, theta, order, lanes=17, specialised=True)
+    for r in range(2):
+        ref = _mp_coefficients(flow, theta[r], order)
+        scale = np.abs(ref).max(axis=1, keepdims=True)
+        assert np.all(np.abs(C[r] - ref) <= 1e-12 * scale + 1e-300), (
+            activation, np.abs(C[r] - ref).max(axis=1) / scale[:, 0])
+    for lanes in (1, 3):
+        assert np.array_equal(taylor.coefficients(flow, theta, order, lanes=lanes,
+                                                  specialised=True), C)
+
+
+def test_specialised_matches_generic_nf4():
+    """NF4 at order 11 (rtol 1e-8): the specialised code and the loops of narrowflow.series
+    agree to round-off; the specialised function refuses another order."""
+    import ctypes
+    flow = model.nf4_benchmark()
+    th = model.nf4_initial_states(20)
+    a = taylor.coefficients(flow, th, 11, lanes=16)
+    b = taylor.coefficients(flow, th, 11, lanes=16, specialised=True)
+    scale = np.abs(a).max(axis=(0, 2), keepdims=True)
+    assert np.all(np.abs(a - b) <= 4e-15 * scale), np.abs(a - b).max(axis=(0, 2)) / scale[0, :, 0]
+    fns = taylor.compile_taylor(flow, 11)
+    with pytest.raises(ValueError, match="order 11"):
+        fns.work_size(10, 16, flow.data.n)
+    dp = ctypes.POINTER(ctypes.c_double)
+    fn = ctypes.CFUNCTYPE(ctypes.c_int, ctypes.c_int64, ctypes.c_int64, dp, dp, dp)(fns.address)
+    X = np.full((11, 4, 1), 0.5)
+    w = np.zeros(fns.work_size(11, 1, flow.data.n))
+    from narrowflow import rhs
+    par = rhs.pack_params(flow)
+    assert fn(1, 10, X.ctypes.data_as(dp), w.ctypes.data_as(dp), par.ctypes.data_as(dp)) == 2
+    assert np.all(X == 0.5)
+
 # --- the integrator (method="taylor") ------------------------------------------------------
 
 NF4 = model.nf4_benchmark()

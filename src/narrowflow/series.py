@@ -374,3 +374,114 @@ def wide_layout(n, m, kk, code, L, N1):
     rbc = kk * V
     tmo = rbo + N1 * rbc
     return 0, nbc, abo, abc, rbo, rbc, tmo, tmo + V
+
+
+# --- the same recurrences at a fixed coefficient k, as source text -----------------------
+#
+# The Taylor integrator's order is fixed per run, so narrowflow.taylor generates code for
+# each coefficient k with the bounds of every Cauchy sum known: LLVM unrolls the sums, keeps
+# the partial sums in registers and vectorizes the lane loop around them. These emitters
+# write that code from the recurrences above, term for term in the same order (each
+# `x += a * b` is the same contracted FMA), so that the generated code and the loops above
+# agree bit for bit (tests/test_taylor.py checks it). `get(s, c)` is the source expression of
+# coefficient c of series s, c an int or the text of an index expression in the loop
+# variable j (never k then); `loc(s)` is the local name that receives coefficient k of s.
+# Each emitter returns source lines.
+
+def _sum(dst, lo, hi, term, ends):
+    """dst += term(j) for j = lo..hi in order: a loop over the middle, the terms whose
+    operands may be coefficient k (j in `ends`) written out (they read locals)."""
+    out, j = [], lo
+    while j <= hi and j in ends:
+        out.append(f"{dst} += {term(j)}")
+        j += 1
+    top = hi
+    while top >= j and top in ends:
+        top -= 1
+    if top >= j:
+        out += [f"for j in range({j}, {top + 1}):", f"    {dst} += {term('j')}"]
+    out += [f"{dst} += {term(e)}" for e in range(top + 1, hi + 1)]
+    return out
+
+
+def _sub(k, j):
+    return k - j if isinstance(j, int) else f"{k} - j"
+
+
+def emit_mul(k, get, u, v, dst, add=False):
+    """dst = (u v)_k (as mul_set), or dst += (u v)_k (as mul_add)."""
+    def term(j):
+        return f"{get(u, j)} * {get(v, _sub(k, j))}"
+    out = [] if add else [f"{dst} = {term(0)}"]
+    return out + _sum(dst, 0 if add else 1, k, term, (0, k))
+
+
+def emit_sq(k, get, u, dst):
+    """dst = (u²)_k (as sq_set)."""
+    def term(j):
+        return f"{get(u, j)} * {get(u, _sub(k, j))}"
+    out = [f"{dst} = 0.0 * {get(u, 0)}"] + _sum(dst, 0, (k + 1) // 2 - 1, term, (0,))
+    out.append(f"{dst} *= 2.0")
+    if k % 2 == 0:
+        out.append(f"{dst} += {get(u, k // 2)} * {get(u, k // 2)}")
+    return out
+
+
+def emit_dmul(k, get, scale, s, g, dst):
+    """dst = (scale/k) Σ_{j=1..k} j s_j g_{k-j}, k >= 1 (as dmul_set)."""
+    def term(j):
+        fj = f"{float(j)!r}" if isinstance(j, int) else "float(j)"
+        return f"{fj} * ({get(s, j)} * {get(g, _sub(k, j))})"
+    out = [f"{dst} = {get(s, 1)} * {get(g, k - 1)}"] + _sum(dst, 2, k, term, (k,))
+    out.append(f"{dst} *= {scale / k!r}")
+    return out
+
+
+def emit_tanh(k, get, loc, scale, s, t, q):
+    """T = tanh(scale s), Q = 1 − T² at coefficient k (as tanh_step; at k = 0 loc(t) must
+    hold T_0 already)."""
+    if k == 0:
+        return [f"{loc(q)} = 1.0 - {loc(t)} * {loc(t)}"]
+    return (emit_dmul(k, get, scale, s, q, loc(t)) + emit_sq(k, get, t, loc(q))
+            + [f"{loc(q)} = -{loc(q)}"])
+
+
+def emit_act(code, k, get, loc, kappa="kappa", tanh="fm.tanh", softplus="fm.softplus"):
+    """σ(Z) into loc('U') and σ'(Z) into loc('SP') at coefficient k (as act_step, with the
+    seeds of seed_args and the caller's elementary functions at k = 0). Slots are named
+    'Z', 'U', 'SP', 'X1' ... 'X6'; loc('Z') must hold Z_k."""
+    one = "1.0" if k == 0 else "0.0"
+    Z, U, SP = loc("Z"), loc("U"), loc("SP")
+    X = {i: loc(f"X{i}") for i in range(1, 7)}
+    if code == 0:
+        out = [f"{U} = {tanh}({Z})"] if k == 0 else []
+        return out + emit_tanh(k, get, loc, 1.0, "Z", "U", "SP")
+    if code in (1, 2, 3):
+        out = [f"{X[1]} = {tanh}(0.5 * {Z})"] if k == 0 else []
+        out += emit_tanh(k, get, loc, 0.5, "Z", "X1", "X2")
+        out += [f"{X[3]} = 0.5 * {X[1]} + 0.5 * {one}", f"{X[4]} = 0.25 * {X[2]}"]
+        if code == 1:
+            return out + [f"{U} = {X[3]}", f"{SP} = {X[4]}"]
+        if code == 2:
+            out += ([f"{U} = {softplus}({Z})"] if k == 0
+                    else emit_dmul(k, get, 1.0, "Z", "X3", U))
+            return out + [f"{SP} = {X[3]}"]
+        return (out + emit_mul(k, get, "Z", "X3", U) + emit_mul(k, get, "Z", "X4", SP)
+                + [f"{SP} += {X[3]}"])
+    if code == 4:
+        if k == 0:
+            out = [f"{X[3]} = {Z} * {Z}", f"{X[4]} = {X[3]} * {Z}",
+                   f"{X[5]} = {GELU_C!r} * ({Z} + {GELU_A!r} * {X[4]})", f"{X[1]} = {tanh}({X[5]})"]
+        else:
+            out = emit_sq(k, get, "Z", X[3]) + emit_mul(k, get, "X3", "Z", X[4])
+            out.append(f"{X[5]} = {GELU_C!r} * ({Z} + {GELU_A!r} * {X[4]})")
+        out += emit_tanh(k, get, loc, 1.0, "X5", "X1", "X2")
+        out += emit_mul(k, get, "X2", "X3", X[6])
+        out.append(f"{X[6]} = {X[2]} + {3.0 * GELU_A!r} * {X[6]}")
+        out += emit_mul(k, get, "Z", "X1", U) + [f"{U} = 0.5 * ({Z} + {U})"]
+        out += emit_mul(k, get, "Z", "X6", SP)
+        return out + [f"{SP} = 0.5 * ({one} + {X[1]}) + {0.5 * GELU_C!r} * {SP}"]
+    if code == 5:
+        return emit_sq(k, get, "Z", U) + [f"{U} = {Z} + {kappa} * {U}",
+                                          f"{SP} = {one} + 2.0 * {kappa} * {Z}"]
+    return [f"{U} = {Z}", f"{SP} = {one} + 0.0 * {Z}"]

@@ -18,7 +18,10 @@ whatever the lane count (lanes innermost, FMA contraction only, as in narrowflow
 
 The source is generated per (d, m, k, bias, activation) with those as constants, written to
 narrowflow.jit.cache_dir() by narrowflow.jit.load_generated and compiled by Numba with
-``cache=True``, like narrowflow.rhs.
+``cache=True``, like narrowflow.rhs. ``compile_taylor(net, order)`` generates it per order
+too (`_fixed_body`): the Cauchy sums of each coefficient with constant bounds, lanes in
+blocks of `_B` (2.4-3x faster, 25-40 s to compile; benchmarks/README.md). That function
+returns 2 when called with another order.
 """
 from __future__ import annotations
 
@@ -94,25 +97,207 @@ def taylor(lanes, order, Xp, workp, paramsp):
 '''
 
 
+def _fixed_body(d: int, m: int, kk: int, bias: bool, code: int, order: int):
+    """The loop over coefficients 0..order-1 for one block of B lanes, every Cauchy sum with
+    constant bounds (narrowflow.series' emitters): (lines, series kept per data point).
+
+    Work layout (doubles, lane innermost, B lanes): the block's coefficients
+    ``W[(c*P + q)*B + l]`` (XB of them), then per data point i a block at XB + i*BLK with the
+    history of every series a later coefficient reads (``(slot*ORDER + c)*B + l``), the
+    parameters' coefficients among them (copied in), then P output slots. The lane loop
+    touches only its data point's block, at constant distances, so LLVM vectorizes it
+    without run-time alias checks; the sums over data points run after it.
+    """
+    b = int(bias)
+    bs = kk + d + b
+    p = m * bs + (kk if bias else 0)
+    reads: set = set()
+    slots: dict = {f"TH{q}": q for q in range(p)}
+    B = _B
+
+    def body(k, stored):
+        """Source of coefficient k; `stored`: the series whose history is kept."""
+        def get(s, c):
+            if isinstance(s, int):
+                s = f"TH{s}"
+            elif c == k:
+                return s
+            reads.add(s)
+            return f"W[h + ({slots.setdefault(s, len(slots)) * order} + {c}) * {B}]"
+
+        def neuron(j):
+            return (lambda s, c: get(f"{s}_{j}", c)), (lambda s: f"{s}_{j}")
+
+        def res(q):                     # output slot q of the data point
+            return f"W[h + {(nser * order + q) * B}]"
+
+        o0, o1 = k * p * B, (k + 1) * p * B
+        out = ["", "", "@register_jitable", f"def coefficient{k}(n, lam, kappa, W, paramsp, nl):",
+               f'    """Coefficient {k + 1} of the block\'s parameters."""']
+        body_k = ["for i in range(n):",
+               "    hi = XB + i * BLK",
+               f"    for q in range({p}):",
+               f"        for l in range({B}):",
+               f"            W[hi + (q * ORDER + {k}) * {B} + l] = W[{o0} + q * {B} + l]"]
+        body_k += [f"    x{e} = paramsp[HEADER + i * D + {e}]" for e in range(d)]
+        if k == 0:
+            body_k += [f"    y{q} = paramsp[HEADER + n * D + i * K + {q}]" for q in range(kk)]
+        body_k += ["    for l in range(nl):", "        h = hi + l"]
+        lines = []
+        for j in range(m):
+            g, loc = neuron(j)
+            z = loc("Z")
+            lines.append(f"{z} = {get(j * bs + kk, k)} * x0")
+            lines += [f"{z} += {get(j * bs + kk + e, k)} * x{e}" for e in range(1, d)]
+            if bias:
+                lines.append(f"{z} += {get(j * bs + kk + d, k)}")
+            lines += _series.emit_act(code, k, g, loc)
+        for q in range(kk):
+            r = f"R_{q}"
+            lines += _series.emit_mul(k, get, q, "U_0", r)
+            for j in range(1, m):
+                lines += _series.emit_mul(k, get, j * bs + q, f"U_{j}", r, add=True)
+            if bias:
+                lines.append(f"{r} += {get(m * bs + q, k)}")
+            if k == 0:
+                lines.append(f"{r} -= y{q}")
+        for j in range(m):
+            rho = f"RHO_{j}"
+            lines += _series.emit_mul(k, get, "R_0", j * bs, rho)
+            for q in range(1, kk):
+                lines += _series.emit_mul(k, get, f"R_{q}", j * bs + q, rho, add=True)
+            for q in range(kk):
+                lines += _series.emit_mul(k, get, f"R_{q}", f"U_{j}", res(j * bs + q))
+            # Σ_i (ρ σ')_k x_ie: the product here, times x_ie in the sum over i
+            lines += _series.emit_mul(k, get, rho, f"SP_{j}", res(j * bs + kk))
+        if k < order - 1:       # keep coefficient k of the series later coefficients read
+            lines += [f"W[h + {slots[s] * order + k} * {B}] = {s}" for s in stored
+                      if not s.startswith("TH")]
+        if bias:
+            lines += [f"{res(m * bs + q)} = R_{q}" for q in range(kk)]
+        body_k += ["        " + ln for ln in lines]
+        # θ_{k+1} = (−Σ_i g_i / n − λ θ_k)/(k + 1), the sums over i in the order of i
+        body_k += [f"for c in range({o1}, {o1 + p * B}):", "    W[c] = 0.0 * W[c % " + str(B) + "]",
+                "for i in range(n):", "    hi = XB + i * BLK"]
+        body_k += [f"    x{e} = paramsp[HEADER + i * D + {e}]" for e in range(d)]
+        for q in range(p):
+            j, e = divmod(q, bs) if q < m * bs else (None, None)
+            x = f" * x{e - kk}" if j is not None and kk <= e < kk + d else ""
+            slot = j * bs + kk if j is not None and e >= kk else q
+            body_k += [f"    for l in range({B}):",
+                    f"        W[{o1 + q * B} + l] += W[hi + {(nser * order + slot) * B} + l]{x}"]
+        body_k += [f"f = -{1.0 / (k + 1)!r} / n", f"g = -{1.0 / (k + 1)!r} * lam",
+                f"for c in range({o1}, {o1 + p * B}):", f"    W[c] = f * W[c] + g * W[c - {p * B}]"]
+        out += ["    " + ln for ln in body_k]
+        return out
+
+    nser = 0
+    for k in range(order):            # first pass: which series are read back
+        body(k, ())
+    stored = [f"TH{q}" for q in range(p)] + [s for s in slots if s in reads and not s.startswith("TH")]
+    slots.clear()
+    slots.update((s, i) for i, s in enumerate(stored))
+    nser = len(stored)
+    lines = []
+    for k in range(order):
+        lines += body(k, stored)
+    return lines, stored
+
+
+# Lanes per block of the order-specialised code: a compile-time constant, so that every
+# address in the lane loop is a constant distance from every other (LLVM then vectorizes it
+# without run-time alias checks) and all lanes run the same vector code whatever the lane
+# count (the last block is padded).
+_B = 16
+
+
+def _generate_fixed_source(d: int, m: int, k: int, bias: bool, activation: str,
+                           order: int) -> str:
+    code = _CODES[activation]
+    p = m * (k + d + int(bias)) + (k if bias else 0)
+    lines, stored = _fixed_body(d, m, k, bias, code, order)
+    coefs = "\n".join(lines)
+    calls = "\n".join(f"    coefficient{c}(n, lam, kappa, W, paramsp, nl)" for c in range(order))
+    return f'''\
+# Generated by narrowflow.taylor for d={d}, m={m}, k={k}, bias={bias}, activation={activation!r},
+# order={order}. Do not edit: regenerated when narrowflow's sources change.
+from numba.extending import register_jitable
+from narrowflow import fastmath as fm
+
+D, M, K, BIAS, P, CODE, ORDER, B = {d}, {m}, {k}, {int(bias)}, {p}, {code}, {order}, {_B}
+NSER = {len(stored)}     # series kept per data point: {", ".join(stored)}
+HEADER = {_rhs.HEADER}
+XB = (ORDER + 1) * P * B            # the block's coefficients
+BLK = (NSER * ORDER + P) * B        # per data point: the series' history, P output slots
+
+
+def work_size(lanes, n):
+    return XB + n * BLK
+
+
+{coefs}
+
+
+@register_jitable
+def block(n, lam, kappa, W, paramsp, nl):
+    """Coefficients 1..ORDER of the B lanes whose coefficient 0 is at W[0 : P*B]."""
+{calls}
+
+
+def taylor(lanes, order, Xp, workp, paramsp):
+    if order != ORDER:
+        return 2
+    n = int(paramsp[0])
+    lam = paramsp[1]
+    kappa = paramsp[2]
+    X = Xp
+    W = workp
+    # B, hidden from LLVM as a loop bound (a known count of B lanes gets the lane loops
+    # fully unrolled instead of vectorized)
+    nl = B if lanes >= 0 else lanes
+    for lb in range(0, lanes, B):
+        nb = min(B, lanes - lb)
+        for q in range(P):
+            for l in range(B):
+                W[q * B + l] = X[q * lanes + lb + l] if l < nb else 0.0
+        block(n, lam, kappa, W, paramsp, nl)
+        for c in range(1, ORDER + 1):
+            for q in range(P):
+                for l in range(nb):
+                    X[(c * P + q) * lanes + lb + l] = W[(c * P + q) * B + l]
+    bad = 0.0
+    for c in range(P * lanes, (ORDER + 1) * P * lanes):
+        bad += X[c] * 0.0
+    return 0 if bad == 0.0 else 1
+'''
+
+
 _LOCK = threading.RLock()
 _BUNDLES: dict = {}
 
 
-def _load_generated(net: Network):
+def _load_generated(net: Network, order=None):
     d, m, k, bias = net.architecture
     act = net.activation.key
-    return jit.load_generated(f"nf_taylor_d{d}_m{m}_k{k}_b{int(bias)}_{act}",
-                              _generate_source(d, m, k, bias, act), depends=_SRC_FILES)
+    name = f"nf_taylor_d{d}_m{m}_k{k}_b{int(bias)}_{act}"
+    if order is None:
+        return jit.load_generated(name, _generate_source(d, m, k, bias, act), depends=_SRC_FILES)
+    return jit.load_generated(f"{name}_o{order}",
+                              _generate_fixed_source(d, m, k, bias, act, order),
+                              depends=_SRC_FILES)
 
 
 class TaylorFunctions:
-    """The compiled Taylor-coefficient cfunc of one (architecture, activation)."""
+    """The compiled Taylor-coefficient cfunc of one (architecture, activation), for any
+    order (`order` None: the loops of narrowflow.series) or for one order (the Cauchy sums
+    written out; called with another order it returns 2 and writes nothing)."""
 
-    def __init__(self, net: Network):
+    def __init__(self, net: Network, order=None):
         self.architecture = net.architecture
         self.activation = net.activation.key
         self.n_params = net.n_params
-        self._module = _load_generated(net)
+        self.order = order
+        self._module = _load_generated(net, order)
         self._cfunc = None
 
     @property
@@ -129,28 +314,39 @@ class TaylorFunctions:
     def work_size(self, order: int, lanes: int, n_data: int) -> int:
         """Doubles of scratch one call with (order, lanes) needs for n_data data points."""
         d, m, k, bias = self.architecture
+        if self.order is not None:
+            if order != self.order:
+                raise ValueError(f"this Taylor function is for order {self.order}, not {order}")
+            return self._module.work_size(lanes, n_data)
         return _series.wide_layout(n_data, m, k, _CODES[self.activation], lanes, order + 1)[7]
 
 
-def compile_taylor(net) -> TaylorFunctions:
-    """The Taylor-coefficient function of `net` (a Network or GradientFlow), cached per process."""
+def compile_taylor(net, order=None) -> TaylorFunctions:
+    """The Taylor-coefficient function of `net` (a Network or GradientFlow), cached per process:
+    for every order (`order` None) or specialised to one order (1..MAX_ORDER, the fast one)."""
     if isinstance(net, GradientFlow):
         net = net.network
     if not isinstance(net, Network):
         raise TypeError(f"net must be a Network or GradientFlow, got {type(net).__name__}")
-    key = (net.architecture, net.activation.key)
+    if order is not None:
+        order = int(order)
+        if not 1 <= order <= MAX_ORDER:
+            raise ValueError(f"order must be in 1..{MAX_ORDER}, got {order}")
+    key = (net.architecture, net.activation.key, order)
     with _LOCK:
         if key not in _BUNDLES:
-            _BUNDLES[key] = TaylorFunctions(net)
+            _BUNDLES[key] = TaylorFunctions(net, order)
         return _BUNDLES[key]
 
 
-def coefficients(flow: GradientFlow, theta, order: int, lanes: int = 8) -> np.ndarray:
+def coefficients(flow: GradientFlow, theta, order: int, lanes: int = 8,
+                 specialised: bool = False) -> np.ndarray:
     """Normalised Taylor coefficients of the flow's solutions through theta (N, p):
     an array (N, order + 1, p) with [:, 0] = theta (θ(t0 + h) = Σ_k c[:, k] h^k).
 
-    Evaluates the compiled cfunc in groups of `lanes` (the last padded with zeros), the
-    way the ensemble kernel calls it (for tests and inspection).
+    Evaluates the compiled cfunc (the one for every order, or with `specialised` the one
+    generated for `order`) in groups of `lanes` (the last padded with zeros), the way the
+    ensemble kernel calls it (for tests and inspection).
     """
     import ctypes
     if not isinstance(flow, GradientFlow):
@@ -162,7 +358,7 @@ def coefficients(flow: GradientFlow, theta, order: int, lanes: int = 8) -> np.nd
     N, p = th.shape
     if p != flow.n_params:
         raise ValueError(f"theta must have shape (N, {flow.n_params}), got {th.shape}")
-    fns = compile_taylor(flow)
+    fns = compile_taylor(flow, order if specialised else None)
     params = _rhs.pack_params(flow)
     fn = ctypes.CFUNCTYPE(ctypes.c_int, ctypes.c_int64, ctypes.c_int64,
                           ctypes.POINTER(ctypes.c_double), ctypes.POINTER(ctypes.c_double),
@@ -184,3 +380,27 @@ def order_for(rtol: float) -> int:
     at least 2 and at most MAX_ORDER."""
     import math
     return int(min(MAX_ORDER, max(2, math.ceil(-math.log(rtol) / 2.0 + 1.0))))
+
+
+def time_per_lane(flow: GradientFlow, order: int, lanes: int = 16, specialised: bool = True,
+                  calls: int = 2000, repeats: int = 5) -> float:
+    """CPU seconds of one Taylor expansion per lane (best of `repeats` runs of `calls` calls
+    through the C address, states nf4-like N(0, 1)): the coefficient cost alone."""
+    import ctypes
+    import time
+    fns = compile_taylor(flow, order if specialised else None)
+    dp = ctypes.POINTER(ctypes.c_double)
+    fn = ctypes.CFUNCTYPE(ctypes.c_int, ctypes.c_int64, ctypes.c_int64, dp, dp, dp)(fns.address)
+    params = _rhs.pack_params(flow)
+    work = np.zeros(fns.work_size(order, lanes, flow.data.n))
+    X = np.zeros((order + 1, flow.n_params, lanes))
+    X[0] = np.random.default_rng(0).standard_normal((flow.n_params, lanes))
+    args = (lanes, order, X.ctypes.data_as(dp), work.ctypes.data_as(dp), params.ctypes.data_as(dp))
+    fn(*args)
+    best = np.inf
+    for _ in range(repeats):
+        t = time.process_time()
+        for _ in range(calls):
+            fn(*args)
+        best = min(best, (time.process_time() - t) / calls)
+    return best / lanes
