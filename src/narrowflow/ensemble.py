@@ -500,8 +500,9 @@ def solve_chunk(problem: EnsembleProblem, theta0, threads: int = 1, out: dict | 
                 t_start=np.ascontiguousarray(out["t_final"]), h_start=h_last, resume=True)
     elif problem.method == "taylor":
         from narrowflow import taylor as _taylor
-        tf = _taylor.compile_taylor(problem.flow)
+        # code specialised to the order (compiled once per network and order, then cached)
         order = _taylor.order_for(problem.rtol)
+        tf = _taylor.compile_taylor(problem.flow, order)
         run(None, y0, taylor_address=tf.address, taylor_order=order,
             taylor_work=tf.work_size(order, problem.lanes, problem.flow.data.n))
     else:
