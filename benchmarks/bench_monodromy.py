@@ -12,7 +12,6 @@ same loops at the same tolerance (a Python right-hand side), one run.
 from __future__ import annotations
 
 import argparse
-import math
 import statistics
 import time
 

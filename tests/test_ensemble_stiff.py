@@ -8,7 +8,7 @@ from scipy.integrate import solve_ivp
 from scipy.linalg import expm
 
 import narrowflow as nf
-from narrowflow import ensemble, model, tableaus
+from narrowflow import model, tableaus
 from narrowflow.ensemble import CompiledSystem, Status
 from narrowflow.rhs import RHS_SIGNATURE
 from test_ensemble import _half_norm2, _quad_flow

@@ -1,6 +1,4 @@
 """`narrowflow monodromy`: report on stdout, figure and report file, config errors."""
-import numpy as np
-import pytest
 
 from narrowflow.cli import main
 

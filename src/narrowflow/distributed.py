@@ -390,7 +390,7 @@ def _template(problem, init: InitialStates, chunk: int, config: dict, theta0):
     import dask.array as da
 
     from narrowflow import ensemble
-    N, p, K = init.n, problem.n_params, problem.n_save
+    N, K = init.n, problem.n_save
     # EnsembleResult.to_xarray() defines the schema: fill it with lazy arrays of the right
     # shapes and dtypes so that the store has exactly its variables, coordinates and attrs.
     lazy = {k: da.full((N,) + v.shape[1:], STATUS_PENDING if k == "status"

@@ -12,7 +12,7 @@ from ..paths import Path, as_path
 from ..verify import (Deviation, Run, closure_defect, deformation_stable, CLOSURE_TOL,
                       verify_runs)
 from .algebra import _order_norms
-from .system import _STATUS, JetSystem, _check_order, _concat, _parse_system, transport_jet
+from .system import _STATUS, _check_order, _concat, _parse_system, transport_jet
 
 class Jet:
     """The k-jet of the flow map along one path, with its verification figures.
