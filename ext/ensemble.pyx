@@ -813,6 +813,16 @@ cdef inline void check_max_steps(const Job* job, Work* w, int64_t l) noexcept no
         w.st[l] = ST_MAX_STEPS
 
 
+cdef inline int jacobian_diverges(Work* w, const double* JB, int64_t pp, int64_t l) noexcept nogil:
+    """DIVERGED (1) when lane l's Jacobian (SoA, pp entries) has a non-finite entry."""
+    cdef int64_t i
+    for i in range(pp):
+        if not isfinite(JB[i * w.L + l]):
+            w.st[l] = ST_DIVERGED
+            return 1
+    return 0
+
+
 cdef inline void worker_stats(Work* w, int64_t* stats, int64_t t_start) noexcept nogil:
     """The worker's counters (RHS calls, lane evaluations used, ns in the RHS, ns in all)."""
     stats[0] = w.calls
@@ -1153,12 +1163,8 @@ cdef int run_worker_ros(Job* job, const Tab* tb, const Ros* rs, int64_t* stats) 
                     continue
                 w.nj[l] += 1
                 w.jnew[l] = 0
-                if jstat != 0:
-                    for i in range(pp):
-                        if not isfinite(JB[i * L + l]):
-                            w.st[l] = ST_DIVERGED
-                            x = 1
-                            break
+                if jstat != 0 and jacobian_diverges(&w, JB, pp, l):
+                    x = 1
             if x:
                 live = refill(job, tb, &w)
                 continue
@@ -1553,12 +1559,8 @@ cdef int run_worker_bdf(Job* job, const Tab* tb, const Bdf* bd, int64_t* stats) 
                 jfresh[l] = 1
                 luok[l] = 0
                 crate[l] = 1.0
-                if jstat != 0:
-                    for i in range(pp):
-                        if not isfinite(JB[i * L + l]):
-                            w.st[l] = ST_DIVERGED
-                            x = 1
-                            break
+                if jstat != 0 and jacobian_diverges(&w, JB, pp, l):
+                    x = 1
             if x:
                 live = refill(job, tb, &w)
                 continue
