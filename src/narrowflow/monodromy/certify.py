@@ -2393,14 +2393,7 @@ class Certificate:
         L.append("  commutator γ1 γ2 γ1⁻¹ γ2⁻¹ (2-jets composed in ball arithmetic):")
         L.append(f"    Φ1 − I: entries within {e1:.2e} of 0, ball radius <= {r1:.1e}")
         L.append(f"    ‖Φ2‖_F ∈ {self.phi2_ball_str} ⊂ [{lo:.17g}, {hi:.17g}]; excludes 0: {lo > 0}")
-        L.append("  premises:")
-        for key, status, text in PREMISES:
-            st = status if key != "P6" else ("certified by enclosure" if self.certified
-                                             else "NOT certified")
-            L.append(f"    {key} [{st}] {text}")
-        L.append(f"  {self.conclusion}")
-        L.append(f"  time: {self.seconds:.1f} s (one core)")
-        return "\n".join(L)
+        return "\n".join(L + _premise_lines(PREMISES, self))
 
     __repr__ = __str__
 
@@ -2531,16 +2524,20 @@ class HenonHeilesCertificate:
         for k, (lo, hi) in self.phi.items():
             L.append(f"    ‖Φ{k}‖_F ∈ {self.phi_ball_str.get(k, '')} ⊂ [{lo:.17g}, {hi:.17g}]; "
                      f"excludes 0: {lo > 0}")
-        L.append("  premises:")
-        for key, status, text in HH_PREMISES:
-            st = status if key != "P6" else ("certified by enclosure" if self.certified
-                                             else "NOT certified")
-            L.append(f"    {key} [{st}] {text}")
-        L.append(f"  {self.conclusion}")
-        L.append(f"  time: {self.seconds:.1f} s (one core)")
-        return "\n".join(L)
+        return "\n".join(L + _premise_lines(HH_PREMISES, self))
 
     __repr__ = __str__
+
+
+def _premise_lines(premises, cert) -> list:
+    """The end of a certificate's text: each premise with its status (P6, the enclosure's,
+    from ``cert.certified``), the conclusion and the time."""
+    L = ["  premises:"]
+    for key, status, text in premises:
+        st = status if key != "P6" else ("certified by enclosure" if cert.certified
+                                         else "NOT certified")
+        L.append(f"    {key} [{st}] {text}")
+    return L + [f"  {cert.conclusion}", f"  time: {cert.seconds:.1f} s (one core)"]
 
 
 def _check_order(order):
