@@ -493,8 +493,12 @@ def test_henon_heiles_eps2_order3_commutator_is_certified_nonzero():
     # ε = 2 (non-integrable; Lamé n = 2, so the normal VE's monodromy commutes): the
     # commutator of the period loops has Φ1 = I and Φ2 = 0 within the balls, and an
     # enclosure of ‖Φ3‖ that excludes 0 (the float engine: 7563.35). Together with ε = 1
-    # (below), whose enclosure contains 0, the test comes out both ways.
-    JR, JI, C = _hh_commutator3(2.0)
+    # (below), whose enclosure contains 0, the test comes out both ways. Through the API:
+    # certify_integrability(order=3) on the float engine's system object.
+    cert = ce.certify_integrability(nf.monodromy.henon_heiles(eps=2.0), order=3, K=24,
+                                    kappa=4.0, prec=128)
+    JR, JI = cert.jets.values()
+    C = cert.commutator
     assert C.order == 3
     lo, hi = C.phi3_norm()
     assert lo > 7000 and hi < 8000 and hi - lo < 1.0
@@ -504,6 +508,65 @@ def test_henon_heiles_eps2_order3_commutator_is_certified_nonzero():
     # the single loops: the float engine's ‖Φ3‖ (281.37, 10574.4) lie in the balls
     assert JR.phi3_ball().overlaps(flint.arb(281.37487845670967, 1e-8))
     assert JI.phi3_ball().overlaps(flint.arb(10574.413149537795, 1e-7))
+    # the certificate: P4's identities hold inside the balls, decided at order 3
+    assert all(cert.self_checks.values()) and len(cert.self_checks) == 6
+    assert cert.certified and cert.decided_order == 3
+    assert cert.phi[2][0] == 0.0 and cert.phi[3] == (lo, hi)
+    text = str(cert)
+    assert "CERTIFIED: G⁰(VE_3) is non-abelian" in text and "P4 [proven analytically" in text
+
+
+def test_certify_integrability_validates_order_and_class():
+    hh = nf.monodromy.henon_heiles(eps=2.0)
+    for bad in (1, 4, 2.0, True, "3"):
+        with pytest.raises(ValueError, match="order must be 2 or 3"):
+            ce.certify_integrability(hh, order=bad)
+        with pytest.raises(ValueError, match="order must be 2 or 3"):
+            ce.certify_integrability(nf4([1.0]), order=bad)
+    # order 3 for networks: not implemented, said so (before any work)
+    with pytest.raises(ValueError, match="order=3 is not implemented for network flows"):
+        ce.certify_integrability(nf4([1.0]), order=3)
+    # the flow class is checked first: the 3-point flow names its data points
+    with pytest.raises(ValueError, match="3 data points"):
+        ce.certify_integrability(nf4([-1.0, 0.5, 2.0]), order=3)
+    # Hénon–Heiles: P4 is proven for ratio 1 and ε = 1, 2 only
+    with pytest.raises(ValueError, match="ε = 1 or 2"):
+        ce.certify_integrability(nf.monodromy.henon_heiles(eps=3.0), order=3)
+    with pytest.raises(ValueError, match="ratio = 0.5"):
+        ce.certify_integrability(nf.monodromy.henon_heiles(eps=2.0, ratio=0.5), order=3)
+
+
+def test_cli_certify_at_the_deciding_order_says_why_not_for_the_default(tmp_path, capsys):
+    # plain `narrowflow monodromy --certify`: the built-in 3-point example decides at order 2;
+    # the certificate is tried at that order and refused with the reason, without a crash
+    from narrowflow.cli import main
+    out = tmp_path / "o"
+    assert main(["monodromy", "--no-figure", "--certify", "--out", str(out)]) == 0
+    text = capsys.readouterr().out
+    assert "certifying at order 2 (step 2 decided" in text
+    line = next(t for t in text.splitlines() if t.startswith("CERTIFICATION"))
+    assert line.startswith("CERTIFICATION: not available for this flow at order 2")
+    assert "3 data points" in line and "closed-form curve" in line
+    assert "float verdict above stands with its error bars" in line
+    assert (out / "certificate.txt").read_text().startswith("CERTIFICATION: not available")
+
+
+@pytest.mark.slow
+def test_henon_heiles_order3_certificate_at_default_settings():
+    # K = 56, 160 bits (~45 s per certificate on one idle core): ε = 2 is certified at order
+    # 3 with a narrow enclosure around the float engine's 7563.350922 ± 2e-7; at order 2 the
+    # same loops certify nothing (Φ2 = 0 within the balls); the integrable ε = 1 is not
+    # certified at order 3 (its enclosure contains 0)
+    cert = ce.certify_integrability(nf.monodromy.henon_heiles(eps=2.0), order=3)
+    assert cert.certified and cert.decided_order == 3
+    lo, hi = cert.phi[3]
+    assert 7563.3509 < lo <= hi < 7563.3510 and hi - lo < 1e-9
+    assert abs(7563.350922231992 - lo) < 2e-7
+    assert cert.phi[2][0] == 0.0 and cert.phi1_minus_identity[0] < 1e-20
+    c2 = ce.certify_integrability(nf.monodromy.henon_heiles(eps=2.0), order=2)
+    assert not c2.certified and c2.decided_order is None and "NOT CERTIFIED" in str(c2)
+    c1 = ce.certify_integrability(nf.monodromy.henon_heiles(eps=1.0), order=3)
+    assert not c1.certified and c1.phi[3][0] == 0.0 and all(c1.self_checks.values())
 
 
 @pytest.mark.slow

@@ -80,3 +80,41 @@ def test_plain_command_says_why_no_step_decides(tmp_path, capsys):
     assert "[DECIDED]" not in summary
     assert "VERDICT: no step decided (the test is one-sided" in summary
     assert "why:" in summary
+
+
+def test_plain_command_without_config_decides_on_the_builtin_example(tmp_path, capsys):
+    # no CONFIG: the built-in example (NF4 on 3 data points) is announced, with the one line
+    # on the 16-point preset, and the escalation decides at order 2 from the computation
+    out = tmp_path / "out"
+    assert main(["monodromy", "--out", str(out)]) == 0
+    text = capsys.readouterr().out
+    head = text.split("[step 1]")[0]
+    assert "built-in monodromy example" in head and "x = [-1, 0.5, 2]" in head
+    assert "16-point NF4 training preset, where no step decides" in head
+    assert "Dataset(n=3," in head
+    summary = text.split("ESCALATION SUMMARY")[1]
+    assert "step 1 [silent ] order 1, twin plane" in summary
+    assert "step 2 [DECIDED] order 2" in summary
+    assert "VERDICT: G⁰(VE_2) non-abelian ⇒ not integrable (decided at step 2" in summary
+    assert "order 2: 3584.1" in text                     # the README's commutator
+    png = out / "monodromy_loops.png"
+    assert png.exists() and png.read_bytes()[:4] == b"\x89PNG"
+    report = (out / "monodromy_report.txt").read_text()
+    assert report.startswith("no CONFIG: the built-in monodromy example")
+    assert "VERDICT: G⁰(VE_2) non-abelian" in report
+
+
+def test_nf4_training_preset_stays_silent_and_says_why(tmp_path, capsys):
+    # the 16-point preset through a config: order 1 abelian, the lassos around the branch
+    # points do not close, so order 2 has one verified loop and order 3 is skipped
+    cfg = tmp_path / "nf4.toml"
+    cfg.write_text('preset = "nf4"\n')
+    assert main(["monodromy", str(cfg), "--no-figure", "--out", str(tmp_path / "o")]) == 0
+    text = capsys.readouterr().out
+    assert "built-in monodromy example" not in text and "Dataset(n=16," in text
+    summary = text.split("ESCALATION SUMMARY")[1]
+    assert "[DECIDED]" not in summary
+    assert "fewer than two verified loops (excluded loops: around" in summary
+    assert "no closure within 8 turns" in summary
+    assert "step 3 [silent ] order 3, the same loops: skipped" in summary
+    assert "VERDICT: no step decided (the test is one-sided" in summary

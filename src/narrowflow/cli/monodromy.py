@@ -1,9 +1,12 @@
 """`narrowflow monodromy [CONFIG] [--order K] [--curve C] [--certify] [--out DIR]`: the
 integrability test.
 
-Builds the gradient flow from CONFIG (the keys of ``narrowflow run``; default: the NF4
-preset). With neither ``--curve`` nor ``--order`` (nor a [monodromy] table choosing them) it
-ESCALATES until a step decides:
+Builds the gradient flow from CONFIG (the keys of ``narrowflow run``). Without CONFIG it runs
+the built-in monodromy example (EXAMPLE_TOML: NF4, width 2, tanh, on the three data points
+x = [-1, 0.5, 2] with teacher θ = [1, 1.5, 0.5, -0.7]), a case where a step decides, and says
+so; the 16-point NF4 training preset (a config with ``preset = "nf4"`` or an empty one) is a
+case where no step decides (NF4_PRESET_SILENT says why). With neither ``--curve`` nor
+``--order`` (nor a [monodromy] table choosing them) it ESCALATES until a step decides:
 
 1. order 1 on the twin plane (``check_integrability``, the normal first VE);
 2. order 2 along the unstable manifold of the twin-plane saddle (``saddle_unstable_check``);
@@ -13,7 +16,8 @@ stopping at the first conclusive verdict, and prints which step decided and why 
 ones were silent. With ``--curve``/``--order`` it runs that one step. The figure shows the
 loops of the deciding step (or of the last step tried), the loops whose commutator decided
 drawn bold. ``--certify`` adds the ball-arithmetic enclosure (narrowflow.monodromy.certify;
-needs python-flint) where the flow is a case it can certify.
+needs python-flint) at the order of the step that decided (order 2 when none did) where the
+flow is a case it can certify, and otherwise says why not.
 
 An optional ``[monodromy]`` table in CONFIG sets the defaults of the options below:
 ``curve`` ("twin", "dead-neuron", "saddle-unstable"), ``order``, ``base`` ([a0, w0]),
@@ -24,6 +28,34 @@ from __future__ import annotations
 import sys
 from pathlib import Path
 
+#: The flow a ``narrowflow monodromy`` without CONFIG runs: NF4 (width 2, tanh) on three data
+#: points with the README's teacher; order 2 decides it (the commutator 3584.17 ± 3.4e-3).
+EXAMPLE_TOML = """
+[network]
+width = 2
+activation = "tanh"
+
+[data]
+x = [-1.0, 0.5, 2.0]
+teacher = {width = 2, activation = "tanh", theta = [1.0, 1.5, 0.5, -0.7]}
+"""
+
+EXAMPLE_SOURCE = "built-in monodromy example: NF4 on 3 data points"
+
+#: What a plain ``narrowflow monodromy`` prints first when no CONFIG is given.
+EXAMPLE_NOTE = (
+    "no CONFIG: the built-in monodromy example, NF4 (width 2, tanh) on the 3 data points "
+    "x = [-1, 0.5, 2] with teacher theta = [1, 1.5, 0.5, -0.7]: a case that order 2 decides, "
+    "in seconds")
+
+#: The next line: why the default is not the 16-point NF4 training preset.
+NF4_PRESET_SILENT = (
+    "not the 16-point NF4 training preset, where no step decides: the lassos around its saddle "
+    "curve's branch points never close on the curve (none within 8 turns; up to 24 turns at "
+    "radii 0.001-0.1 R tried), so order 2 has a single verified loop and no commutator; to run "
+    "it anyway, pass a config holding the one line preset = \"nf4\"")
+
+
 def add_parser(subparsers) -> None:
     p = subparsers.add_parser(
         "monodromy", help="test integrability: monodromy of the variational equation",
@@ -32,7 +64,9 @@ def add_parser(subparsers) -> None:
                     "the Galois group (docs/math.md §5).")
     p.add_argument("config", nargs="?", default=None, metavar="CONFIG",
                    help="TOML config (network and data as for `narrowflow run`, optional "
-                        "[monodromy] table); default: the NF4 preset")
+                        "[monodromy] table); default: the built-in monodromy example (NF4 on "
+                        "3 data points, where order 2 decides); preset = \"nf4\" in a config "
+                        "gives the 16-point training preset")
     p.add_argument("--curve", default=None,
                    choices=("twin", "dead-neuron", "saddle-unstable"),
                    help="integral curve (default: twin)")
@@ -46,19 +80,25 @@ def add_parser(subparsers) -> None:
                         "narrowflow-monodromy)")
     p.add_argument("--no-figure", action="store_true", help="do not draw the figure")
     p.add_argument("--certify", action="store_true",
-                   help="add the ball-arithmetic enclosure of the deciding commutator "
-                        "(python-flint; one-data-point width-2 tanh networks)")
+                   help="add the ball-arithmetic enclosure of the deciding commutator at "
+                        "the deciding step's order (python-flint; one-data-point width-2 tanh "
+                        "networks, order 2); says why not where the flow is not certifiable")
     p.set_defaults(func=run)
 
 
 def _split_config(path):
-    """(RunConfig, monodromy options) from a TOML file (None: the NF4 preset).
+    """(RunConfig, monodromy options) from a TOML file (None: the built-in example,
+    EXAMPLE_TOML).
 
     The [monodromy] table is validated with the rest by narrowflow.config; its keys
     left unset (None) are not passed on.
     """
     from narrowflow import config
-    rc = config.load(path)
+    if path is None:
+        rc = config.loads(EXAMPLE_TOML)
+        rc.source = EXAMPLE_SOURCE
+    else:
+        rc = config.load(path)
     opts = {k: v for k, v in rc.cfg["monodromy"].items() if v is not None}
     if "rtol" in opts:
         opts["rtol"] = float(opts["rtol"])
@@ -214,6 +254,11 @@ def escalate(flow, rtol=None, log=print):
     if st["report"] is not None and _conclusive(st["verdict"]):
         return steps, 1
     rep2 = st["report"]
+    if rep2 is not None:
+        excluded = [f"{lp.name}: {lp.note}" for lp in rep2.loops if not lp.verified and lp.note]
+        if excluded:
+            st["why"] = "; ".join([st["why"]] if st["why"] else []) + " (excluded loops: " \
+                + "; ".join(excluded) + ")"
     if rep2 is not None and sum(lp.verified for lp in rep2.loops) >= 2:
         st = record("order 3, the same loops",
                     lambda: saddle_unstable_check(flow, order=3, **kw))
@@ -243,6 +288,25 @@ def _summary(steps, decided):
     return "\n".join(L)
 
 
+def _header(args, rc, flow):
+    """The lines printed first: the flow, and for no CONFIG which example runs and why."""
+    L = [f"narrowflow monodromy: {flow!r} ({rc.source})"]
+    if args.config is None:
+        L += [EXAMPLE_NOTE, NF4_PRESET_SILENT]
+    return L
+
+
+def _certify_order(verdict, step_order):
+    """(order, note) for ``--certify``: the order at which the deciding verdict was reached
+    (a JetVerdict's lowest non-abelian order; the step's order for a first-order verdict), or
+    2 when nothing decided."""
+    from narrowflow.monodromy.verify import JetVerdict
+    if _conclusive(verdict):
+        k = verdict.order if isinstance(verdict, JetVerdict) else step_order
+        return k, "the order at which the verdict was reached"
+    return 2, "no step decided; the order-2 certificate is tried on its own"
+
+
 def run(args) -> int:
     from narrowflow.monodromy.network import check_integrability
     rc, opts = _split_config(args.config)
@@ -262,13 +326,14 @@ def run(args) -> int:
         kw["rtol"] = args.rtol if args.rtol is not None else opts["rtol"]
     if "parametrization" in opts:
         kw["parametrization"] = opts["parametrization"]
-    print(f"narrowflow monodromy: {flow!r} ({rc.source})", flush=True)
+    head = _header(args, rc, flow)
+    print("\n".join(head), flush=True)
     report = check_integrability(flow, curve=curve, order=order, base=base, **kw)
     text = str(report)
     print(text)
     out = Path(args.out or "narrowflow-monodromy")
     out.mkdir(parents=True, exist_ok=True)
-    (out / "monodromy_report.txt").write_text(text + "\n")
+    (out / "monodromy_report.txt").write_text("\n".join(head[1:] + [text]) + "\n")
     from narrowflow.monodromy.network import IntegrabilityReport
     if not args.no_figure:
         fig = out / "monodromy_loops.png"
@@ -278,7 +343,8 @@ def run(args) -> int:
             draw_saddle(report, fig, _decisive_pair(report))
         print(f"figure: {fig}")
     if args.certify:
-        _certify(flow, out)
+        k, note = _certify_order(report.verdict, order)
+        _certify(flow, out, k, note, decided=_conclusive(report.verdict))
     print(f"report: {out / 'monodromy_report.txt'}")
     sys.stdout.flush()
     return 0
@@ -288,16 +354,18 @@ def _run_escalation(args, rc, opts, flow) -> int:
     import time
     t0 = time.perf_counter()
     rtol = args.rtol if args.rtol is not None else opts.get("rtol")
-    print(f"narrowflow monodromy: {flow!r} ({rc.source})", flush=True)
-    print("escalating: order 1 (twin plane) -> order 2 -> order 3 (unstable manifold of the "
-          "saddle), stopping at the first conclusive step", flush=True)
+    head = _header(args, rc, flow) + [
+        "escalating: order 1 (twin plane) -> order 2 -> order 3 (unstable manifold of the "
+        "saddle), stopping at the first conclusive step"]
+    print("\n".join(head), flush=True)
     steps, decided = escalate(flow, rtol=rtol)
-    parts = []
+    body = []
     for st in steps:
-        parts.append(f"===== step {st['step']}: {st['what']} =====")
-        parts.append(str(st["report"]) if st["report"] is not None else f"{st['verdict']}: {st['why']}")
-    text = "\n".join(parts) + _summary(steps, decided) + f"\n  time: {time.perf_counter() - t0:.1f} s"
-    print(text)
+        body.append(f"===== step {st['step']}: {st['what']} =====")
+        body.append(str(st["report"]) if st["report"] is not None else f"{st['verdict']}: {st['why']}")
+    body = "\n".join(body) + _summary(steps, decided) + f"\n  time: {time.perf_counter() - t0:.1f} s"
+    print(body)
+    text = "\n".join(head[1:] + [body])     # the report file: all but the flow's repr line
     out = Path(args.out or "narrowflow-monodromy")
     out.mkdir(parents=True, exist_ok=True)
     (out / "monodromy_report.txt").write_text(text + "\n")
@@ -314,24 +382,34 @@ def _run_escalation(args, rc, opts, flow) -> int:
                 draw_saddle(rep, fig, _decisive_pair(rep))
             print(f"figure (step {shown['step']}): {fig}")
     if args.certify:
-        _certify(flow, out)
+        if decided is not None:
+            st = steps[decided]
+            k, note = _certify_order(st["verdict"], 1 if st["step"] == 1 else st["report"].order)
+            note = f"step {st['step']} decided; {note}"
+        else:
+            k, note = _certify_order(None, 2)
+        _certify(flow, out, k, note, decided=decided is not None)
     print(f"report: {out / 'monodromy_report.txt'}")
     sys.stdout.flush()
     return 0
 
 
-def _certify(flow, out) -> None:
-    """--certify: the ball-arithmetic enclosure (narrowflow.monodromy.certify)."""
+def _certify(flow, out, order=2, note="", decided=False) -> None:
+    """--certify: the ball-arithmetic enclosure (narrowflow.monodromy.certify) at ``order``,
+    or a line saying why it is not available for this flow."""
     try:
         from narrowflow.monodromy.certify import certify_integrability
     except ImportError as exc:                              # python-flint missing
         raise SystemExit(f"--certify needs python-flint (pip install 'narrowflow[certify]'): {exc}")
+    print(f"certifying at order {order} ({note}) ...", flush=True)
     try:
-        cert = certify_integrability(flow)
+        cert = certify_integrability(flow, order=order)
     except ValueError as exc:
-        text = f"CERTIFICATION: not available for this flow ({exc})"
+        text = f"CERTIFICATION: not available for this flow at order {order} ({note}): {exc}"
+        if decided:
+            text += ". The float verdict above stands with its error bars; it is not certified."
     else:
-        text = str(cert)
+        text = f"CERTIFICATION at order {order} ({note}):\n{cert}"
     print(text, flush=True)
     (out / "certificate.txt").write_text(text + "\n")
     print(f"certificate: {out / 'certificate.txt'}")

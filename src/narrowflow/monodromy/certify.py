@@ -1,6 +1,6 @@
 """Validated (ball-arithmetic) transport of flow-map jets along complex paths, for any field
-given through a small interface, and the certificate of non-integrability for
-one-data-point width-2 tanh networks (docs/certification.md).
+given through a small interface, and certificates of non-integrability for one-data-point
+width-2 tanh networks (order 2) and Hénon–Heiles ε = 2 (order 3) (docs/certification.md).
 
 Everything here is computed in arb/acb ball arithmetic (python-flint, the optional extra
 ``narrowflow[certify]``): every number is a ball that provably contains the exact value.
@@ -80,6 +80,7 @@ import numpy as np
 __all__ = ["OnePointTwinField", "NetworkBallField", "HenonHeilesBallField",
            "HypergeometricBallField", "LinearBallField", "AutonomousBallField", "LocalData",
            "BallJet", "transport_ball_jet", "certify_integrability", "Certificate",
+           "HenonHeilesCertificate", "HH_PREMISES",
            "commutator_enclosure", "polygon_circle", "lasso_polygon", "commutator_polygon",
            "jet_compose", "jet_inverse", "commutator_jet", "have_flint", "PREMISES",
            "BALL_ACTIVATIONS", "MAX_ALPHA_RHO"]
@@ -1003,7 +1004,8 @@ class NetworkBallField(AutonomousBallField):
         net = getattr(flow, "network", None)
         data = getattr(flow, "data", None)
         if net is None or data is None:
-            raise TypeError(f"flow must be a GradientFlow, got {type(flow).__name__}")
+            raise TypeError(f"flow must be a GradientFlow or a HenonHeiles system, got "
+                        f"{type(flow).__name__}")
         name = net.activation.name
         if name not in BALL_ACTIVATIONS:
             raise ValueError(f"activation {name!r} has no ball-arithmetic form; supported: "
@@ -2391,23 +2393,229 @@ class Certificate:
         L.append("  commutator γ1 γ2 γ1⁻¹ γ2⁻¹ (2-jets composed in ball arithmetic):")
         L.append(f"    Φ1 − I: entries within {e1:.2e} of 0, ball radius <= {r1:.1e}")
         L.append(f"    ‖Φ2‖_F ∈ {self.phi2_ball_str} ⊂ [{lo:.17g}, {hi:.17g}]; excludes 0: {lo > 0}")
-        L.append("  premises:")
-        for key, status, text in PREMISES:
-            st = status if key != "P6" else ("certified by enclosure" if self.certified
-                                             else "NOT certified")
-            L.append(f"    {key} [{st}] {text}")
-        L.append(f"  {self.conclusion}")
-        L.append(f"  time: {self.seconds:.1f} s (one core)")
-        return "\n".join(L)
+        return "\n".join(L + _premise_lines(PREMISES, self))
 
     __repr__ = __str__
+
+
+HH_PREMISES = [
+    ("P1", "proven analytically",
+     "F is polynomial (Hamilton's equations of a cubic H), hence meromorphic on C⁴"),
+    ("P2", "proven analytically + enclosed",
+     "the plane q1 = p1 = 0 is invariant (q1' = p1, p1' = −q1 (ratio + 2 q2)); on it the motion "
+     "of energy E from the turning point q2 = qa/ε, p2 = 0 is an elliptic function of t whose "
+     "real and imaginary periods T_R, T_I are complete elliptic integrals in the roots of "
+     "Q³/3 + Q²/2 = E (Q = ε q2); the roots, the base point and the periods are enclosed in "
+     "balls (arb's root isolation and elliptic K)"),
+    ("P3", "proven analytically + certified by enclosure",
+     "the loops are the time paths [0, T_R] and [0, T_I]: closed on the orbit Γ because the "
+     "plane motion has these periods (the jet's enclosure holds for every end time in the "
+     "period's ball); every step's disc is proven free of singularities (a Picard box: the "
+     "solution is analytic there); each end state's balls overlap the base point's "
+     "(consistency check)"),
+    ("P4", "proven analytically (ratio 1, ε = 1 or 2)",
+     "along the plane the VE_1 splits into the tangential (q2, p2) and the normal (q1, p1) "
+     "block, each trace-free, so each has determinant 1 (Liouville). The tangential block fixes "
+     "F(Γ) (closed loop), the normal block q1'' = −(1 + 2 q2) q1 has the single-valued "
+     "solution q1 = q2 when ε = 2 (q2'' = −q2 − 2 q2²) and q1 = p2 when ε = 1 (then it is the "
+     "tangential equation), non-zero at the base point: each block has the eigenvalue 1 and "
+     "determinant 1, so every loop's 1-jet is unipotent, the linearised VE_k monodromy "
+     "(block-triangular with diagonal blocks Sym^j Φ1) is unipotent, and unipotent elements "
+     "lie in G⁰"),
+    ("P5", "standard theorem",
+     "the monodromy of the (linearised) VE_k along closed loops of Γ lies in its differential "
+     "Galois group over the meromorphic functions on Γ (Morales-Ruiz 1999, §2.3)"),
+    ("P6", "certified by enclosure",
+     "the commutator's k-jet differs from the identity's for some k <= order: ‖Φk‖ (or "
+     "Φ1 − I) has a positive certified lower bound (ball arithmetic with rigorous Taylor "
+     "remainders)"),
+]
+
+
+@dataclass
+class HenonHeilesCertificate:
+    """What :func:`certify_integrability` proved for Hénon–Heiles, every figure an enclosure.
+
+    The loops are the real and the imaginary period of the plane motion (the float engine's
+    ``HenonHeiles.period_jets``); the commutator is γ_R γ_I γ_R⁻¹ γ_I⁻¹. ``str()`` (and
+    ``repr()``) gives the full report. The fields are attributes of the same names.
+
+    Parameters
+    ----------
+    system : HenonHeiles
+        The system certified.
+    order : int
+        The jet order (2 or 3).
+    base_point : list of 4 flint.acb
+        The turning point (0, qa/ε, 0, 0).
+    periods : tuple of 2 flint.acb
+        ``(T_R, T_I)``.
+    jets : dict of str to BallJet
+        The jets along the two period loops.
+    commutator : BallJet
+        The commutator's jet.
+    phi1_minus_identity : tuple of float
+        ``(max |entry|, max radius)`` of Φ1 − I for the commutator.
+    phi : dict of int to tuple of float
+        ``{k: (lower, upper)}`` bounds of ‖Φk‖_F of the commutator, k = 2..order.
+    decided_order : int or None
+        The lowest k whose enclosure excludes the identity's (None: none does).
+    certified : bool
+        True only when ``decided_order`` is not None and every self-check holds.
+    seconds : float
+        Wall time.
+    settings : dict
+        The keyword settings of the run (K, kappa, prec, rho_max).
+    self_checks : dict of str to bool
+        Identities of the exact monodromy (P3, P4), by name: whether each holds within the
+        balls.
+    phi_ball_str : dict of int to str, optional
+        The balls of ‖Φk‖_F as python-flint prints them.
+    """
+
+    system: object
+    order: int
+    base_point: list
+    periods: tuple
+    jets: dict
+    commutator: object
+    phi1_minus_identity: tuple
+    phi: dict
+    decided_order: int | None
+    certified: bool
+    seconds: float
+    settings: dict
+    self_checks: dict
+    phi_ball_str: dict = field(default_factory=dict)
+
+    @property
+    def conclusion(self) -> str:
+        """The verdict: CERTIFIED, or NOT CERTIFIED with the reason (one sentence)."""
+        if not all(self.self_checks.values()):
+            return ("NOT CERTIFIED: a self-check failed (an identity of the exact monodromy is "
+                    "violated by the enclosures): " + ", ".join(k for k, v in self.self_checks.items()
+                                                                if not v))
+        if self.certified:
+            k = self.decided_order
+            return (f"CERTIFIED: G⁰(VE_{k}) is non-abelian along the plane orbit Γ, so this "
+                    "Hénon–Heiles system has no complete set of meromorphic first integrals in "
+                    "involution near Γ (Morales-Ruiz–Ramis–Simó)")
+        return (f"NOT CERTIFIED: no enclosure of the commutator's jet up to order {self.order} "
+                "excludes the identity's (premise P6 fails at this order and these settings); "
+                "nothing is claimed")
+
+    def __str__(self):
+        hh = self.system
+        e1, r1 = self.phi1_minus_identity
+        TR, TI = self.periods
+        L = ["Certificate (ball arithmetic, python-flint arb/acb; docs/certification.md)",
+             f"  system: Hénon–Heiles, ε = {hh.eps!r}, ratio = {hh.ratio!r}, energy = {hh.energy!r}; "
+             f"the plane orbit q1 = p1 = 0, order {self.order}",
+             f"  base point (turning point): q2 = {float(self.base_point[1].real.mid()):.15g}; "
+             f"periods T_R = {float(TR.real.mid()):.15g}, T_I = {float(TI.imag.mid()):.15g}i",
+             f"  settings: {self.settings}"]
+        for name, j in self.jets.items():
+            L.append(f"  loop {name}: {j.steps} validated steps, {j.seconds:.1f} s, largest Taylor "
+                     f"remainder {j.max_tail:.1e}, largest ball radius {j.max_radius():.1e}")
+        for k, v in self.self_checks.items():
+            L.append(f"  self-check {k}: {'holds within the balls' if v else 'VIOLATED'}")
+        L.append("  commutator γ_R γ_I γ_R⁻¹ γ_I⁻¹ (jets composed in ball arithmetic):")
+        L.append(f"    Φ1 − I: entries within {e1:.2e} of 0, ball radius <= {r1:.1e}")
+        for k, (lo, hi) in self.phi.items():
+            L.append(f"    ‖Φ{k}‖_F ∈ {self.phi_ball_str.get(k, '')} ⊂ [{lo:.17g}, {hi:.17g}]; "
+                     f"excludes 0: {lo > 0}")
+        return "\n".join(L + _premise_lines(HH_PREMISES, self))
+
+    __repr__ = __str__
+
+
+def _premise_lines(premises, cert) -> list:
+    """The end of a certificate's text: each premise with its status (P6, the enclosure's,
+    from ``cert.certified``), the conclusion and the time."""
+    L = ["  premises:"]
+    for key, status, text in premises:
+        st = status if key != "P6" else ("certified by enclosure" if cert.certified
+                                         else "NOT certified")
+        L.append(f"    {key} [{st}] {text}")
+    return L + [f"  {cert.conclusion}", f"  time: {cert.seconds:.1f} s (one core)"]
+
+
+def _check_order(order):
+    """``order`` as an int if it is 2 or 3; else a ValueError naming it."""
+    if isinstance(order, (bool, np.bool_)) or not isinstance(order, (int, np.integer)) \
+            or int(order) not in (2, 3):
+        raise ValueError(f"order must be 2 or 3 (a certificate encloses a commutator's 2- or "
+                         f"3-jet), got {order!r}")
+    return int(order)
+
+
+def _check_henon_heiles(system):
+    """(eps, ratio, energy) of a Hénon–Heiles system whose unipotency proof (P4) is written."""
+    eps, ratio = float(system.eps), float(system.ratio)
+    if ratio != 1.0 or eps not in (1.0, 2.0):
+        raise ValueError("certification of Hénon–Heiles is implemented for ratio 1 and ε = 1 or 2 "
+                         "(premise P4, the unipotency of the period loops' 1-jets, rests on a "
+                         f"single-valued solution of the normal VE there); got ε = {eps}, "
+                         f"ratio = {ratio}")
+    return eps, ratio, float(system.energy)
+
+
+def _certify_henon_heiles(system, order, K, kappa, prec, rho_max):
+    """The order-``order`` certificate for Hénon–Heiles along its plane orbit
+    (:func:`certify_integrability`)."""
+    eps, ratio, energy = _check_henon_heiles(system)
+    t0 = time.perf_counter()
+    fld = HenonHeilesBallField(eps, ratio, energy, normal=False, order=order)
+    with _prec(prec):
+        y0 = fld.base_point()
+        TR, TI = fld.periods()
+    JR, JI, CJ = commutator_enclosure(fld, [0, TR], [0, TI], K=K, kappa=kappa,
+                                      rho_max=rho_max, prec=prec, y0=y0)
+    with _prec(prec) as flint:
+        Fv = flint.acb_mat(4, 1, fld.vector(y0))
+        # the normal block's single-valued solution at the base point (P4): q1 = q2 (ε = 2),
+        # q1 = p2 (ε = 1), as a vector (q1, q2, p1, p2)
+        q2, p2 = y0[1], y0[3]
+        if eps == 2.0:
+            v = flint.acb_mat(4, 1, [q2, 0, p2, 0])
+        else:
+            v = flint.acb_mat(4, 1, [p2, 0, fld.vector(y0)[3], 0])
+        checks = {}
+        for name, J in (("γ_R", JR), ("γ_I", JI)):
+            D = J.P * Fv - Fv
+            checks[f"Φ1({name}) F(y0) = F(y0)"] = all(D[i, 0].contains(0) for i in range(4))
+            D = J.P * v - v
+            checks[f"Φ1({name}) fixes the normal VE's single-valued solution"] = all(
+                D[i, 0].contains(0) for i in range(4))
+            checks[f"charpoly Φ1({name}) ∋ (λ−1)⁴"] = _unipotent_consistent(J.P, flint)[0]
+    phi, balls = {}, {}
+    for k in range(2, order + 1):
+        phi[k] = CJ.phi_norm(k)
+        balls[k] = str(CJ.phi_ball(k))
+    e1, r1 = CJ.phi1_minus_identity()
+    decided = None
+    with _prec(prec) as flint:
+        I = flint.acb_mat(4, 4, [1 if i == j else 0 for i in range(4) for j in range(4)])
+        D1 = CJ.P - I
+        if not all(D1[i, j].contains(0) for i in range(4) for j in range(4)):
+            decided = 1
+    if decided is None:
+        decided = next((k for k, (lo, _) in phi.items() if lo > 0), None)
+    return HenonHeilesCertificate(
+        system=system, order=order, base_point=y0, periods=(TR, TI),
+        jets={"γ_R (real period)": JR, "γ_I (imaginary period)": JI}, commutator=CJ,
+        phi1_minus_identity=(e1, r1), phi=phi, decided_order=decided,
+        certified=bool(decided is not None and all(checks.values())),
+        seconds=time.perf_counter() - t0, self_checks=checks, phi_ball_str=balls,
+        settings=dict(K=K, kappa=kappa, prec=prec, rho_max=rho_max))
 
 
 def _check_one_point_flow(flow):
     net = getattr(flow, "network", None)
     data = getattr(flow, "data", None)
     if net is None or data is None:
-        raise TypeError(f"flow must be a GradientFlow, got {type(flow).__name__}")
+        raise TypeError(f"flow must be a GradientFlow or a HenonHeiles system, got "
+                        f"{type(flow).__name__}")
     why = []
     if net.width != 2:
         why.append(f"width {net.width} (needs 2)")
@@ -2532,22 +2740,34 @@ def commutator_enclosure(field, v1, v2, *, K=56, kappa=4.0, rho_max=0.4, prec=16
     return J1, J2, CJ
 
 
-def certify_integrability(flow, *, w0=None, K=56, kappa=4.0, prec=160, n_polygon=16,
-                          star_radius=0.22, rho_max=0.4):
-    """Certify in ball arithmetic that G⁰(VE_2) is non-abelian for a one-data-point network.
+def certify_integrability(flow, *, order=2, w0=None, K=56, kappa=4.0, prec=160, n_polygon=16,
+                          star_radius=0.22, rho_max=None):
+    """Certify in ball arithmetic that G⁰(VE_k) is non-abelian along an integral curve.
 
-    The network is width-2 tanh (the package's one-data-point NF4 question). Loops on Γ
-    (closed polygons in the w-plane from w0): γ1 around w = 0 (the saddle; a regular
-    n_polygon-gon through w0), γ2 around the pole ``w* = iπ/(2x)`` of tanh (a lasso whose
-    ring has radius ``star_radius·|w*|``). Their 2-jets are transported with rigorous
-    remainders (:func:`transport_ball_jet`), the commutator's 2-jet composed in ball
-    arithmetic (:func:`commutator_enclosure`).
+    Two cases are implemented, each with its premises proven analytically or certified
+    (docs/certification.md):
+
+    - a one-data-point width-2 tanh network (the package's one-data-point NF4 question),
+      ``order=2``. Loops on Γ (closed polygons in the w-plane from w0): γ1 around w = 0 (the
+      saddle; a regular n_polygon-gon through w0), γ2 around the pole ``w* = iπ/(2x)`` of tanh
+      (a lasso whose ring has radius ``star_radius·|w*|``). Their 2-jets are transported with
+      rigorous remainders (:func:`transport_ball_jet`), the commutator's 2-jet composed in
+      ball arithmetic (:func:`commutator_enclosure`). Returns a :class:`Certificate`.
+    - Hénon–Heiles (a ``narrowflow.monodromy.HenonHeiles`` system) with ratio 1 and ε = 2
+      (non-integrable; its first VE is abelian, so the decision needs ``order=3``) or ε = 1
+      (integrable: the enclosures contain the identity's jet, a negative control), along the
+      plane orbit; the loops are its real and imaginary periods. Returns a
+      :class:`HenonHeilesCertificate`; ``w0``, ``n_polygon`` and ``star_radius`` are unused.
 
     Parameters
     ----------
-    flow : GradientFlow
-        Width 2, tanh, no bias, no weight decay, input and output dimension 1, exactly one
-        data point (x, y) with x y > 0.
+    flow : GradientFlow or HenonHeiles
+        A network flow: width 2, tanh, no bias, no weight decay, input and output dimension
+        1, exactly one data point (x, y) with x y > 0. Or a Hénon–Heiles system with ratio 1
+        and eps 1 or 2.
+    order : int, optional
+        The order k of the variational equation whose commutator is enclosed: 2 or 3. Order
+        3 is implemented for Hénon–Heiles only (the one-point field carries VE_1 and VE_2).
     w0 : float, optional
         The base point on the real w axis (default: the float engine's, z0 = 0.6 R of the
         Koenigs series).
@@ -2562,22 +2782,33 @@ def certify_integrability(flow, *, w0=None, K=56, kappa=4.0, prec=160, n_polygon
     star_radius : float, optional
         Radius of γ2's ring as a fraction of ``|w*|``.
     rho_max : float, optional
-        Largest disc radius.
+        Largest disc radius (default 0.4 for networks, 0.6 for Hénon–Heiles).
 
     Returns
     -------
-    Certificate
-        ``certified`` True only when the enclosure of ‖Φ2‖ excludes 0 and every self-check
-        holds.
+    Certificate or HenonHeilesCertificate
+        ``certified`` True only when an enclosure of the commutator's jet excludes the
+        identity's and every self-check holds.
 
     Raises
     ------
     TypeError
-        When ``flow`` is not a GradientFlow.
+        When ``flow`` is neither a GradientFlow nor a HenonHeiles system.
     ValueError
-        For flows outside the implemented class, or when a loop meets a singular point.
+        When ``order`` is not 2 or 3, or is 3 for a network flow; for flows outside the
+        implemented classes; or when a loop meets a singular point.
     """
+    order = _check_order(order)
+    from .systems import HenonHeiles
+    if isinstance(flow, HenonHeiles):
+        return _certify_henon_heiles(flow, order, K, kappa, prec, 0.6 if rho_max is None else rho_max)
     x, y = _check_one_point_flow(flow)
+    if order != 2:
+        raise ValueError(f"order={order} is not implemented for network flows: the one-point field "
+                         "(OnePointTwinField) carries VE_1 and VE_2 only, without the D³F/g "
+                         "coefficients and bounds along Γ(w); use order=2 (it decides the "
+                         "one-data-point case)")
+    rho_max = 0.4 if rho_max is None else rho_max
     t0 = time.perf_counter()
     if w0 is None:
         w0 = _default_w0(flow)
