@@ -1080,11 +1080,12 @@ cdef void lu_solve_lanes(const double* A, const int* piv, const double* dinv, in
     cdef double v
     for k in range(n):
         for l in range(L):
+            # the row swap without a branch (r == k writes x[k] back unchanged): pivots
+            # differ from lane to lane, and a branch on them is mispredicted often
             r = piv[k * L + l]
-            if r != k:
-                v = x[k * L + l]
-                x[k * L + l] = x[r * L + l]
-                x[r * L + l] = v
+            v = x[r * L + l]
+            x[r * L + l] = x[k * L + l]
+            x[k * L + l] = v
     for i in range(1, n):
         for j in range(i):
             for l in range(L):
