@@ -1080,11 +1080,12 @@ cdef void lu_solve_lanes(const double* A, const int* piv, const double* dinv, in
     cdef double v
     for k in range(n):
         for l in range(L):
+            # the row swap without a branch (r == k writes x[k] back unchanged): pivots
+            # differ from lane to lane, and a branch on them is mispredicted often
             r = piv[k * L + l]
-            if r != k:
-                v = x[k * L + l]
-                x[k * L + l] = x[r * L + l]
-                x[r * L + l] = v
+            v = x[r * L + l]
+            x[r * L + l] = x[k * L + l]
+            x[k * L + l] = v
     for i in range(1, n):
         for j in range(i):
             for l in range(L):
@@ -1408,15 +1409,16 @@ cdef void bdf_change_step(const Bdf* bd, Work* w, int64_t l, int q, double facto
             w.K[(b + 1) * nL + i * L + l] = tmp[b]
 
 
-cdef inline double bdf_wnorm(Work* w, int64_t l, const double* v, const double* iscale,
-                             double c) noexcept nogil:
-    """c * RMS of v[:, l] * iscale[:, l] (iscale: the reciprocal error weights)."""
+cdef inline double bdf_wnorm2(Work* w, int64_t l, const double* v, const double* iscale,
+                              double c) noexcept nogil:
+    """(c * RMS of v[:, l] * iscale[:, l])**2 (iscale: the reciprocal error weights). Squared:
+    its users compare it with 1 or raise it to a power, so no square root is needed."""
     cdef int64_t i, L = w.L
     cdef double s = 0.0, x
     for i in range(w.n):
         x = v[i * L + l] * iscale[i * L + l]
         s += x * x
-    return c * sqrt(s * w.ninv)
+    return c * c * (s * w.ninv)
 
 
 cdef inline void bdf_reject(const Job* job, const Bdf* bd, Work* w, int64_t l, int q, double fac) noexcept nogil:
@@ -1630,7 +1632,10 @@ cdef int run_worker_bdf(Job* job, const Tab* tb, const Bdf* bd, int64_t* stats) 
                 w.YN[i * L + l] = v
                 PSI[i * L + l] = c * bd.ialpha[q]
                 DD[i * L + l] = 0.0
-                ISC[i * L + l] = 1.0 / (job.atol + job.rtol * fabs(v))
+        # the error weights 1 / (atol + rtol |y_pred|) of every lane in one vectorizable loop:
+        # a lane that did not start a step here gets the same values again from its YP
+        for i in range(nL):
+            ISC[i] = 1.0 / (job.atol + job.rtol * fabs(YP[i]))
         # --- one evaluation for every lane, at the point its phase asks for
         fstat = call_f(job, &w, w.YN, FN)
         # the Newton corrections of all lanes at once (lanes not iterating compute values
@@ -1667,12 +1672,12 @@ cdef int run_worker_bdf(Job* job, const Tab* tb, const Bdf* bd, int64_t* stats) 
             if fstat != 0 and lane_nonfinite(&w, FN, l):
                 x = -1
             else:
-                dyn = sqrt(dsq[l] * w.ninv)
+                dyn = dsq[l] * w.ninv          # the squared RMS norm of the correction
                 if nit[l] > 1:
-                    if dyn > 2.0 * dyold[l]:
-                        x = -1                 # diverging
+                    if dyn > 4.0 * dyold[l]:
+                        x = -1                 # diverging (the norm more than doubled)
                     else:
-                        rate = dyn / dyold[l]
+                        rate = sqrt(dyn / dyold[l])
                         crate[l] = rate if rate > 0.3 * crate[l] else 0.3 * crate[l]
                 if x == 0:
                     for i in range(n):
@@ -1681,7 +1686,8 @@ cdef int run_worker_bdf(Job* job, const Tab* tb, const Bdf* bd, int64_t* stats) 
                     # CVODE's test: the rest of the iteration, about crate times this
                     # correction, is newton_kappa of what the error test allows
                     # (error_const[q] ||d|| <= 1)
-                    if dyn * (crate[l] if crate[l] < 1.0 else 1.0) * bd.errc[q] <= bd.newton_kappa:
+                    c = (crate[l] if crate[l] < 1.0 else 1.0) * bd.errc[q]
+                    if dyn * (c * c) <= bd.newton_kappa * bd.newton_kappa:
                         x = 1
                     elif nit[l] >= bd.maxiter:
                         x = -1
@@ -1701,12 +1707,12 @@ cdef int run_worker_bdf(Job* job, const Tab* tb, const Bdf* bd, int64_t* stats) 
             # converged: the error test
             ph[l] = PH_NEW
             sfty[l] = bd.safety[nit[l]]
-            en = bdf_wnorm(&w, l, DD, ISC, bd.errc[q])
+            en = bdf_wnorm2(&w, l, DD, ISC, bd.errc[q])     # squared
             if en <= 1.0:
                 w.acc[l] = 1
                 w.errv[l] = en
                 continue
-            fac = sfty[l] * pow(en, -1.0 / (q + 1))
+            fac = sfty[l] * pow(en, -0.5 / (q + 1))
             if not (fac > bd.minfac):      # also for a non-finite estimate
                 fac = bd.minfac
             bdf_reject(job, bd, &w, l, q, fac)
@@ -1733,15 +1739,16 @@ cdef int run_worker_bdf(Job* job, const Tab* tb, const Bdf* bd, int64_t* stats) 
             hfac[l] = 1.0
             if neq[l] >= q + 1:
                 en = w.errv[l]
-                f0 = pow(en, -1.0 / (q + 1)) if en > 0.0 else DBL_MAX
+                # the step factors of orders q, q - 1, q + 1 from squared error norms
+                f0 = pow(en, -0.5 / (q + 1)) if en > 0.0 else DBL_MAX
                 fm = 0.0
                 fp = 0.0
                 if q > 1:
-                    em = bdf_wnorm(&w, l, w.K + (q + 1) * nL, ISC, bd.errc[q - 1])
-                    fm = pow(em, -1.0 / q) if em > 0.0 else DBL_MAX
+                    em = bdf_wnorm2(&w, l, w.K + (q + 1) * nL, ISC, bd.errc[q - 1])
+                    fm = pow(em, -0.5 / q) if em > 0.0 else DBL_MAX
                 if q < bd.maxord:
-                    ep = bdf_wnorm(&w, l, w.K + (q + 3) * nL, ISC, bd.errc[q + 1])
-                    fp = pow(ep, -1.0 / (q + 2)) if ep > 0.0 else DBL_MAX
+                    ep = bdf_wnorm2(&w, l, w.K + (q + 3) * nL, ISC, bd.errc[q + 1])
+                    fp = pow(ep, -0.5 / (q + 2)) if ep > 0.0 else DBL_MAX
                 fac = f0
                 if fm > fac:
                     fac = fm
