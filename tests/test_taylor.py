@@ -118,9 +118,9 @@ def test_coefficients_nf4_high_order_and_lanes():
 
 @pytest.mark.parametrize("activation", ACTS)
 def test_specialised_coefficients_against_mpmath(activation):
-    """The code generated for one order (Cauchy sums written out, blocks of 16 lanes) gives
+    """The code generated for one order (Cauchy sums written out, blocks of 8 lanes) gives
     the 40-digit coefficients, and the same bits in every lane whatever the lane count
-    (1, 3, 17: a padded block, two blocks)."""
+    (1, 3, 17: one padded block, three blocks the last of them padded)."""
     flow = _wide_flow(activation)
     theta = 0.6 * np.random.default_rng(5).standard_normal((17, flow.n_params))
     order = 6
@@ -278,3 +278,30 @@ def test_max_step_gtol_and_statuses():
         from narrowflow.ensemble import CompiledSystem
         cs = CompiledSystem(fns.flow_address, fns.loss_address, rhs.pack_params(NF4), 4, (fns,))
         nf.solve_ensemble(cs, th, method="taylor")
+
+
+def test_step_fraction_option(monkeypatch):
+    """KernelOptions.taylor_factor (the step as a fraction of the radius estimate, for
+    benchmarks/taylor_rule.py): 0 is Jorba & Zou's fraction, which given explicitly gives the
+    same bits; a larger fraction takes fewer steps; outside [0, 1) it is refused."""
+    import math
+    from narrowflow._ext import ensemble as kernel
+    with pytest.raises(ValueError, match="taylor_factor"):
+        kernel.KernelOptions(taylor_factor=1.0)
+    assert kernel.KernelOptions(taylor_factor=0.2).replace(lanes=8).taylor_factor == 0.2
+    th = model.nf4_initial_states(24)
+    kw = dict(method="taylor", rtol=1e-8, atol=1e-10, threads=1)
+    base = nf.solve_ensemble(NF4, th, **kw)
+    integrate = kernel.integrate
+    p = taylor.order_for(1e-8)
+    jorba_zou = math.exp(-0.7 / (p - 1)) / (math.e * math.e)    # as the kernel computes it
+    for factor in (jorba_zou, math.exp(-1.5)):
+        monkeypatch.setattr(kernel, "integrate", lambda *a, f=factor, **k: integrate(
+            *a[:5], a[5].replace(taylor_factor=f), *a[6:], **k))
+        res = nf.solve_ensemble(NF4, th, **kw)
+        assert np.all(res.status == 0)
+        if factor == jorba_zou:
+            assert np.array_equal(res.y_final, base.y_final)
+            assert np.array_equal(res.n_accepted, base.n_accepted)
+        else:
+            assert res.n_accepted.sum() < base.n_accepted.sum()

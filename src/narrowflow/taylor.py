@@ -20,8 +20,8 @@ The source is generated per (d, m, k, bias, activation) with those as constants,
 narrowflow.jit.cache_dir() by narrowflow.jit.load_generated and compiled by Numba with
 ``cache=True``, like narrowflow.rhs. ``compile_taylor(net, order)`` generates it per order
 too (`_fixed_body`): the Cauchy sums of each coefficient with constant bounds, lanes in
-blocks of `_B` (2.4-3x faster, 25-40 s to compile; benchmarks/README.md). That function
-returns 2 when called with another order.
+blocks of `_B` (2.4-3x faster than the generic code, 8-32 s to compile one order of NF4's;
+benchmarks/README.md). That function returns 2 when called with another order.
 """
 from __future__ import annotations
 
@@ -207,8 +207,11 @@ def _fixed_body(d: int, m: int, kk: int, bias: bool, code: int, order: int):
 # Lanes per block of the order-specialised code: a compile-time constant, so that every
 # address in the lane loop is a constant distance from every other (LLVM then vectorizes it
 # without run-time alias checks) and all lanes run the same vector code whatever the lane
-# count (the last block is padded).
-_B = 16
+# count (the last block is padded). 8, one AVX-512 vector (one cache line when the scratch
+# starts on a 64-byte boundary, as the kernel allocates it): each data point's block of the
+# work array is half the size of 16 lanes' and an expansion takes 5-11 % less time on NF4
+# (orders 6-16; 4 lanes took more; benchmarks/README.md).
+_B = 8
 
 
 def _generate_fixed_source(d: int, m: int, k: int, bias: bool, activation: str,
@@ -339,6 +342,14 @@ def compile_taylor(net, order=None) -> TaylorFunctions:
         return _BUNDLES[key]
 
 
+def _aligned_zeros(n: int) -> np.ndarray:
+    """n float64 zeros starting at a 64-byte boundary, as the ensemble kernel allocates the
+    scratch (blocks of 8 lanes are then one cache line each)."""
+    raw = np.zeros(n + 8)
+    k = (-raw.ctypes.data % 64) // 8
+    return raw[k:k + n]
+
+
 def coefficients(flow: GradientFlow, theta, order: int, lanes: int = 8,
                  specialised: bool = False) -> np.ndarray:
     """Normalised Taylor coefficients of the flow's solutions through theta (N, p):
@@ -363,7 +374,7 @@ def coefficients(flow: GradientFlow, theta, order: int, lanes: int = 8,
     fn = ctypes.CFUNCTYPE(ctypes.c_int, ctypes.c_int64, ctypes.c_int64,
                           ctypes.POINTER(ctypes.c_double), ctypes.POINTER(ctypes.c_double),
                           ctypes.POINTER(ctypes.c_double))(fns.address)
-    work = np.zeros(fns.work_size(order, lanes, flow.data.n))
+    work = _aligned_zeros(fns.work_size(order, lanes, flow.data.n))
     out = np.empty((N, order + 1, p))
     dp = ctypes.POINTER(ctypes.c_double)
     for g in range(0, N, lanes):
@@ -385,14 +396,15 @@ def order_for(rtol: float) -> int:
 def time_per_lane(flow: GradientFlow, order: int, lanes: int = 16, specialised: bool = True,
                   calls: int = 2000, repeats: int = 5) -> float:
     """CPU seconds of one Taylor expansion per lane (best of `repeats` runs of `calls` calls
-    through the C address, states nf4-like N(0, 1)): the coefficient cost alone."""
+    through the C address, states nf4-like N(0, 1), scratch 64-byte aligned as in the
+    kernel): the coefficient cost alone."""
     import ctypes
     import time
     fns = compile_taylor(flow, order if specialised else None)
     dp = ctypes.POINTER(ctypes.c_double)
     fn = ctypes.CFUNCTYPE(ctypes.c_int, ctypes.c_int64, ctypes.c_int64, dp, dp, dp)(fns.address)
     params = _rhs.pack_params(flow)
-    work = np.zeros(fns.work_size(order, lanes, flow.data.n))
+    work = _aligned_zeros(fns.work_size(order, lanes, flow.data.n))
     X = np.zeros((order + 1, flow.n_params, lanes))
     X[0] = np.random.default_rng(0).standard_normal((flow.n_params, lanes))
     args = (lanes, order, X.ctypes.data_as(dp), work.ctypes.data_as(dp), params.ctypes.data_as(dp))
