@@ -28,7 +28,7 @@ and escape time already in the output arrays, and is written back to the same ro
 Systems must be autonomous: the time argument passed to the right-hand side is t0.
 """
 from libc.stdint cimport int64_t, int8_t, uintptr_t
-from libc.stdlib cimport malloc, free
+from libc.stdlib cimport calloc, malloc, free
 from libc.string cimport memcpy, memset
 from libc.math cimport sqrt, fabs, pow, exp, isfinite, NAN, INFINITY
 from libc.float cimport DBL_MAX
@@ -1489,7 +1489,9 @@ cdef int run_worker_bdf(Job* job, const Tab* tb, const Bdf* bd, int64_t* stats) 
     if work_alloc(&w, n, L, tb.nk) != 0:
         return -1
     nL = w.nL
-    PSI = <double*> malloc((7 * nL + 6 * L + 3 * pp * L) * sizeof(double))
+    # zeroed: the error weights are computed for every lane from YP, also for lanes that
+    # never start a step (fewer trajectories than lanes), whose values nobody reads
+    PSI = <double*> calloc(7 * nL + 6 * L + 3 * pp * L, sizeof(double))
     piv = <int*> malloc((nL + 6 * L) * sizeof(int))
     sel = <int64_t*> malloc(L * sizeof(int64_t))
     if PSI == NULL or piv == NULL or sel == NULL:
