@@ -9,6 +9,7 @@ trajectories over t in [0, T] with save points, and the total RHS evaluations (e
 counts before and after say that the results are the same).
 
     python benchmarks/bench_kernel.py --methods bdf,rodas5p -T inf --profile -N 4000
+    python benchmarks/bench_kernel.py --methods taylor --rtol 1e-6 --profile
 
 ``-T inf`` integrates to convergence (gtol, no save points). ``--profile`` adds one run with
 the right-hand side timed (``profile=True``; its timers cost a few per cent, so it is kept
@@ -32,12 +33,16 @@ def main(argv=None):
     ap.add_argument("-T", type=float, default=100.0)
     ap.add_argument("--repeats", type=int, default=3)
     ap.add_argument("--gtol", type=float, default=1e-8, help="with -T inf")
+    ap.add_argument("--rtol", type=float, default=None,
+                    help="tolerance (atol = rtol/100); default: solve_ensemble's")
     ap.add_argument("--profile", action="store_true",
                     help="also time the right-hand side (one extra run)")
     args = ap.parse_args(argv)
     conv = np.isinf(args.T)
     run_kw = (dict(t_span=(0.0, np.inf), gtol=args.gtol) if conv else
               dict(t_span=(0.0, args.T), save_at=[0.0, args.T / 2, args.T]))
+    if args.rtol is not None:
+        run_kw.update(rtol=args.rtol, atol=args.rtol * 1e-2)
     flow = model.nf4_benchmark()
     y0 = np.random.default_rng(5).standard_normal((args.N, 4))
     for m in args.methods.split(","):

@@ -135,6 +135,30 @@ def test_specialised_coefficients_against_mpmath(activation):
                                                   specialised=True), C)
 
 
+@pytest.mark.parametrize("activation", ["tanh", "silu"])
+def test_factored_coefficients_against_mpmath(activation):
+    """The specialised code with the output weights applied after the sum over data points
+    (2 outputs, 2 inputs, bias: every (neuron, output, input) sum and the biases') gives the
+    40-digit coefficients too, and the same bits whatever the lane count. The default
+    chooses by cost: 4 data points are too few for this network, 16 enough for NF4's."""
+    flow = _wide_flow(activation)
+    assert not taylor.compile_taylor(flow, 6).factor
+    assert taylor.compile_taylor(model.nf4_benchmark(), 6).factor
+    assert not taylor.compile_taylor(model.nf4_benchmark().network, 6).factor
+    theta = 0.6 * np.random.default_rng(6).standard_normal((9, flow.n_params))
+    order = 6
+    C = taylor.coefficients(flow, theta, order, lanes=9, specialised=True, factor=True)
+    for r in range(2):
+        ref = _mp_coefficients(flow, theta[r], order)
+        scale = np.abs(ref).max(axis=1, keepdims=True)
+        assert np.all(np.abs(C[r] - ref) <= 1e-12 * scale + 1e-300), (
+            activation, np.abs(C[r] - ref).max(axis=1) / scale[:, 0])
+    assert np.array_equal(taylor.coefficients(flow, theta, order, lanes=1, specialised=True,
+                                              factor=True), C)
+    with pytest.raises(TypeError, match="factor"):
+        taylor.compile_taylor(flow, 6, factor=1)
+
+
 def test_specialised_matches_generic_nf4():
     """NF4 at order 11 (rtol 1e-8): the specialised code and the loops of narrowflow.series
     agree to round-off; the specialised function refuses another order."""

@@ -21,7 +21,9 @@ narrowflow.jit.cache_dir() by narrowflow.jit.load_generated and compiled by Numb
 ``cache=True``, like narrowflow.rhs. ``compile_taylor(net, order)`` generates it per order
 too (`_fixed_body`): the Cauchy sums of each coefficient with constant bounds, lanes in
 blocks of `_B` (2.4-3x faster than the generic code, 8-32 s to compile one order of NF4's;
-benchmarks/README.md). That function returns 2 when called with another order.
+benchmarks/README.md), the output weights applied after the sum over data points where
+that saves work (`_fixed_body`'s `factor`). That function returns 2 when called with
+another order.
 """
 from __future__ import annotations
 
@@ -97,16 +99,26 @@ def taylor(lanes, order, Xp, workp, paramsp):
 '''
 
 
-def _fixed_body(d: int, m: int, kk: int, bias: bool, code: int, order: int):
+def _fixed_body(d: int, m: int, kk: int, bias: bool, code: int, order: int,
+                factor: bool = False):
     """The loop over coefficients 0..order-1 for one block of B lanes, every Cauchy sum with
-    constant bounds (narrowflow.series' emitters): (lines, series kept per data point).
+    constant bounds (narrowflow.series' emitters): (lines, series kept per data point,
+    number of factored sums).
 
     Work layout (doubles, lane innermost, B lanes): the block's coefficients
-    ``W[(c*P + q)*B + l]`` (XB of them), then per data point i a block at XB + i*BLK with the
-    history of every series a later coefficient reads (``(slot*ORDER + c)*B + l``), the
-    parameters' coefficients among them (copied in), then P output slots. The lane loop
-    touches only its data point's block, at constant distances, so LLVM vectorizes it
-    without run-time alias checks; the sums over data points run after it.
+    ``W[(c*P + q)*B + l]`` (XB of them); with `factor`, the history of the sums over data
+    points S_jqe (``XB + (s*ORDER + c)*B + l``); then per data point i a block at DB + i*BLK
+    with the history of every series a later coefficient reads (``(slot*ORDER + c)*B + l``),
+    the parameters' coefficients among them (copied in), then the output slots. The lane
+    loop touches only its data point's block, at constant distances, so LLVM vectorizes it
+    without run-time alias checks; the sums over data points run after it. Every lane loop
+    runs to `nl` (B, hidden from LLVM): a loop of a known 8 iterations is unrolled into
+    scalar code instead of vectorized (an expansion took 19 % longer that way).
+
+    `factor`: the gradient in w_je (and b_j) is Σ_i Σ_q a_jq r_qi σ'_ji x_ie; a_jq is the
+    same for every data point, so the series products (r_q σ'_j) are summed over i first
+    (S_jqe) and multiplied by a_jq once: one Cauchy product per neuron and data point
+    fewer, k (d + bias) more per neuron (worth it when k (d + bias) < n; `_factor_for`).
     """
     b = int(bias)
     bs = kk + d + b
@@ -135,9 +147,9 @@ def _fixed_body(d: int, m: int, kk: int, bias: bool, code: int, order: int):
         out = ["", "", "@register_jitable", f"def coefficient{k}(n, lam, kappa, W, paramsp, nl):",
                f'    """Coefficient {k + 1} of the block\'s parameters."""']
         body_k = ["for i in range(n):",
-               "    hi = XB + i * BLK",
+               "    hi = DB + i * BLK",
                f"    for q in range({p}):",
-               f"        for l in range({B}):",
+               "        for l in range(nl):",
                f"            W[hi + (q * ORDER + {k}) * {B} + l] = W[{o0} + q * {B} + l]"]
         body_k += [f"    x{e} = paramsp[HEADER + i * D + {e}]" for e in range(d)]
         if k == 0:
@@ -162,12 +174,17 @@ def _fixed_body(d: int, m: int, kk: int, bias: bool, code: int, order: int):
             if k == 0:
                 lines.append(f"{r} -= y{q}")
         for j in range(m):
+            for q in range(kk):
+                lines += _series.emit_mul(k, get, f"R_{q}", f"U_{j}", res(j * bs + q))
+            if factor:
+                # (r_q σ'_j)_k; Σ_q a_jq (Σ_i r_q σ'_j x_ie) after the sum over i
+                for q in range(kk):
+                    lines += _series.emit_mul(k, get, f"R_{q}", f"SP_{j}", res(p + j * kk + q))
+                continue
             rho = f"RHO_{j}"
             lines += _series.emit_mul(k, get, "R_0", j * bs, rho)
             for q in range(1, kk):
                 lines += _series.emit_mul(k, get, f"R_{q}", j * bs + q, rho, add=True)
-            for q in range(kk):
-                lines += _series.emit_mul(k, get, f"R_{q}", f"U_{j}", res(j * bs + q))
             # Σ_i (ρ σ')_k x_ie: the product here, times x_ie in the sum over i
             lines += _series.emit_mul(k, get, rho, f"SP_{j}", res(j * bs + kk))
         if k < order - 1:       # keep coefficient k of the series later coefficients read
@@ -177,21 +194,49 @@ def _fixed_body(d: int, m: int, kk: int, bias: bool, code: int, order: int):
             lines += [f"{res(m * bs + q)} = R_{q}" for q in range(kk)]
         body_k += ["        " + ln for ln in lines]
         # θ_{k+1} = (−Σ_i g_i / n − λ θ_k)/(k + 1), the sums over i in the order of i
-        body_k += [f"for c in range({o1}, {o1 + p * B}):", "    W[c] = 0.0 * W[c % " + str(B) + "]",
-                "for i in range(n):", "    hi = XB + i * BLK"]
+        body_k += [f"for q in range({p}):", "    for l in range(nl):",
+                   f"        W[{o1} + q * {B} + l] = 0.0 * W[l]"]
+        ne = d + b
+        if factor:      # the sums S_jqe (e = d: the bias b_j's), coefficient k
+            body_k += [f"for s in range({nsum}):", "    for l in range(nl):",
+                       f"        W[XB + (s * ORDER + {k}) * {B} + l] = 0.0 * W[l]"]
+        body_k += ["for i in range(n):", "    hi = DB + i * BLK"]
         body_k += [f"    x{e} = paramsp[HEADER + i * D + {e}]" for e in range(d)]
         for q in range(p):
             j, e = divmod(q, bs) if q < m * bs else (None, None)
+            if factor and j is not None and e >= kk:
+                continue
             x = f" * x{e - kk}" if j is not None and kk <= e < kk + d else ""
             slot = j * bs + kk if j is not None and e >= kk else q
-            body_k += [f"    for l in range({B}):",
+            body_k += ["    for l in range(nl):",
                     f"        W[{o1 + q * B} + l] += W[hi + {(nser * order + slot) * B} + l]{x}"]
+        if factor:
+            for j in range(m):
+                for q in range(kk):
+                    for e in range(ne):
+                        x = f" * x{e}" if e < d else ""
+                        so = ((j * kk + q) * ne + e) * order + k
+                        body_k += ["    for l in range(nl):",
+                                   f"        W[XB + {so * B} + l] += "
+                                   f"W[hi + {(nser * order + p + j * kk + q) * B} + l]{x}"]
+            # Σ_q (a_jq S_jqe)_k, the Cauchy sums written out
+            for j in range(m):
+                for e in range(ne):
+                    dst = o1 + (j * bs + kk + e) * B
+                    terms = [(f"W[{(c * p + j * bs + q) * B} + l]",
+                              f"W[XB + {(((j * kk + q) * ne + e) * order + k - c) * B} + l]")
+                             for q in range(kk) for c in range(k + 1)]
+                    body_k += ["for l in range(nl):",
+                               f"    W[{dst} + l] = {terms[0][0]} * {terms[0][1]}"]
+                    body_k += [f"    W[{dst} + l] += {u} * {v}" for u, v in terms[1:]]
         body_k += [f"f = -{1.0 / (k + 1)!r} / n", f"g = -{1.0 / (k + 1)!r} * lam",
-                f"for c in range({o1}, {o1 + p * B}):", f"    W[c] = f * W[c] + g * W[c - {p * B}]"]
+                f"for c in range({o1}, {o1 + p * B}, {B}):", "    for l in range(nl):",
+                f"        W[c + l] = f * W[c + l] + g * W[c - {p * B} + l]"]
         out += ["    " + ln for ln in body_k]
         return out
 
     nser = 0
+    nsum = m * kk * (d + b) if factor else 0
     for k in range(order):            # first pass: which series are read back
         body(k, ())
     stored = [f"TH{q}" for q in range(p)] + [s for s in slots if s in reads and not s.startswith("TH")]
@@ -201,7 +246,7 @@ def _fixed_body(d: int, m: int, kk: int, bias: bool, code: int, order: int):
     lines = []
     for k in range(order):
         lines += body(k, stored)
-    return lines, stored
+    return lines, stored, nsum
 
 
 # Lanes per block of the order-specialised code: a compile-time constant, so that every
@@ -215,10 +260,11 @@ _B = 8
 
 
 def _generate_fixed_source(d: int, m: int, k: int, bias: bool, activation: str,
-                           order: int) -> str:
+                           order: int, factor: bool = False) -> str:
     code = _CODES[activation]
     p = m * (k + d + int(bias)) + (k if bias else 0)
-    lines, stored = _fixed_body(d, m, k, bias, code, order)
+    lines, stored, nsum = _fixed_body(d, m, k, bias, code, order, factor)
+    nout = p + (m * k if factor else 0)
     coefs = "\n".join(lines)
     calls = "\n".join(f"    coefficient{c}(n, lam, kappa, W, paramsp, nl)" for c in range(order))
     return f'''\
@@ -231,11 +277,12 @@ D, M, K, BIAS, P, CODE, ORDER, B = {d}, {m}, {k}, {int(bias)}, {p}, {code}, {ord
 NSER = {len(stored)}     # series kept per data point: {", ".join(stored)}
 HEADER = {_rhs.HEADER}
 XB = (ORDER + 1) * P * B            # the block's coefficients
-BLK = (NSER * ORDER + P) * B        # per data point: the series' history, P output slots
+DB = XB + {nsum} * ORDER * B        # then the sums over data points' history
+BLK = (NSER * ORDER + {nout}) * B        # per data point: the series' history, output slots
 
 
 def work_size(lanes, n):
-    return XB + n * BLK
+    return DB + n * BLK
 
 
 {coefs}
@@ -279,28 +326,38 @@ _LOCK = threading.RLock()
 _BUNDLES: dict = {}
 
 
-def _load_generated(net: Network, order=None):
+def _load_generated(net: Network, order=None, factor=False):
     d, m, k, bias = net.architecture
     act = net.activation.key
     name = f"nf_taylor_d{d}_m{m}_k{k}_b{int(bias)}_{act}"
     if order is None:
         return jit.load_generated(name, _generate_source(d, m, k, bias, act), depends=_SRC_FILES)
-    return jit.load_generated(f"{name}_o{order}",
-                              _generate_fixed_source(d, m, k, bias, act, order),
+    return jit.load_generated(f"{name}_o{order}{'f' if factor else ''}",
+                              _generate_fixed_source(d, m, k, bias, act, order, factor),
                               depends=_SRC_FILES)
+
+
+def _factor_for(net: Network, n_data: int) -> bool:
+    """Whether the order-specialised code applies the output weights after the sum over
+    data points (`_fixed_body`'s `factor`): when that costs fewer series products,
+    k (d + bias) per neuron against one per neuron and data point."""
+    d, m, k, bias = net.architecture
+    return k * (d + int(bias)) < n_data
 
 
 class TaylorFunctions:
     """The compiled Taylor-coefficient cfunc of one (architecture, activation), for any
     order (`order` None: the loops of narrowflow.series) or for one order (the Cauchy sums
-    written out; called with another order it returns 2 and writes nothing)."""
+    written out; called with another order it returns 2 and writes nothing; `factor`: see
+    `_fixed_body`)."""
 
-    def __init__(self, net: Network, order=None):
+    def __init__(self, net: Network, order=None, factor=False):
         self.architecture = net.architecture
         self.activation = net.activation.key
         self.n_params = net.n_params
         self.order = order
-        self._module = _load_generated(net, order)
+        self.factor = bool(factor) and order is not None
+        self._module = _load_generated(net, order, self.factor)
         self._cfunc = None
 
     @property
@@ -324,9 +381,19 @@ class TaylorFunctions:
         return _series.wide_layout(n_data, m, k, _CODES[self.activation], lanes, order + 1)[7]
 
 
-def compile_taylor(net, order=None) -> TaylorFunctions:
+def compile_taylor(net, order=None, factor=None) -> TaylorFunctions:
     """The Taylor-coefficient function of `net` (a Network or GradientFlow), cached per process:
-    for every order (`order` None) or specialised to one order (1..MAX_ORDER, the fast one)."""
+    for every order (`order` None) or specialised to one order (1..MAX_ORDER, the fast one).
+
+    factor (specialised code only): apply the output weights after the sum over data points
+    (`_fixed_body`). None chooses by cost for a GradientFlow's data (`_factor_for`) and
+    leaves it off for a bare Network. Both variants give the coefficients for any data to
+    round-off; only the work differs.
+    """
+    if factor is not None and not isinstance(factor, bool):
+        raise TypeError(f"factor must be a bool or None, got {type(factor).__name__}")
+    if factor is None:
+        factor = isinstance(net, GradientFlow) and _factor_for(net.network, net.data.n)
     if isinstance(net, GradientFlow):
         net = net.network
     if not isinstance(net, Network):
@@ -335,10 +402,11 @@ def compile_taylor(net, order=None) -> TaylorFunctions:
         order = int(order)
         if not 1 <= order <= MAX_ORDER:
             raise ValueError(f"order must be in 1..{MAX_ORDER}, got {order}")
-    key = (net.architecture, net.activation.key, order)
+    factor = factor and order is not None
+    key = (net.architecture, net.activation.key, order, factor)
     with _LOCK:
         if key not in _BUNDLES:
-            _BUNDLES[key] = TaylorFunctions(net, order)
+            _BUNDLES[key] = TaylorFunctions(net, order, factor)
         return _BUNDLES[key]
 
 
@@ -351,13 +419,13 @@ def _aligned_zeros(n: int) -> np.ndarray:
 
 
 def coefficients(flow: GradientFlow, theta, order: int, lanes: int = 8,
-                 specialised: bool = False) -> np.ndarray:
+                 specialised: bool = False, factor=None) -> np.ndarray:
     """Normalised Taylor coefficients of the flow's solutions through theta (N, p):
     an array (N, order + 1, p) with [:, 0] = theta (θ(t0 + h) = Σ_k c[:, k] h^k).
 
     Evaluates the compiled cfunc (the one for every order, or with `specialised` the one
-    generated for `order`) in groups of `lanes` (the last padded with zeros), the way the
-    ensemble kernel calls it (for tests and inspection).
+    generated for `order`, `factor` as in `compile_taylor`) in groups of `lanes` (the last
+    padded with zeros), the way the ensemble kernel calls it (for tests and inspection).
     """
     import ctypes
     if not isinstance(flow, GradientFlow):
@@ -369,7 +437,7 @@ def coefficients(flow: GradientFlow, theta, order: int, lanes: int = 8,
     N, p = th.shape
     if p != flow.n_params:
         raise ValueError(f"theta must have shape (N, {flow.n_params}), got {th.shape}")
-    fns = compile_taylor(flow, order if specialised else None)
+    fns = compile_taylor(flow, order if specialised else None, factor)
     params = _rhs.pack_params(flow)
     fn = ctypes.CFUNCTYPE(ctypes.c_int, ctypes.c_int64, ctypes.c_int64,
                           ctypes.POINTER(ctypes.c_double), ctypes.POINTER(ctypes.c_double),
@@ -394,13 +462,13 @@ def order_for(rtol: float) -> int:
 
 
 def time_per_lane(flow: GradientFlow, order: int, lanes: int = 16, specialised: bool = True,
-                  calls: int = 2000, repeats: int = 5) -> float:
+                  calls: int = 2000, repeats: int = 5, factor=None) -> float:
     """CPU seconds of one Taylor expansion per lane (best of `repeats` runs of `calls` calls
     through the C address, states nf4-like N(0, 1), scratch 64-byte aligned as in the
-    kernel): the coefficient cost alone."""
+    kernel): the coefficient cost alone (`factor` as in `compile_taylor`)."""
     import ctypes
     import time
-    fns = compile_taylor(flow, order if specialised else None)
+    fns = compile_taylor(flow, order if specialised else None, factor)
     dp = ctypes.POINTER(ctypes.c_double)
     fn = ctypes.CFUNCTYPE(ctypes.c_int, ctypes.c_int64, ctypes.c_int64, dp, dp, dp)(fns.address)
     params = _rhs.pack_params(flow)
