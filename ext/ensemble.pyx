@@ -30,7 +30,7 @@ Systems must be autonomous: the time argument passed to the right-hand side is t
 from libc.stdint cimport int64_t, int8_t, uintptr_t
 from libc.stdlib cimport calloc, malloc, free
 from libc.string cimport memcpy, memset
-from libc.math cimport sqrt, fabs, pow, exp, isfinite, NAN, INFINITY
+from libc.math cimport sqrt, fabs, pow, exp, log, isfinite, NAN, INFINITY
 from libc.float cimport DBL_MAX
 from posix.time cimport clock_gettime, timespec, CLOCK_MONOTONIC
 from cython.parallel cimport prange
@@ -1856,7 +1856,7 @@ cdef int run_worker_taylor(Job* job, const Tab* tb, int64_t* stats) noexcept nog
     cdef Work w
     cdef int64_t i, l, k, L = job.L, n = job.n, nL, p = job.torder, q
     cdef int x, live, anyacc, fstat, tstat
-    cdef double v, a, sc, rho, rho1, hl, rhofac, s
+    cdef double v, a, sc, rho, rho1, hl, rhofac, ipm1, ip
     cdef double* X
     cdef double* TW
     cdef double* FN
@@ -1882,6 +1882,8 @@ cdef int run_worker_taylor(Job* job, const Tab* tb, int64_t* stats) noexcept nog
     m0 = FN + nL
     m1 = m0 + L
     pw = m1 + L
+    ipm1 = 1.0 / (p - 1)
+    ip = 1.0 / p
     rhofac = exp(-0.7 / (p - 1)) / (2.718281828459045 * 2.718281828459045)
     if job.tfac > 0.0:
         rhofac = job.tfac
@@ -1903,12 +1905,11 @@ cdef int run_worker_taylor(Job* job, const Tab* tb, int64_t* stats) noexcept nog
         for i in range(n):
             for l in range(L):
                 sc = job.rtol / (job.atol + job.rtol * fabs(w.Y[i * L + l]))
+                # written as selects, so that the lane loop vectorizes
                 a = fabs(X[(p - 1) * nL + i * L + l]) * sc
-                if a > m0[l]:
-                    m0[l] = a
+                m0[l] = a if a > m0[l] else m0[l]
                 a = fabs(X[p * nL + i * L + l]) * sc
-                if a > m1[l]:
-                    m1[l] = a
+                m1[l] = a if a > m1[l] else m1[l]
         for l in range(L):
             w.acc[l] = 0
             pw[l] = 0.0
@@ -1925,11 +1926,13 @@ cdef int run_worker_taylor(Job* job, const Tab* tb, int64_t* stats) noexcept nog
                 if x:
                     w.st[l] = ST_DIVERGED
                     continue
-            rho = pow(1.0 / m0[l], 1.0 / (p - 1))
-            rho1 = pow(1.0 / m1[l], 1.0 / p)
+            # min(m0^(-1/(p-1)), m1^(-1/p)) in logarithms: two logs and one exp instead of
+            # two pows (a zero coefficient gives +inf, as the pow did; hmax caps it)
+            rho = -log(m0[l]) * ipm1
+            rho1 = -log(m1[l]) * ip
             if rho1 < rho:
                 rho = rho1
-            hl = rho * rhofac
+            hl = exp(rho) * rhofac
             if hl > job.hmax:
                 hl = job.hmax
             if not (0.1 * hl > fabs(w.t[l]) * 2.220446049250313e-16 and hl > 0.0):
@@ -1949,11 +1952,14 @@ cdef int run_worker_taylor(Job* job, const Tab* tb, int64_t* stats) noexcept nog
                     Kk[i * L + l] = Xk[i * L + l] * pw[l]
             for l in range(L):
                 pw[l] *= w.h[l]
+        # y_new = y + (K_p + K_{p-1} + ... + K_1), summed in that order, contiguously
+        memcpy(w.YN, w.K + p * nL, nL * sizeof(double))
+        for k in range(p - 1, 0, -1):
+            Kk = w.K + k * nL
+            for q in range(nL):
+                w.YN[q] = w.YN[q] + Kk[q]
         for q in range(nL):
-            s = w.K[p * nL + q]
-            for k in range(p - 1, 0, -1):
-                s = s + w.K[k * nL + q]
-            w.YN[q] = w.Y[q] + s
+            w.YN[q] = w.Y[q] + w.YN[q]
         anyacc = 0
         for l in range(L):
             if w.acc[l]:
