@@ -7,6 +7,7 @@ and where does the ratio to heyoka's batch mode come from?
                                                    # only 0.: lanes per block (taylor._B)
     python benchmarks/taylor_rule.py --neighbour   # only 3.: the other core idle or busy
     python benchmarks/taylor_rule.py --alignment   # only 4.: scratch alignment
+    python benchmarks/taylor_rule.py --factor      # only 5.: factored output weights
 
 0. With --blocks: the cost of one expansion per lane (16 lanes, CPU time, rounds over the
    variants, best of --repeats) of the order-specialised code generated with each number of
@@ -31,6 +32,9 @@ and where does the ratio to heyoka's batch mode come from?
 4. With --alignment: the cost of one expansion per lane (orders 8 and 13, 16 lanes) with the
    scratch starting 0, 1, ..., 7 doubles after a 64-byte boundary (the kernel allocates it on
    one; malloc guarantees 16 bytes).
+5. With --factor: the cost of one expansion per lane (orders --block-orders, 16 lanes) with
+   NF4's output weights applied per data point or once after the sum over data points
+   (``compile_taylor(..., factor=False / True)``; the kernel uses True for NF4).
 """
 from __future__ import annotations
 
@@ -184,6 +188,22 @@ def alignment(orders=(8, 13), repeats=3):
               + f" (load {os.getloadavg()[0]:.1f})")
 
 
+def factored(orders=(6, 8, 10, 13, 16), repeats=5):
+    """Expansion cost per lane with NF4's output weights applied per data point or after
+    the sum over data points (compile_taylor's factor), alternating, best of `repeats`."""
+    from narrowflow import model, taylor
+    flow = model.nf4_benchmark()
+    fns = {(p, f): taylor.compile_taylor(flow, p, factor=f) for p in orders for f in (False, True)}
+    cost = {}
+    for _ in range(repeats):
+        for key, fn in fns.items():
+            cost[key] = min(cost.get(key, math.inf), expansion_cost(key[0], fn))
+    for p in orders:
+        a, b = cost[p, False], cost[p, True]
+        print(f"order {p}: {a * 1e6:.3f} us per lane, factored {b * 1e6:.3f} "
+              f"({100 * (1 - b / a):.1f} % less; load {os.getloadavg()[0]:.1f})")
+
+
 def neighbour(rounds=2, n=8192):
     """Per-CPU-second ratio taylor / heyoka with the other core idle or kept busy."""
     import subprocess
@@ -231,12 +251,17 @@ def main(argv=None) -> int:
     ap.add_argument("--block-orders", default="6,8,10,13,16")
     ap.add_argument("--neighbour", action="store_true",
                     help="only the check with the other core idle or busy")
+    ap.add_argument("--factor", action="store_true",
+                    help="only: expansion cost with and without factored output weights")
     ap.add_argument("--alignment", action="store_true",
                     help="only the expansion cost against the scratch's alignment")
     args = ap.parse_args(argv)
     if args.neighbour:
         neighbour()
         return 0
+    if args.factor:
+        factored([int(v) for v in args.block_orders.split(",")], args.repeats)
+        return
     if args.alignment:
         alignment()
         return 0

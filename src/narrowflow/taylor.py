@@ -20,7 +20,7 @@ The source is generated per (d, m, k, bias, activation) with those as constants,
 narrowflow.jit.cache_dir() by narrowflow.jit.load_generated and compiled by Numba with
 ``cache=True``, like narrowflow.rhs. ``compile_taylor(net, order)`` generates it per order
 too (`_fixed_body`): the Cauchy sums of each coefficient with constant bounds, lanes in
-blocks of `_B` (2.4-3x faster than the generic code, 8-32 s to compile one order of NF4's;
+blocks of `_B` (5-6x faster than the generic code, 10-50 s to compile one order of NF4's;
 benchmarks/README.md), the output weights applied after the sum over data points where
 that saves work (`_fixed_body`'s `factor`). That function returns 2 when called with
 another order.
