@@ -870,22 +870,17 @@ def solve_ensemble(flow, theta0, t_span=(0.0, 100.0), save_at=None, method=DEFAU
     if progress:
         from tqdm.auto import tqdm
         bar = tqdm(total=N, unit="traj", desc=f"solve_ensemble[{method}]")
+    stats = np.zeros(4, dtype=np.int64)
     try:
         if problem.method == "taylor":
             # compiled before the clock starts, like the right-hand side: `elapsed` is the run
             if bar is not None:
-                bar.set_description(f"solve_ensemble[taylor] compiling (once per network and "
-                                    f"order)")
+                bar.set_description("solve_ensemble[taylor] compiling (once per network and "
+                                    "order)")
             _taylor_function(problem)
             if bar is not None:
                 bar.set_description(f"solve_ensemble[{method}]")
-    except BaseException:
-        if bar is not None:
-            bar.close()
-        raise
-    start = time.perf_counter()
-    stats = np.zeros(4, dtype=np.int64)
-    try:
+        start = time.perf_counter()
         for lo in range(0, N, chunk_size):
             hi = min(N, lo + chunk_size)
             view = {k: v[lo:hi] for k, v in out.items()}

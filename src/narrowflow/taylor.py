@@ -113,7 +113,7 @@ def _fixed_body(d: int, m: int, kk: int, bias: bool, code: int, order: int,
     loop touches only its data point's block, at constant distances, so LLVM vectorizes it
     without run-time alias checks; the sums over data points run after it. Every lane loop
     runs to `nl` (B, hidden from LLVM): a loop of a known 8 iterations is unrolled into
-    scalar code instead of vectorized (an expansion took 19 % longer that way).
+    scalar code instead of vectorized (an expansion took 23 % longer that way).
 
     `factor`: the gradient in w_je (and b_j) is Σ_i Σ_q a_jq r_qi σ'_ji x_ie; a_jq is the
     same for every data point, so the series products (r_q σ'_j) are summed over i first
