@@ -86,12 +86,17 @@ sys.path.insert(0, str(HERE))
 import peers  # noqa: E402  (nf4_data, the Numba RHS, interp_throughput, machine)
 
 NF_METHODS = ("auto", "bdf", "rodas5p", "rodas4", "dop853")   # also the reference-method preference
+# on request only (--methods): the Taylor method alone, and "auto" held to its DOP853 start at
+# every rtol (ensemble.AUTO_TAYLOR_RTOL = 0), the policy auto had before it chose taylor
+NF_EXTRA = ("taylor", "auto-dop853")
 PEER_KEYS = ("lsoda", "scipy-radau", "scipy-lsoda")
 LABELS = {"auto": "narrowflow auto", "bdf": "narrowflow bdf", "rodas5p": "narrowflow rodas5p",
           "rodas4": "narrowflow rodas4", "dop853": "narrowflow dop853",
+          "taylor": "narrowflow taylor", "auto-dop853": "auto, dop853 start",
           "lsoda": "numbalsoda LSODA", "scipy-radau": "scipy Radau + jac",
           "scipy-lsoda": "scipy LSODA + jac"}
 MARKERS = {"auto": "o", "bdf": "*", "rodas5p": "s", "rodas4": "D", "dop853": "^", "lsoda": "v",
+           "taylor": "h", "auto-dop853": "<",
            "scipy-radau": "P", "scipy-lsoda": "X"}
 HORIZONS = (1e2, 1e3, 1e4, 1e5, 1e6, "conv")
 GTOL = 1e-8
@@ -153,15 +158,25 @@ def horizon_label(h) -> str:
 
 def make_narrowflow(method, conv_t1):
     import narrowflow as nf
+    from narrowflow import ensemble
     flow = nf.model.nf4_benchmark()
+    dop853_start = method == "auto-dop853"
 
     def run(y0, targets, rtol, atol, horizon):
         if horizon == "conv":
             t_span, gtol = (0.0, conv_t1), GTOL
         else:
             t_span, gtol = (0.0, float(horizon)), None
-        res = nf.solve_ensemble(flow, y0, t_span=t_span, method=method, rtol=rtol, atol=atol,
-                                gtol=gtol, threads=1)
+        saved = getattr(ensemble, "AUTO_TAYLOR_RTOL", None)
+        if dop853_start:
+            ensemble.AUTO_TAYLOR_RTOL = 0.0
+        try:
+            res = nf.solve_ensemble(flow, y0, t_span=t_span,
+                                    method="auto" if dop853_start else method, rtol=rtol,
+                                    atol=atol, gtol=gtol, threads=1)
+        finally:
+            if dop853_start:
+                ensemble.AUTO_TAYLOR_RTOL = saved
         njev = getattr(res, "njev", None)
         return dict(y=np.asarray(res.y_final), t=np.asarray(res.t_final, float),
                     status=np.asarray(res.status, int), nfev=np.asarray(res.nfev, float),
@@ -428,7 +443,7 @@ def main(argv=None) -> int:
                                                                  "conv"))),
                     help="comma list of T values and/or 'conv'")
     ap.add_argument("--methods", default=",".join(NF_METHODS + PEER_KEYS),
-                    help="comma list from: " + ", ".join(NF_METHODS + PEER_KEYS))
+                    help="comma list from: " + ", ".join(NF_METHODS + NF_EXTRA + PEER_KEYS))
     ap.add_argument("--tols", default="1e-8",
                     help="comma list of rtol (atol = rtol/100), or 'sweep' = 1e-6,1e-8,1e-10")
     ap.add_argument("--min-time", type=float, default=2.0, help="seconds per timed run")
@@ -446,7 +461,7 @@ def main(argv=None) -> int:
     for h in horizons:
         if h != "conv" and not h > 0:
             raise SystemExit(f"horizons must be > 0 or 'conv', got {h}")
-    requested = parse_list(args.methods, NF_METHODS + PEER_KEYS)
+    requested = parse_list(args.methods, NF_METHODS + NF_EXTRA + PEER_KEYS)
     tols = [1e-6, 1e-8, 1e-10] if args.tols == "sweep" else parse_list(args.tols, kind=float)
     R = args.ref_N
     min_time, max_time = args.min_time, args.max_time
@@ -467,7 +482,9 @@ def main(argv=None) -> int:
     have = set(ensemble.METHODS)
     say(f"narrowflow {nf.__version__}: ensemble.METHODS = {', '.join(ensemble.METHODS)}")
     nf_methods = []
-    for m in NF_METHODS:
+    if hasattr(ensemble, "AUTO_TAYLOR_RTOL"):
+        have.add("auto-dop853")
+    for m in NF_METHODS + NF_EXTRA:
         if m not in requested:
             continue
         if m in have:
@@ -476,7 +493,7 @@ def main(argv=None) -> int:
             msg = f"skip narrowflow {m!r}: not in narrowflow.ensemble.METHODS"
             say(msg)
             notes.append(msg)
-    conv_t1 = {m: conv_support(m) for m in nf_methods}
+    conv_t1 = {m: conv_support("auto" if m == "auto-dop853" else m) for m in nf_methods}
     if "conv" in horizons:
         for m, t1 in conv_t1.items():
             if not math.isinf(t1):
@@ -531,17 +548,18 @@ def main(argv=None) -> int:
             atol = rtol / 100
             targets_ref = None
             for k in nf_methods + peer_keys:
-                if k in NF_METHODS:
+                if k in nf_methods:
                     targets, n_hi, n_start = None, n_cap, 16
-                    if k == "dop853" and h in dop853_caps:
+                    # explicit methods (dop853, taylor) are held by stability in the tail
+                    if k in ("dop853", "taylor") and h in dop853_caps:
                         n_hi = dop853_caps[h]
                         if n_hi == 0:
-                            msg = (f"  skip narrowflow dop853 at {hl} in --quick (it runs to "
+                            msg = (f"  skip narrowflow {k} at {hl} in --quick (it runs to "
                                    f"max_steps = 1e6 there: 5-15 s per trajectory)")
                             say(msg)
                             notes.append(msg.strip())
                             continue
-                    elif k == "dop853" and h != "conv" and any(
+                    elif k in ("dop853", "taylor") and h != "conv" and any(
                             c != "conv" and h > c for c in dop853_caps):
                         n_hi = min(v for c, v in dop853_caps.items() if c != "conv")
                 else:
@@ -562,7 +580,7 @@ def main(argv=None) -> int:
                     t0 = time.perf_counter()
                     runners[k](y0, None if targets is None else targets[:n], rtol, atol, h)
                     el = min(el, time.perf_counter() - t0)
-                if h == "conv" and k in NF_METHODS and targets_ref is None:
+                if h == "conv" and k in nf_methods and targets_ref is None:
                     targets_ref = out["t"].copy()   # the first narrowflow method that ran
                     ref_method = k
                 nfev = float(out["nfev"].mean()) if out["nfev"] is not None else None
@@ -731,7 +749,7 @@ def figure(rows, horizons, path):
                          if r["key"] == k and r["horizon"] == hl and r["err_max"])
             if pts:
                 ax.loglog([p[0] for p in pts], [p[1] for p in pts],
-                          "-" + MARKERS[k] if k in NF_METHODS else "--" + MARKERS[k],
+                          "-" + MARKERS[k] if k not in PEER_KEYS else "--" + MARKERS[k],
                           color=colors[k], label=LABELS[k])
         ax.set_title(hl, fontsize="medium")
         ax.set_xlabel("max error of final state")

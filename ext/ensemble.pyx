@@ -6,6 +6,7 @@ Two step routines serve every method (narrowflow.tableaus describes the layouts)
   5(4), Tsitouras 5(4) and DOP853 (adaptive, Hairer's PI controller, dense output), with
   Hairer's stiffness test for DOP853 (`stiff_switch`: a lane found stiff stops with the
   internal status ST_STIFF, and narrowflow.ensemble continues it with a Rosenbrock method);
+  the Taylor method (run_worker_taylor) has a stiffness test of its own, from the Jacobian;
 - linearly implicit (run_worker_ros): Rosenbrock methods (Rodas5P, Rodas4) in the
   transformed form of Hairer & Wanner, with the exact Jacobian from a compiled cfunc, one
   LU factorisation (partial pivoting) of W = I/(gamma h) - J per lane and step, and dense
@@ -56,6 +57,7 @@ cdef enum:
     MAXS = 8       # Rosenbrock stages
     BDF_MAXQ = 5   # highest order of the multistep method (K slots 1..BDF_MAXQ+3 hold D)
     BDF_MAXIT = 8  # most Newton iterations per step
+    TAYLOR_STIFF_EVERY = 4   # the Taylor stiffness test evaluates J on every 4th step
 
 # Status codes: the same numbers as narrowflow.ensemble.Status.
 cdef enum:
@@ -123,6 +125,7 @@ cdef struct Job:
     int stiff_switch        # stiff lanes stop with ST_STIFF (explicit methods with stiff_test)
     double stiff_hlam       # stiffness test: h|lambda| above this counts as a stiff step
     int stiff_steps         # ... and this many in a row make the lane stiff
+    double stiff_ratio      # Taylor: ... and ||J||_F ||f|| / ||J f|| above this (a slow flow)
     taylor_fn taylor        # Taylor coefficients (run_worker_taylor), or NULL
     int64_t torder          # ... their order
     int64_t twork           # ... and the doubles of scratch one call needs
@@ -1837,6 +1840,54 @@ cdef inline int call_taylor(Job* job, Work* w, double* X, double* TW) noexcept n
     return r
 
 
+cdef void taylor_stiffness_test(Job* job, Work* w, const double* F, double* JB, double* GI,
+                                double* GO, int64_t* sel) noexcept nogil:
+    """The Taylor method's stiffness test on the lanes taking a step (w.acc, step w.h).
+
+    Every TAYLOR_STIFF_EVERY-th step of a lane evaluates its Jacobian J at y and counts the
+    step as stiff when h ||J||_F > job.stiff_hlam (||J||_F >= |lambda| for every eigenvalue
+    lambda of J); job.stiff_steps stiff checks in a row mark the lane stiff (w.stiff), one
+    check below resets the count. In a stiff stretch the Jorba & Zou step settles where
+    h |lambda_max| is near the real stability boundary of the Taylor polynomial (the
+    damped stiff component grows back beyond it), so stiff_hlam is a fraction of that
+    boundary (narrowflow.taylor.stability_boundary). A lane's checks depend only on its own
+    steps, and call_lanes gives every lane the same bits whatever the others, so the
+    decision is the same in any lane, thread or chunk. A Jacobian that is not finite
+    counts as not stiff (the coefficients' own test stops a diverging lane).
+    """
+    cdef int64_t i, j, r, l, L = w.L, n = w.n, nsel = 0
+    cdef double s, v, ff, jf, jfi
+    for l in range(L):
+        if w.acc[l] and w.steps[l] % TAYLOR_STIFF_EVERY == 0:
+            sel[nsel] = l
+            nsel += 1
+    if nsel == 0:
+        return
+    call_lanes(job, w, job.jac, n * n, sel, nsel, w.Y, JB, GI, GO)
+    for j in range(nsel):
+        l = sel[j]
+        w.nj[l] += 1
+        s = 0.0
+        for i in range(n * n):
+            v = JB[i * L + l]
+            s += v * v
+        ff = 0.0
+        jf = 0.0
+        for i in range(n):
+            ff += F[i * L + l] * F[i * L + l]
+            jfi = 0.0
+            for r in range(n):
+                jfi += JB[(i * n + r) * L + l] * F[r * L + l]
+            jf += jfi * jfi
+        if (isfinite(s) and w.h[l] * w.h[l] * s > job.stiff_hlam * job.stiff_hlam
+                and s * ff >= job.stiff_ratio * job.stiff_ratio * jf):
+            w.iasti[l] += 1
+            if w.iasti[l] >= job.stiff_steps:
+                w.stiff[l] = 1
+        else:
+            w.iasti[l] = 0
+
+
 cdef int run_worker_taylor(Job* job, const Tab* tb, int64_t* stats) noexcept nogil:
     """The Taylor step loop (method "taylor"): order p = job.torder, Jorba & Zou's step size.
 
@@ -1865,6 +1916,11 @@ cdef int run_worker_taylor(Job* job, const Tab* tb, int64_t* stats) noexcept nog
     cdef double* pw
     cdef double* Kk
     cdef const double* Xk
+    cdef double* JB = NULL
+    cdef double* GI = NULL
+    cdef double* GO = NULL
+    cdef int64_t* sel = NULL
+    cdef bint chk = job.stiff_switch and job.jac != NULL
     cdef int64_t t_start = now_ns()
     if work_alloc(&w, n, L, tb.nk) != 0:
         return -1
@@ -1887,6 +1943,20 @@ cdef int run_worker_taylor(Job* job, const Tab* tb, int64_t* stats) noexcept nog
     rhofac = exp(-0.7 / (p - 1)) / (2.718281828459045 * 2.718281828459045)
     if job.tfac > 0.0:
         rhofac = job.tfac
+    if chk:
+        JB = alloc_line_aligned(n * n * L)
+        GI = alloc_line_aligned(n * L)
+        GO = alloc_line_aligned(n * n * L)
+        sel = <int64_t*> malloc(L * sizeof(int64_t))
+        if JB == NULL or GI == NULL or GO == NULL or sel == NULL:
+            free(JB)
+            free(GI)
+            free(GO)
+            free(sel)
+            free(X)
+            free(TW)
+            work_free(&w)
+            return -1
     live = start_lanes(job, tb, &w)
     while live > 0:
         x = round_prologue(job, tb, &w)
@@ -1943,6 +2013,8 @@ cdef int run_worker_taylor(Job* job, const Tab* tb, int64_t* stats) noexcept nog
             adaptive_step_end(job, &w, l)
             w.acc[l] = 1
             pw[l] = w.h[l]
+        if chk:
+            taylor_stiffness_test(job, &w, X + nL, JB, GI, GO, sel)
         # --- K_k = x_k h^k, y_new = y + sum_k K_k (highest order first)
         for k in range(1, p + 1):
             Kk = w.K + k * nL
@@ -1981,11 +2053,17 @@ cdef int run_worker_taylor(Job* job, const Tab* tb, int64_t* stats) noexcept nog
                 continue
             w.steps[l] += 1
             advance_accepted(job, &w, l, FN, 0)
+            if w.stiff[l] and w.st[l] == ST_RUNNING:
+                w.st[l] = ST_STIFF
             check_max_steps(job, &w, l)
         live = refill(job, tb, &w)
     worker_stats(&w, stats, t_start)
     free(X)
     free(TW)
+    free(JB)
+    free(GI)
+    free(GO)
+    free(sel)
     work_free(&w)
     return 0
 
@@ -2121,15 +2199,16 @@ cdef class KernelOptions:
     bounds adaptive steps (default t1 - t0). lanes: trajectories per right-hand-side call;
     threads: OpenMP workers. profile: time every right-hand-side call. jac_address: the
     Jacobian cfunc (Rosenbrock and BDF methods). resume: continue the counters, save points
-    and escape times already in the outputs. stiff_switch (DOP853): a trajectory found stiff
-    (stiff_steps steps in a row with h|lambda| > stiff_hlam) stops with status 6 (internal).
+    and escape times already in the outputs. stiff_switch (DOP853, or the Taylor method with
+    jac_address): a trajectory found stiff (stiff_steps tests in a row with h|lambda| >
+    stiff_hlam) stops with status 6 (internal).
     interruptible (main thread only): SIGINT stops every worker within one step.
     taylor_address / taylor_order / taylor_work: the Taylor method's cfunc, order and
     scratch doubles per worker (tab is then ignored); taylor_factor: its step as a fraction
     of the estimated radius of convergence (0: Jorba & Zou's exp(-0.7/(p-1))/e^2).
     """
     cdef public double t0, t1, rtol, atol, h_init, dt, gtol, bound, escape, max_step
-    cdef public double stiff_hlam, taylor_factor
+    cdef public double stiff_hlam, taylor_factor, stiff_ratio
     cdef public int64_t max_steps, lanes, taylor_order, taylor_work
     cdef public int threads, stiff_steps
     cdef public bint profile, resume, stiff_switch, interruptible
@@ -2141,7 +2220,8 @@ cdef class KernelOptions:
                  int64_t lanes=16, int threads=1, bint profile=False, uintptr_t jac_address=0,
                  bint resume=False, bint stiff_switch=False, double stiff_hlam=6.1,
                  int stiff_steps=15, bint interruptible=False, uintptr_t taylor_address=0,
-                 int64_t taylor_order=0, int64_t taylor_work=0, double taylor_factor=0.0):
+                 int64_t taylor_order=0, int64_t taylor_work=0, double taylor_factor=0.0,
+                 double stiff_ratio=0.0):
         if lanes < 1:
             raise ValueError(f"lanes must be >= 1, got {lanes}")
         if threads < 1:
@@ -2162,11 +2242,12 @@ cdef class KernelOptions:
         self.stiff_hlam, self.stiff_steps, self.interruptible = stiff_hlam, stiff_steps, interruptible
         self.taylor_address, self.taylor_order = taylor_address, taylor_order
         self.taylor_work, self.taylor_factor = taylor_work, taylor_factor
+        self.stiff_ratio = stiff_ratio
 
     _FIELDS = ("t0", "t1", "rtol", "atol", "h_init", "dt", "gtol", "bound", "max_steps",
                "escape", "max_step", "lanes", "threads", "profile", "jac_address", "resume",
                "stiff_switch", "stiff_hlam", "stiff_steps", "interruptible", "taylor_address",
-               "taylor_order", "taylor_work", "taylor_factor")
+               "taylor_order", "taylor_work", "taylor_factor", "stiff_ratio")
 
     def replace(self, **changes):
         """A copy with some fields changed (checked again)."""
@@ -2242,6 +2323,9 @@ def integrate(uintptr_t f_address, uintptr_t loss_address, const double[::1] par
     cdef bint ros = (not tay) and (not bdf) and hasattr(tab, "gamma")
     if tay:
         fill_taylor(&tb, taylor_order)
+        if stiff_switch and jac_address == 0:
+            raise ValueError("jac_address: the Taylor method's stiffness test (stiff_switch) "
+                             "needs the Jacobian's cfunc")
     elif ros or bdf:
         if ros:
             fill_ros(&tb, &rs, tab)
@@ -2311,7 +2395,7 @@ def integrate(uintptr_t f_address, uintptr_t loss_address, const double[::1] par
         job.escape_time = &escape_time[0]
     job.profile = 1 if profile else 0
     job.next = 0
-    job.jac = <rhs_fn> jac_address if (ros or bdf) else NULL
+    job.jac = <rhs_fn> jac_address if (ros or bdf or (tay and stiff_switch)) else NULL
     job.njev = &njev[0] if njev is not None else NULL
     job.h_last = &h_last[0] if h_last is not None else NULL
     job.rows = &rows[0] if rows is not None else NULL
@@ -2321,6 +2405,7 @@ def integrate(uintptr_t f_address, uintptr_t loss_address, const double[::1] par
     job.stiff_switch = 1 if stiff_switch else 0
     job.stiff_hlam = stiff_hlam
     job.stiff_steps = stiff_steps
+    job.stiff_ratio = opts.stiff_ratio
     job.taylor = <taylor_fn> taylor_address if tay else NULL
     job.torder = taylor_order
     job.twork = taylor_work

@@ -8,7 +8,7 @@ from scipy.integrate import solve_ivp
 from scipy.linalg import expm
 
 import narrowflow as nf
-from narrowflow import model, tableaus
+from narrowflow import ensemble, model, tableaus
 from narrowflow.ensemble import CompiledSystem, Status
 from narrowflow.rhs import RHS_SIGNATURE
 from test_ensemble import _half_norm2, _quad_flow
@@ -229,6 +229,63 @@ def test_auto_switches_only_when_stiff():
     assert d.nfev.min() > 5 * rs.nfev.max()
 
 
+def test_auto_chooses_its_start():
+    """"auto" starts a GradientFlow with the Taylor method at rtol <= AUTO_TAYLOR_RTOL,
+    everything else (looser rtol, a CompiledSystem) with DOP853."""
+    nf4 = model.nf4_benchmark()
+    assert ensemble.auto_nonstiff(ensemble.make_problem(nf4, rtol=1e-10)) == "taylor"
+    assert ensemble.auto_nonstiff(ensemble.make_problem(
+        nf4, rtol=ensemble.AUTO_TAYLOR_RTOL)) == "taylor"
+    assert ensemble.auto_nonstiff(ensemble.make_problem(nf4, rtol=1e-8)) == "dop853"
+    quad = system(np.eye(2))
+    assert ensemble.auto_nonstiff(ensemble.make_problem(quad, rtol=1e-12)) == "dop853"
+    assert ensemble.taylor_stiff_ratio(1e-10) == ensemble.TAYLOR_STIFF_RATIO
+    assert ensemble.taylor_stiff_ratio(1e-12) > ensemble.taylor_stiff_ratio(1e-10)
+
+
+def test_auto_taylor_start_switches_only_when_stiff(nf4, monkeypatch):
+    """With the Taylor start, a trajectory that never meets the stiffness test is the Taylor
+    method's bit for bit (the test only reads the Jacobian); one that does continues with
+    Rodas5P, in a fraction of the pure Taylor method's steps, and both stay on the Radau
+    reference. Each condition can stop the switch: the slowness ratio set beyond reach, or a
+    horizon too short for the step to reach the stability boundary."""
+    y0 = model.nf4_initial_states(8, seed=12)
+    T = 1e4
+    kw = dict(t_span=(0.0, T), rtol=1e-10, atol=1e-12, threads=1)
+    auto = nf.solve_ensemble(nf4, y0, method="auto", **kw)
+    pure = nf.solve_ensemble(nf4, y0, method="taylor", **kw)
+    switched = ~np.all(auto.y_final == pure.y_final, axis=1)
+    assert switched.all(), switched      # NF4 is stiff long before t = 1e4
+    # steps of about equal cost (a Taylor expansion of order 13, or 8 F + J + LU)
+    assert np.all(auto.n_accepted + auto.n_rejected < pure.n_accepted / 2)
+    assert np.all(pure.njev == 0) and np.all(auto.njev > 0)
+    ref = np.array([radau_ref(nf4.field, lambda y: -nf4.hessian(y), y, T) for y in y0])
+    for r in (auto, pure):
+        assert np.all(r.status == Status.SUCCESS)
+        assert np.abs(r.y_final - ref).max() < 1e-7
+    # never slow enough: no switch, and every bit as the Taylor method's
+    monkeypatch.setattr(ensemble, "TAYLOR_STIFF_RATIO", 1e300)
+    held = nf.solve_ensemble(nf4, y0[:3], method="auto", **kw)
+    assert np.array_equal(held.y_final, pure.y_final[:3])
+    assert np.array_equal(held.nfev, pure.nfev[:3])
+    assert np.array_equal(held.njev, (pure.n_accepted[:3] + 3) // 4)   # one J per 4 steps
+    monkeypatch.undo()
+    # a short, non-stiff stretch of the same trajectories: no switch either
+    short = dict(kw, t_span=(0.0, 5.0))
+    a, p = (nf.solve_ensemble(nf4, y0, method=m, **short) for m in ("auto", "taylor"))
+    assert np.array_equal(a.y_final, p.y_final) and np.array_equal(a.nfev, p.nfev)
+
+
+def test_taylor_stiffness_test_needs_the_jacobian():
+    from narrowflow._ext import ensemble as kernel
+    opts = kernel.KernelOptions(t0=0.0, t1=1.0, rtol=1e-10, atol=1e-12, lanes=4, threads=1,
+                                stiff_switch=True)
+    out = ensemble.allocate(ensemble.make_problem(model.nf4_benchmark()), 1)
+    with pytest.raises(ValueError, match="jac_address"):
+        kernel.integrate(1, 1, np.zeros(1), np.zeros((1, 4)), None,
+                         opts.replace(taylor_address=1, taylor_order=8), np.empty(0), out)
+
+
 def test_auto_without_jacobian_stays_explicit():
     M = stiff_matrix(np.array([1e-2, 30.0]), seed=9)
     y0 = np.ones((2, 2))
@@ -244,13 +301,15 @@ FIELDS = ("y_final", "t_final", "status", "nfev", "njev", "n_accepted", "n_rejec
           "loss_final", "y_saved", "loss_saved", "escape_time")
 
 
-@pytest.mark.parametrize("method", ["auto", "rodas5p", "rodas4"])
+@pytest.mark.parametrize("method", ["auto", "auto-taylor", "rodas5p", "rodas4"])
 def test_bitwise_identical_threads_chunks_lanes(nf4, method):
     y0 = model.nf4_initial_states(70, seed=4)
     kw = dict(t_span=(0.0, 3e3), method=method, save_at=[0.0, 5.0, 500.0, 3e3],
               escape_threshold=1e-2, gtol=1e-9)
+    if method == "auto-taylor":     # "auto" with its Taylor start
+        kw.update(method="auto", rtol=1e-10, atol=1e-12)
     base = nf.solve_ensemble(nf4, y0, threads=1, **kw)
-    if method == "auto":
+    if method.startswith("auto"):
         assert 0 < np.count_nonzero(base.njev) < len(y0) or np.all(base.njev > 0)
     for other in (nf.solve_ensemble(nf4, y0, threads=2, **kw),
                   nf.solve_ensemble(nf4, y0, threads=2, chunk_size=17, **kw),

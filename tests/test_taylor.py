@@ -194,6 +194,23 @@ def nf4_reference():
     return th, ref.y_final
 
 
+def test_stability_boundary():
+    """The real stability boundary of the degree-p Taylor polynomial: Euler's 2, RK4's
+    2.7853 (the classical value), and at every order |P(-x)| <= 1 up to it, > 1 just past."""
+    import math
+    assert taylor.stability_boundary(1) == pytest.approx(2.0, abs=1e-9)
+    assert taylor.stability_boundary(4) == pytest.approx(2.785293563, abs=1e-8)
+    for p in (2, 8, 13, 16, 25):
+        b = taylor.stability_boundary(p)
+        poly = lambda z: sum(z ** k / math.factorial(k) for k in range(p + 1))  # noqa: E731
+        assert max(abs(poly(-s)) for s in np.linspace(0.0, b, 500)) <= 1.0 + 1e-9
+        assert abs(poly(-b * (1 + 1e-6))) > 1.0
+    assert [taylor.stability_boundary(p) for p in (8, 13, 16)] == sorted(
+        taylor.stability_boundary(p) for p in (8, 13, 16))
+    with pytest.raises(ValueError, match="order"):
+        taylor.stability_boundary(0)
+
+
 def test_order_from_tolerance():
     assert [taylor.order_for(r) for r in (1e-6, 1e-8, 1e-10, 1e-13, 1e-15)] == [8, 11, 13, 16, 19]
 

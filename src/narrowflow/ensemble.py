@@ -46,6 +46,18 @@ AUTO_STIFF = "rodas5p"        # ... and the Rosenbrock method that continues sti
 # that boundary cut NF4's evaluations at every horizon (benchmarks/README.md)
 STIFF_HLAM = 3.0
 STIFF_STEPS = 5
+# method="auto" on a GradientFlow at rtol <= AUTO_TAYLOR_RTOL starts with the Taylor method
+# instead of DOP853 (faster there, benchmarks/README.md). Its stiffness test (one Jacobian
+# per 4 steps) counts a step as stiff when h ||J||_F exceeds TAYLOR_STIFF_FRACTION of the
+# Taylor polynomial's stability boundary AND the flow moves slowly against its fastest mode,
+# ||J||_F ||f|| / ||J f|| > taylor_stiff_ratio(rtol); TAYLOR_STIFF_STEPS such tests in a row
+# switch to AUTO_STIFF. The second condition holds back a switch that would not pay: Rodas5P's
+# accuracy-limited step only beats the Taylor method's stability-limited one once the motion
+# is that much slower, more so at tight rtol (tuned on NF4, docs/integrators.md)
+AUTO_TAYLOR_RTOL = 1e-9
+TAYLOR_STIFF_FRACTION = 0.85
+TAYLOR_STIFF_STEPS = 3
+TAYLOR_STIFF_RATIO = 300.0      # ... at rtol 1e-10, scaled by (1e-10 / rtol)^(1/4)
 DEFAULT_LANES = 16
 DEFAULT_BOUND = 1e10
 
@@ -449,6 +461,37 @@ def allocate(problem: EnsembleProblem, n_traj: int) -> dict:
     return out
 
 
+def auto_nonstiff(problem: EnsembleProblem) -> str:
+    """The method ``"auto"`` starts `problem`'s trajectories with: ``"taylor"`` for a
+    GradientFlow at ``rtol <= AUTO_TAYLOR_RTOL``, else `AUTO_NONSTIFF` (``"dop853"``).
+
+    Parameters
+    ----------
+    problem : EnsembleProblem
+        With ``method="auto"``.
+
+    Returns
+    -------
+    str
+        The explicit method; stiff trajectories continue with `AUTO_STIFF` either way.
+    """
+    from narrowflow.model import GradientFlow
+    if isinstance(problem.flow, GradientFlow) and problem.rtol <= AUTO_TAYLOR_RTOL:
+        return "taylor"
+    return AUTO_NONSTIFF
+
+
+def taylor_stiff_ratio(rtol: float) -> float:
+    """The slowness ||J||_F ||f|| / ||J f|| beyond which ``"auto"``'s Taylor start hands a
+    stability-limited trajectory to `AUTO_STIFF`: `TAYLOR_STIFF_RATIO` (1e-10 / rtol)^(1/4)."""
+    return TAYLOR_STIFF_RATIO * (1e-10 / rtol) ** 0.25
+
+
+def _uses_taylor(problem: EnsembleProblem) -> bool:
+    return problem.method == "taylor" or (problem.method == "auto"
+                                          and auto_nonstiff(problem) == "taylor")
+
+
 def _taylor_function(problem: EnsembleProblem):
     """(order, compiled Taylor function) of method "taylor": code specialised to the order,
     compiled once per network and order (10-50 s on NF4), then loaded from the disk cache
@@ -500,19 +543,30 @@ def solve_chunk(problem: EnsembleProblem, theta0, threads: int = 1, out: dict | 
                                       problem.save_at, out, rows=rows, t_start=t_start,
                                       h_start=h_start, h_last=h_last)
 
+    def run_taylor(y, **changes):
+        order, tf = _taylor_function(problem)
+        if changes.get("stiff_switch"):
+            from narrowflow.taylor import stability_boundary
+            changes.update(stiff_hlam=TAYLOR_STIFF_FRACTION * stability_boundary(order),
+                           stiff_steps=TAYLOR_STIFF_STEPS,
+                           stiff_ratio=taylor_stiff_ratio(problem.rtol))
+        run(None, y, taylor_address=tf.address, taylor_order=order,
+            taylor_work=tf.work_size(order, problem.lanes, problem.flow.data.n), **changes)
+
     if problem.method == "auto":
         h_last = np.zeros(n)
-        run(tableaus.get(AUTO_NONSTIFF), y0, stiff_switch=comp.jac != 0, h_last=h_last,
-            stiff_hlam=STIFF_HLAM, stiff_steps=STIFF_STEPS)
+        if auto_nonstiff(problem) == "taylor":
+            run_taylor(y0, stiff_switch=comp.jac != 0, h_last=h_last)
+        else:
+            run(tableaus.get(AUTO_NONSTIFF), y0, stiff_switch=comp.jac != 0, h_last=h_last,
+                stiff_hlam=STIFF_HLAM, stiff_steps=STIFF_STEPS)
         rows = np.flatnonzero(out["status"] == _ST_STIFF)
         if rows.size:
             # continue each stiff trajectory where it stopped, in the same output rows
             run(tableaus.get(AUTO_STIFF), np.ascontiguousarray(out["y_final"]), rows=rows,
                 t_start=np.ascontiguousarray(out["t_final"]), h_start=h_last, resume=True)
     elif problem.method == "taylor":
-        order, tf = _taylor_function(problem)
-        run(None, y0, taylor_address=tf.address, taylor_order=order,
-            taylor_work=tf.work_size(order, problem.lanes, problem.flow.data.n))
+        run_taylor(y0)
     else:
         run(tableaus.get(problem.method), y0)
     out["loss_final"][...] = _kernel.eval_lanes(comp.loss, comp.params, out["y_final"],
@@ -872,11 +926,11 @@ def solve_ensemble(flow, theta0, t_span=(0.0, 100.0), save_at=None, method=DEFAU
         bar = tqdm(total=N, unit="traj", desc=f"solve_ensemble[{method}]")
     stats = np.zeros(4, dtype=np.int64)
     try:
-        if problem.method == "taylor":
+        if _uses_taylor(problem):
             # compiled before the clock starts, like the right-hand side: `elapsed` is the run
             if bar is not None:
-                bar.set_description("solve_ensemble[taylor] compiling (once per network and "
-                                    "order)")
+                bar.set_description(f"solve_ensemble[{method}] compiling the Taylor method "
+                                    f"(once per network and order)")
             _taylor_function(problem)
             if bar is not None:
                 bar.set_description(f"solve_ensemble[{method}]")
