@@ -1840,27 +1840,48 @@ cdef inline int call_taylor(Job* job, Work* w, double* X, double* TW) noexcept n
     return r
 
 
-cdef void taylor_stiffness_test(Job* job, Work* w, const double* F, double* JB, double* GI,
-                                double* GO, int64_t* sel) noexcept nogil:
+cdef void taylor_stiffness_test(Job* job, Work* w, const double* F, const double* m0,
+                                const double* m1, double* JB, double* GI, double* GO,
+                                int64_t* sel) noexcept nogil:
     """The Taylor method's stiffness test on the lanes taking a step (w.acc, step w.h).
 
-    Every TAYLOR_STIFF_EVERY-th step of a lane evaluates its Jacobian J at y and counts the
-    step as stiff when h ||J||_F > job.stiff_hlam (||J||_F >= |lambda| for every eigenvalue
-    lambda of J); job.stiff_steps stiff checks in a row mark the lane stiff (w.stiff), one
-    check below resets the count. In a stiff stretch the Jorba & Zou step settles where
-    h |lambda_max| is near the real stability boundary of the Taylor polynomial (the
+    Every TAYLOR_STIFF_EVERY-th step of a lane is a test. It counts as stiff when
+    h ||J||_F > job.stiff_hlam (||J||_F >= |lambda| for every eigenvalue lambda of J) and
+    ||J||_F ||f|| / ||J f|| > job.stiff_ratio (the flow moves slowly against its fastest mode);
+    job.stiff_steps stiff tests in a row mark the lane stiff (w.stiff), one test below resets
+    the count. J is only evaluated where free estimates from the coefficients F = x_1, x_2,
+    and the scaled maxima m0, m1 of x_{p-1}, x_p pass both conditions at half the threshold;
+    elsewhere the test counts as not stiff. In a stiff stretch the Jorba & Zou step settles
+    where h |lambda_max| is near the real stability boundary of the Taylor polynomial (the
     damped stiff component grows back beyond it), so stiff_hlam is a fraction of that
     boundary (narrowflow.taylor.stability_boundary). A lane's checks depend only on its own
     steps, and call_lanes gives every lane the same bits whatever the others, so the
     decision is the same in any lane, thread or chunk. A Jacobian that is not finite
     counts as not stiff (the coefficients' own test stops a diverging lane).
     """
-    cdef int64_t i, j, r, l, L = w.L, n = w.n, nsel = 0
+    cdef int64_t i, j, r, l, L = w.L, n = w.n, nL = w.nL, nsel = 0
     cdef double s, v, ff, jf, jfi
     for l in range(L):
-        if w.acc[l] and w.steps[l] % TAYLOR_STIFF_EVERY == 0:
-            sel[nsel] = l
-            nsel += 1
+        if not (w.acc[l] and w.steps[l] % TAYLOR_STIFF_EVERY == 0):
+            continue
+        # the free estimate h |lambda| ~ h p |x_p| / |x_{p-1}| (power iteration on the
+        # linearised flow, x_{k+1} ~ J x_k / (k + 1)) must reach half the threshold before
+        # J is evaluated: a Jacobian for a few gathered lanes costs as much as for all of
+        # them, about a fifth of an expansion of order 11 on NF4
+        if w.h[l] * job.torder * m1[l] > 0.5 * job.stiff_hlam * m0[l]:
+            # ... and so must the slowness: (p |x_p| / |x_{p-1}|) ||f|| / ||J f|| >= ratio / 2,
+            # with J f = 2 x_2 exactly (y'' = J y'), squared
+            ff = 0.0
+            jf = 0.0
+            for i in range(n):
+                ff += F[i * L + l] * F[i * L + l]
+                jf += F[nL + i * L + l] * F[nL + i * L + l]
+            v = job.torder * m1[l]
+            if v * v * ff >= job.stiff_ratio * job.stiff_ratio * jf * m0[l] * m0[l]:
+                sel[nsel] = l
+                nsel += 1
+                continue
+        w.iasti[l] = 0
     if nsel == 0:
         return
     call_lanes(job, w, job.jac, n * n, sel, nsel, w.Y, JB, GI, GO)
@@ -2014,7 +2035,7 @@ cdef int run_worker_taylor(Job* job, const Tab* tb, int64_t* stats) noexcept nog
             w.acc[l] = 1
             pw[l] = w.h[l]
         if chk:
-            taylor_stiffness_test(job, &w, X + nL, JB, GI, GO, sel)
+            taylor_stiffness_test(job, &w, X + nL, m0, m1, JB, GI, GO, sel)
         # --- K_k = x_k h^k, y_new = y + sum_k K_k (highest order first)
         for k in range(1, p + 1):
             Kk = w.K + k * nL

@@ -268,7 +268,7 @@ def test_auto_taylor_start_switches_only_when_stiff(nf4, monkeypatch):
     held = nf.solve_ensemble(nf4, y0[:3], method="auto", **kw)
     assert np.array_equal(held.y_final, pure.y_final[:3])
     assert np.array_equal(held.nfev, pure.nfev[:3])
-    assert np.array_equal(held.njev, (pure.n_accepted[:3] + 3) // 4)   # one J per 4 steps
+    assert np.all(held.njev == 0)     # the free estimates already rule the test out
     monkeypatch.undo()
     # a short, non-stiff stretch of the same trajectories: no switch either
     short = dict(kw, t_span=(0.0, 5.0))
