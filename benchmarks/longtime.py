@@ -26,7 +26,9 @@ by stability (h ~ 3 / lambda_max) instead of accuracy. Every solver runs on ONE 
 Solvers (each at its own tolerances: default rtol 1e-8, atol 1e-10; --tols for a sweep):
 
   * narrowflow `solve_ensemble` methods "auto", "rodas5p", "rodas4", "dop853", whichever
-    `narrowflow.ensemble.METHODS` holds (missing ones are skipped with a message);
+    `narrowflow.ensemble.METHODS` holds (missing ones are skipped with a message); on request
+    (--methods) also "taylor", and "auto-dop853" / "auto-taylor": "auto" held to its DOP853
+    or its Taylor start at every rtol (ensemble.AUTO_TAYLOR_RTOL set for the call);
   * numbalsoda LSODA (ODEPACK) with a scalar Numba cfunc (t, u, du, p) written for NF4
     (libm tanh; checked against the model's field): the fastest one-trajectory RHS we have,
     about 6x cheaper per call than narrowflow's lane-batched flow called on one lane; LSODA
@@ -86,17 +88,19 @@ sys.path.insert(0, str(HERE))
 import peers  # noqa: E402  (nf4_data, the Numba RHS, interp_throughput, machine)
 
 NF_METHODS = ("auto", "bdf", "rodas5p", "rodas4", "dop853")   # also the reference-method preference
-# on request only (--methods): the Taylor method alone, and "auto" held to its DOP853 start at
-# every rtol (ensemble.AUTO_TAYLOR_RTOL = 0), the policy auto had before it chose taylor
-NF_EXTRA = ("taylor", "auto-dop853")
+# on request only (--methods): the Taylor method alone, and "auto" held to its DOP853 start
+# (ensemble.AUTO_TAYLOR_RTOL = 0) or to its Taylor start (= 1) at every rtol
+NF_EXTRA = ("taylor", "auto-dop853", "auto-taylor")
+AUTO_START = {"auto-dop853": 0.0, "auto-taylor": 1.0}
 PEER_KEYS = ("lsoda", "scipy-radau", "scipy-lsoda")
 LABELS = {"auto": "narrowflow auto", "bdf": "narrowflow bdf", "rodas5p": "narrowflow rodas5p",
           "rodas4": "narrowflow rodas4", "dop853": "narrowflow dop853",
           "taylor": "narrowflow taylor", "auto-dop853": "auto, dop853 start",
+          "auto-taylor": "auto, taylor start",
           "lsoda": "numbalsoda LSODA", "scipy-radau": "scipy Radau + jac",
           "scipy-lsoda": "scipy LSODA + jac"}
 MARKERS = {"auto": "o", "bdf": "*", "rodas5p": "s", "rodas4": "D", "dop853": "^", "lsoda": "v",
-           "taylor": "h", "auto-dop853": "<",
+           "taylor": "h", "auto-dop853": "<", "auto-taylor": ">",
            "scipy-radau": "P", "scipy-lsoda": "X"}
 HORIZONS = (1e2, 1e3, 1e4, 1e5, 1e6, "conv")
 GTOL = 1e-8
@@ -160,7 +164,7 @@ def make_narrowflow(method, conv_t1):
     import narrowflow as nf
     from narrowflow import ensemble
     flow = nf.model.nf4_benchmark()
-    dop853_start = method == "auto-dop853"
+    start = AUTO_START.get(method)
 
     def run(y0, targets, rtol, atol, horizon):
         if horizon == "conv":
@@ -168,14 +172,14 @@ def make_narrowflow(method, conv_t1):
         else:
             t_span, gtol = (0.0, float(horizon)), None
         saved = getattr(ensemble, "AUTO_TAYLOR_RTOL", None)
-        if dop853_start:
-            ensemble.AUTO_TAYLOR_RTOL = 0.0
+        if start is not None:
+            ensemble.AUTO_TAYLOR_RTOL = start
         try:
             res = nf.solve_ensemble(flow, y0, t_span=t_span,
-                                    method="auto" if dop853_start else method, rtol=rtol,
+                                    method="auto" if start is not None else method, rtol=rtol,
                                     atol=atol, gtol=gtol, threads=1)
         finally:
-            if dop853_start:
+            if start is not None:
                 ensemble.AUTO_TAYLOR_RTOL = saved
         njev = getattr(res, "njev", None)
         return dict(y=np.asarray(res.y_final), t=np.asarray(res.t_final, float),
@@ -483,7 +487,7 @@ def main(argv=None) -> int:
     say(f"narrowflow {nf.__version__}: ensemble.METHODS = {', '.join(ensemble.METHODS)}")
     nf_methods = []
     if hasattr(ensemble, "AUTO_TAYLOR_RTOL"):
-        have.add("auto-dop853")
+        have.update(AUTO_START)
     for m in NF_METHODS + NF_EXTRA:
         if m not in requested:
             continue
@@ -493,7 +497,7 @@ def main(argv=None) -> int:
             msg = f"skip narrowflow {m!r}: not in narrowflow.ensemble.METHODS"
             say(msg)
             notes.append(msg)
-    conv_t1 = {m: conv_support("auto" if m == "auto-dop853" else m) for m in nf_methods}
+    conv_t1 = {m: conv_support("auto" if m in AUTO_START else m) for m in nf_methods}
     if "conv" in horizons:
         for m, t1 in conv_t1.items():
             if not math.isinf(t1):
@@ -539,7 +543,8 @@ def main(argv=None) -> int:
     y0_all = nf.model.nf4_initial_states(n_all)
     say("warm-up (compilation kept out of the timings) ...", flush=True)
     for k, run in runners.items():
-        run(y0_all[:2], np.array([1.0, 1.0]), 1e-6, 1e-8, 1.0)
+        for rtol in tols:   # at every tolerance: the Taylor code is compiled per order
+            run(y0_all[:2], np.array([1.0, 1.0]), rtol, rtol / 100, 1.0)
 
     rows, kept = [], []
     for h in horizons:

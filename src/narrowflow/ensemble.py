@@ -9,6 +9,8 @@ and wraps the arrays in an `EnsembleResult`.
 stiff; Hairer's stiffness test (`STIFF_STEPS` consecutive steps with h|λ| beyond
 `STIFF_HLAM`, half of DOP853's stability boundary) stops it, and a Rosenbrock method
 (`AUTO_STIFF`) continues it from the same state, time, step size, save points and counters.
+A GradientFlow at rtol <= `AUTO_TAYLOR_RTOL` starts with the Taylor method instead, whose own
+stiffness test (`auto_nonstiff`, the kernel's taylor_stiffness_test) hands over the same way.
 The decision depends only on the trajectory's own arithmetic, so it is the same in any lane,
 thread or chunk. See docs/integrators.md.
 
@@ -834,7 +836,8 @@ def solve_ensemble(flow, theta0, t_span=(0.0, 100.0), save_at=None, method=DEFAU
         dense output (4th order for dp5, tsit5 and rodas5p, 7th for dop853, 3rd for rk4 and
         rodas4, linear for gd). `log_times` makes a grid for runs that span decades.
     method : str, optional
-        ``"auto"`` (default: DOP853, switching each trajectory to Rodas5P once it is stiff);
+        ``"auto"`` (default: DOP853, or the Taylor method for a `GradientFlow` at
+        ``rtol <= 1e-9``, switching each trajectory to Rodas5P once it is stiff);
         ``"rodas5p"``, ``"rodas4"`` (Rosenbrock, for stiff problems, with the exact Hessian);
         ``"bdf"`` (variable-order NDF, for stiff problems: about one evaluation per step and
         few Hessians, a larger error at a given rtol; dense output of its order);
