@@ -484,8 +484,19 @@ def auto_nonstiff(problem: EnsembleProblem) -> str:
 
 
 def taylor_stiff_ratio(rtol: float) -> float:
-    """The slowness ||J||_F ||f|| / ||J f|| beyond which ``"auto"``'s Taylor start hands a
-    stability-limited trajectory to `AUTO_STIFF`: `TAYLOR_STIFF_RATIO` (1e-10 / rtol)^(1/4)."""
+    """The slowness beyond which ``"auto"``'s Taylor start hands a trajectory to `AUTO_STIFF`.
+
+    Parameters
+    ----------
+    rtol : float
+        The relative tolerance of the run.
+
+    Returns
+    -------
+    float
+        ``TAYLOR_STIFF_RATIO * (1e-10 / rtol) ** 0.25``: a stability-limited Taylor step
+        counts as stiff once ``||J||_F ||f|| / ||J f||`` exceeds it (docs/integrators.md).
+    """
     return TAYLOR_STIFF_RATIO * (1e-10 / rtol) ** 0.25
 
 

@@ -464,10 +464,20 @@ def order_for(rtol: float) -> int:
 
 @functools.lru_cache(maxsize=None)
 def stability_boundary(order: int) -> float:
-    """The real stability boundary of the Taylor method of this order: the largest x > 0
-    with |P(-s)| <= 1 for every s in [0, x], P(z) = sum_{k<=order} z^k / k! (2.0 at order 1,
-    4.31 at 8, 6.20 at 13, 7.32 at 16). A step h of a linear mode y' = lambda y,
-    lambda < 0, is stable for h |lambda| up to it."""
+    """The real stability boundary of the Taylor method of this order.
+
+    Parameters
+    ----------
+    order : int
+        The Taylor order p, at least 1.
+
+    Returns
+    -------
+    float
+        The largest x > 0 with |P(-s)| <= 1 for every s in [0, x], where
+        P(z) = sum_{k<=p} z^k / k! (2.0 at order 1, 4.31 at 8, 6.20 at 13, 7.32 at 16): a
+        step h of a linear mode y' = lambda y, lambda < 0, is stable for h |lambda| up to it.
+    """
     import math
     from scipy.optimize import brentq
 
