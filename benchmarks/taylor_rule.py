@@ -261,7 +261,7 @@ def main(argv=None) -> int:
         return 0
     if args.factor:
         factored([int(v) for v in args.block_orders.split(",")], args.repeats)
-        return
+        return 0
     if args.alignment:
         alignment()
         return 0

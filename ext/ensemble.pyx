@@ -57,7 +57,7 @@ cdef enum:
     MAXS = 8       # Rosenbrock stages
     BDF_MAXQ = 5   # highest order of the multistep method (K slots 1..BDF_MAXQ+3 hold D)
     BDF_MAXIT = 8  # most Newton iterations per step
-    TAYLOR_STIFF_EVERY = 4   # the Taylor stiffness test evaluates J on every 4th step
+    TAYLOR_STIFF_EVERY = 4   # the Taylor stiffness test runs on every 4th step of a lane
 
 # Status codes: the same numbers as narrowflow.ensemble.Status.
 cdef enum:
@@ -1849,39 +1849,35 @@ cdef void taylor_stiffness_test(Job* job, Work* w, const double* F, const double
     h ||J||_F > job.stiff_hlam (||J||_F >= |lambda| for every eigenvalue lambda of J) and
     ||J||_F ||f|| / ||J f|| > job.stiff_ratio (the flow moves slowly against its fastest mode);
     job.stiff_steps stiff tests in a row mark the lane stiff (w.stiff), one test below resets
-    the count. J is only evaluated where free estimates from the coefficients F = x_1, x_2,
-    and the scaled maxima m0, m1 of x_{p-1}, x_p pass both conditions at half the threshold;
-    elsewhere the test counts as not stiff. In a stiff stretch the Jorba & Zou step settles
-    where h |lambda_max| is near the real stability boundary of the Taylor polynomial (the
-    damped stiff component grows back beyond it), so stiff_hlam is a fraction of that
-    boundary (narrowflow.taylor.stability_boundary). A lane's checks depend only on its own
+    the count. J f is 2 x_2 (F = x_1, F + nL = x_2), exactly. J is only evaluated where
+    free estimates from the coefficients (the scaled maxima m0, m1 of x_{p-1}, x_p for
+    ||J||_F) pass both conditions at half the threshold; elsewhere the test counts as not
+    stiff. In a stiff stretch the Jorba & Zou step settles where h |lambda_max| is near the
+    real stability boundary of the Taylor polynomial (the damped stiff component grows back
+    beyond it), so stiff_hlam is a fraction of that boundary
+    (narrowflow.taylor.stability_boundary). A lane's checks depend only on its own
     steps, and call_lanes gives every lane the same bits whatever the others, so the
     decision is the same in any lane, thread or chunk. A Jacobian that is not finite
     counts as not stiff (the coefficients' own test stops a diverging lane).
     """
-    cdef int64_t i, j, r, l, L = w.L, n = w.n, nL = w.nL, nsel = 0
-    cdef double s, v, ff, jf, jfi
+    cdef int64_t i, j, l, L = w.L, n = w.n, nL = w.nL, nsel = 0
+    cdef double s, v
     for l in range(L):
         if not (w.acc[l] and w.steps[l] % TAYLOR_STIFF_EVERY == 0):
             continue
-        # the free estimate h |lambda| ~ h p |x_p| / |x_{p-1}| (power iteration on the
-        # linearised flow, x_{k+1} ~ J x_k / (k + 1)) must reach half the threshold before
-        # J is evaluated: a Jacobian for a few gathered lanes costs as much as for all of
-        # them, about a fifth of an expansion of order 11 on NF4
-        if w.h[l] * job.torder * m1[l] > 0.5 * job.stiff_hlam * m0[l]:
-            # ... and so must the slowness: (p |x_p| / |x_{p-1}|) ||f|| / ||J f|| >= ratio / 2,
-            # with J f = 2 x_2 exactly (y'' = J y'), squared
-            ff = 0.0
-            jf = 0.0
-            for i in range(n):
-                ff += F[i * L + l] * F[i * L + l]
-                jf += F[nL + i * L + l] * F[nL + i * L + l]
-            v = job.torder * m1[l]
-            if v * v * ff >= job.stiff_ratio * job.stiff_ratio * jf * m0[l] * m0[l]:
-                sel[nsel] = l
-                nsel += 1
-                continue
-        w.iasti[l] = 0
+        # free estimates of both conditions must reach half their thresholds before J is
+        # evaluated (a Jacobian for a few gathered lanes costs as much as for all of them,
+        # about a fifth of an expansion of order 11 on NF4): |lambda| ~ p |x_p| / |x_{p-1}|
+        # (power iteration on the linearised flow, x_{k+1} ~ J x_k / (k + 1)), and
+        # J f = 2 x_2 exactly (y'' = J y'), so the slowness is ~ p |x_p| ||f|| / (2 |x_{p-1}|
+        # ||x_2||)
+        if (w.h[l] * job.torder * m1[l] > 0.5 * job.stiff_hlam * m0[l]
+                and job.torder * m1[l] * lane_norm2(w, F, l)
+                >= job.stiff_ratio * m0[l] * lane_norm2(w, F + nL, l)):
+            sel[nsel] = l
+            nsel += 1
+        else:
+            w.iasti[l] = 0
     if nsel == 0:
         return
     call_lanes(job, w, job.jac, n * n, sel, nsel, w.Y, JB, GI, GO)
@@ -1892,16 +1888,9 @@ cdef void taylor_stiffness_test(Job* job, Work* w, const double* F, const double
         for i in range(n * n):
             v = JB[i * L + l]
             s += v * v
-        ff = 0.0
-        jf = 0.0
-        for i in range(n):
-            ff += F[i * L + l] * F[i * L + l]
-            jfi = 0.0
-            for r in range(n):
-                jfi += JB[(i * n + r) * L + l] * F[r * L + l]
-            jf += jfi * jfi
-        if (isfinite(s) and w.h[l] * w.h[l] * s > job.stiff_hlam * job.stiff_hlam
-                and s * ff >= job.stiff_ratio * job.stiff_ratio * jf):
+        s = sqrt(s)     # ||J||_F
+        if (isfinite(s) and w.h[l] * s > job.stiff_hlam
+                and s * lane_norm2(w, F, l) >= job.stiff_ratio * 2.0 * lane_norm2(w, F + nL, l)):
             w.iasti[l] += 1
             if w.iasti[l] >= job.stiff_steps:
                 w.stiff[l] = 1
@@ -2222,7 +2211,8 @@ cdef class KernelOptions:
     Jacobian cfunc (Rosenbrock and BDF methods). resume: continue the counters, save points
     and escape times already in the outputs. stiff_switch (DOP853, or the Taylor method with
     jac_address): a trajectory found stiff (stiff_steps tests in a row with h|lambda| >
-    stiff_hlam) stops with status 6 (internal).
+    stiff_hlam, for the Taylor method also ||J||_F ||f|| / ||J f|| >= stiff_ratio) stops
+    with status 6 (internal).
     interruptible (main thread only): SIGINT stops every worker within one step.
     taylor_address / taylor_order / taylor_work: the Taylor method's cfunc, order and
     scratch doubles per worker (tab is then ignored); taylor_factor: its step as a fraction

@@ -49,8 +49,8 @@ AUTO_STIFF = "rodas5p"        # ... and the Rosenbrock method that continues sti
 STIFF_HLAM = 3.0
 STIFF_STEPS = 5
 # method="auto" on a GradientFlow at rtol <= AUTO_TAYLOR_RTOL starts with the Taylor method
-# instead of DOP853 (faster there, benchmarks/README.md). Its stiffness test (one Jacobian
-# per 4 steps) counts a step as stiff when h ||J||_F exceeds TAYLOR_STIFF_FRACTION of the
+# instead of DOP853 (faster there, benchmarks/README.md). Its stiffness test (on every 4th
+# step) counts a step as stiff when h ||J||_F exceeds TAYLOR_STIFF_FRACTION of the
 # Taylor polynomial's stability boundary AND the flow moves slowly against its fastest mode,
 # ||J||_F ||f|| / ||J f|| > taylor_stiff_ratio(rtol); TAYLOR_STIFF_STEPS such tests in a row
 # switch to AUTO_STIFF. The second condition holds back a switch that would not pay: Rodas5P's
