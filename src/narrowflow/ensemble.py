@@ -7,8 +7,9 @@ and wraps the arrays in an `EnsembleResult`.
 
 ``method="auto"`` (the default) integrates every trajectory with DOP853 while it is not
 stiff; Hairer's stiffness test (`STIFF_STEPS` consecutive steps with h|λ| beyond
-`STIFF_HLAM`, half of DOP853's stability boundary) stops it, and a Rosenbrock method
-(`AUTO_STIFF`) continues it from the same state, time, step size, save points and counters.
+`STIFF_HLAM`, half of DOP853's stability boundary) stops it, and the variable-order BDF
+method (`AUTO_STIFF`, at `AUTO_STIFF_TOL` times the tolerances) continues it from the same
+state, time, step size, save points and counters.
 A GradientFlow at rtol <= `AUTO_TAYLOR_RTOL` starts with the Taylor method instead, whose own
 stiffness test (`auto_nonstiff`, the kernel's taylor_stiffness_test) hands over the same way.
 The decision depends only on the trajectory's own arithmetic, so it is the same in any lane,
@@ -41,7 +42,15 @@ IMPLICIT = ROSENBROCK + MULTISTEP      # the methods that use the Jacobian
 METHODS = EXPLICIT + ROSENBROCK + MULTISTEP + ("taylor", "auto")
 DEFAULT_METHOD = "auto"
 AUTO_NONSTIFF = "dop853"      # method="auto": the explicit method, with its stiffness test
-AUTO_STIFF = "rodas5p"        # ... and the Rosenbrock method that continues stiff trajectories
+AUTO_STIFF = "bdf"            # ... and the implicit method that continues stiff trajectories,
+AUTO_STIFF_TOL = 0.01         # at rtol and atol times this (not below rtol 1e-15).
+# BDF's global error at a given rtol is 10-100x Rodas5P's on NF4 (Rodas5P advances with its
+# 5th-order solution and controls the 4th-order one's error; BDF controls its own); at a
+# hundredth of the tolerance it
+# errs no more than Rodas5P at the tolerance, with a fraction of the evaluations: at equal
+# error 1.3-1.6x as fast to convergence at rtol 1e-6 ... 1e-8, 2.6-4.5x at 1e-10 ... 1e-12
+# (benchmarks/README.md).
+# AUTO_STIFF = "rodas5p" with AUTO_STIFF_TOL = 1.0 is the handover used before BDF.
 # the stiffness test of "auto": STIFF_STEPS accepted DOP853 steps in a row with h|λ| beyond
 # STIFF_HLAM (estimated from the last two stages) switch a trajectory to AUTO_STIFF. Hairer
 # uses 6.1 (DOP853's stability boundary) and 15; switching once the step is within half of
@@ -53,18 +62,19 @@ STIFF_STEPS = 5
 # step) counts a step as stiff when h ||J||_F exceeds TAYLOR_STIFF_FRACTION of the
 # Taylor polynomial's stability boundary AND the flow moves slowly against its fastest mode,
 # ||J||_F ||f|| / ||J f|| > taylor_stiff_ratio(rtol); TAYLOR_STIFF_STEPS such tests in a row
-# switch to AUTO_STIFF. The second condition holds back a switch that would not pay: Rodas5P's
-# accuracy-limited step only beats the Taylor method's stability-limited one once the motion
-# is that much slower, more so at tight rtol (tuned on NF4, docs/integrators.md)
+# switch to AUTO_STIFF. The second condition holds back a switch that would not pay: the
+# implicit method's accuracy-limited step only beats the Taylor method's stability-limited one
+# once the motion is that much slower, more so at tight rtol (tuned on NF4: 300 with the
+# Rodas5P tail, 100 with BDF's, which is cheaper per unit of time; docs/integrators.md)
 AUTO_TAYLOR_RTOL = 1e-9
 TAYLOR_STIFF_FRACTION = 0.85
 TAYLOR_STIFF_STEPS = 3
-TAYLOR_STIFF_RATIO = 300.0      # ... at rtol 1e-10, scaled by (1e-10 / rtol)^(1/4)
+TAYLOR_STIFF_RATIO = 100.0      # ... at rtol 1e-10, scaled by (1e-10 / rtol)^(1/4)
 DEFAULT_LANES = 16
 DEFAULT_BOUND = 1e10
 
 
-_ST_STIFF = 6   # the kernel's internal status: found stiff, continued by a Rosenbrock method
+_ST_STIFF = 6   # the kernel's internal status: found stiff, continued by AUTO_STIFF
 
 
 class Status(IntEnum):
@@ -577,7 +587,8 @@ def solve_chunk(problem: EnsembleProblem, theta0, threads: int = 1, out: dict | 
         if rows.size:
             # continue each stiff trajectory where it stopped, in the same output rows
             run(tableaus.get(AUTO_STIFF), np.ascontiguousarray(out["y_final"]), rows=rows,
-                t_start=np.ascontiguousarray(out["t_final"]), h_start=h_last, resume=True)
+                t_start=np.ascontiguousarray(out["t_final"]), h_start=h_last, resume=True,
+                rtol=max(problem.rtol * AUTO_STIFF_TOL, 1e-15), atol=problem.atol * AUTO_STIFF_TOL)
     elif problem.method == "taylor":
         run_taylor(y0)
     else:
@@ -848,7 +859,8 @@ def solve_ensemble(flow, theta0, t_span=(0.0, 100.0), save_at=None, method=DEFAU
         rodas4, linear for gd). `log_times` makes a grid for runs that span decades.
     method : str, optional
         ``"auto"`` (default: DOP853, or the Taylor method for a `GradientFlow` at
-        ``rtol <= 1e-9``, switching each trajectory to Rodas5P once it is stiff);
+        ``rtol <= 1e-9``, switching each trajectory to BDF at a hundredth of the
+        tolerances once it is stiff);
         ``"rodas5p"``, ``"rodas4"`` (Rosenbrock, for stiff problems, with the exact Hessian);
         ``"bdf"`` (variable-order NDF, for stiff problems: about one evaluation per step and
         few Hessians, a larger error at a given rtol; dense output of its order);
