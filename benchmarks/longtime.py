@@ -28,7 +28,9 @@ Solvers (each at its own tolerances: default rtol 1e-8, atol 1e-10; --tols for a
   * narrowflow `solve_ensemble` methods "auto", "rodas5p", "rodas4", "dop853", whichever
     `narrowflow.ensemble.METHODS` holds (missing ones are skipped with a message); on request
     (--methods) also "taylor", and "auto-dop853" / "auto-taylor": "auto" held to its DOP853
-    or its Taylor start at every rtol (ensemble.AUTO_TAYLOR_RTOL set for the call);
+    or its Taylor start at every rtol (ensemble.AUTO_TAYLOR_RTOL set for the call), and
+    "auto-rodas5p": "auto" handing stiff trajectories to Rodas5P at the same tolerances, as
+    narrowflow 0.1 did (ensemble.AUTO_STIFF and AUTO_STIFF_TOL set for the call);
   * numbalsoda LSODA (ODEPACK) with a scalar Numba cfunc (t, u, du, p) written for NF4
     (libm tanh; checked against the model's field): the fastest one-trajectory RHS we have,
     about 6x cheaper per call than narrowflow's lane-batched flow called on one lane; LSODA
@@ -88,19 +90,22 @@ sys.path.insert(0, str(HERE))
 import peers  # noqa: E402  (nf4_data, the Numba RHS, interp_throughput, machine)
 
 NF_METHODS = ("auto", "bdf", "rodas5p", "rodas4", "dop853")   # also the reference-method preference
-# on request only (--methods): the Taylor method alone, and "auto" held to its DOP853 start
-# (ensemble.AUTO_TAYLOR_RTOL = 0) or to its Taylor start (= 1) at every rtol
-NF_EXTRA = ("taylor", "auto-dop853", "auto-taylor")
-AUTO_START = {"auto-dop853": 0.0, "auto-taylor": 1.0}
+# on request only (--methods): the Taylor method alone, "auto" held to its DOP853 start
+# (ensemble.AUTO_TAYLOR_RTOL = 0) or to its Taylor start (= 1) at every rtol, and "auto"
+# handing over to Rodas5P at the same tolerances (its stiff method before BDF)
+NF_EXTRA = ("taylor", "auto-dop853", "auto-taylor", "auto-rodas5p")
+AUTO_VARIANTS = {"auto-dop853": {"AUTO_TAYLOR_RTOL": 0.0},
+                 "auto-taylor": {"AUTO_TAYLOR_RTOL": 1.0},
+                 "auto-rodas5p": {"AUTO_STIFF": "rodas5p", "AUTO_STIFF_TOL": 1.0}}
 PEER_KEYS = ("lsoda", "scipy-radau", "scipy-lsoda")
 LABELS = {"auto": "narrowflow auto", "bdf": "narrowflow bdf", "rodas5p": "narrowflow rodas5p",
           "rodas4": "narrowflow rodas4", "dop853": "narrowflow dop853",
           "taylor": "narrowflow taylor", "auto-dop853": "auto, dop853 start",
-          "auto-taylor": "auto, taylor start",
+          "auto-taylor": "auto, taylor start", "auto-rodas5p": "auto, rodas5p tail",
           "lsoda": "numbalsoda LSODA", "scipy-radau": "scipy Radau + jac",
           "scipy-lsoda": "scipy LSODA + jac"}
 MARKERS = {"auto": "o", "bdf": "*", "rodas5p": "s", "rodas4": "D", "dop853": "^", "lsoda": "v",
-           "taylor": "h", "auto-dop853": "<", "auto-taylor": ">",
+           "taylor": "h", "auto-dop853": "<", "auto-taylor": ">", "auto-rodas5p": "d",
            "scipy-radau": "P", "scipy-lsoda": "X"}
 HORIZONS = (1e2, 1e3, 1e4, 1e5, 1e6, "conv")
 GTOL = 1e-8
@@ -164,23 +169,23 @@ def make_narrowflow(method, conv_t1):
     import narrowflow as nf
     from narrowflow import ensemble
     flow = nf.model.nf4_benchmark()
-    start = AUTO_START.get(method)
+    patch = AUTO_VARIANTS.get(method)
 
     def run(y0, targets, rtol, atol, horizon):
         if horizon == "conv":
             t_span, gtol = (0.0, conv_t1), GTOL
         else:
             t_span, gtol = (0.0, float(horizon)), None
-        saved = getattr(ensemble, "AUTO_TAYLOR_RTOL", None)
-        if start is not None:
-            ensemble.AUTO_TAYLOR_RTOL = start
+        saved = {k: getattr(ensemble, k) for k in (patch or {})}
+        for k, v in (patch or {}).items():
+            setattr(ensemble, k, v)
         try:
             res = nf.solve_ensemble(flow, y0, t_span=t_span,
-                                    method="auto" if start is not None else method, rtol=rtol,
+                                    method="auto" if patch is not None else method, rtol=rtol,
                                     atol=atol, gtol=gtol, threads=1)
         finally:
-            if start is not None:
-                ensemble.AUTO_TAYLOR_RTOL = saved
+            for k, v in saved.items():
+                setattr(ensemble, k, v)
         njev = getattr(res, "njev", None)
         return dict(y=np.asarray(res.y_final), t=np.asarray(res.t_final, float),
                     status=np.asarray(res.status, int), nfev=np.asarray(res.nfev, float),
@@ -486,8 +491,8 @@ def main(argv=None) -> int:
     have = set(ensemble.METHODS)
     say(f"narrowflow {nf.__version__}: ensemble.METHODS = {', '.join(ensemble.METHODS)}")
     nf_methods = []
-    if hasattr(ensemble, "AUTO_TAYLOR_RTOL"):
-        have.update(AUTO_START)
+    have.update(m for m, patch in AUTO_VARIANTS.items()
+                if all(hasattr(ensemble, k) for k in patch))
     for m in NF_METHODS + NF_EXTRA:
         if m not in requested:
             continue
@@ -497,7 +502,7 @@ def main(argv=None) -> int:
             msg = f"skip narrowflow {m!r}: not in narrowflow.ensemble.METHODS"
             say(msg)
             notes.append(msg)
-    conv_t1 = {m: conv_support("auto" if m in AUTO_START else m) for m in nf_methods}
+    conv_t1 = {m: conv_support("auto" if m in AUTO_VARIANTS else m) for m in nf_methods}
     if "conv" in horizons:
         for m, t1 in conv_t1.items():
             if not math.isinf(t1):
