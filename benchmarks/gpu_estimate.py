@@ -28,7 +28,6 @@ Needs jax and diffrax (`pip install jax diffrax`, CPU); without them it says so 
 from __future__ import annotations
 
 import argparse
-import json
 import math
 import sys
 import time
@@ -203,15 +202,10 @@ def main(argv=None) -> int:
         lines.append(f"| {x['statistic']} | {x['diffrax_error']:.2e} | {x['taylor_t1']:.0f} | "
                      f"{x['dop853_t1']:.0f} | {x['n16']:.0f} | {x['ratio']:.2f} |")
     md = "\n".join(lines) + "\n"
-    out = Path(args.out)
-    out.mkdir(parents=True, exist_ok=True)
-    (out / "gpu_estimate.md").write_text(md)
-    (out / "gpu_estimate.json").write_text(json.dumps(dict(
+    peers.write_report(args.out, "gpu_estimate", md, dict(
         rows=rows, estimate=est, machine=m, reference_check=check,
         host=dict(dop853_16=HOST_DOP853_16, dop853_median=HOST_DOP853_MEDIAN,
-                  h200_dopri8=H200_DOPRI8, h200_dopri8_median=H200_DOPRI8_MEDIAN)), indent=1))
-    print()
-    print(md)
+                  h200_dopri8=H200_DOPRI8, h200_dopri8_median=H200_DOPRI8_MEDIAN)))
     return 0
 
 

@@ -338,6 +338,18 @@ def measure(run, n, rtol, ref, min_time=1.0, max_n=None, repeats=3, clock=time.p
     return n / best, float(per.max()), nfev, n
 
 
+def write_report(out, stem, md, data) -> Path:
+    """Write the markdown `md` to out/stem.md and `data` to out/stem.json, print `md`; returns
+    `out` (a Path, created if missing)."""
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    (out / f"{stem}.md").write_text(md)
+    (out / f"{stem}.json").write_text(json.dumps(data, indent=1))
+    print()
+    print(md)
+    return out
+
+
 def interp_throughput(points, err):
     """log-log interpolation of throughput at `err` on a curve [(err, thr)], None outside."""
     pts = sorted((math.log(e), math.log(t)) for e, t in points if e > 0 and t > 0)
@@ -471,14 +483,9 @@ def main(argv=None) -> int:
 
     md = render([r for r in rows if r["rtol"] in rtols], ratios, skipped, versions, ref_check,
                 n_ref)
-    out = Path(args.out)
-    out.mkdir(parents=True, exist_ok=True)
-    (out / "peers.md").write_text(md)
-    (out / "peers.json").write_text(json.dumps(dict(rows=rows, ratios=ratios, skipped=skipped,
-                                                    versions=versions, machine=machine(),
-                                                    reference_check=ref_check), indent=1))
-    print()
-    print(md)
+    out = write_report(args.out, "peers", md, dict(
+        rows=rows, ratios=ratios, skipped=skipped, versions=versions, machine=machine(),
+        reference_check=ref_check))
     if not args.no_figure:
         figure(rows, out / "work_precision.png")
         print(f"figure: {out / 'work_precision.png'}")
@@ -677,12 +684,7 @@ def write_taylor_report(report, out, stem, figures=True):
         lines.append(f"| {r['solver']} | {r['rtol']:.1e} | {r['throughput']:.0f} | {r['clock']} | "
                      f"{cores(r['cores'])} | {r['error']:.2e} | {r['median_error']:.2e} | {st} |")
     md = "\n".join(lines) + "\n"
-    out.mkdir(parents=True, exist_ok=True)
-    (out / f"{stem}.md").write_text(md)
-    (out / f"{stem}.json").write_text(json.dumps(dict(report, compare=cmp, compare_threads=cmp_t),
-                                                 indent=1))
-    print()
-    print(md)
+    write_report(out, stem, md, dict(report, compare=cmp, compare_threads=cmp_t))
     if figures:
         figure(rows, out / f"{stem}_work_precision.png",
                title="NF4 work-precision: taylor vs heyoka"

@@ -40,7 +40,6 @@ from __future__ import annotations
 
 import argparse
 import contextlib
-import json
 import math
 import os
 import sys
@@ -163,13 +162,8 @@ def blocks(sizes, orders, repeats, out):
     for b in sizes:
         lines.append(f"| {b} | " + " | ".join(f"{cost[b, p] * 1e6:.3f}" for p in orders) + " |")
     md = "\n".join(lines) + "\n"
-    out.mkdir(parents=True, exist_ok=True)
-    (out / "taylor_blocks.md").write_text(md)
-    (out / "taylor_blocks.json").write_text(json.dumps(dict(
-        cost_per_lane_s={f"{b},{p}": c for (b, p), c in cost.items()}, loads=loads, machine=m),
-        indent=1))
-    print()
-    print(md)
+    peers.write_report(out, "taylor_blocks", md, dict(
+        cost_per_lane_s={f"{b},{p}": c for (b, p), c in cost.items()}, loads=loads, machine=m))
 
 
 def alignment(orders=(8, 13), repeats=3):
@@ -381,14 +375,9 @@ def main(argv=None) -> int:
                      f"{d['heyoka_us_per_lane_step']:.3f} | {d['us_per_lane_step']:.3f} | "
                      f"{d['cost_ratio']:.2f} | {d['steps_ratio']:.2f} | {d['ratio']:.2f} |")
     md = "\n".join(lines) + "\n"
-    out = Path(args.out)
-    out.mkdir(parents=True, exist_ok=True)
-    (out / "taylor_rule.md").write_text(md)
-    (out / "taylor_rule.json").write_text(json.dumps(dict(
+    peers.write_report(args.out, "taylor_rule", md, dict(
         grid=grid, cost_per_lane_step_s={str(p): c for p, c in cost.items()},
-        frontier=frontier, heyoka=list(dec.values()), loads=loads, machine=m), indent=1))
-    print()
-    print(md)
+        frontier=frontier, heyoka=list(dec.values()), loads=loads, machine=m))
     return 0
 
 
