@@ -1,6 +1,6 @@
 """Stiff integration in solve_ensemble: Rosenbrock methods (rodas5p, rodas4), method="auto"
-(explicit or Taylor start, BDF tail), integration to convergence. References: closed forms (linear systems) and scipy Radau at
-tight tolerance with the analytic Jacobian."""
+(explicit or Taylor start, BDF tail), integration to convergence. References: closed forms
+(linear systems) and scipy Radau at tight tolerance with the analytic Jacobian."""
 import numpy as np
 import pytest
 from numba import cfunc

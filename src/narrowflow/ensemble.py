@@ -46,10 +46,9 @@ AUTO_STIFF = "bdf"            # ... and the implicit method that continues stiff
 AUTO_STIFF_TOL = 0.01         # at rtol and atol times this (not below rtol 1e-15).
 # BDF's global error at a given rtol is 10-100x Rodas5P's on NF4 (Rodas5P advances with its
 # 5th-order solution and controls the 4th-order one's error; BDF controls its own); at a
-# hundredth of the tolerance it
-# errs no more than Rodas5P at the tolerance, with a fraction of the evaluations: at equal
-# error 1.3-1.6x as fast to convergence at rtol 1e-6 ... 1e-8, 2.6-4.5x at 1e-10 ... 1e-12
-# (benchmarks/README.md).
+# hundredth of the tolerance it errs no more than Rodas5P at the tolerance, with a fraction
+# of the evaluations: at equal error 1.3-1.6x as fast to convergence at rtol 1e-6 ... 1e-8,
+# 2.6-4.5x at 1e-10 ... 1e-12 (benchmarks/README.md).
 # AUTO_STIFF = "rodas5p" with AUTO_STIFF_TOL = 1.0 is the handover used before BDF.
 # the stiffness test of "auto": STIFF_STEPS accepted DOP853 steps in a row with h|λ| beyond
 # STIFF_HLAM (estimated from the last two stages) switch a trajectory to AUTO_STIFF. Hairer
@@ -588,7 +587,8 @@ def solve_chunk(problem: EnsembleProblem, theta0, threads: int = 1, out: dict | 
             # continue each stiff trajectory where it stopped, in the same output rows
             run(tableaus.get(AUTO_STIFF), np.ascontiguousarray(out["y_final"]), rows=rows,
                 t_start=np.ascontiguousarray(out["t_final"]), h_start=h_last, resume=True,
-                rtol=max(problem.rtol * AUTO_STIFF_TOL, 1e-15), atol=problem.atol * AUTO_STIFF_TOL)
+                rtol=max(problem.rtol * AUTO_STIFF_TOL, 1e-15),
+                atol=problem.atol * AUTO_STIFF_TOL)
     elif problem.method == "taylor":
         run_taylor(y0)
     else:
