@@ -141,7 +141,7 @@ cdef struct Work:
     double* ACC      # combination scratch
     double* W        # scratch
     double* K        # nk stage slots
-    double* GIN      # gathered inputs of a call for some lanes (save points' losses)
+    double* GIN      # gathered inputs of a call for some lanes (losses: save points, escape)
     double* t
     double* h
     double* tn       # time at the end of the proposed step
@@ -589,16 +589,14 @@ cdef void save_points(Job* job, const Tab* tb, Work* w) noexcept nogil:
     The loss is evaluated for the lanes with a save point only, gathered: in a stiff tail
     the lanes' save points rarely fall in the same round, and the loss of every lane cost
     about L times the work (the main job's save grid cost BDF a sixth of its time)."""
-    cdef int64_t i, l, L = w.L, n = w.n, k, s, npend
+    cdef int64_t i, j, l, L = w.L, n = w.n, k, s, npend
     cdef double ts
     while True:
         npend = 0
         for l in range(L):
-            w.pend[l] = 0
             if w.acc[l] and w.st[l] == ST_RUNNING and w.nsave[l] < job.K:
                 ts = job.tsave[w.nsave[l]]
                 if ts <= w.tn[l]:
-                    w.pend[l] = 1
                     w.sel[npend] = l
                     npend += 1
                     if ts == w.tn[l]:
@@ -608,15 +606,15 @@ cdef void save_points(Job* job, const Tab* tb, Work* w) noexcept nogil:
         if npend == 0:
             return
         call_lanes(job, w, job.loss, 1, w.sel, npend, w.YT, w.lbuf, w.GIN, w.lgat)
-        for l in range(L):
-            if w.pend[l]:
-                k = w.idx[l]
-                s = w.nsave[l]
-                if job.y_saved != NULL:
-                    for i in range(n):
-                        job.y_saved[(k * job.K + s) * n + i] = w.YT[i * L + l]
-                job.loss_saved[k * job.K + s] = w.lbuf[l]
-                w.nsave[l] += 1
+        for j in range(npend):
+            l = w.sel[j]
+            k = w.idx[l]
+            s = w.nsave[l]
+            if job.y_saved != NULL:
+                for i in range(n):
+                    job.y_saved[(k * job.K + s) * n + i] = w.YT[i * L + l]
+            job.loss_saved[k * job.K + s] = w.lbuf[l]
+            w.nsave[l] += 1
 
 
 cdef void escape_roots(Job* job, const Tab* tb, Work* w) noexcept nogil:
@@ -765,20 +763,21 @@ cdef inline int accepted_diverges(const Job* job, Work* w, int64_t l, const doub
 
 cdef void escape_crossings(Job* job, Work* w) noexcept nogil:
     """cross[l]: the loss fell below the escape threshold during lane l's accepted step.
-    The loss is evaluated only where some lane that has not escaped accepted a step: an
-    escaped lane never reads it again, and in a stiff tail every lane has long escaped."""
-    cdef int64_t l
-    cdef int need = 0
+    The loss (lossnew) is evaluated, gathered, for the lanes that have not escaped and
+    accepted a step only: an escaped lane never reads it again, and in a stiff tail every
+    lane has long escaped."""
+    cdef int64_t j, l, nsel = 0
     for l in range(w.L):
         w.cross[l] = 0
         if w.acc[l] and w.st[l] == ST_RUNNING and not w.escaped[l]:
-            need = 1
-    if not need:
+            w.sel[nsel] = l
+            nsel += 1
+    if nsel == 0:
         return
-    job.loss(w.L, job.t0, w.YN, w.lossnew, job.params)
-    for l in range(w.L):
-        w.cross[l] = (w.acc[l] and w.st[l] == ST_RUNNING and not w.escaped[l]
-                      and w.lossprev[l] >= job.escape and w.lossnew[l] < job.escape)
+    call_lanes(job, w, job.loss, 1, w.sel, nsel, w.YN, w.lossnew, w.GIN, w.lgat)
+    for j in range(nsel):
+        l = w.sel[j]
+        w.cross[l] = w.lossprev[l] >= job.escape and w.lossnew[l] < job.escape
 
 
 cdef inline void advance_accepted(const Job* job, Work* w, int64_t l, const double* Fnew,
