@@ -76,6 +76,7 @@ one panel per horizon).
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import math
 import sys
@@ -92,20 +93,27 @@ import peers  # noqa: E402  (nf4_data, the Numba RHS, interp_throughput, machine
 NF_METHODS = ("auto", "bdf", "rodas5p", "rodas4", "dop853")   # also the reference-method preference
 # on request only (--methods): the Taylor method alone, "auto" held to its DOP853 start
 # (ensemble.AUTO_TAYLOR_RTOL = 0) or to its Taylor start (= 1) at every rtol, and "auto"
-# handing over to Rodas5P at the same tolerances (its stiff method before BDF)
-NF_EXTRA = ("taylor", "auto-dop853", "auto-taylor", "auto-rodas5p")
+# handing over to Rodas5P at the same tolerances (its stiff method before BDF); "auto" and
+# "bdf" with BDF's Jacobian renewed only when Newton fails (jacobian_every = 0, as before
+# the scheduled renewal)
+NF_EXTRA = ("taylor", "auto-dop853", "auto-taylor", "auto-rodas5p", "auto-jac0", "bdf-jac0")
 AUTO_VARIANTS = {"auto-dop853": {"AUTO_TAYLOR_RTOL": 0.0},
                  "auto-taylor": {"AUTO_TAYLOR_RTOL": 1.0},
                  "auto-rodas5p": {"AUTO_STIFF": "rodas5p", "AUTO_STIFF_TOL": 1.0}}
+# variants of a method with other fields of BDF's MultistepMethod: name -> (method, fields)
+BDF_VARIANTS = {"auto-jac0": ("auto", {"jacobian_every": 0}),
+                "bdf-jac0": ("bdf", {"jacobian_every": 0})}
 PEER_KEYS = ("lsoda", "scipy-radau", "scipy-lsoda")
 LABELS = {"auto": "narrowflow auto", "bdf": "narrowflow bdf", "rodas5p": "narrowflow rodas5p",
           "rodas4": "narrowflow rodas4", "dop853": "narrowflow dop853",
           "taylor": "narrowflow taylor", "auto-dop853": "auto, dop853 start",
           "auto-taylor": "auto, taylor start", "auto-rodas5p": "auto, rodas5p tail",
+          "auto-jac0": "auto, J on failure only", "bdf-jac0": "bdf, J on failure only",
           "lsoda": "numbalsoda LSODA", "scipy-radau": "scipy Radau + jac",
           "scipy-lsoda": "scipy LSODA + jac"}
 MARKERS = {"auto": "o", "bdf": "*", "rodas5p": "s", "rodas4": "D", "dop853": "^", "lsoda": "v",
            "taylor": "h", "auto-dop853": "<", "auto-taylor": ">", "auto-rodas5p": "d",
+           "auto-jac0": "8", "bdf-jac0": "p",
            "scipy-radau": "P", "scipy-lsoda": "X"}
 HORIZONS = (1e2, 1e3, 1e4, 1e5, 1e6, "conv")
 GTOL = 1e-8
@@ -168,8 +176,10 @@ def horizon_label(h) -> str:
 def make_narrowflow(method, conv_t1):
     import narrowflow as nf
     from narrowflow import ensemble
+    from narrowflow import tableaus
     flow = nf.model.nf4_benchmark()
     patch = AUTO_VARIANTS.get(method)
+    base, fields = BDF_VARIANTS.get(method, ("auto" if patch is not None else method, None))
 
     def run(y0, targets, rtol, atol, horizon):
         if horizon == "conv":
@@ -179,11 +189,16 @@ def make_narrowflow(method, conv_t1):
         saved = {k: getattr(ensemble, k) for k in (patch or {})}
         for k, v in (patch or {}).items():
             setattr(ensemble, k, v)
+        get = tableaus.get
+        if fields:
+            # narrowflow.ensemble looks its methods up through tableaus.get at each run
+            tableaus.get = lambda name: (dataclasses.replace(get(name), **fields)
+                                         if name == "bdf" else get(name))
         try:
-            res = nf.solve_ensemble(flow, y0, t_span=t_span,
-                                    method="auto" if patch is not None else method, rtol=rtol,
+            res = nf.solve_ensemble(flow, y0, t_span=t_span, method=base, rtol=rtol,
                                     atol=atol, gtol=gtol, threads=1)
         finally:
+            tableaus.get = get
             for k, v in saved.items():
                 setattr(ensemble, k, v)
         njev = getattr(res, "njev", None)
@@ -493,6 +508,9 @@ def main(argv=None) -> int:
     nf_methods = []
     have.update(m for m, patch in AUTO_VARIANTS.items()
                 if all(hasattr(ensemble, k) for k in patch))
+    from narrowflow import tableaus
+    have.update(m for m, (_, fields) in BDF_VARIANTS.items()
+                if all(hasattr(tableaus.get_multistep("bdf"), k) for k in fields))
     for m in NF_METHODS + NF_EXTRA:
         if m not in requested:
             continue
@@ -502,7 +520,8 @@ def main(argv=None) -> int:
             msg = f"skip narrowflow {m!r}: not in narrowflow.ensemble.METHODS"
             say(msg)
             notes.append(msg)
-    conv_t1 = {m: conv_support("auto" if m in AUTO_VARIANTS else m) for m in nf_methods}
+    conv_t1 = {m: conv_support("auto" if m in AUTO_VARIANTS else BDF_VARIANTS.get(m, (m,))[0])
+               for m in nf_methods}
     if "conv" in horizons:
         for m, t1 in conv_t1.items():
             if not math.isinf(t1):

@@ -1331,6 +1331,7 @@ cdef struct Bdf:
     double ialpha[BDF_MAXQ + 1]
     double U[BDF_MAXQ + 1][(BDF_MAXQ + 1) * (BDF_MAXQ + 1)]    # bdf_R(q, 1) per order
     double minfac, maxfac, newton_kappa, min_growth
+    int jac_every                   # a lane's Jacobian is renewed after this many steps (0: never)
     double safety[BDF_MAXIT + 1]    # scipy's 0.9 (2 maxiter + 1) / (2 maxiter + iterations)
 
 
@@ -1467,11 +1468,12 @@ cdef int run_worker_bdf(Job* job, const Tab* tb, const Bdf* bd, int64_t* stats) 
       its next step, or its accepted state for the gradient-norm test. Newton iterations
       therefore cost one evaluation each, whatever the other lanes do.
     - The Newton iteration is CVODE's: converged when the correction times the convergence
-      rate remembered across steps (crate) is a tenth of what the error test allows, so a
-      smooth stiff tail costs about one evaluation per step.
-    - Each lane keeps its own Jacobian (evaluated, for the lanes that need it only, when its
-      Newton iteration fails with an old one) and LU factors (refactored when its h or
-      order changes).
+      rate remembered across steps (crate) is newton_kappa (a hundredth) of what the error
+      test allows, so a smooth stiff tail costs little more than one evaluation per step.
+    - Each lane keeps its own Jacobian and LU factors (refactored when its h or order
+      changes). The Jacobian is evaluated, for the lanes that need it only, when a Newton
+      iteration fails with an old one and, as CVODE's msbj, every jacobian_every accepted
+      steps: an old Jacobian slows the iteration, and each step then costs two evaluations.
     - f(y_new) is evaluated only where the gradient-norm test needs it (the last Newton
       evaluation, within the Newton tolerance of y_new, says where).
     """
@@ -1502,6 +1504,7 @@ cdef int run_worker_bdf(Job* job, const Tab* tb, const Bdf* bd, int64_t* stats) 
     cdef int* luok
     cdef int* jfresh
     cdef int* qnew
+    cdef int* jage
     cdef int64_t* sel
     cdef double* Dq
     cdef int64_t t_start = now_ns()
@@ -1511,7 +1514,7 @@ cdef int run_worker_bdf(Job* job, const Tab* tb, const Bdf* bd, int64_t* stats) 
     # zeroed: the error weights are computed for every lane from YP, also for lanes that
     # never start a step (fewer trajectories than lanes), whose values nobody reads
     PSI = <double*> calloc(7 * nL + 6 * L + 3 * pp * L, sizeof(double))
-    piv = <int*> malloc((nL + 6 * L) * sizeof(int))
+    piv = <int*> malloc((nL + 7 * L) * sizeof(int))
     sel = <int64_t*> malloc(L * sizeof(int64_t))
     if PSI == NULL or piv == NULL or sel == NULL:
         free(PSI)
@@ -1520,7 +1523,7 @@ cdef int run_worker_bdf(Job* job, const Tab* tb, const Bdf* bd, int64_t* stats) 
         work_free(&w)
         return -1
     memset(PSI, 0, (7 * nL + 6 * L + 3 * pp * L) * sizeof(double))
-    memset(piv, 0, (nL + 6 * L) * sizeof(int))
+    memset(piv, 0, (nL + 7 * L) * sizeof(int))
     DD = PSI + nL               # d = y - y_pred, the sum of the Newton corrections
     YP = PSI + 2 * nL           # y_pred
     FN = PSI + 3 * nL           # f at the points of this round
@@ -1542,6 +1545,7 @@ cdef int run_worker_bdf(Job* job, const Tab* tb, const Bdf* bd, int64_t* stats) 
     luok = neq + L              # LU factors valid for the current h and order
     jfresh = luok + L           # the Jacobian was evaluated at the current state
     qnew = jfresh + L
+    jage = qnew + L             # steps accepted since the lane's Jacobian was evaluated
     live = start_lanes(job, tb, &w)
     while live > 0:
         x = round_prologue(job, tb, &w)
@@ -1559,6 +1563,7 @@ cdef int run_worker_bdf(Job* job, const Tab* tb, const Bdf* bd, int64_t* stats) 
                 neq[l] = 0
                 luok[l] = 0
                 jfresh[l] = 0
+                jage[l] = 0
                 crate[l] = 1.0
                 cval[l] = 0.0
                 for j in range(1, tb.nk):
@@ -1582,7 +1587,12 @@ cdef int run_worker_bdf(Job* job, const Tab* tb, const Bdf* bd, int64_t* stats) 
                 w.jnew[l] = 0
                 jfresh[l] = 1
                 luok[l] = 0
-                crate[l] = 1.0
+                # a Jacobian renewed on schedule keeps the remembered convergence rate: it is
+                # newer than the one the rate was measured with; one renewed after a failed
+                # Newton iteration starts from rate 1
+                if not (bd.jac_every > 0 and jage[l] >= bd.jac_every):
+                    crate[l] = 1.0
+                jage[l] = 0
                 if jstat != 0 and jacobian_diverges(&w, JB, pp, l):
                     x = 1
             if x:
@@ -1795,6 +1805,11 @@ cdef int run_worker_bdf(Job* job, const Tab* tb, const Bdf* bd, int64_t* stats) 
                 continue
             if w.acc[l]:
                 w.steps[l] += 1
+                # CVODE's msbj: the Jacobian is renewed every jac_every steps, so that the
+                # first Newton correction passes more often (a stale one slows the iteration)
+                jage[l] += 1
+                if bd.jac_every > 0 and jage[l] >= bd.jac_every:
+                    w.jnew[l] = 1
                 # advance (as advance_accepted, with the gradient-norm test deferred to
                 # an evaluation at the new state where the last one says it may pass)
                 copy_lane(&w, w.YN, w.Y, l)
@@ -2200,6 +2215,9 @@ cdef void fill_bdf(Tab* tb, Bdf* bd, method, double rtol) except *:
     bd.maxfac = method.max_factor
     bd.newton_kappa = method.newton_kappa
     bd.min_growth = method.min_growth
+    if not 0 <= method.jacobian_every <= 2**31 - 1:
+        raise ValueError(f"jacobian_every must be >= 0, got {method.jacobian_every}")
+    bd.jac_every = method.jacobian_every
     tb.S = 1
     tb.nk = bd.maxord + 4
     tb.err_kind = 1

@@ -1,5 +1,7 @@
 """method="bdf": the variable-order NDF worker of the lane kernel (ext/ensemble.pyx,
 run_worker_bdf), against closed forms, Radau at tight tolerance and itself across lanes."""
+import dataclasses
+
 import numpy as np
 import pytest
 from scipy.linalg import expm
@@ -36,8 +38,10 @@ def test_linear_stiff_closed_form_and_dense_output(rtol):
     assert np.abs(r.y_final - exact[:, -1]).max() < 100 * rtol
     assert np.abs(r.y_saved - exact).max() < 300 * rtol
     assert np.array_equal(r.y_saved[:, -1], r.y_final)
-    # a linear problem: the Jacobian is evaluated once and never fails the Newton iteration
-    assert np.all(r.njev == 1)
+    # a linear problem: the Newton iteration never fails, so the Jacobian is evaluated at the
+    # start and then on schedule only, after every jacobian_every accepted steps
+    every = tableaus.get("bdf").jacobian_every
+    assert np.array_equal(r.njev, 1 + (r.n_accepted - 1) // every), (r.njev, r.n_accepted)
 
 
 def test_error_follows_the_tolerance():
@@ -91,7 +95,8 @@ def test_nf4_long_horizon_against_radau(nf4):
     assert np.abs(r.y_final - ref).max() < 1e-6
     mid = np.array([radau_ref(nf4.field, lambda y: -nf4.hessian(y), y, 1000.0) for y in y0])
     assert np.abs(r.y_saved[:, 2] - mid).max() < 1e-6
-    # the Newton iteration re-evaluates the Hessian only when it fails: far fewer than steps
+    # the Hessian is renewed on schedule and when the Newton iteration fails: far fewer
+    # times than there are steps
     assert np.all(r.njev < 0.2 * r.n_accepted)
 
 
@@ -99,7 +104,9 @@ def test_quadratic_loss_converges_with_bounded_work():
     """Hessian eigenvalues 1e-6 ... 1: CONVERGED at t = inf (the gradient norm of the final
     state itself, not of a Newton iterate), about one evaluation a step."""
     r = quadratic_to_convergence("bdf")
-    assert r.nfev.max() < 1000 and np.all(r.njev == 1), (r.nfev, r.njev)
+    every = tableaus.get("bdf").jacobian_every
+    assert r.nfev.max() < 1000, r.nfev
+    assert np.array_equal(r.njev, 1 + (r.n_accepted - 1) // every), (r.njev, r.n_accepted)
     assert np.all(r.nfev < 1.6 * (r.n_accepted + r.n_rejected))
     ros = quadratic_to_convergence("rodas5p")
     assert r.nfev.max() < ros.nfev.min()
@@ -113,6 +120,37 @@ def test_max_step_and_t1():
     assert np.all(r.status == Status.SUCCESS) and np.all(r.t_final == 100.0)
     assert np.all(r.n_accepted >= 200)
     assert np.abs(r.y_final - y0 @ expm(-M * 100.0).T).max() < 1e-6
+
+
+def _bdf_with(monkeypatch, **fields):
+    """method "bdf" (and auto's tail) with other MultistepMethod fields, through tableaus.get."""
+    get = tableaus.get
+    monkeypatch.setattr(tableaus, "get", lambda name: (dataclasses.replace(get(name), **fields)
+                                                       if name == "bdf" else get(name)))
+
+
+def test_jacobian_renewed_on_schedule(nf4, monkeypatch):
+    """NF4's stiff tail: renewing each lane's Hessian every jacobian_every steps (CVODE's
+    msbj) lets the first Newton correction pass more often, so the tail costs fewer
+    evaluations than with a Hessian renewed only when Newton fails, at the same accuracy."""
+    y0 = model.nf4_initial_states(6, seed=31)
+    T = 1e4
+    kw = dict(t_span=(0.0, T), method="bdf", rtol=1e-10, atol=1e-12, threads=1)
+    ref = np.array([radau_ref(nf4.field, lambda y: -nf4.hessian(y), y, T) for y in y0])
+    every = tableaus.get("bdf").jacobian_every
+    assert every == 40
+    sched = nf.solve_ensemble(nf4, y0, **kw)
+    _bdf_with(monkeypatch, jacobian_every=0)
+    fail_only = nf.solve_ensemble(nf4, y0, **kw)
+    for r in (sched, fail_only):
+        assert np.all(r.status == Status.SUCCESS)
+        assert np.abs(r.y_final - ref).max() < 1e-7
+    assert np.all(sched.njev >= (sched.n_accepted - 1) // every)          # the schedule
+    assert fail_only.njev.sum() < sched.njev.sum()
+    assert sched.nfev.sum() < 0.85 * fail_only.nfev.sum(), (sched.nfev, fail_only.nfev)
+    _bdf_with(monkeypatch, jacobian_every=-1)
+    with pytest.raises(ValueError, match="jacobian_every"):
+        nf.solve_ensemble(nf4, y0[:1], **kw)
 
 
 @pytest.mark.parametrize("method", ["bdf"])

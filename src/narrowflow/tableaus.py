@@ -546,6 +546,9 @@ class MultistepMethod:
         is not worth new LU factors; CVODE's THRESH).
     min_factor, max_factor : float, optional
         Bounds on the factor of a step change (as in ``scipy.integrate.BDF``).
+    jacobian_every : int, optional
+        A lane's Jacobian is evaluated anew after this many accepted steps (CVODE's msbj,
+        51 there), besides when its Newton iteration fails; 0: only then.
     """
 
     name: str
@@ -559,6 +562,7 @@ class MultistepMethod:
     min_growth: float = 1.2
     min_factor: float = 0.2
     max_factor: float = 10.0
+    jacobian_every: int = 40
 
 
 @lru_cache(maxsize=None)
