@@ -104,6 +104,11 @@ AUTO_VARIANTS = {"auto-dop853": {"AUTO_TAYLOR_RTOL": 0.0},
 BDF_VARIANTS = {"auto-jac0": ("auto", {"jacobian_every": 0}),
                 "bdf-jac0": ("bdf", {"jacobian_every": 0})}
 PEER_KEYS = ("lsoda", "scipy-radau", "scipy-lsoda")
+
+
+def base_method(m: str) -> str:
+    """The narrowflow method a (variant) name runs through solve_ensemble."""
+    return "auto" if m in AUTO_VARIANTS else BDF_VARIANTS.get(m, (m,))[0]
 LABELS = {"auto": "narrowflow auto", "bdf": "narrowflow bdf", "rodas5p": "narrowflow rodas5p",
           "rodas4": "narrowflow rodas4", "dop853": "narrowflow dop853",
           "taylor": "narrowflow taylor", "auto-dop853": "auto, dop853 start",
@@ -179,7 +184,7 @@ def make_narrowflow(method, conv_t1):
     from narrowflow import tableaus
     flow = nf.model.nf4_benchmark()
     patch = AUTO_VARIANTS.get(method)
-    base, fields = BDF_VARIANTS.get(method, ("auto" if patch is not None else method, None))
+    base, fields = base_method(method), BDF_VARIANTS.get(method, (None, None))[1]
 
     def run(y0, targets, rtol, atol, horizon):
         if horizon == "conv":
@@ -520,8 +525,7 @@ def main(argv=None) -> int:
             msg = f"skip narrowflow {m!r}: not in narrowflow.ensemble.METHODS"
             say(msg)
             notes.append(msg)
-    conv_t1 = {m: conv_support("auto" if m in AUTO_VARIANTS else BDF_VARIANTS.get(m, (m,))[0])
-               for m in nf_methods}
+    conv_t1 = {m: conv_support(base_method(m)) for m in nf_methods}
     if "conv" in horizons:
         for m, t1 in conv_t1.items():
             if not math.isinf(t1):

@@ -122,11 +122,14 @@ def test_max_step_and_t1():
     assert np.abs(r.y_final - y0 @ expm(-M * 100.0).T).max() < 1e-6
 
 
+_GET = tableaus.get
+
+
 def _bdf_with(monkeypatch, **fields):
-    """method "bdf" (and auto's tail) with other MultistepMethod fields, through tableaus.get."""
-    get = tableaus.get
-    monkeypatch.setattr(tableaus, "get", lambda name: (dataclasses.replace(get(name), **fields)
-                                                       if name == "bdf" else get(name)))
+    """method "bdf" (and auto's tail) with other MultistepMethod fields, through tableaus.get
+    (each call replaces the previous one's fields)."""
+    monkeypatch.setattr(tableaus, "get", lambda name: (dataclasses.replace(_GET(name), **fields)
+                                                       if name == "bdf" else _GET(name)))
 
 
 def test_jacobian_renewed_on_schedule(nf4, monkeypatch):
