@@ -71,7 +71,9 @@ cdef enum:
     ST_STIFF = 6          # internal: stiffness detected, to be continued by a Rosenbrock method
 
 cdef struct Tab:
-    int S, fsal, knew, nk, n_extra, err_kind, order, deg
+    int S, fsal, knew, nk, n_extra, err_kind, deg
+    int order       # init_round's first step h ~ tol^(1/order): the power of h in the error
+                    # estimate (Hairer's hinit: the RK order; BDF1: 2, as scipy's)
     int incr        # 1: the K slots hold increments (Rosenbrock u_i): dense = y + sum K_j P_j
     int stiff_test  # 1: Hairer's DOP853 stiffness test on accepted steps
     double A[MAXK][MAXK]
@@ -1572,10 +1574,11 @@ cdef int run_worker_bdf(Job* job, const Tab* tb, const Bdf* bd, int64_t* stats) 
                 for i in range(n):
                     w.K[nL + i * L + l] = w.Y[i * L + l]
                     w.K[2 * nL + i * L + l] = w.h[l] * w.K[i * L + l]
-        # --- the Jacobian at the current state, for the lanes that asked for it
+        # --- the Jacobian at the current state, for the lanes that asked for it (a lane in
+        # its gradient-norm test waits: the test may end it, and its state stays the same)
         nsel = 0
         for l in range(L):
-            if w.idx[l] >= 0 and w.st[l] == ST_RUNNING and w.jnew[l]:
+            if w.idx[l] >= 0 and w.st[l] == ST_RUNNING and w.jnew[l] and ph[l] != PH_GRAD:
                 sel[nsel] = l
                 nsel += 1
         if nsel:
@@ -2193,7 +2196,8 @@ cdef void fill_ros(Tab* tb, Ros* rs, tab) except *:
 cdef void fill_bdf(Tab* tb, Bdf* bd, method, double rtol) except *:
     """A narrowflow.tableaus.MultistepMethod into the kernel's Bdf and, for the shared code,
     Tab layouts: K slot 0 = f(y), slots 1..max_order+3 the differences D_j; dense output
-    from D (tb.incr == 3); the first step from Hairer's heuristic with order 1."""
+    from D (tb.incr == 3); the first step from Hairer's heuristic for BDF1, whose local error
+    is O(h^2) (scipy's select_initial_step with order 1 also takes h ~ tol^(1/2))."""
     cdef int q
     if method.max_order > BDF_MAXQ:
         raise ValueError(f"max_order must be <= {BDF_MAXQ}, got {method.max_order}")
@@ -2221,7 +2225,9 @@ cdef void fill_bdf(Tab* tb, Bdf* bd, method, double rtol) except *:
     tb.S = 1
     tb.nk = bd.maxord + 4
     tb.err_kind = 1
-    tb.order = 1
+    # not 1: h ~ tol^(1/1) started NF4 at h ~ 1e-10 (rtol 1e-8), and the step then took 15-25
+    # evaluations to grow ten-fold every second step to the scale of the flow
+    tb.order = 2
     tb.incr = 3
 
 

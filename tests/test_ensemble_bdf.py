@@ -112,6 +112,20 @@ def test_quadratic_loss_converges_with_bounded_work():
     assert r.nfev.max() < ros.nfev.min()
 
 
+@pytest.mark.parametrize("rtol", [1e-6, 1e-10])
+def test_first_step_is_scipys(nf4, rtol):
+    """The first step (BDF1, local error O(h^2)) is scipy's BDF's, h ~ tol^(1/2): a step
+    ~ tol^(1/1) started NF4 five decades too small."""
+    from scipy.integrate import BDF
+    y0 = model.nf4_initial_states(5, seed=2)
+    r = nf.solve_ensemble(nf4, y0, t_span=(0.0, 1e3), method="bdf", rtol=rtol,
+                          atol=rtol * 1e-2, max_steps=1, threads=1)
+    assert np.all(r.status == Status.MAX_STEPS) and np.all(r.n_accepted == 1)
+    h = [BDF(lambda t, y: nf4.field(y), 0.0, y, 1e3, rtol=rtol, atol=rtol * 1e-2,
+             jac=lambda t, y: -nf4.hessian(y)).h_abs for y in y0]
+    assert np.allclose(r.t_final, h, rtol=1e-12, atol=0.0), (r.t_final, h)
+
+
 def test_max_step_and_t1():
     M = stiff_matrix(np.array([1e-2, 1.0]), seed=1)
     y0 = np.ones((3, 2))
