@@ -95,30 +95,41 @@ NF_METHODS = ("auto", "bdf", "rodas5p", "rodas4", "dop853")   # also the referen
 # (ensemble.AUTO_TAYLOR_RTOL = 0) or to its Taylor start (= 1) at every rtol, and "auto"
 # handing over to Rodas5P at the same tolerances (its stiff method before BDF); "auto" and
 # "bdf" with BDF's Jacobian renewed only when Newton fails (jacobian_every = 0, as before
-# the scheduled renewal)
-NF_EXTRA = ("taylor", "auto-dop853", "auto-taylor", "auto-rodas5p", "auto-jac0", "bdf-jac0")
+# the scheduled renewal) or every 10 accepted steps (jacobian_every = 10), or with up to 6
+# Newton iterations per step (newton_maxiter = 6)
+NF_EXTRA = ("taylor", "auto-dop853", "auto-taylor", "auto-rodas5p", "auto-jac0", "bdf-jac0",
+            "auto-jac10", "bdf-jac10", "auto-newton6", "bdf-newton6")
 AUTO_VARIANTS = {"auto-dop853": {"AUTO_TAYLOR_RTOL": 0.0},
                  "auto-taylor": {"AUTO_TAYLOR_RTOL": 1.0},
                  "auto-rodas5p": {"AUTO_STIFF": "rodas5p", "AUTO_STIFF_TOL": 1.0}}
 # variants of a method with other fields of BDF's MultistepMethod: name -> (method, fields)
 BDF_VARIANTS = {"auto-jac0": ("auto", {"jacobian_every": 0}),
-                "bdf-jac0": ("bdf", {"jacobian_every": 0})}
+                "bdf-jac0": ("bdf", {"jacobian_every": 0}),
+                "auto-jac10": ("auto", {"jacobian_every": 10}),
+                "bdf-jac10": ("bdf", {"jacobian_every": 10}),
+                "auto-newton6": ("auto", {"newton_maxiter": 6}),
+                "bdf-newton6": ("bdf", {"newton_maxiter": 6})}
 PEER_KEYS = ("lsoda", "scipy-radau", "scipy-lsoda")
 
 
 def base_method(m: str) -> str:
     """The narrowflow method a (variant) name runs through solve_ensemble."""
     return "auto" if m in AUTO_VARIANTS else BDF_VARIANTS.get(m, (m,))[0]
+
+
 LABELS = {"auto": "narrowflow auto", "bdf": "narrowflow bdf", "rodas5p": "narrowflow rodas5p",
           "rodas4": "narrowflow rodas4", "dop853": "narrowflow dop853",
           "taylor": "narrowflow taylor", "auto-dop853": "auto, dop853 start",
           "auto-taylor": "auto, taylor start", "auto-rodas5p": "auto, rodas5p tail",
           "auto-jac0": "auto, J on failure only", "bdf-jac0": "bdf, J on failure only",
+          "auto-jac10": "auto, J every 10 steps", "bdf-jac10": "bdf, J every 10 steps",
+          "auto-newton6": "auto, 6 Newton its", "bdf-newton6": "bdf, 6 Newton its",
           "lsoda": "numbalsoda LSODA", "scipy-radau": "scipy Radau + jac",
           "scipy-lsoda": "scipy LSODA + jac"}
 MARKERS = {"auto": "o", "bdf": "*", "rodas5p": "s", "rodas4": "D", "dop853": "^", "lsoda": "v",
            "taylor": "h", "auto-dop853": "<", "auto-taylor": ">", "auto-rodas5p": "d",
-           "auto-jac0": "8", "bdf-jac0": "p",
+           "auto-jac0": "8", "bdf-jac0": "p", "auto-jac10": "H", "bdf-jac10": "x",
+           "auto-newton6": "1", "bdf-newton6": "2",
            "scipy-radau": "P", "scipy-lsoda": "X"}
 HORIZONS = (1e2, 1e3, 1e4, 1e5, 1e6, "conv")
 GTOL = 1e-8
