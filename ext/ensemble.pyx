@@ -75,7 +75,7 @@ cdef struct Tab:
     int order       # init_round's first step h ~ tol^(1/order): the power of h in the error
                     # estimate (Hairer's hinit: the RK order; BDF1: 2, as scipy's)
     int incr        # 1: the K slots hold increments (Rosenbrock u_i): dense = y + sum K_j P_j
-    int stiff_test  # 1: Hairer's DOP853 stiffness test on accepted steps
+    int stiff_test  # 1: Hairer's stiffness test on accepted steps (last stage at c = 1)
     double A[MAXK][MAXK]
     double b[MAXK]
     double e[MAXK]
@@ -678,7 +678,8 @@ cdef void escape_roots(Job* job, const Tab* tb, Work* w) noexcept nogil:
 
 
 cdef void stiffness_test(const Job* job, const Tab* tb, Work* w) noexcept nogil:
-    """Hairer's stiffness test of DOP853 on the accepted lanes (Solving ODEs II, IV.2).
+    """Hairer's stiffness test of DOP853 on the accepted lanes (Solving ODEs II, IV.2), for
+    every table with stiff_test (DOP853, Vern7: both end with a stage at c = 1).
 
     h*|lambda| is estimated by h ||f(y_new) - f(y_S)|| / ||y_new - y_S|| from the last stage
     (node c = 1, input y_S in YT, value in K slot S-1) and f(y_new) in slot knew; 15
@@ -2157,7 +2158,7 @@ cdef void fill_tab(Tab* tb, tab) except *:
     tb.fac2 = tab.fac2
     tb.beta = tab.beta
     tb.expo1 = tab.expo1
-    tb.stiff_test = 1 if tab.name == "dop853" else 0
+    tb.stiff_test = 1 if tab.stiff_test else 0
 
 
 cdef void fill_ros(Tab* tb, Ros* rs, tab) except *:

@@ -12,7 +12,7 @@ from narrowflow import ensemble, model, tableaus
 from narrowflow.ensemble import CompiledSystem, Status
 from narrowflow.rhs import RHS_SIGNATURE
 
-ADAPTIVE = ("dp5", "tsit5", "dop853")
+ADAPTIVE = ("dp5", "tsit5", "dop853", "vern7")
 
 
 # --- a small test system with a closed form: y' = -M y + c y**2 (componentwise) ---------------
@@ -181,7 +181,8 @@ def test_gd_order_one_and_is_euler(nf4, nf4_y0):
 # --- dense output: save_at and escape times ------------------------------------------------
 
 @pytest.mark.parametrize("method,kw,tol", [("dp5", {}, 5e-7), ("tsit5", {}, 5e-7),
-                                           ("dop853", {}, 5e-7), ("rk4", {"dt": 0.01}, 1e-6)])
+                                           ("dop853", {}, 5e-7), ("vern7", {}, 5e-7),
+                                           ("rk4", {"dt": 0.01}, 1e-6)])
 def test_save_at_matches_dense_reference(nf4, nf4_y0, method, kw, tol):
     ts = np.concatenate([[0.0], np.geomspace(0.01, 100.0, 25)])
     y0 = nf4_y0[:3]
@@ -311,7 +312,7 @@ def _same(a, b):
         assert np.array_equal(x, y, equal_nan=True), name
 
 
-@pytest.mark.parametrize("method,kw", [("dp5", {}), ("dop853", {}), ("tsit5", {}),
+@pytest.mark.parametrize("method,kw", [("dp5", {}), ("dop853", {}), ("tsit5", {}), ("vern7", {}),
                                        ("rk4", {"dt": 0.05})])
 def test_bitwise_identical_threads_chunks_lanes(nf4, method, kw):
     y0 = model.nf4_initial_states(150, seed=99)
@@ -525,7 +526,8 @@ def test_theta0_beyond_the_bound_is_diverged_at_t0(nf4):
     y0[7, 2] = 60.0          # beyond the bound before any step
     y0[11, 0] = -4.0         # inside it
     opts = dict(t_span=(0, 10), save_at=[0.0, 5.0], escape_threshold=0.05, divergence_bound=50.0)
-    for method, kw in (("dp5", {}), ("dop853", {}), ("rk4", {"dt": 0.1}), ("gd", {"dt": 0.1})):
+    for method, kw in (("dp5", {}), ("dop853", {}), ("vern7", {}), ("rk4", {"dt": 0.1}),
+                       ("gd", {"dt": 0.1})):
         res = nf.solve_ensemble(nf4, y0, method=method, threads=2, lanes=4, **opts, **kw)
         assert res.status[7] == Status.DIVERGED
         assert res.t_final[7] == 0.0 and res.nfev[7] == 0 and res.n_accepted[7] == 0

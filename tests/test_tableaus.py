@@ -1,4 +1,5 @@
-"""Rosenbrock tables (narrowflow.tableaus.get_rosenbrock): order conditions and convergence.
+"""Rosenbrock tables (narrowflow.tableaus.get_rosenbrock): order conditions and convergence;
+the explicit tables: order conditions, dense output, stability boundary.
 
 The tables are stored in the transformed layout of Hairer & Wanner II, eq. (7.25) (stage
 increments u_i, matrices a and C). The order conditions are stated for the original form
@@ -131,7 +132,6 @@ def test_layout(name):
 
 
 def test_existing_methods_untouched():
-    assert tableaus.METHODS == ("rk4", "dp5", "tsit5", "dop853", "gd")
     assert not set(tableaus.ROSENBROCK) & set(tableaus.METHODS)
     with pytest.raises(ValueError):
         tableaus.get("rodas5")
@@ -340,3 +340,84 @@ def test_embedded_estimate_scaling(name, vdp_ref):
     s = fitted_slope(hs, est)
     assert abs(s - (tb.order_embedded + 1)) < 0.3, (s, est)
     np.testing.assert_allclose(est, true_emb, rtol=0.05)
+
+
+# ---------------------------------------------------------------------------------------
+# explicit Runge-Kutta tables: order conditions of every rooted tree, stability boundary
+# ---------------------------------------------------------------------------------------
+
+# (order of b, order of b - e or None (DOP853's estimates are not an embedded solution),
+# order of the dense output)
+EXPLICIT_ORDERS = {"dp5": (5, 4, 4), "tsit5": (5, 4, 4), "dop853": (8, None, 7),
+                   "vern7": (7, 6, 7)}
+
+
+def explicit_A(tb):
+    """The tableau's A with the row of f(y_new) filled in (its input is y_new)."""
+    A = tb.A.copy()
+    A[tb.knew] = tb.b
+    return A
+
+
+def test_explicit_methods_listed():
+    assert tableaus.ADAPTIVE == tuple(EXPLICIT_ORDERS)
+    assert tableaus.METHODS == ("rk4", "dp5", "tsit5", "dop853", "vern7", "gd")
+
+
+@pytest.mark.parametrize("name", tuple(EXPLICIT_ORDERS))
+def test_explicit_order_conditions(name):
+    """b . Phi(t) = 1/gamma(t) for every tree up to the order (200 trees up to order 8),
+    and not at the order + 1; the same for the embedded solution b - e."""
+    tb = tableaus.get(name)
+    p, p_emb, _ = EXPLICIT_ORDERS[name]
+    A = explicit_A(tb)
+    for n in range(1, p + 1):
+        assert np.max(np.abs(residuals(tb.b, A, A, n))) < 1e-13, n
+    assert np.max(np.abs(residuals(tb.b, A, A, p + 1))) > 1e-6
+    if p_emb is not None:
+        bh = tb.b - tb.e
+        for n in range(1, p_emb + 1):
+            assert np.max(np.abs(residuals(bh, A, A, n))) < 1e-13, n
+        assert np.max(np.abs(residuals(bh, A, A, p_emb + 1))) > 1e-5
+    np.testing.assert_allclose(A.sum(axis=1), tb.c, rtol=0, atol=1e-14)
+
+
+@pytest.mark.parametrize("name", tuple(EXPLICIT_ORDERS))
+def test_explicit_dense_output_order_conditions(name):
+    """b(theta) . Phi(t) = theta^|t| / gamma(t) up to the dense output's order, and y_new at
+    theta = 1. Vern7's published interpolant meets its order-7 conditions to about 1e-7
+    (the same values in OrdinaryDiffEq.jl): its local error is dominated by the h^8 terms
+    (residuals ~1e-4) for every step with h ||f'|| above about 1e-3."""
+    tb = tableaus.get(name)
+    q = EXPLICIT_ORDERS[name][2]
+    A = explicit_A(tb)
+    np.testing.assert_allclose(tb.dense_weights(1.0), tb.b, rtol=0, atol=1e-12)
+    worst_q, worst_next = 0.0, 0.0
+    for theta in (0.1, 0.3, 0.5, 0.75, 0.9):
+        w = tb.dense_weights(theta)
+        for n in range(1, q):
+            assert np.max(np.abs(residuals(w, A, A, n, theta))) < 1e-12, (theta, n)
+        worst_q = max(worst_q, np.max(np.abs(residuals(w, A, A, q, theta))))
+        worst_next = max(worst_next, np.max(np.abs(residuals(w, A, A, q + 1, theta))))
+    assert worst_q < (3e-7 if name == "vern7" else 1e-12), worst_q
+    assert worst_next > 1e-5
+
+
+@pytest.mark.parametrize("name,boundary", [("rk4", 2.785293563), ("dp5", 3.306567893),
+                                           ("dop853", 6.393651523), ("vern7", 4.640024335)])
+def test_real_stability_boundary(name, boundary):
+    """R(z) of the table against its definition; the boundary is where |R(-x)| reaches 1
+    (RK4's 2.7853 is the classical value), inside it |R| <= 1, just beyond it |R| > 1."""
+    tb = tableaus.get(name)
+    S = tb.S
+    A, b = tb.A[:S, :S], tb.b[:S]
+    for z in (-0.7, -2.5, 0.3 + 1.1j):
+        direct = 1.0 + z * b @ np.linalg.solve(np.eye(S) - z * A, np.ones(S))
+        assert abs(np.polynomial.polynomial.polyval(z, tb.stability_polynomial) - direct) < 1e-12
+    x = tb.stability_boundary
+    assert x == pytest.approx(boundary, abs=1e-8)
+    R = np.polynomial.polynomial.polyval(-np.linspace(0.0, x, 2001), tb.stability_polynomial)
+    assert np.all(np.abs(R) <= 1.0 + 1e-9)
+    assert abs(np.polynomial.polynomial.polyval(-(x + 1e-3), tb.stability_polynomial)) > 1.0
+    with pytest.raises(ValueError, match="does not cross"):
+        tableaus.real_stability_boundary(tb.stability_polynomial, 0.5 * x)

@@ -23,13 +23,13 @@ output ``y + sum_i u_i sum_d P[i, d] theta**(d+1)`` (details above ``RosenbrockT
 from __future__ import annotations
 
 from dataclasses import dataclass
-from functools import lru_cache
+import functools
 
 import numpy as np
 from numpy.polynomial import polynomial as npoly
 
-METHODS = ("rk4", "dp5", "tsit5", "dop853", "gd")
-ADAPTIVE = ("dp5", "tsit5", "dop853")
+METHODS = ("rk4", "dp5", "tsit5", "dop853", "vern7", "gd")
+ADAPTIVE = ("dp5", "tsit5", "dop853", "vern7")
 
 # Dormand-Prince 5(4): Dormand & Prince (1980); dense output of Shampine (1986),
 # as in scipy.integrate.RK45 (values copied from scipy 1.17, BSD licence).
@@ -74,6 +74,85 @@ _TSIT5_P = [
 ]
 
 
+# Verner's "most efficient" 7(6) pair (J. H. Verner, "Numerically optimal Runge-Kutta pairs
+# with interpolants", Numer. Algorithms 53 (2010) 383-396) and its 7th-order interpolant,
+# which takes 6 more stages, the first of them f(y_new): the 40-digit values of
+# RKV76.IIa.Efficient.00001675585.081206 on Verner's page (www.sfu.ca/~jverner), rounded to
+# doubles. Rows 0..9: the step; row 10: y_new (= b); rows 11..15: dense-output stages.
+_VERN7_A = [
+    [],
+    [0.005],
+    [-1.07679012345679, 1.185679012345679],
+    [0.04083333333333333, 0.0, 0.1225],
+    [0.6389139236255726, 0.0, -2.455672638223657, 2.272258714598084],
+    [-2.6615773750187572, 0.0, 10.804513886456137, -8.3539146573962, 0.820487594956657],
+    [6.067741434696771, 0.0, -24.711273635911084, 20.427517930788895, -1.9061579788166472,
+     1.006172249242068],
+    [12.054670076253203, 0.0, -49.75478495046899, 41.142888638604674, -4.461760149974004,
+     2.042334822239175, -0.09834843665406108],
+    [10.138146522881808, 0.0, -42.6411360317175, 35.76384003992257, -4.3480228403929075,
+     2.0098622683770357, 0.3487490460338272, -0.27143900510483127],
+    [-45.030072034298676, 0.0, 187.3272437654589, -154.02882369350186, 18.56465306347536,
+     -7.141809679295079, 1.3088085781613785, 0.0, 0.0],
+    [0.04715561848627222, 0.0, 0.0, 0.25750564298434153, 0.2621665397741262,
+     0.15216092656738558, 0.49399691700324844, -0.29430311714032503, 0.0813174723249511, 0.0],
+    [0.0523222769159969, 0.0, 0.0, 0.22495861826705715, 0.017443709248776376,
+     -0.007669379876829393, 0.03435896044073285, -0.0410209723009395, 0.025651133005205617, 0.0,
+     -0.0160443457],
+    [0.053053341257859085, 0.0, 0.0, 0.12195301011401886, 0.017746840737602496,
+     -0.0005928372667681495, 0.008381833970853752, -0.01293369259698612, 0.009412056815253861,
+     0.0, -0.005353253107275676, -0.06666729992455811],
+    [0.03887903257436304, 0.0, 0.0, -0.0024403203308301317, -0.0013928917214672623,
+     -0.00047446291558680135, 0.00039207932413159514, -0.00040554733285128004,
+     0.00019897093147716726, 0.0, -0.00010278198793179169, 0.03385661513870267,
+     0.1814893063199928],
+    [0.05723681204690013, 0.0, 0.0, 0.22265948066761182, 0.12344864200186899,
+     0.04006332526666491, -0.05269894848581452, 0.04765971214244523, -0.02138895885042213, 0.0,
+     0.015193891064036402, 0.12060546716289655, -0.022779423016187374, 0.0],
+    [0.051372038802756814, 0.0, 0.0, 0.5414214473439406, 0.350399806692184, 0.14193112269692182,
+     0.10527377478429423, -0.031081847805874016, -0.007401883149519145, 0.0,
+     -0.006377932504865363, -0.17325495908361865, -0.18228156777622026, 0.0, 0.0],
+]
+_VERN7_B = [
+    0.04715561848627222, 0.0, 0.0, 0.25750564298434153, 0.2621665397741262,
+    0.15216092656738558, 0.49399691700324844, -0.29430311714032503, 0.0813174723249511, 0.0]
+_VERN7_BHAT = [
+    0.044608606606341174, 0.0, 0.0, 0.26716403785713727, 0.2201018300177293,
+    0.2188431703143157, 0.22898717054112028, 0.0, 0.0, 0.020295184663356284]
+# y(t + theta h) = y + h sum_j K_j sum_d P[j, d] theta**(d+1), slots as in _VERN7_A
+_VERN7_P = [
+    [1.0, -8.413387198332767, 33.675508884490895, -70.80159089484886, 80.64695108301298,
+     -47.19413969837522, 11.133813442539243],
+    [0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0],
+    [0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0],
+    [0.0, 8.754921980674396, -88.4596828699771, 346.9017638429916, -629.2580030059837,
+     529.6773755604193, -167.35886986514018],
+    [0.0, 8.913387586637922, -90.06081846893218, 353.1807459217058, -640.6476819744374,
+     539.2646279047156, -170.38809442991547],
+    [0.0, 5.1733120298478, -52.271115900055385, 204.9853867374073, -371.8306118563603,
+     312.9880934374529, -98.89290352172495],
+    [0.0, 16.79537744079696, -169.70040000059728, 665.4937727009246, -1207.1638892336007,
+     1016.1291515818546, -321.06001557237494],
+    [0.0, -10.005997536098665, 101.1005433052275, -396.47391512378437, 719.1787707014183,
+     -605.3681033918824, 191.27439892797935],
+    [0.0, 2.764708833638599, -27.934602637390462, 109.54779186137893, -198.7128113064482,
+     167.26633571640318, -52.85010499525706],
+    [0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0],
+    [0.0, -2.1696320280163506, 22.016696037569876, -86.90152427798948, 159.22388973861476,
+     -135.9618306534588, 43.792401183280006],
+    [0.0, -4.890070188793804, 22.75407737425176, -30.78034218537731, -2.797194317207249,
+     31.369456637508403, -15.655927320381801],
+    [0.0, 10.862170929551967, -50.542971417827104, 68.37148040407511, 6.213326521632409,
+     -69.68006323194157, 34.776056794509195],
+    [0.0, -11.37286691922923, 130.79058078246717, -488.65113677785604, 832.2148793276441,
+     -664.7743368554426, 201.79288044241662],
+    [0.0, -5.919778732715007, 63.27679965889219, -265.432682088738, 520.1009254140611,
+     -467.412109533902, 155.3868452824017],
+    [0.0, -10.492146197961823, 105.35538525188011, -409.43975011988937, 732.831448907654,
+     -606.3044574733512, 188.0495196316683],
+]
+
+
 @dataclass(frozen=True)
 class Tableau:
     """One explicit Runge–Kutta method in the kernel's layout (see the module docstring).
@@ -106,6 +185,12 @@ class Tableau:
         Dense-output polynomial weights.
     safe, fac1, fac2, beta : float, optional
         Hairer's PI step-size controller constants.
+    err_order : int, optional
+        q, the power of h in the local error estimate (the lower order of the pair plus 1):
+        the controller's exponent is 1/q.
+    stiff_test : bool, optional
+        Whether Hairer's stiffness test applies: the last stage has node c = 1, so
+        f(y_new) - f(y_{S-1}) over y_new - y_{S-1} estimates the Jacobian's size.
     """
 
     name: str
@@ -124,6 +209,8 @@ class Tableau:
     fac1: float = 0.2
     fac2: float = 10.0
     beta: float = 0.04
+    err_order: int = 5
+    stiff_test: bool = False
 
     @property
     def knew(self) -> int:
@@ -132,8 +219,9 @@ class Tableau:
 
     @property
     def expo1(self) -> float:
-        """Exponent of the error in the PI controller (Hairer: 1/q - 0.75 beta, q = est. order + 1)."""
-        q = 8.0 if self.name == "dop853" else 5.0
+        """Exponent of the error in the PI controller (Hairer: 1/q - 0.75 beta for dopri5,
+        1/q - 0.2 beta for DOP853; q = `err_order`)."""
+        q = float(self.err_order)
         return 1.0 / q - self.beta * (0.75 if q == 5.0 else 0.2)
 
     @property
@@ -145,6 +233,23 @@ class Tableau:
     def c(self) -> np.ndarray:
         """Nodes c_s = sum_j A[s, j] (row sums)."""
         return self.A.sum(axis=1)
+
+    @functools.cached_property
+    def stability_polynomial(self) -> np.ndarray:
+        """Coefficients (S + 1,) of R(z) = 1 + sum_k z^k b^T A^(k-1) 1, lowest first: one step
+        of y' = lambda y multiplies y by R(h lambda)."""
+        A, b = self.A[:self.S, :self.S], self.b[:self.S]
+        coeffs, v = [1.0], np.ones(self.S)
+        for _ in range(self.S):
+            coeffs.append(float(b @ v))
+            v = A @ v
+        return np.array(coeffs)
+
+    @functools.cached_property
+    def stability_boundary(self) -> float:
+        """The real stability boundary of `stability_polynomial` (`real_stability_boundary`):
+        6.39 for DOP853, 4.64 for Vern7."""
+        return real_stability_boundary(self.stability_polynomial, self.S + 2.0)
 
     def dense_weights(self, theta: float) -> np.ndarray:
         """Dense-output weights ``w_j(theta)`` with ``y(t + theta h) = y + h sum_j w_j K_j``.
@@ -160,6 +265,37 @@ class Tableau:
         """
         powers = theta ** np.arange(1, self.P.shape[1] + 1)
         return self.P @ powers
+
+
+def real_stability_boundary(coeffs, upper: float) -> float:
+    """The real stability boundary of a stability polynomial.
+
+    Parameters
+    ----------
+    coeffs : array_like of float, shape (d + 1,)
+        ``R(z) = sum_k coeffs[k] z^k``, lowest power first.
+    upper : float
+        A point beyond the boundary: ``|R(-upper)| > 1``.
+
+    Returns
+    -------
+    float
+        The largest ``x > 0`` with ``|R(-s)| <= 1`` for every ``s`` in ``[0, x]``: a step
+        ``h`` of a linear mode ``y' = lambda y``, ``lambda < 0``, is stable for
+        ``h |lambda|`` up to it.
+    """
+    from scipy.optimize import brentq
+    c = np.asarray(coeffs, dtype=float)
+
+    def excess(s):
+        return np.abs(npoly.polyval(-s, c)) - 1.0
+
+    # the first grid point where |R| exceeds 1 brackets the boundary
+    grid = np.linspace(1e-3, upper, 4000)
+    above = np.flatnonzero(excess(grid) > 0.0)
+    if above.size == 0 or above[0] == 0:
+        raise ValueError(f"|R(-s)| does not cross 1 on (0, {upper}]")
+    return float(brentq(excess, grid[above[0] - 1], grid[above[0]], xtol=1e-12))
 
 
 def _square(rows, n) -> np.ndarray:
@@ -203,7 +339,7 @@ def _dop853_dense() -> np.ndarray:
     return out[:, 1:]
 
 
-@lru_cache(maxsize=None)
+@functools.lru_cache(maxsize=None)
 def get(method: str) -> Tableau | RosenbrockTableau:
     """The tableau of an integration method (cached).
 
@@ -239,7 +375,18 @@ def get(method: str) -> Tableau | RosenbrockTableau:
         A = np.asarray(_DOP853_A, dtype=float).copy()
         return Tableau("dop853", S=12, fsal=False, nk=nk, n_extra=3, err_kind=2, order=8, A=A,
                        b=_pad(_DOP853_B, nk), e=_pad(_DOP853_E5, nk), e3=_pad(_DOP853_E3, nk),
-                       P=_dop853_dense(), fac1=0.333, fac2=6.0, beta=0.0)
+                       P=_dop853_dense(), fac1=0.333, fac2=6.0, beta=0.0, err_order=8,
+                       stiff_test=True)
+    if method == "vern7":
+        # 9 new stages and f(y_new) per step (no FSAL); the 5 further interpolant stages
+        # are evaluated only on steps with a save point or an escape crossing
+        nk = 16
+        A = _square(_VERN7_A, nk)
+        b = _pad(_VERN7_B, nk)
+        return Tableau("vern7", S=10, fsal=False, nk=nk, n_extra=5, err_kind=1, order=7, A=A,
+                       b=b, e=b - _pad(_VERN7_BHAT, nk), e3=np.zeros(nk),
+                       P=np.asarray(_VERN7_P, dtype=float), beta=0.0, err_order=7,
+                       stiff_test=True)
     if method == "rk4":
         nk = 5
         A = _square([[], [0.5], [0.0, 0.5], [0.0, 0.0, 1.0]], nk)
@@ -467,7 +614,7 @@ def _rosenbrock(name, gamma, a_rows, c_rows, H, order, order_embedded) -> Rosenb
                              order_embedded=order_embedded)
 
 
-@lru_cache(maxsize=None)
+@functools.lru_cache(maxsize=None)
 def get_rosenbrock(name: str) -> RosenbrockTableau:
     """The Rosenbrock tableau of a method (cached).
 
@@ -565,7 +712,7 @@ class MultistepMethod:
     jacobian_every: int = 40
 
 
-@lru_cache(maxsize=None)
+@functools.lru_cache(maxsize=None)
 def get_multistep(name: str) -> MultistepMethod:
     """The coefficients of a multistep method (cached).
 

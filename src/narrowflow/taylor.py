@@ -479,21 +479,14 @@ def stability_boundary(order: int) -> float:
         step h of a linear mode y' = lambda y, lambda < 0, is stable for h |lambda| up to it.
     """
     import math
-    from scipy.optimize import brentq
+    from narrowflow.tableaus import real_stability_boundary
 
     order = int(order)
     if order < 1:
         raise ValueError(f"order must be >= 1, got {order}")
-    c = [1.0 / math.factorial(k) for k in range(order + 1)]
-
-    def excess(s):
-        return abs(np.polynomial.polynomial.polyval(-s, c)) - 1.0
-
-    # the first grid point where |P| exceeds 1 brackets the boundary (order + 2 is beyond
-    # it for every order: the boundary grows like order / e ... order / 2)
-    grid = np.linspace(1e-3, order + 2.0, 4000)
-    above = np.flatnonzero(excess(grid) > 0.0)
-    return float(brentq(excess, grid[above[0] - 1], grid[above[0]], xtol=1e-12))
+    # order + 2 is beyond the boundary for every order (it grows like order / e ... order / 2)
+    return real_stability_boundary([1.0 / math.factorial(k) for k in range(order + 1)],
+                                   order + 2.0)
 
 
 def time_per_lane(flow: GradientFlow, order: int, lanes: int = 16, specialised: bool = True,
