@@ -212,33 +212,43 @@ def test_log_times():
 
 # --- auto -------------------------------------------------------------------------------------
 
-def test_auto_switches_only_when_stiff():
+@pytest.mark.parametrize("start", ["dop853", "vern7"])
+def test_auto_switches_only_when_stiff(monkeypatch, start):
+    """Either explicit start (AUTO_NONSTIFF) hands a stiff problem to the implicit method
+    and keeps a mild one to the end, bit for bit as the method alone."""
+    monkeypatch.setattr(ensemble, "AUTO_NONSTIFF", start)
     stiff = stiff_matrix(np.array([1e-3, 1e-1, 50.0]), seed=8)
     mild = stiff_matrix(np.array([0.5, 1.0, 2.0]), seed=8)
     y0 = np.random.default_rng(6).normal(size=(4, 3))
     rs = nf.solve_ensemble(system(stiff), y0, t_span=(0.0, 2e3), method="auto", threads=1)
     rm = nf.solve_ensemble(system(mild), y0, t_span=(0.0, 10.0), method="auto", threads=1)
     assert np.all(rs.njev > 0)             # switched to the implicit method
-    assert np.all(rm.njev == 0)            # never stiff: DOP853 to the end
-    pure = nf.solve_ensemble(system(mild), y0, t_span=(0.0, 10.0), method="dop853", threads=1)
+    assert np.all(rm.njev == 0)            # never stiff: the explicit method to the end
+    pure = nf.solve_ensemble(system(mild), y0, t_span=(0.0, 10.0), method=start, threads=1)
     assert np.array_equal(rm.y_final, pure.y_final) and np.array_equal(rm.nfev, pure.nfev)
     for r, M, T in ((rs, stiff, 2e3), (rm, mild, 10.0)):
         assert np.abs(r.y_final - y0 @ expm(-M * T).T).max() < 1e-7
-    # the same stiff problem costs DOP853 far more
-    d = nf.solve_ensemble(system(stiff), y0, t_span=(0.0, 2e3), method="dop853", threads=1)
+    # the same stiff problem costs the explicit method far more
+    d = nf.solve_ensemble(system(stiff), y0, t_span=(0.0, 2e3), method=start, threads=1)
     assert d.nfev.min() > 5 * rs.nfev.max()
+    # alone, the explicit method's mean step is held at its stability boundary (eigenvalue
+    # 50), of which stiff_hlam is a fraction
+    h_mean = d.t_final[0] / d.n_accepted[0]
+    boundary = tableaus.get(start).stability_boundary
+    assert 0.9 * boundary < 50.0 * h_mean < 1.1 * boundary
 
 
 def test_auto_chooses_its_start():
     """"auto" starts a GradientFlow with the Taylor method at rtol <= AUTO_TAYLOR_RTOL,
-    everything else (looser rtol, a CompiledSystem) with DOP853."""
+    everything else (looser rtol, a CompiledSystem) with AUTO_NONSTIFF."""
     nf4 = model.nf4_benchmark()
     assert ensemble.auto_nonstiff(ensemble.make_problem(nf4, rtol=1e-10)) == "taylor"
     assert ensemble.auto_nonstiff(ensemble.make_problem(
         nf4, rtol=ensemble.AUTO_TAYLOR_RTOL)) == "taylor"
-    assert ensemble.auto_nonstiff(ensemble.make_problem(nf4, rtol=1e-8)) == "dop853"
+    assert ensemble.auto_nonstiff(ensemble.make_problem(nf4, rtol=1e-8)) == ensemble.AUTO_NONSTIFF
     quad = system(np.eye(2))
-    assert ensemble.auto_nonstiff(ensemble.make_problem(quad, rtol=1e-12)) == "dop853"
+    assert ensemble.auto_nonstiff(ensemble.make_problem(quad, rtol=1e-12)) == ensemble.AUTO_NONSTIFF
+    assert ensemble.AUTO_NONSTIFF in ("dop853", "vern7")
     assert ensemble.taylor_stiff_ratio(1e-10) == ensemble.TAYLOR_STIFF_RATIO
     assert ensemble.taylor_stiff_ratio(1e-12) > ensemble.taylor_stiff_ratio(1e-10)
 
@@ -330,8 +340,8 @@ def test_auto_without_jacobian_stays_explicit():
     M = stiff_matrix(np.array([1e-2, 30.0]), seed=9)
     y0 = np.ones((2, 2))
     r = nf.solve_ensemble(system(M, jacobian=False), y0, t_span=(0.0, 100.0), threads=1)
-    d = nf.solve_ensemble(system(M, jacobian=False), y0, t_span=(0.0, 100.0), method="dop853",
-                          threads=1)
+    d = nf.solve_ensemble(system(M, jacobian=False), y0, t_span=(0.0, 100.0),
+                          method=ensemble.AUTO_NONSTIFF, threads=1)
     assert np.array_equal(r.y_final, d.y_final) and np.all(r.njev == 0)
     with pytest.raises(ValueError, match="jacobian_address"):
         nf.solve_ensemble(system(M, jacobian=False), y0, method="rodas5p")

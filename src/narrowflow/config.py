@@ -52,7 +52,7 @@ else:  # pragma: no cover
 _NUM = (int, float)
 _ARR = (list, dict)
 
-# The method of the to-convergence presets: per trajectory, DOP853 until stiff, then BDF
+# The method of the to-convergence presets: per trajectory, Vern7 until stiff, then BDF
 # (narrowflow.ensemble, docs/integrators.md).
 DEFAULT_METHOD = "auto"
 
