@@ -27,8 +27,9 @@ Solvers (each at its own tolerances: default rtol 1e-8, atol 1e-10; --tols for a
 
   * narrowflow `solve_ensemble` methods "auto", "rodas5p", "rodas4", "dop853", whichever
     `narrowflow.ensemble.METHODS` holds (missing ones are skipped with a message); on request
-    (--methods) also "taylor", and "auto-dop853" / "auto-taylor": "auto" held to its DOP853
-    or its Taylor start at every rtol (ensemble.AUTO_TAYLOR_RTOL set for the call), and
+    (--methods) also "taylor" and "vern7", and "auto-dop853" / "auto-vern7" / "auto-taylor":
+    "auto" held to a DOP853, Vern7 or Taylor start at every rtol (ensemble.AUTO_TAYLOR_RTOL
+    and AUTO_NONSTIFF set for the call), and
     "auto-rodas5p": "auto" handing stiff trajectories to Rodas5P at the same tolerances, as
     narrowflow 0.1 did (ensemble.AUTO_STIFF and AUTO_STIFF_TOL set for the call);
   * numbalsoda LSODA (ODEPACK) with a scalar Numba cfunc (t, u, du, p) written for NF4
@@ -91,15 +92,17 @@ sys.path.insert(0, str(HERE))
 import peers  # noqa: E402  (nf4_data, the Numba RHS, interp_throughput, machine)
 
 NF_METHODS = ("auto", "bdf", "rodas5p", "rodas4", "dop853")   # also the reference-method preference
-# on request only (--methods): the Taylor method alone, "auto" held to its DOP853 start
-# (ensemble.AUTO_TAYLOR_RTOL = 0) or to its Taylor start (= 1) at every rtol, and "auto"
+# on request only (--methods): the Taylor method and Vern7 alone, "auto" held to a DOP853
+# or a Vern7 start (ensemble.AUTO_TAYLOR_RTOL = 0 and AUTO_NONSTIFF) or to its Taylor start
+# (AUTO_TAYLOR_RTOL = 1) at every rtol, and "auto"
 # handing over to Rodas5P at the same tolerances (its stiff method before BDF); "auto" and
 # "bdf" with BDF's Jacobian renewed only when Newton fails (jacobian_every = 0, as before
 # the scheduled renewal) or every 10 accepted steps (jacobian_every = 10), or with up to 6
 # Newton iterations per step (newton_maxiter = 6)
-NF_EXTRA = ("taylor", "auto-dop853", "auto-taylor", "auto-rodas5p", "auto-jac0", "bdf-jac0",
-            "auto-jac10", "bdf-jac10", "auto-newton6", "bdf-newton6")
-AUTO_VARIANTS = {"auto-dop853": {"AUTO_TAYLOR_RTOL": 0.0},
+NF_EXTRA = ("taylor", "vern7", "auto-dop853", "auto-vern7", "auto-taylor", "auto-rodas5p",
+            "auto-jac0", "bdf-jac0", "auto-jac10", "bdf-jac10", "auto-newton6", "bdf-newton6")
+AUTO_VARIANTS = {"auto-dop853": {"AUTO_TAYLOR_RTOL": 0.0, "AUTO_NONSTIFF": "dop853"},
+                 "auto-vern7": {"AUTO_TAYLOR_RTOL": 0.0, "AUTO_NONSTIFF": "vern7"},
                  "auto-taylor": {"AUTO_TAYLOR_RTOL": 1.0},
                  "auto-rodas5p": {"AUTO_STIFF": "rodas5p", "AUTO_STIFF_TOL": 1.0}}
 # variants of a method with other fields of BDF's MultistepMethod: name -> (method, fields)
@@ -119,6 +122,7 @@ def base_method(m: str) -> str:
 
 LABELS = {"auto": "narrowflow auto", "bdf": "narrowflow bdf", "rodas5p": "narrowflow rodas5p",
           "rodas4": "narrowflow rodas4", "dop853": "narrowflow dop853",
+          "vern7": "narrowflow vern7", "auto-vern7": "auto, vern7 start",
           "taylor": "narrowflow taylor", "auto-dop853": "auto, dop853 start",
           "auto-taylor": "auto, taylor start", "auto-rodas5p": "auto, rodas5p tail",
           "auto-jac0": "auto, J on failure only", "bdf-jac0": "bdf, J on failure only",
@@ -127,7 +131,8 @@ LABELS = {"auto": "narrowflow auto", "bdf": "narrowflow bdf", "rodas5p": "narrow
           "lsoda": "numbalsoda LSODA", "scipy-radau": "scipy Radau + jac",
           "scipy-lsoda": "scipy LSODA + jac"}
 MARKERS = {"auto": "o", "bdf": "*", "rodas5p": "s", "rodas4": "D", "dop853": "^", "lsoda": "v",
-           "taylor": "h", "auto-dop853": "<", "auto-taylor": ">", "auto-rodas5p": "d",
+           "taylor": "h", "vern7": "4", "auto-vern7": "3", "auto-dop853": "<", "auto-taylor": ">",
+           "auto-rodas5p": "d",
            "auto-jac0": "8", "bdf-jac0": "p", "auto-jac10": "H", "bdf-jac10": "x",
            "auto-newton6": "1", "bdf-newton6": "2",
            "scipy-radau": "P", "scipy-lsoda": "X"}
@@ -594,8 +599,8 @@ def main(argv=None) -> int:
             for k in nf_methods + peer_keys:
                 if k in nf_methods:
                     targets, n_hi, n_start = None, n_cap, 16
-                    # explicit methods (dop853, taylor) are held by stability in the tail
-                    if k in ("dop853", "taylor") and h in dop853_caps:
+                    # explicit methods (dop853, vern7, taylor) are held by stability in the tail
+                    if k in ("dop853", "vern7", "taylor") and h in dop853_caps:
                         n_hi = dop853_caps[h]
                         if n_hi == 0:
                             msg = (f"  skip narrowflow {k} at {hl} in --quick (it runs to "
@@ -603,7 +608,7 @@ def main(argv=None) -> int:
                             say(msg)
                             notes.append(msg.strip())
                             continue
-                    elif k in ("dop853", "taylor") and h != "conv" and any(
+                    elif k in ("dop853", "vern7", "taylor") and h != "conv" and any(
                             c != "conv" and h > c for c in dop853_caps):
                         n_hi = min(v for c, v in dop853_caps.items() if c != "conv")
                 else:

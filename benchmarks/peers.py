@@ -411,7 +411,7 @@ def main(argv=None) -> int:
     import narrowflow as nf
     versions = {"narrowflow": nf.__version__}
     solvers = {}
-    for method in ("dp5", "tsit5", "dop853", "taylor"):
+    for method in ("dp5", "tsit5", "dop853", "vern7", "taylor"):
         solvers[f"narrowflow {method}"] = (solve_narrowflow(method, 1), 512, None)
     solvers["narrowflow dop853 (2 threads)"] = (solve_narrowflow("dop853", 2), 512, None)
     import scipy
