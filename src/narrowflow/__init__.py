@@ -37,11 +37,14 @@ def build_info() -> dict:
     -------
     dict
         ``narrowflow``, ``numpy``, ``numba`` (version strings), ``openmp`` (bool: whether
-        the kernels were built with OpenMP) and ``max_threads`` (int).
+        the kernels were built with OpenMP), ``max_threads`` (int), ``fma`` and
+        ``wide_vectors`` (bool: how Numba compiles the right-hand sides in this process,
+        see `narrowflow.jit`).
     """
     import numba
     import numpy
 
+    from narrowflow import jit
     from narrowflow._ext import buildinfo
     return {
         "narrowflow": __version__,
@@ -49,6 +52,8 @@ def build_info() -> dict:
         "numba": numba.__version__,
         "openmp": buildinfo.openmp_enabled(),
         "max_threads": buildinfo.max_threads(),
+        "fma": jit.fma_enabled(),
+        "wide_vectors": jit.wide_vectors(),
     }
 
 

@@ -30,6 +30,19 @@ Option sets (keyword dictionaries for ``numba.njit`` / ``numba.cfunc``):
     it: results differ in the last bits with and without it, so stored runs record it
     (`fma_enabled`) and generated modules are keyed on it (Numba's disk cache does not key
     on compiler flags).
+
+Vector width
+    LLVM's tuning for Intel cores with AVX-512 (Skylake-SP and later) prefers 256-bit
+    vectors; its tuning for AMD Zen 4 and 5 uses 512-bit ones. On the lane loops 512-bit
+    vectors pay: the NF4 flow costs 1.6x less per lane on an Emerald Rapids Xeon
+    (docs/performance.md §5). Importing this module therefore lifts that preference
+    (``-prefer-256-bit`` in Numba's ``CPU_FEATURES``) when the host has AVX-512F, before
+    Numba compiles anything, unless the user set ``NUMBA_CPU_NAME`` or
+    ``NUMBA_CPU_FEATURES``, set ``NARROWFLOW_NO_WIDE_VECTORS``, or Numba's CPU target was
+    already in use. It applies to every Numba function of the process, the user's included.
+    Results do not change: vectorization without reassociation keeps each lane's arithmetic
+    (tests/test_jit.py). `wide_vectors` tells whether it applied; Numba's disk cache keys on
+    the CPU features, so cached code of either kind is never mixed.
 """
 from __future__ import annotations
 
@@ -47,6 +60,36 @@ BASE = dict(error_model="numpy", cache=True)
 NOGIL = dict(BASE, nogil=True)
 INLINE = dict(NOGIL, inline="always")
 FMA = {} if os.environ.get("NARROWFLOW_NO_FMA") else {"fastmath": {"contract"}}
+
+
+def _lift_256_bit_preference() -> bool:
+    """Lift LLVM's preference for 256-bit vectors on AVX-512 hosts (see module docstring).
+
+    Returns whether Numba will compile with 512-bit vectors allowed.
+    """
+    from llvmlite import binding as ll
+    from numba.core import config as numba_config
+    from numba.core.registry import cpu_target
+
+    features = numba_config.CPU_FEATURES
+    if features is not None:       # set by the user (or by an earlier import of this module)
+        return "-prefer-256-bit" in features
+    if (os.environ.get("NARROWFLOW_NO_WIDE_VECTORS") or numba_config.CPU_NAME is not None
+            or "_toplevel_target_context" in vars(cpu_target)):  # the codegen already exists
+        return False
+    host = ll.get_host_cpu_features()
+    if not host.get("avx512f", False):
+        return False
+    numba_config.CPU_FEATURES = host.flatten() + ",-prefer-256-bit"
+    return True
+
+
+_WIDE = _lift_256_bit_preference()
+
+
+def wide_vectors() -> bool:
+    """Whether Numba compiles with LLVM's 256-bit preference lifted (512-bit lane loops)."""
+    return _WIDE
 
 
 def hot() -> dict:
