@@ -34,8 +34,8 @@ Option sets (keyword dictionaries for ``numba.njit`` / ``numba.cfunc``):
 Vector width
     LLVM's tuning for Intel cores with AVX-512 (Skylake-SP and later) prefers 256-bit
     vectors; its tuning for AMD Zen 4 and 5 uses 512-bit ones. On the lane loops 512-bit
-    vectors pay: the NF4 flow costs 1.6x less per lane on an Emerald Rapids Xeon
-    (docs/performance.md §5). Importing this module therefore lifts that preference
+    vectors pay: on an Emerald Rapids Xeon the NF4 flow runs 1.26x as fast per lane and
+    NF4 ensembles 1.08-1.22x (docs/performance.md §5). Importing this module therefore lifts that preference
     (``-prefer-256-bit`` in Numba's ``CPU_FEATURES``) when the host has AVX-512F, before
     Numba compiles anything, unless the user set ``NUMBA_CPU_NAME`` or
     ``NUMBA_CPU_FEATURES``, set ``NARROWFLOW_NO_WIDE_VECTORS``, or Numba's CPU target was
