@@ -17,22 +17,13 @@ import sys
 from pathlib import Path
 
 import numpy as np
-from scipy.integrate import solve_ivp
 
 import narrowflow as nf
 from narrowflow import model
 
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
-import peers  # noqa: E402  (NF4's data and scalar right-hand side for the scipy reference)
-
-
-def reference(y0: np.ndarray, T: float) -> np.ndarray:
-    """(N, 4) float64: scipy DOP853 at rtol 1e-13, atol 1e-15 from each row of y0 to t = T."""
-    X, Y = peers.nf4_data()
-    data = np.concatenate([X, Y])
-    return np.array([solve_ivp(peers._scipy_rhs, (0.0, T), y, method="DOP853", rtol=1e-13,
-                               atol=1e-15, args=(data,)).y[:, -1] for y in y0])
+import peers  # noqa: E402  (NF4's initial states and the scipy reference)
 
 
 def main() -> None:
@@ -49,7 +40,7 @@ def main() -> None:
 
     flow = model.nf4_benchmark()
     y0 = peers.nf4_theta0(args.N)
-    ref = reference(y0, args.T)
+    ref = peers.reference(args.N, args.T)
     rows = []
     print(f"NF4, N = {args.N}, T = {args.T:g}; error = max-norm of the final state")
     print("| method | rtol | nfev/traj | q50 | q90 | q99 | max |\n|---|---|---|---|---|---|---|")

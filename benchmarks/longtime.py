@@ -101,6 +101,8 @@ NF_METHODS = ("auto", "bdf", "rodas5p", "rodas4", "dop853")   # also the referen
 # Newton iterations per step (newton_maxiter = 6)
 NF_EXTRA = ("taylor", "vern7", "auto-dop853", "auto-vern7", "auto-taylor", "auto-rodas5p",
             "auto-jac0", "bdf-jac0", "auto-jac10", "bdf-jac10", "auto-newton6", "bdf-newton6")
+# the explicit methods: held back by step stability in the stiff tail (a capped N there)
+STABILITY_HELD = ("dop853", "vern7", "taylor")
 AUTO_VARIANTS = {"auto-dop853": {"AUTO_TAYLOR_RTOL": 0.0, "AUTO_NONSTIFF": "dop853"},
                  "auto-vern7": {"AUTO_TAYLOR_RTOL": 0.0, "AUTO_NONSTIFF": "vern7"},
                  "auto-taylor": {"AUTO_TAYLOR_RTOL": 1.0},
@@ -599,8 +601,7 @@ def main(argv=None) -> int:
             for k in nf_methods + peer_keys:
                 if k in nf_methods:
                     targets, n_hi, n_start = None, n_cap, 16
-                    # explicit methods (dop853, vern7, taylor) are held by stability in the tail
-                    if k in ("dop853", "vern7", "taylor") and h in dop853_caps:
+                    if k in STABILITY_HELD and h in dop853_caps:
                         n_hi = dop853_caps[h]
                         if n_hi == 0:
                             msg = (f"  skip narrowflow {k} at {hl} in --quick (it runs to "
@@ -608,7 +609,7 @@ def main(argv=None) -> int:
                             say(msg)
                             notes.append(msg.strip())
                             continue
-                    elif k in ("dop853", "vern7", "taylor") and h != "conv" and any(
+                    elif k in STABILITY_HELD and h != "conv" and any(
                             c != "conv" and h > c for c in dop853_caps):
                         n_hi = min(v for c, v in dop853_caps.items() if c != "conv")
                 else:

@@ -294,14 +294,15 @@ def make_heyoka(threads=1, mode="serial"):
 
 # --- the benchmark ----------------------------------------------------------------------------
 
-def reference(n_ref):
+def reference(n_ref, T=T1):
+    """(n_ref, 4): scipy DOP853 at rtol 1e-13, atol 1e-15 from nf4_theta0(n_ref) to t = T."""
     from scipy.integrate import solve_ivp
     x, yd = nf4_data()
     data = np.concatenate([x, yd])
     y0 = nf4_theta0(n_ref)
     ref = np.empty_like(y0)
     for i, y in enumerate(y0):
-        ref[i] = solve_ivp(_scipy_rhs, (0.0, T1), y, method="DOP853", rtol=1e-13, atol=1e-15,
+        ref[i] = solve_ivp(_scipy_rhs, (0.0, T), y, method="DOP853", rtol=1e-13, atol=1e-15,
                            args=(data,)).y[:, -1]
     return ref
 

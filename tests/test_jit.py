@@ -1,4 +1,9 @@
 """narrowflow.jit: the Numba option sets and the loader of generated modules."""
+import json
+import os
+import subprocess
+import sys
+
 import numpy as np
 import pytest
 
@@ -67,10 +72,6 @@ print(json.dumps({"wide": jit.wide_vectors(), "features": numba.core.config.CPU_
 
 def _probe(**env):
     """Run _PROBE in a fresh process with `env` on top of a NUMBA_CPU_*-free environment."""
-    import json
-    import os
-    import subprocess
-    import sys
     base = {k: v for k, v in os.environ.items()
             if not k.startswith("NUMBA_CPU_") and k != "NARROWFLOW_NO_WIDE_VECTORS"}
     out = subprocess.run([sys.executable, "-c", _PROBE], env={**base, **env}, check=True,
