@@ -124,7 +124,7 @@ def test_specialised_coefficients_against_mpmath(activation):
     flow = _wide_flow(activation)
     theta = 0.6 * np.random.default_rng(5).standard_normal((17, flow.n_params))
     order = 6
-    C = taylor.coefficients(flow, theta, order, lanes=17, specialised=True)
+    C = taylor.coefficients(flow, theta, order, lanes=17, specialised=True, compact=False)
     for r in range(2):
         ref = _mp_coefficients(flow, theta[r], order)
         scale = np.abs(ref).max(axis=1, keepdims=True)
@@ -132,7 +132,48 @@ def test_specialised_coefficients_against_mpmath(activation):
             activation, np.abs(C[r] - ref).max(axis=1) / scale[:, 0])
     for lanes in (1, 3):
         assert np.array_equal(taylor.coefficients(flow, theta, order, lanes=lanes,
-                                                  specialised=True), C)
+                                                  specialised=True, compact=False), C)
+
+
+@pytest.mark.parametrize("activation,factor", [("tanh", False), ("silu", True),
+                                               ("gelu_tanh", False)])
+def test_compact_coefficients_against_mpmath(activation, factor):
+    """The neurons in run-time loops (compact, the default from COMPACT_MIN_WIDTH on; gelu_tanh
+    has the most series per neuron, silu here the factored sums): the 40-digit coefficients,
+    the unrolled code's to round-off, the same bits whatever the lane count."""
+    flow = _wide_flow(activation)
+    theta = 0.6 * np.random.default_rng(5).standard_normal((17, flow.n_params))
+    order = 6
+    kw = dict(specialised=True, factor=factor)
+    C = taylor.coefficients(flow, theta, order, lanes=17, compact=True, **kw)
+    for r in range(2):
+        ref = _mp_coefficients(flow, theta[r], order)
+        scale = np.abs(ref).max(axis=1, keepdims=True)
+        assert np.all(np.abs(C[r] - ref) <= 1e-12 * scale + 1e-300), (
+            activation, np.abs(C[r] - ref).max(axis=1) / scale[:, 0])
+    U = taylor.coefficients(flow, theta, order, lanes=17, compact=False, **kw)
+    scale = np.abs(U).max(axis=(0, 2), keepdims=True)
+    assert np.all(np.abs(C - U) <= 1e-14 * scale), np.abs(C - U).max(axis=(0, 2)) / scale[0, :, 0]
+    for lanes in (1, 3):
+        assert np.array_equal(taylor.coefficients(flow, theta, order, lanes=lanes, compact=True,
+                                                  **kw), C)
+
+
+def test_compact_source_does_not_grow_with_width():
+    """What compact mode is for: the generated source (and so the compile time) of the
+    unrolled code grows with the width, the compact code's barely; the default follows
+    COMPACT_MIN_WIDTH."""
+    def lines(m, compact):
+        return taylor._generate_fixed_source(2, m, 1, True, "tanh", 8, True, compact).count("\n")
+    assert lines(16, False) > 5 * lines(2, False)
+    # only the residuals' sums over the neurons are written out, a line or two per neuron
+    assert lines(16, True) - lines(2, True) < (lines(16, False) - lines(2, False)) / 10
+    wide = nf.Network(width=taylor.COMPACT_MIN_WIDTH, input_dim=2, bias=True)
+    narrow = nf.Network(width=taylor.COMPACT_MIN_WIDTH - 1, input_dim=2, bias=True)
+    assert taylor.compile_taylor(wide, 5).compact and not taylor.compile_taylor(narrow, 5).compact
+    assert not taylor.compile_taylor(wide).compact       # the generic code has no such variant
+    with pytest.raises(TypeError, match="compact"):
+        taylor.compile_taylor(wide, 5, compact=1)
 
 
 @pytest.mark.parametrize("activation", ["tanh", "silu"])
@@ -240,11 +281,17 @@ def test_accuracy_follows_the_tolerance(nf4_reference):
     assert max(steps) < 1.5 * min(steps), steps
 
 
-def test_agrees_with_dop853_wide_network_with_bias():
+@pytest.mark.parametrize("compact", [False, True])
+def test_agrees_with_dop853_wide_network_with_bias(compact, monkeypatch):
+    """Width 3 with the neurons written out (the default) and in loops (the default from
+    COMPACT_MIN_WIDTH on, lowered to 3 here) in the kernel: dense output and losses too."""
+    if compact:
+        monkeypatch.setattr(taylor, "COMPACT_MIN_WIDTH", 3)
     rng = np.random.default_rng(11)
     net = nf.Network(width=3, input_dim=2, activation="tanh", bias=True)
     x = rng.uniform(-2, 2, (12, 2))
     flow = nf.GradientFlow(net, nf.Dataset(x, np.sin(x[:, 0]) * x[:, 1]), weight_decay=1e-3)
+    assert taylor.compile_taylor(flow, taylor.order_for(1e-12)).compact == compact
     th = rng.standard_normal((24, flow.n_params))
     kw = dict(t_span=(0.0, 30.0), save_at=np.linspace(0, 30, 7), threads=1)
     ref = nf.solve_ensemble(flow, th, method="dop853", rtol=1e-13, atol=1e-15, **kw)
@@ -358,7 +405,8 @@ def test_compiled_before_the_run_starts(monkeypatch, progress):
     finds the compiled function in the process cache."""
     from narrowflow import ensemble
     monkeypatch.setattr(taylor, "_BUNDLES", {})
-    key = (NF4.network.architecture, NF4.network.activation.key, taylor.order_for(1e-8), True)
+    key = (NF4.network.architecture, NF4.network.activation.key, taylor.order_for(1e-8), True,
+           False)
     solve_chunk, seen = ensemble.solve_chunk, []
 
     def spy(*args, **kwargs):

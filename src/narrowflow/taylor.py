@@ -23,7 +23,9 @@ too (`_fixed_body`): the Cauchy sums of each coefficient with constant bounds, l
 blocks of `_B` (5-6x faster than the generic code, 10-50 s to compile one order of NF4's;
 benchmarks/README.md), the output weights applied after the sum over data points where
 that saves work (`_fixed_body`'s `factor`). That function returns 2 when called with
-another order.
+another order. Its source grows with the width when written out per neuron; from width
+`COMPACT_MIN_WIDTH` on the neurons run in loops instead (`_compact_body`, heyoka's "compact
+mode" in spirit), which keeps the compile time of one order near a minute at any width.
 """
 from __future__ import annotations
 
@@ -42,6 +44,12 @@ from narrowflow.model import GradientFlow, Network
 TAYLOR_SIGNATURE = types.int32(types.int64, types.int64, types.CPointer(types.float64),
                                types.CPointer(types.float64), types.CPointer(types.float64))
 MAX_ORDER = 40
+# From this width on the order-specialised code runs the neurons in loops (`_compact_body`).
+# On 2 inputs with bias at order 12 the loops cut the first compile 1.35x at width 2, 1.9x at
+# width 4 and 3.6x at width 8 (191 s to 54 s), and make an expansion 6-29 % slower (17 % at
+# width 8): worth it where the compile would take minutes, not where it is paid once for a study
+# that runs longer (benchmarks/README.md, "Compile time of the Taylor code").
+COMPACT_MIN_WIDTH = 8
 _CODES = {name: i for i, name in enumerate(_act.NAMES)}
 # files whose code the generated module compiles in (Numba's cache does not watch them)
 _SRC_FILES = ("taylor.py", "series.py", "activations.py", "fastmath.py", "rhs.py")
@@ -98,6 +106,19 @@ def taylor(lanes, order, Xp, workp, paramsp):
         bad += X[c] * 0.0
     return 0 if bad == 0.0 else 1
 '''
+
+
+def _product_sum_lines(dst, terms) -> list:
+    """A lane loop W[dst + l] = Σ u v over `terms` (pairs of source expressions), in order."""
+    return (["for l in range(nl):", f"    W[{dst} + l] = {terms[0][0]} * {terms[0][1]}"]
+            + [f"    W[{dst} + l] += {u} * {v}" for u, v in terms[1:]])
+
+
+def _next_coefficient_lines(k: int, o1: int, p: int) -> list:
+    """θ_{k+1} = (−Σ_i g_i / n − λ θ_k)/(k + 1), from the sums over data points at o1."""
+    return [f"f = -{1.0 / (k + 1)!r} / n", f"g = -{1.0 / (k + 1)!r} * lam",
+            f"for c in range({o1}, {o1 + p * _B}, {_B}):", "    for l in range(nl):",
+            f"        W[c + l] = f * W[c + l] + g * W[c - {p * _B} + l]"]
 
 
 def _fixed_body(d: int, m: int, kk: int, bias: bool, code: int, order: int,
@@ -227,12 +248,8 @@ def _fixed_body(d: int, m: int, kk: int, bias: bool, code: int, order: int,
                     terms = [(f"W[{(c * p + j * bs + q) * B} + l]",
                               f"W[XB + {(((j * kk + q) * ne + e) * order + k - c) * B} + l]")
                              for q in range(kk) for c in range(k + 1)]
-                    body_k += ["for l in range(nl):",
-                               f"    W[{dst} + l] = {terms[0][0]} * {terms[0][1]}"]
-                    body_k += [f"    W[{dst} + l] += {u} * {v}" for u, v in terms[1:]]
-        body_k += [f"f = -{1.0 / (k + 1)!r} / n", f"g = -{1.0 / (k + 1)!r} * lam",
-                f"for c in range({o1}, {o1 + p * B}, {B}):", "    for l in range(nl):",
-                f"        W[c + l] = f * W[c + l] + g * W[c - {p * B} + l]"]
+                    body_k += _product_sum_lines(dst, terms)
+        body_k += _next_coefficient_lines(k, o1, p)
         out += ["    " + ln for ln in body_k]
         return out
 
@@ -250,6 +267,186 @@ def _fixed_body(d: int, m: int, kk: int, bias: bool, code: int, order: int,
     return lines, stored, nsum
 
 
+def _neuron_series(code: int, order: int) -> list:
+    """The series of one neuron that the activation's recurrences compute (emit_act's
+    names), Z, U and SP first: the neuron-local history of `_compact_body`."""
+    import re
+    names = ["Z", "U", "SP"]
+    mark = lambda s, c=None: f"@{s}@"                                   # noqa: E731
+    for k in range(order):
+        for line in _series.emit_act(code, k, mark, mark):
+            names += [s for s in re.findall(r"@(\w+)@", line) if s not in names]
+    return names
+
+
+def _compact_body(d: int, m: int, kk: int, bias: bool, code: int, order: int,
+                  factor: bool = False):
+    """As `_fixed_body`, with the work of each neuron in a run-time loop over the neurons
+    instead of written out per neuron (heyoka's "compact mode"): the source, and so the
+    compile time, no longer grows with the width. Returns (lines, entries per data point,
+    number of factored sums, layout note).
+
+    Work layout (entries of B doubles, lane innermost): the block's coefficients and the
+    factored sums as in `_fixed_body`; then per data point i a block at DB + i*BLK: per
+    neuron j, at j*NBW, the history of its parameters (``r*ORDER + c``, r < BS), of its own
+    series (``(BS + s)*ORDER + c``) and of the residuals R_q (a copy per neuron), its share
+    of the residuals' coefficient k and its output slots; after the neurons (SB = M*NBW)
+    the biases c_q's history. Every lane loop inside the neuron loop addresses one neuron's
+    block only, at constant distances from one base, so LLVM vectorizes it without run-time
+    alias checks; what crosses neurons (the residuals' sums and copies) is written out over
+    the neurons, a few lines each. The coefficients agree with `_fixed_body`'s to round-off
+    (the residual is summed over neurons after each neuron's Cauchy sum, not as one chain).
+    """
+    b = int(bias)
+    bs = kk + d + b
+    p = m * bs + (kk if bias else 0)
+    loc_names = _neuron_series(code, order) + ([] if factor else ["RHO"])
+    nloc = len(loc_names)
+    lidx = {s: i for i, s in enumerate(loc_names)}
+    rcopy0 = (bs + nloc) * order               # the residuals' history, copied per neuron
+    share0 = rcopy0 + kk * order               # the neuron's share of R_q's coefficient k
+    out0 = share0 + kk                         # its output slots
+    nbw = out0 + (2 * kk if factor else kk + 1)
+    sb = m * nbw                               # the biases' history
+    blk = sb + (kk * order if bias else 0)
+    ne = d + b
+    nsum = m * kk * ne if factor else 0
+    B = _B
+
+    def th(r, c):                  # coefficient c of the neuron's parameter r (< BS)
+        return f"W[h + ({r * order} + {c}) * {B}]"
+
+    def hist(s, c):                # coefficient c of the neuron's own series s
+        return f"W[h + ({(bs + lidx[s]) * order} + {c}) * {B}]"
+
+    def out(o):
+        return f"W[h + {(out0 + o) * B}]"
+
+    def body(k):
+        o0, o1 = k * p * B, (k + 1) * p * B
+        loc = lambda s: f"{s}_n"                                        # noqa: E731
+
+        def get_act(s, c):         # in the activation: coefficient k is the local
+            if isinstance(s, int):
+                return th(s, c)
+            return loc(s) if c == k else hist(s, c)
+
+        def get_rest(s, c):        # after it: everything from the history
+            if isinstance(s, int):
+                return th(s, c)
+            if s.startswith("R") and s[1:].isdigit():
+                return f"W[h + ({rcopy0 + int(s[1:]) * order} + {c}) * {B}]"
+            if s == "RHO" and c == k:
+                return loc(s)
+            return hist(s, c)
+
+        lines = ["", "", "@register_jitable", f"def coefficient{k}(n, lam, kappa, W, paramsp, nl):",
+                 f'    """Coefficient {k + 1} of the block\'s parameters (neurons in a loop)."""']
+        # M hidden from LLVM like B (nl = B at run time): a known count of neurons gets the
+        # neuron loops unrolled, which is what this code is to avoid
+        bk = ["mn = (nl // B) * M",
+              "for i in range(n):",
+              "    hi = DB + i * BLK",
+              "    for jn in range(mn):",
+              "        hn = hi + jn * NBW * B",
+              f"        for r in range({bs}):",
+              "            for l in range(nl):",
+              f"                W[hn + (r * ORDER + {k}) * {B} + l] = W[{o0} + (jn * {bs} + r) * {B} + l]"]
+        if bias:
+            bk += [f"    for q in range({kk}):", "        for l in range(nl):",
+                   f"            W[hi + ({sb} + q * ORDER + {k}) * {B} + l] = "
+                   f"W[{o0} + ({m * bs} + q) * {B} + l]"]
+        bk += [f"    x{e} = paramsp[HEADER + i * D + {e}]" for e in range(d)]
+        if k == 0:
+            bk += [f"    y{q} = paramsp[HEADER + n * D + i * K + {q}]" for q in range(kk)]
+        # each neuron: its pre-activation and activation series, its share of every R_q
+        act = [f"{loc('Z')} = {th(kk, k)} * x0"]
+        act += [f"{loc('Z')} += {th(kk + e, k)} * x{e}" for e in range(1, d)]
+        if bias:
+            act.append(f"{loc('Z')} += {th(kk + d, k)}")
+        act += _series.emit_act(code, k, get_act, loc)
+        act += [f"{hist(s, k)} = {loc(s)}" for s in loc_names if s != "RHO"]
+        for q in range(kk):
+            act += _series.emit_mul(k, get_act, q, "U", f"W[h + {(share0 + q) * B}]")
+        bk += ["    for jn in range(mn):", "        for l in range(nl):",
+               "            h = hi + jn * NBW * B + l"]
+        bk += ["            " + ln for ln in act]
+        # R_q = Σ_j (a_jq σ_j)_k (+ c_q − y_q) in the order of j, copied into every neuron
+        for q in range(kk):
+            bk += ["    for l in range(nl):", "        h = hi + l",
+                   f"        R_n = W[h + {(share0 + q) * B}]"]
+            bk += [f"        R_n += W[h + {(j * nbw + share0 + q) * B}]" for j in range(1, m)]
+            if bias:
+                bk.append(f"        R_n += W[h + ({sb + q * order} + {k}) * {B}]")
+            if k == 0:
+                bk.append(f"        R_n -= y{q}")
+            bk += [f"        W[h + ({j * nbw + rcopy0 + q * order} + {k}) * {B}] = R_n"
+                   for j in range(m)]
+        # each neuron's output slots
+        prod = []
+        for q in range(kk):
+            prod += _series.emit_mul(k, get_rest, f"R{q}", "U", out(q))
+        if factor:
+            for q in range(kk):
+                prod += _series.emit_mul(k, get_rest, f"R{q}", "SP", out(kk + q))
+        else:
+            prod += _series.emit_mul(k, get_rest, "R0", 0, loc("RHO"))
+            for q in range(1, kk):
+                prod += _series.emit_mul(k, get_rest, f"R{q}", q, loc("RHO"), add=True)
+            prod.append(f"{hist('RHO', k)} = {loc('RHO')}")
+            prod += _series.emit_mul(k, get_rest, "RHO", "SP", out(kk))
+        bk += ["    for jn in range(mn):", "        for l in range(nl):",
+               "            h = hi + jn * NBW * B + l"]
+        bk += ["            " + ln for ln in prod]
+        # θ_{k+1} = (−Σ_i g_i / n − λ θ_k)/(k + 1), the sums over i in the order of i
+        bk += [f"for q in range({p}):", "    for l in range(nl):",
+               f"        W[{o1} + q * {B} + l] = 0.0 * W[l]"]
+        if factor:
+            bk += [f"for s in range({nsum}):", "    for l in range(nl):",
+                   f"        W[XB + (s * ORDER + {k}) * {B} + l] = 0.0 * W[l]"]
+        bk += ["for i in range(n):", "    hi = DB + i * BLK"]
+        bk += [f"    x{e} = paramsp[HEADER + i * D + {e}]" for e in range(d)]
+        bk += ["    for jn in range(mn):", "        ho = hi + (jn * NBW + OUT0) * B",
+               f"        go = {o1} + jn * {bs * B}"]
+        for e in range(bs):
+            if factor and e >= kk:
+                continue
+            x = f" * x{e - kk}" if kk <= e < kk + d else ""
+            o = e if e < kk else kk
+            bk += ["        for l in range(nl):",
+                   f"            W[go + {e * B} + l] += W[ho + {o * B} + l]{x}"]
+        for q in range(kk if bias else 0):
+            bk += ["    for l in range(nl):",
+                   f"        W[{o1 + (m * bs + q) * B} + l] += W[hi + ({rcopy0 + q * order} + {k}) * {B} + l]"]
+        if factor:
+            bk += ["    for jn in range(mn):", "        ho = hi + (jn * NBW + OUT0) * B",
+                   f"        so = XB + (jn * {kk * ne * order} + {k}) * {B}"]
+            for q in range(kk):
+                for e in range(ne):
+                    x = f" * x{e}" if e < d else ""
+                    bk += ["        for l in range(nl):",
+                           f"            W[so + {(q * ne + e) * order * B} + l] += "
+                           f"W[ho + {(kk + q) * B} + l]{x}"]
+            # Σ_q (a_jq S_jqe)_k, the Cauchy sums written out over q and the coefficients
+            bk += ["for jn in range(mn):", f"    for e in range({ne}):",
+                   f"        dst = {o1} + (jn * {bs} + {kk} + e) * {B}",
+                   f"        ga = jn * {bs * B}",
+                   f"        gs = XB + (jn * {kk * ne} + e) * ORDER * {B}"]
+            terms = [(f"W[ga + {(c * p + q) * B} + l]",
+                      f"W[gs + {(q * ne * order + k - c) * B} + l]")
+                     for q in range(kk) for c in range(k + 1)]
+            bk += ["        " + ln for ln in _product_sum_lines("dst", terms)]
+        bk += _next_coefficient_lines(k, o1, p)
+        return lines + ["    " + ln for ln in bk]
+
+    lines = []
+    for k in range(order):
+        lines += body(k)
+    note = (f"NBW, OUT0 = {nbw}, {out0}     # per neuron: entries, first output slot; series kept: "
+            f"{', '.join(loc_names)}")
+    return lines, blk, nsum, note
+
+
 # Lanes per block of the order-specialised code: a compile-time constant, so that every
 # address in the lane loop is a constant distance from every other (LLVM then vectorizes it
 # without run-time alias checks) and all lanes run the same vector code whatever the lane
@@ -261,25 +458,31 @@ _B = 8
 
 
 def _generate_fixed_source(d: int, m: int, k: int, bias: bool, activation: str,
-                           order: int, factor: bool = False) -> str:
+                           order: int, factor: bool = False, compact: bool = False) -> str:
     code = _CODES[activation]
     p = m * (k + d + int(bias)) + (k if bias else 0)
-    lines, stored, nsum = _fixed_body(d, m, k, bias, code, order, factor)
-    nout = p + (m * k if factor else 0)
+    if compact:
+        lines, blk, nsum, layout = _compact_body(d, m, k, bias, code, order, factor)
+        layout += f"\nBLK = {blk} * B        # per data point: the neurons' blocks, biases, residuals"
+    else:
+        lines, stored, nsum = _fixed_body(d, m, k, bias, code, order, factor)
+        nout = p + (m * k if factor else 0)
+        layout = (f"NSER = {len(stored)}     # series kept per data point: {', '.join(stored)}\n"
+                  f"BLK = (NSER * ORDER + {nout}) * B        # per data point: the series' "
+                  "history, output slots")
     coefs = "\n".join(lines)
     calls = "\n".join(f"    coefficient{c}(n, lam, kappa, W, paramsp, nl)" for c in range(order))
     return f'''\
 # Generated by narrowflow.taylor for d={d}, m={m}, k={k}, bias={bias}, activation={activation!r},
-# order={order}. Do not edit: regenerated when narrowflow's sources change.
+# order={order}{", neurons in loops" if compact else ""}. Do not edit: regenerated when narrowflow's sources change.
 from numba.extending import register_jitable
 from narrowflow import fastmath as fm
 
 D, M, K, BIAS, P, CODE, ORDER, B = {d}, {m}, {k}, {int(bias)}, {p}, {code}, {order}, {_B}
-NSER = {len(stored)}     # series kept per data point: {", ".join(stored)}
 HEADER = {_rhs.HEADER}
 XB = (ORDER + 1) * P * B            # the block's coefficients
 DB = XB + {nsum} * ORDER * B        # then the sums over data points' history
-BLK = (NSER * ORDER + {nout}) * B        # per data point: the series' history, output slots
+{layout}
 
 
 def work_size(lanes, n):
@@ -327,14 +530,14 @@ _LOCK = threading.RLock()
 _BUNDLES: dict = {}
 
 
-def _load_generated(net: Network, order=None, factor=False):
+def _load_generated(net: Network, order=None, factor=False, compact=False):
     d, m, k, bias = net.architecture
     act = net.activation.key
     name = f"nf_taylor_d{d}_m{m}_k{k}_b{int(bias)}_{act}"
     if order is None:
         return jit.load_generated(name, _generate_source(d, m, k, bias, act), depends=_SRC_FILES)
-    return jit.load_generated(f"{name}_o{order}{'f' if factor else ''}",
-                              _generate_fixed_source(d, m, k, bias, act, order, factor),
+    return jit.load_generated(f"{name}_o{order}{'f' if factor else ''}{'c' if compact else ''}",
+                              _generate_fixed_source(d, m, k, bias, act, order, factor, compact),
                               depends=_SRC_FILES)
 
 
@@ -350,15 +553,16 @@ class TaylorFunctions:
     """The compiled Taylor-coefficient cfunc of one (architecture, activation), for any
     order (`order` None: the loops of narrowflow.series) or for one order (the Cauchy sums
     written out; called with another order it returns 2 and writes nothing; `factor`: see
-    `_fixed_body`)."""
+    `_fixed_body`; `compact`: the neurons in loops, `_compact_body`)."""
 
-    def __init__(self, net: Network, order=None, factor=False):
+    def __init__(self, net: Network, order=None, factor=False, compact=False):
         self.architecture = net.architecture
         self.activation = net.activation.key
         self.n_params = net.n_params
         self.order = order
         self.factor = bool(factor) and order is not None
-        self._module = _load_generated(net, order, self.factor)
+        self.compact = bool(compact) and order is not None
+        self._module = _load_generated(net, order, self.factor, self.compact)
         self._cfunc = None
 
     @property
@@ -382,7 +586,7 @@ class TaylorFunctions:
         return _series.wide_layout(n_data, m, k, _CODES[self.activation], lanes, order + 1)[7]
 
 
-def compile_taylor(net, order=None, factor=None) -> TaylorFunctions:
+def compile_taylor(net, order=None, factor=None, compact=None) -> TaylorFunctions:
     """The Taylor-coefficient function of `net` (a Network or GradientFlow), cached per process:
     for every order (`order` None) or specialised to one order (1..MAX_ORDER, the fast one).
 
@@ -390,9 +594,15 @@ def compile_taylor(net, order=None, factor=None) -> TaylorFunctions:
     (`_fixed_body`). None chooses by cost for a GradientFlow's data (`_factor_for`) and
     leaves it off for a bare Network. Both variants give the coefficients for any data to
     round-off; only the work differs.
+
+    compact (specialised code only): the neurons in run-time loops (`_compact_body`), whose
+    source and compile time barely grow with the width; the same coefficients to round-off.
+    None: from width `COMPACT_MIN_WIDTH` on.
     """
     if factor is not None and not isinstance(factor, bool):
         raise TypeError(f"factor must be a bool or None, got {type(factor).__name__}")
+    if compact is not None and not isinstance(compact, bool):
+        raise TypeError(f"compact must be a bool or None, got {type(compact).__name__}")
     if factor is None:
         factor = isinstance(net, GradientFlow) and _factor_for(net.network, net.data.n)
     if isinstance(net, GradientFlow):
@@ -404,10 +614,13 @@ def compile_taylor(net, order=None, factor=None) -> TaylorFunctions:
         if not 1 <= order <= MAX_ORDER:
             raise ValueError(f"order must be in 1..{MAX_ORDER}, got {order}")
     factor = factor and order is not None
-    key = (net.architecture, net.activation.key, order, factor)
+    if compact is None:
+        compact = net.width >= COMPACT_MIN_WIDTH
+    compact = compact and order is not None
+    key = (net.architecture, net.activation.key, order, factor, compact)
     with _LOCK:
         if key not in _BUNDLES:
-            _BUNDLES[key] = TaylorFunctions(net, order, factor)
+            _BUNDLES[key] = TaylorFunctions(net, order, factor, compact)
         return _BUNDLES[key]
 
 
@@ -420,12 +633,12 @@ def _aligned_zeros(n: int) -> np.ndarray:
 
 
 def coefficients(flow: GradientFlow, theta, order: int, lanes: int = 8,
-                 specialised: bool = False, factor=None) -> np.ndarray:
+                 specialised: bool = False, factor=None, compact=None) -> np.ndarray:
     """Normalised Taylor coefficients of the flow's solutions through theta (N, p):
     an array (N, order + 1, p) with [:, 0] = theta (θ(t0 + h) = Σ_k c[:, k] h^k).
 
     Evaluates the compiled cfunc (the one for every order, or with `specialised` the one
-    generated for `order`, `factor` as in `compile_taylor`) in groups of `lanes` (the last
+    generated for `order`, `factor` and `compact` as in `compile_taylor`) in groups of `lanes` (the last
     padded with zeros), the way the ensemble kernel calls it (for tests and inspection).
     """
     import ctypes
@@ -438,7 +651,7 @@ def coefficients(flow: GradientFlow, theta, order: int, lanes: int = 8,
     N, p = th.shape
     if p != flow.n_params:
         raise ValueError(f"theta must have shape (N, {flow.n_params}), got {th.shape}")
-    fns = compile_taylor(flow, order if specialised else None, factor)
+    fns = compile_taylor(flow, order if specialised else None, factor, compact)
     params = _rhs.pack_params(flow)
     fn = ctypes.CFUNCTYPE(ctypes.c_int, ctypes.c_int64, ctypes.c_int64,
                           ctypes.POINTER(ctypes.c_double), ctypes.POINTER(ctypes.c_double),
@@ -490,13 +703,13 @@ def stability_boundary(order: int) -> float:
 
 
 def time_per_lane(flow: GradientFlow, order: int, lanes: int = 16, specialised: bool = True,
-                  calls: int = 2000, repeats: int = 5, factor=None) -> float:
+                  calls: int = 2000, repeats: int = 5, factor=None, compact=None) -> float:
     """CPU seconds of one Taylor expansion per lane (best of `repeats` runs of `calls` calls
     through the C address, states nf4-like N(0, 1), scratch 64-byte aligned as in the
-    kernel): the coefficient cost alone (`factor` as in `compile_taylor`)."""
+    kernel): the coefficient cost alone (`factor`, `compact` as in `compile_taylor`)."""
     import ctypes
     import time
-    fns = compile_taylor(flow, order if specialised else None, factor)
+    fns = compile_taylor(flow, order if specialised else None, factor, compact)
     dp = ctypes.POINTER(ctypes.c_double)
     fn = ctypes.CFUNCTYPE(ctypes.c_int, ctypes.c_int64, ctypes.c_int64, dp, dp, dp)(fns.address)
     params = _rhs.pack_params(flow)
