@@ -30,6 +30,7 @@ mode" in spirit), which keeps the compile time of one order near a minute at any
 from __future__ import annotations
 
 import functools
+import re
 import threading
 
 import numpy as np
@@ -270,7 +271,6 @@ def _fixed_body(d: int, m: int, kk: int, bias: bool, code: int, order: int,
 def _neuron_series(code: int, order: int) -> list:
     """The series of one neuron that the activation's recurrences compute (emit_act's
     names), Z, U and SP first: the neuron-local history of `_compact_body`."""
-    import re
     names = ["Z", "U", "SP"]
     mark = lambda s, c=None: f"@{s}@"                                   # noqa: E731
     for k in range(order):
@@ -282,8 +282,8 @@ def _neuron_series(code: int, order: int) -> list:
 def _compact_body(d: int, m: int, kk: int, bias: bool, code: int, order: int,
                   factor: bool = False):
     """As `_fixed_body`, with the work of each neuron in a run-time loop over the neurons
-    instead of written out per neuron (heyoka's "compact mode"): the source, and so the
-    compile time, no longer grows with the width. Returns (lines, entries per data point,
+    instead of written out per neuron (heyoka's "compact mode" in spirit): the source, and so
+    the compile time, barely grows with the width. Returns (lines, entries per data point,
     number of factored sums, layout note).
 
     Work layout (entries of B doubles, lane innermost): the block's coefficients and the
