@@ -20,6 +20,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import platform
 import subprocess
 import sys
 import tempfile
@@ -79,7 +80,6 @@ def main(argv=None) -> int:
               f"{unrolled['ns_per_lane'] / compact['ns_per_lane']:.2f} |", flush=True)
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
-    import platform
     (out / "taylor_compile.json").write_text(json.dumps(
         dict(rows=rows, machine=platform.processor() or platform.machine(),
              python=sys.version.split()[0]), indent=1))

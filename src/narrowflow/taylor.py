@@ -115,6 +115,19 @@ def _product_sum_lines(dst, terms) -> list:
             + [f"    W[{dst} + l] += {u} * {v}" for u, v in terms[1:]])
 
 
+def _sums_start_lines(k: int, o1: int, p: int, nsum: int, d: int) -> list:
+    """The sums over data points of coefficient k zeroed (the gradient's at o1, the `nsum`
+    factored ones S_jqe), then the loop over data points opened with the point's inputs;
+    θ_{k+1} = (−Σ_i g_i / n − λ θ_k)/(k + 1) follows, the sums over i in the order of i."""
+    lines = [f"for q in range({p}):", "    for l in range(nl):",
+             f"        W[{o1} + q * {_B} + l] = 0.0 * W[l]"]
+    if nsum:
+        lines += [f"for s in range({nsum}):", "    for l in range(nl):",
+                  f"        W[XB + (s * ORDER + {k}) * {_B} + l] = 0.0 * W[l]"]
+    lines += ["for i in range(n):", "    hi = DB + i * BLK"]
+    return lines + [f"    x{e} = paramsp[HEADER + i * D + {e}]" for e in range(d)]
+
+
 def _next_coefficient_lines(k: int, o1: int, p: int) -> list:
     """θ_{k+1} = (−Σ_i g_i / n − λ θ_k)/(k + 1), from the sums over data points at o1."""
     return [f"f = -{1.0 / (k + 1)!r} / n", f"g = -{1.0 / (k + 1)!r} * lam",
@@ -216,15 +229,8 @@ def _fixed_body(d: int, m: int, kk: int, bias: bool, code: int, order: int,
         if bias:
             lines += [f"{res(m * bs + q)} = R_{q}" for q in range(kk)]
         body_k += ["        " + ln for ln in lines]
-        # θ_{k+1} = (−Σ_i g_i / n − λ θ_k)/(k + 1), the sums over i in the order of i
-        body_k += [f"for q in range({p}):", "    for l in range(nl):",
-                   f"        W[{o1} + q * {B} + l] = 0.0 * W[l]"]
         ne = d + b
-        if factor:      # the sums S_jqe (e = d: the bias b_j's), coefficient k
-            body_k += [f"for s in range({nsum}):", "    for l in range(nl):",
-                       f"        W[XB + (s * ORDER + {k}) * {B} + l] = 0.0 * W[l]"]
-        body_k += ["for i in range(n):", "    hi = DB + i * BLK"]
-        body_k += [f"    x{e} = paramsp[HEADER + i * D + {e}]" for e in range(d)]
+        body_k += _sums_start_lines(k, o1, p, nsum, d)
         for q in range(p):
             j, e = divmod(q, bs) if q < m * bs else (None, None)
             if factor and j is not None and e >= kk:
@@ -398,14 +404,7 @@ def _compact_body(d: int, m: int, kk: int, bias: bool, code: int, order: int,
         bk += ["    for jn in range(mn):", "        for l in range(nl):",
                "            h = hi + jn * NBW * B + l"]
         bk += ["            " + ln for ln in prod]
-        # θ_{k+1} = (−Σ_i g_i / n − λ θ_k)/(k + 1), the sums over i in the order of i
-        bk += [f"for q in range({p}):", "    for l in range(nl):",
-               f"        W[{o1} + q * {B} + l] = 0.0 * W[l]"]
-        if factor:
-            bk += [f"for s in range({nsum}):", "    for l in range(nl):",
-                   f"        W[XB + (s * ORDER + {k}) * {B} + l] = 0.0 * W[l]"]
-        bk += ["for i in range(n):", "    hi = DB + i * BLK"]
-        bk += [f"    x{e} = paramsp[HEADER + i * D + {e}]" for e in range(d)]
+        bk += _sums_start_lines(k, o1, p, nsum, d)
         bk += ["    for jn in range(mn):", "        ho = hi + (jn * NBW + OUT0) * B",
                f"        go = {o1} + jn * {bs * B}"]
         for e in range(bs):
