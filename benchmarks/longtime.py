@@ -1,4 +1,5 @@
-"""NF4 over long times (the stiff tail of training), per core: narrowflow against stiff peers.
+"""NF4 (or a wider network) over long times, the stiff tail of training, per core: narrowflow
+against stiff peers.
 
     python benchmarks/longtime.py                    # default run, ~5-10 min on one core
     python benchmarks/longtime.py --quick            # smoke run: tiny sizes, ~1 min
@@ -6,6 +7,7 @@
     python benchmarks/longtime.py --horizons 1e2,1e4,conv --methods auto,dop853,lsoda --N 8192
     python benchmarks/longtime.py --out DIR          # where longtime.json / longtime.png go
                                                      # (default benchmarks/results/)
+    python benchmarks/longtime.py --network m8d2n64 --name longtime_m8  # a wider network
 
 What it measures
 ----------------
@@ -32,12 +34,24 @@ Solvers (each at its own tolerances: default rtol 1e-8, atol 1e-10; --tols for a
     and AUTO_NONSTIFF set for the call), and
     "auto-rodas5p": "auto" handing stiff trajectories to Rodas5P at the same tolerances, as
     narrowflow 0.1 did (ensemble.AUTO_STIFF and AUTO_STIFF_TOL set for the call);
+    "auto-early": "auto" whose stiffness test fires at 0.2 of the explicit method's stability
+    boundary (ensemble.STIFF_FRACTION, 0.47) for the call;
   * numbalsoda LSODA (ODEPACK) with a scalar Numba cfunc (t, u, du, p) written for NF4
     (libm tanh; checked against the model's field): the fastest one-trajectory RHS we have,
     about 6x cheaper per call than narrowflow's lane-batched flow called on one lane; LSODA
     forms its Jacobian by finite differences, included in its RHS count;
   * scipy `solve_ivp` Radau and LSODA with the analytic Jacobian (a Numba NF4 Hessian,
     checked against flow.hessian at start) and peers.py's Numba right-hand side, on a small N.
+
+--network m<width>d<inputs>n<points> runs the same measurements on a wider network
+(`teacher_problem`): one-output tanh with biases (p = width (inputs + 2) + 1) on n points
+x ~ N(0, 1) labelled by a teacher of the same architecture with N(0, 1) parameters, initial
+states N(0, 1). There the peers' RHS is a scalar Numba loop over points and neurons (each
+tanh once; the LSODA cfunc calls it), their Jacobian -flow.hessian (numpy); the reference
+is narrowflow's rodas5p at rtol 1e-12 (--reference; these networks train to t ~ 1e6 ... 1e10,
+where scipy's Radau at 1e-12 takes minutes per trajectory), checked against one scipy
+DOP853 run at 1e-13 to t = 1e3. Trajectories that ended other than SUCCESS or CONVERGED
+(MAX_STEPS, ...) are left out of every error set.
 
 Size of each measurement: an ensemble grows (starting at one lane batch for narrowflow) until
 one timed run takes --min-time seconds (2 s), and further to the error set (--ref-N
@@ -80,6 +94,7 @@ import argparse
 import dataclasses
 import json
 import math
+import re
 import sys
 import time
 from pathlib import Path
@@ -98,15 +113,18 @@ NF_METHODS = ("auto", "bdf", "rodas5p", "rodas4", "dop853")   # also the referen
 # handing over to Rodas5P at the same tolerances (its stiff method before BDF); "auto" and
 # "bdf" with BDF's Jacobian renewed only when Newton fails (jacobian_every = 0, as before
 # the scheduled renewal) or every 10 accepted steps (jacobian_every = 10), or with up to 6
-# Newton iterations per step (newton_maxiter = 6)
+# Newton iterations per step (newton_maxiter = 6); "auto-early" switching at 0.2 of the stability
+# boundary (STIFF_FRACTION)
 NF_EXTRA = ("taylor", "vern7", "auto-dop853", "auto-vern7", "auto-taylor", "auto-rodas5p",
+            "auto-early",
             "auto-jac0", "bdf-jac0", "auto-jac10", "bdf-jac10", "auto-newton6", "bdf-newton6")
 # the explicit methods: held back by step stability in the stiff tail (a capped N there)
 STABILITY_HELD = ("dop853", "vern7", "taylor")
 AUTO_VARIANTS = {"auto-dop853": {"AUTO_TAYLOR_RTOL": 0.0, "AUTO_NONSTIFF": "dop853"},
                  "auto-vern7": {"AUTO_TAYLOR_RTOL": 0.0, "AUTO_NONSTIFF": "vern7"},
                  "auto-taylor": {"AUTO_TAYLOR_RTOL": 1.0},
-                 "auto-rodas5p": {"AUTO_STIFF": "rodas5p", "AUTO_STIFF_TOL": 1.0}}
+                 "auto-rodas5p": {"AUTO_STIFF": "rodas5p", "AUTO_STIFF_TOL": 1.0},
+                 "auto-early": {"STIFF_FRACTION": 0.2}}
 # variants of a method with other fields of BDF's MultistepMethod: name -> (method, fields)
 BDF_VARIANTS = {"auto-jac0": ("auto", {"jacobian_every": 0}),
                 "bdf-jac0": ("bdf", {"jacobian_every": 0}),
@@ -127,6 +145,7 @@ LABELS = {"auto": "narrowflow auto", "bdf": "narrowflow bdf", "rodas5p": "narrow
           "vern7": "narrowflow vern7", "auto-vern7": "auto, vern7 start",
           "taylor": "narrowflow taylor", "auto-dop853": "auto, dop853 start",
           "auto-taylor": "auto, taylor start", "auto-rodas5p": "auto, rodas5p tail",
+          "auto-early": "auto, switch at 0.2",
           "auto-jac0": "auto, J on failure only", "bdf-jac0": "bdf, J on failure only",
           "auto-jac10": "auto, J every 10 steps", "bdf-jac10": "bdf, J every 10 steps",
           "auto-newton6": "auto, 6 Newton its", "bdf-newton6": "bdf, 6 Newton its",
@@ -134,7 +153,7 @@ LABELS = {"auto": "narrowflow auto", "bdf": "narrowflow bdf", "rodas5p": "narrow
           "scipy-lsoda": "scipy LSODA + jac"}
 MARKERS = {"auto": "o", "bdf": "*", "rodas5p": "s", "rodas4": "D", "dop853": "^", "lsoda": "v",
            "taylor": "h", "vern7": "4", "auto-vern7": "3", "auto-dop853": "<", "auto-taylor": ">",
-           "auto-rodas5p": "d",
+           "auto-rodas5p": "d", "auto-early": "|",
            "auto-jac0": "8", "bdf-jac0": "p", "auto-jac10": "H", "bdf-jac10": "x",
            "auto-newton6": "1", "bdf-newton6": "2",
            "scipy-radau": "P", "scipy-lsoda": "X"}
@@ -150,7 +169,7 @@ REF_SWITCH = 100.0                            # reference: DOP853 up to here, Ra
 # --- the problem --------------------------------------------------------------------------------
 
 X, YD = peers.nf4_data()
-DATA = np.concatenate([X, YD])
+DATA = np.concatenate([X, YD])          # NF4's x then y: the data of its scalar functions
 
 
 @njit(cache=True)
@@ -185,6 +204,109 @@ def nf4_jac(t, theta, data):
     return J
 
 
+@dataclasses.dataclass
+class Problem:
+    """A network on a data set, with what the peers and the reference need.
+
+    flow: the narrowflow GradientFlow; initial(n) -> (n, p) initial states; field(theta,
+    data, out): -grad L as scalar Numba code (the peers' RHS); jac(t, theta, data): its
+    Jacobian (p, p); data: float64 array for both, with the LSODA call counter at
+    data[counter] (and any scratch after it).
+    """
+    name: str
+    flow: object
+    initial: object
+    field: object
+    jac: object
+    data: np.ndarray
+    counter: int
+
+    @property
+    def p(self) -> int:
+        return self.flow.n_params
+
+
+def nf4_problem() -> Problem:
+    import narrowflow as nf
+    return Problem("NF4", nf.model.nf4_benchmark(), nf.model.nf4_initial_states, peers.nf4_field,
+                   nf4_jac, np.concatenate([DATA, [0.0]]), DATA.size)
+
+
+def teacher_problem(width, input_dim, n_data, seed=0) -> Problem:
+    """A one-output tanh network with biases of `width` hidden units and `input_dim` inputs on
+    `n_data` points x ~ N(0, 1), labelled by a teacher of the same architecture with N(0, 1)
+    parameters (so its global minimum has zero loss); initial states N(0, 1) from
+    narrowflow.initial.sample(n, p, seed=NF4_SEED)."""
+    import narrowflow as nf
+    rng = np.random.default_rng(seed)
+    net = nf.model.Network(width=width, input_dim=input_dim, bias=True)
+    x = rng.normal(size=(n_data, input_dim))
+    flow = nf.model.GradientFlow(net, nf.model.Dataset.from_teacher(
+        net, rng.normal(size=net.n_params), x))
+    m, d, n, p = width, input_dim, n_data, net.n_params
+    bs = d + 2                      # block of neuron j: a_j, w_j[0..d-1], b_j; then c
+    xo, yo, so = 0, n * d, n * d + n + 1
+    data = np.concatenate([x.ravel(), flow.data.y.ravel(), [0.0], np.zeros(m)])
+
+    @njit(cache=False)
+    def field(theta, data, out):
+        # -grad L, L = 1/(2n) sum r_i^2; tanh(z_ij) kept in data[so:] (no allocation per call)
+        for q in range(p):
+            out[q] = 0.0
+        for i in range(n):
+            f = theta[p - 1]
+            for j in range(m):
+                z = theta[j * bs + 1 + d]
+                for e in range(d):
+                    z += theta[j * bs + 1 + e] * data[xo + i * d + e]
+                s = math.tanh(z)
+                data[so + j] = s
+                f += theta[j * bs] * s
+            r = (f - data[yo + i]) / n
+            for j in range(m):
+                s = data[so + j]
+                out[j * bs] -= r * s
+                g = r * theta[j * bs] * (1.0 - s * s)
+                for e in range(d):
+                    out[j * bs + 1 + e] -= g * data[xo + i * d + e]
+                out[j * bs + 1 + d] -= g
+            out[p - 1] -= r
+
+    def jac(t, theta, data):
+        return -flow.hessian(theta)
+
+    def initial(count):
+        return nf.initial.sample(count, p, nf.model.NF4_SEED)
+
+    return Problem(f"width {m}, d={d}, bias, n={n} (teacher)", flow, initial, field, jac, data,
+                   n * d + n)
+
+
+def parse_network(text) -> Problem:
+    """'nf4', or 'm<width>d<inputs>n<points>' (e.g. m4d2n64): `teacher_problem`."""
+    if text == "nf4":
+        return nf4_problem()
+    mt = re.fullmatch(r"m(\d+)d(\d+)n(\d+)", text)
+    if not mt:
+        raise SystemExit(f"--network: 'nf4' or m<width>d<inputs>n<points> (e.g. m4d2n64), "
+                         f"got {text!r}")
+    return teacher_problem(*(int(g) for g in mt.groups()))
+
+
+def scipy_rhs(problem: Problem):
+    """f(t, y, data) for scipy's solve_ivp: the problem's scalar field."""
+    if problem.name == "NF4":
+        return peers._scipy_rhs
+    field, p = problem.field, problem.p
+
+    @njit(cache=False)
+    def rhs(t, y, data):
+        out = np.empty(p)
+        field(y, data, out)
+        return out
+    return rhs
+
+
 def horizon_label(h) -> str:
     if h == "conv":
         return f"conv (gtol {GTOL:.0e})"
@@ -193,14 +315,14 @@ def horizon_label(h) -> str:
 
 
 # --- solvers ------------------------------------------------------------------------------------
-# Each runner: run(y0 (n, 4), targets (n,) end times or None (narrowflow at "conv"), rtol, atol)
-# -> dict(y (n, 4), t (n,), status (n,), nfev (n,) or None, njev (n,) or None)
+# Each runner: run(y0 (n, p), targets (n,) end times or None (narrowflow at "conv"), rtol, atol)
+# -> dict(y (n, p), t (n,), status (n,), nfev (n,) or None, njev (n,) or None)
 
-def make_narrowflow(method, conv_t1):
+def make_narrowflow(problem, method, conv_t1):
     import narrowflow as nf
     from narrowflow import ensemble
     from narrowflow import tableaus
-    flow = nf.model.nf4_benchmark()
+    flow = problem.flow
     patch = AUTO_VARIANTS.get(method)
     base, fields = base_method(method), BDF_VARIANTS.get(method, (None, None))[1]
 
@@ -231,43 +353,45 @@ def make_narrowflow(method, conv_t1):
     return run
 
 
-def make_numbalsoda():
-    """numbalsoda LSODA with its best RHS: a scalar Numba cfunc for NF4 (libm tanh, data in
-    its parameter block), not narrowflow's lane-batched flow called on one lane (which costs
-    about 6x more per call); checked against the model's field, counts its calls."""
-    import math
-
+def make_numbalsoda(problem):
+    """numbalsoda LSODA with its best RHS: a scalar Numba cfunc (libm tanh, data in its
+    parameter block; for NF4 written out), not narrowflow's lane-batched flow called on one
+    lane (which costs about 6x more per call on NF4); checked against the model's field,
+    counts its calls."""
     import numba as nb
     from numbalsoda import lsoda, lsoda_sig
 
-    import narrowflow as nf
-    flow = nf.model.nf4_benchmark()
-    x = np.ascontiguousarray(flow.data.x.ravel())
-    yd = np.ascontiguousarray(flow.data.y.ravel())
-    n = x.size
-    cnt = 2 * n                     # the RHS counter lives just past the data
-    data = np.concatenate([x, yd, [0.0]])
+    flow, data, cnt, p = problem.flow, problem.data, problem.counter, problem.p
+    if problem.name == "NF4":
+        n = flow.data.n
 
-    @nb.cfunc(lsoda_sig, error_model="numpy")
-    def lsoda_rhs(t, u, du, p):
-        a1, w1, a2, w2 = u[0], u[1], u[2], u[3]
-        g0 = g1 = g2 = g3 = 0.0
-        for i in range(n):
-            xi = p[i]
-            s1 = math.tanh(w1 * xi)
-            s2 = math.tanh(w2 * xi)
-            r = a1 * s1 + a2 * s2 - p[n + i]
-            g0 -= r * s1
-            g1 -= r * a1 * (1.0 - s1 * s1) * xi
-            g2 -= r * s2
-            g3 -= r * a2 * (1.0 - s2 * s2) * xi
-        du[0] = g0 / n
-        du[1] = g1 / n
-        du[2] = g2 / n
-        du[3] = g3 / n
-        p[cnt] += 1.0
+        @nb.cfunc(lsoda_sig, error_model="numpy")
+        def lsoda_rhs(t, u, du, p):
+            a1, w1, a2, w2 = u[0], u[1], u[2], u[3]
+            g0 = g1 = g2 = g3 = 0.0
+            for i in range(n):
+                xi = p[i]
+                s1 = math.tanh(w1 * xi)
+                s2 = math.tanh(w2 * xi)
+                r = a1 * s1 + a2 * s2 - p[n + i]
+                g0 -= r * s1
+                g1 -= r * a1 * (1.0 - s1 * s1) * xi
+                g2 -= r * s2
+                g3 -= r * a2 * (1.0 - s2 * s2) * xi
+            du[0] = g0 / n
+            du[1] = g1 / n
+            du[2] = g2 / n
+            du[3] = g3 / n
+            p[cnt] += 1.0
+    else:
+        field, nd, npar = problem.field, data.size, problem.p
 
-    _check_scalar_rhs(lsoda_rhs, data, flow)
+        @nb.cfunc(lsoda_sig, error_model="numpy")
+        def lsoda_rhs(t, u, du, p):
+            field(nb.carray(u, (npar,)), nb.carray(p, (nd,)), nb.carray(du, (npar,)))
+            p[cnt] += 1.0
+
+    _check_scalar_rhs(lsoda_rhs, problem)
     address = lsoda_rhs.address
 
     @nb.njit
@@ -287,7 +411,7 @@ def make_numbalsoda():
 
     def run(y0, targets, rtol, atol, horizon):
         n = len(y0)
-        y = np.empty((n, 4))
+        y = np.empty((n, p))
         nfev = np.zeros(n)
         ok = np.zeros(n, np.int64)
         loop(address, np.ascontiguousarray(y0), np.ascontiguousarray(targets, dtype=float),
@@ -298,29 +422,31 @@ def make_numbalsoda():
     return run
 
 
-def _check_scalar_rhs(cf, data, flow):
+def _check_scalar_rhs(cf, problem):
     """The peer's RHS must be the model's field (to 1e-13 relative) at a few states."""
     import ctypes
     fn = ctypes.CFUNCTYPE(None, ctypes.c_double, ctypes.POINTER(ctypes.c_double),
                           ctypes.POINTER(ctypes.c_double), ctypes.POINTER(ctypes.c_double))(cf.address)
-    work = data.copy()
-    for th in np.random.default_rng(1).normal(size=(5, 4)):
+    work = problem.data.copy()
+    for th in np.random.default_rng(1).normal(size=(5, problem.p)):
         u = np.ascontiguousarray(th)
-        du = np.zeros(4)
+        du = np.zeros(problem.p)
         fn(0.0, u.ctypes.data_as(ctypes.POINTER(ctypes.c_double)),
            du.ctypes.data_as(ctypes.POINTER(ctypes.c_double)),
            work.ctypes.data_as(ctypes.POINTER(ctypes.c_double)))
-        ref = flow.field(th)
+        ref = problem.flow.field(th)
         if not np.allclose(du, ref, rtol=1e-13, atol=1e-15):
-            raise RuntimeError(f"LSODA's NF4 RHS disagrees with the model: {du} vs {ref}")
+            raise RuntimeError(f"LSODA's {problem.name} RHS disagrees with the model: "
+                               f"{du} vs {ref}")
 
 
-def make_scipy(method):
+def make_scipy(problem, method):
     from scipy.integrate import solve_ivp
+    f, jac, data, p = scipy_rhs(problem), problem.jac, problem.data, problem.p
 
     def run(y0, targets, rtol, atol, horizon):
         n = len(y0)
-        y = np.empty((n, 4))
+        y = np.empty((n, p))
         t = np.zeros(n)
         status = np.zeros(n, int)
         nfev = np.zeros(n)
@@ -329,8 +455,8 @@ def make_scipy(method):
             if not targets[i] > 0.0:
                 y[i] = y0[i]
                 continue
-            s = solve_ivp(peers._scipy_rhs, (0.0, float(targets[i])), y0[i], method=method,
-                          rtol=rtol, atol=atol, jac=nf4_jac, args=(DATA,))
+            s = solve_ivp(f, (0.0, float(targets[i])), y0[i], method=method,
+                          rtol=rtol, atol=atol, jac=jac, args=(data,))
             y[i], t[i] = s.y[:, -1], s.t[-1]
             status[i] = 0 if s.status == 0 else FAILED
             nfev[i], njev[i] = s.nfev, s.njev
@@ -367,12 +493,11 @@ def measure(run, y0_all, targets, rtol, atol, horizon, *, n_start, n_hi, n_err, 
     return out, n, el, n < n_err
 
 
-def jacobian_cost(lanes=16):
+def jacobian_cost(problem, lanes=16):
     """(c_J = time of one compiled Jacobian / time of one compiled flow, per lane; note)."""
-    import narrowflow as nf
     from narrowflow import rhs
     from narrowflow._ext import rhscall
-    flow = nf.model.nf4_benchmark()
+    flow = problem.flow
     funcs = rhs.compile_network(flow)
     if not hasattr(type(funcs), "jacobian") and not hasattr(funcs, "jacobian"):
         return None, ("rhs.compile_network(flow) has no `jacobian` cfunc in this narrowflow: "
@@ -386,7 +511,7 @@ def jacobian_cost(lanes=16):
         except Exception:  # noqa: BLE001 - n_out may not know "jacobian" yet
             n_out = p * p
         prm = rhs.pack_params(flow)
-        y = np.ascontiguousarray(nf.model.nf4_initial_states(lanes).T.ravel())
+        y = np.ascontiguousarray(problem.initial(lanes).T.ravel())
         out = {}
         for name, addr, k in (("flow", funcs.flow_address, p), ("jacobian", address, n_out)):
             reps = 2000
@@ -402,12 +527,11 @@ def jacobian_cost(lanes=16):
         return None, f"timing the jacobian cfunc failed ({type(exc).__name__}: {exc})"[:300]
 
 
-def conv_support(method):
+def conv_support(problem, method):
     """t_span[1] for "conv": inf when narrowflow accepts it, else CONV_FALLBACK_T1."""
     from narrowflow import ensemble
-    import narrowflow as nf
     try:
-        ensemble.make_problem(nf.model.nf4_benchmark(), method=method, t_span=(0.0, np.inf),
+        ensemble.make_problem(problem.flow, method=method, t_span=(0.0, np.inf),
                               gtol=GTOL)
         return np.inf
     except ValueError:
@@ -418,25 +542,40 @@ def conv_support(method):
 
 # --- reference ----------------------------------------------------------------------------------
 
-def reference(times_by_traj, y0_all, log=print):
-    """{i: {t: state}}: a restarted chain through every asked-for time of trajectory i."""
+def reference(problem, times_by_traj, y0_all, log=print, method="radau"):
+    """{i: {t: state}}: a restarted chain through every asked-for time of trajectory i.
+
+    method "radau": scipy DOP853 (1e-13) up to REF_SWITCH, then scipy Radau (1e-12, 1e-14)
+    with the Jacobian; "rodas5p": narrowflow's rodas5p at rtol 1e-12, atol 1e-14 throughout
+    (compiled: for wide networks to convergence, where scipy's Radau takes minutes per
+    trajectory; not independent of narrowflow, so `reference_check` compares it with scipy)."""
     from scipy.integrate import solve_ivp
+    f, jac, data = scipy_rhs(problem), problem.jac, problem.data.copy()
     ref = {}
     t_start = time.perf_counter()
     for k, (i, times) in enumerate(sorted(times_by_traj.items())):
         y, t0, got = y0_all[i].copy(), 0.0, {}
         for t1 in sorted(times):
-            if t1 > t0:
+            if t1 > t0 and method == "rodas5p":
+                import narrowflow as nf
+                r = nf.solve_ensemble(problem.flow, y[None, :], method="rodas5p",
+                                      t_span=(t0, t1), rtol=1e-12, atol=1e-14, threads=1,
+                                      max_steps=10**8)
+                if r.status[0] != 0:
+                    log(f"  reference trajectory {i} ended with status {int(r.status[0])} at "
+                        f"t={r.t_final[0]:.3g}")
+                y, t0 = r.y_final[0].copy(), t1
+            elif t1 > t0:
                 if t1 <= REF_SWITCH:
-                    s = solve_ivp(peers._scipy_rhs, (t0, t1), y, method="DOP853", rtol=1e-13,
-                                  atol=1e-15, args=(DATA,))
+                    s = solve_ivp(f, (t0, t1), y, method="DOP853", rtol=1e-13,
+                                  atol=1e-15, args=(data,))
                 else:
                     if t0 < REF_SWITCH:
-                        s = solve_ivp(peers._scipy_rhs, (t0, REF_SWITCH), y, method="DOP853",
-                                      rtol=1e-13, atol=1e-15, args=(DATA,))
+                        s = solve_ivp(f, (t0, REF_SWITCH), y, method="DOP853",
+                                      rtol=1e-13, atol=1e-15, args=(data,))
                         y, t0 = s.y[:, -1], REF_SWITCH
-                    s = solve_ivp(peers._scipy_rhs, (t0, t1), y, method="Radau", rtol=1e-12,
-                                  atol=1e-14, jac=nf4_jac, args=(DATA,))
+                    s = solve_ivp(f, (t0, t1), y, method="Radau", rtol=1e-12,
+                                  atol=1e-14, jac=jac, args=(data,))
                 if s.status != 0:
                     log(f"  reference trajectory {i} failed at t={s.t[-1]:.3g}: {s.message}")
                 y, t0 = s.y[:, -1], t1
@@ -448,14 +587,15 @@ def reference(times_by_traj, y0_all, log=print):
     return ref
 
 
-def reference_check(ref, y0_all, n=3, t_chk=1e3):
+def reference_check(problem, ref, y0_all, n=3, t_chk=1e3):
     """Max difference of the chain to one DOP853 run at 1e-13 from 0 to t_chk."""
     from scipy.integrate import solve_ivp
+    f, data = scipy_rhs(problem), problem.data.copy()
     diffs = []
     for i in sorted(ref)[:n]:
         if t_chk in ref[i]:
-            s = solve_ivp(peers._scipy_rhs, (0.0, t_chk), y0_all[i], method="DOP853",
-                          rtol=1e-13, atol=1e-15, args=(DATA,))
+            s = solve_ivp(f, (0.0, t_chk), y0_all[i], method="DOP853",
+                          rtol=1e-13, atol=1e-15, args=(data,))
             diffs.append(float(np.abs(s.y[:, -1] - ref[i][t_chk]).max()))
     return max(diffs) if diffs else None
 
@@ -502,7 +642,15 @@ def main(argv=None) -> int:
     ap.add_argument("--no-figure", action="store_true")
     ap.add_argument("--name", default="longtime",
                     help="stem of the output files in --out (default: longtime)")
+    ap.add_argument("--reference", choices=("radau", "rodas5p"), default=None,
+                    help="reference chain: scipy DOP853 + Radau (default for nf4) or "
+                         "narrowflow rodas5p at 1e-12 (default for other networks)")
+    ap.add_argument("--network", default="nf4",
+                    help="nf4, or m<width>d<inputs>n<points> (e.g. m4d2n64): a teacher-labelled "
+                         "tanh network with biases (teacher_problem)")
     args = ap.parse_args(argv)
+    problem = parse_network(args.network)
+    ref_kind = args.reference or ("radau" if problem.name == "NF4" else "rodas5p")
 
     horizons = parse_list(args.horizons, kind=float)
     for h in horizons:
@@ -543,7 +691,7 @@ def main(argv=None) -> int:
             msg = f"skip narrowflow {m!r}: not in narrowflow.ensemble.METHODS"
             say(msg)
             notes.append(msg)
-    conv_t1 = {m: conv_support(base_method(m)) for m in nf_methods}
+    conv_t1 = {m: conv_support(problem, base_method(m)) for m in nf_methods}
     if "conv" in horizons:
         for m, t1 in conv_t1.items():
             if not math.isinf(t1):
@@ -553,20 +701,20 @@ def main(argv=None) -> int:
                 notes.append(msg)
     ref_method = nf_methods[0] if nf_methods else None
 
-    runners = {m: make_narrowflow(m, conv_t1[m]) for m in nf_methods}
+    runners = {m: make_narrowflow(problem, m, conv_t1[m]) for m in nf_methods}
     skipped = {}
     peer_keys = [k for k in PEER_KEYS if k in requested]
     for k in list(peer_keys):
         try:
             if k == "lsoda":
-                runners[k] = make_numbalsoda()
+                runners[k] = make_numbalsoda(problem)
                 import numbalsoda
                 versions["numbalsoda"] = getattr(numbalsoda, "__version__", None) or _dist_version(
                     "numbalsoda")
             else:
                 import scipy
                 versions["scipy"] = scipy.__version__
-                runners[k] = make_scipy("Radau" if k == "scipy-radau" else "LSODA")
+                runners[k] = make_scipy(problem, "Radau" if k == "scipy-radau" else "LSODA")
         except Exception as exc:  # noqa: BLE001 - a missing peer is reported, not fatal
             skipped[LABELS[k]] = f"{type(exc).__name__}: {exc}"[:200]
             say(f"skip {LABELS[k]}: {skipped[LABELS[k]]}")
@@ -575,18 +723,18 @@ def main(argv=None) -> int:
     versions["numba"] = numba.__version__
     versions["numpy"] = np.__version__
 
-    # sanity: the Numba Jacobian is -flow.hessian
-    flow = nf.model.nf4_benchmark()
-    th = nf.model.nf4_initial_states(8)
-    jac_err = max(float(np.abs(nf4_jac(0.0, y, DATA) + flow.hessian(y)).max()) for y in th)
+    # sanity: the peers' Jacobian is -flow.hessian
+    jac_err = max(float(np.abs(problem.jac(0.0, y, problem.data) + problem.flow.hessian(y)).max())
+                  for y in problem.initial(8))
     if jac_err > 1e-12:
-        raise SystemExit(f"nf4_jac disagrees with -flow.hessian by {jac_err:.2e}")
-    c_J, c_J_note = jacobian_cost()
+        raise SystemExit(f"the peers' Jacobian disagrees with -flow.hessian by {jac_err:.2e}")
+    say(f"network: {problem.name}, p = {problem.p}")
+    c_J, c_J_note = jacobian_cost(problem)
     say(c_J_note)
     notes.append(c_J_note)
 
     n_all = max(n_cap, R, scipy_cap)
-    y0_all = nf.model.nf4_initial_states(n_all)
+    y0_all = problem.initial(n_all)
     say("warm-up (compilation kept out of the timings) ...", flush=True)
     for k, run in runners.items():
         for rtol in tols:   # at every tolerance: the Taylor code is compiled per order
@@ -646,7 +794,8 @@ def main(argv=None) -> int:
                            t_final_median=float(np.median(out["t"])),
                            t_final_max=float(np.max(out["t"])))
                 m = min(R, n)
-                kept.append(dict(y=out["y"][:m].copy(), t=out["t"][:m].copy()))
+                kept.append(dict(y=out["y"][:m].copy(), t=out["t"][:m].copy(),
+                                 ok=np.isin(np.asarray(out["status"][:m]), (0, 1))))
                 rows.append(row)
                 say(f"  {hl:16s} {LABELS[k]:20s} rtol {rtol:.0e}: {row['throughput']:10.1f} "
                     f"traj/s  N={n}{' (capped)' if capped else ''}  {el:.2f} s  "
@@ -656,27 +805,29 @@ def main(argv=None) -> int:
     # reference at every final time asked for
     times = {}
     for kp in kept:
-        for i, (yy, tt) in enumerate(zip(kp["y"], kp["t"])):
-            if np.isfinite(tt) and tt > 0 and np.all(np.isfinite(yy)):
+        # only SUCCESS / CONVERGED end states: a MAX_STEPS one may lie at t = 1e20
+        for i, (yy, tt, ok) in enumerate(zip(kp["y"], kp["t"], kp["ok"])):
+            if ok and np.isfinite(tt) and tt > 0 and np.all(np.isfinite(yy)):
                 times.setdefault(i, set()).add(float(tt))
     n_ref = len(times)
     if 1e3 not in horizons:
         for i in list(times)[:3]:
             times[i].add(1e3)
-    say(f"reference: DOP853 1e-13 to t={REF_SWITCH:g}, then Radau rtol 1e-12 atol 1e-14 + jac, "
-        f"on {n_ref} trajectories ...", flush=True)
+    ref_desc = (f"DOP853 1e-13 to t={REF_SWITCH:g}, then Radau rtol 1e-12 atol 1e-14 + jac"
+                if ref_kind == "radau" else "narrowflow rodas5p rtol 1e-12 atol 1e-14")
+    say(f"reference: {ref_desc}, on {n_ref} trajectories ...", flush=True)
     t_ref = time.perf_counter()
-    ref = reference(times, y0_all, log=say)
+    ref = reference(problem, times, y0_all, log=say, method=ref_kind)
     ref_seconds = time.perf_counter() - t_ref
     say(f"  reference done in {ref_seconds:.0f} s")
-    ref_chk = reference_check(ref, y0_all)
+    ref_chk = reference_check(problem, ref, y0_all)
     if ref_chk is not None:
         say(f"  reference chain vs one DOP853 1e-13 run to t=1e3: {ref_chk:.2e}")
 
     for row, kp in zip(rows, kept):
         errs = []
-        for i, (yy, tt) in enumerate(zip(kp["y"], kp["t"])):
-            if i in ref and float(tt) in ref[i]:
+        for i, (yy, tt, ok) in enumerate(zip(kp["y"], kp["t"], kp["ok"])):
+            if ok and i in ref and float(tt) in ref[i]:
                 errs.append(float(np.abs(yy - ref[i][float(tt)]).max()))
         row["n_err"] = len(errs)
         row["err_median"] = float(np.median(errs)) if errs else None
@@ -704,9 +855,10 @@ def main(argv=None) -> int:
                                         lsoda_rtol=ls["rtol"], lsoda_err_max=ls["err_max"],
                                         ratio=None if thr is None else thr / ls["throughput"]))
 
-    meta = dict(machine=peers.machine(), versions=versions, gtol=GTOL,
+    meta = dict(machine=peers.machine(), versions=versions, gtol=GTOL, network=problem.name,
+                n_params=problem.p,
                 conv_t1={m: (None if math.isinf(t) else t) for m, t in conv_t1.items()},
-                reference_method=ref_method, c_J=c_J, ref_N=R, ref_trajectories=n_ref,
+                reference_method=ref_method, reference=ref_desc, c_J=c_J, ref_N=R, ref_trajectories=n_ref,
                 reference_seconds=ref_seconds, reference_check_t1e3=ref_chk,
                 min_time=min_time, max_time=max_time, quick=args.quick, tols=tols,
                 horizons=[horizon_label(h) for h in horizons], skipped=skipped, notes=notes,
@@ -721,7 +873,8 @@ def main(argv=None) -> int:
     say(md)
     say(f"numbers: {out / (args.name + '.json')}")
     if not args.no_figure:
-        figure(rows, [horizon_label(h) for h in horizons], out / f"{args.name}.png")
+        figure(rows, [horizon_label(h) for h in horizons], out / f"{args.name}.png",
+               problem.name)
         say(f"figure: {out / (args.name + '.png')}")
     return 0
 
@@ -740,12 +893,14 @@ def _f(v, fmt):
 
 def render(rows, equal_error, meta) -> str:
     m = meta["machine"]
-    lines = [f"Machine: {m['cpu']} ({m['simd']}), {m['cores']} cores, Python {m['python']}; "
+    lines = [f"Network: {meta.get('network', 'NF4')} (p = {meta.get('n_params', 4)}). "
+             f"Machine: {m['cpu']} ({m['simd']}), {m['cores']} cores, Python {m['python']}; "
              + ", ".join(f"{k} {v}" for k, v in meta["versions"].items()) + ". One core.",
-             f"Errors: max-norm of the final state vs the reference (DOP853 1e-13 to t=100, then "
-             f"Radau 1e-12/1e-14 + analytic Jacobian, restarted at every time asked for) at "
+             f"Errors: max-norm of the final state vs the reference ({meta['reference']}, "
+             f"restarted at every time asked for) at "
              f"each solver's own t_final, over the first min(N, {meta['ref_N']}) trajectories "
-             f"(n_err). conv: gtol {GTOL:g}; peers integrate to the t_final of narrowflow "
+             f"(n_err; only trajectories that ended SUCCESS or CONVERGED). conv: gtol "
+             f"{GTOL:g}; peers integrate to the t_final of narrowflow "
              f"{meta['reference_method']}."
              + (" QUICK RUN (tiny sizes): numbers are only a smoke test." if meta["quick"]
                 else ""), "",
@@ -771,7 +926,7 @@ def render(rows, equal_error, meta) -> str:
             lines.append(f"| {e['horizon']} | {e['solver']} | {e['lsoda_rtol']:.0e} | "
                          f"{_f(e['lsoda_err_max'], '.2e')} | {_f(e['ratio'], '.3g')} |")
     foot = []
-    if meta["reference_check_t1e3"] is not None:
+    if meta.get("reference_check_t1e3") is not None:
         foot.append(f"reference chain vs one DOP853 1e-13 run at t=1e3: "
                     f"{meta['reference_check_t1e3']:.1e}")
     foot.append("LSODA: nfev includes its finite-difference Jacobians; RHS-eq = nfev + njev*c_J")
@@ -782,7 +937,7 @@ def render(rows, equal_error, meta) -> str:
     return "\n".join(lines) + "\n"
 
 
-def figure(rows, horizons, path):
+def figure(rows, horizons, path, network="NF4"):
     from matplotlib.backends.backend_agg import FigureCanvasAgg
     from matplotlib.figure import Figure
     nh = len(horizons)
@@ -807,7 +962,7 @@ def figure(rows, horizons, path):
         ax.grid(True, which="both", alpha=0.3)
         if j == 0:
             ax.legend(fontsize="x-small")
-    fig.suptitle("NF4 long-time work-precision, one core")
+    fig.suptitle(f"{network} long-time work-precision, one core")
     fig.savefig(path, dpi=110)
 
 
