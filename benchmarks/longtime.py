@@ -34,8 +34,9 @@ Solvers (each at its own tolerances: default rtol 1e-8, atol 1e-10; --tols for a
     and AUTO_NONSTIFF set for the call), and
     "auto-rodas5p": "auto" handing stiff trajectories to Rodas5P at the same tolerances, as
     narrowflow 0.1 did (ensemble.AUTO_STIFF and AUTO_STIFF_TOL set for the call);
-    "auto-early": "auto" whose stiffness test fires at 0.2 of the explicit method's stability
-    boundary (ensemble.STIFF_FRACTION, 0.47) for the call;
+    "auto-early" / "auto-late": "auto" whose stiffness test fires at 0.2 / 0.47 of the
+    explicit method's stability boundary (ensemble.STIFF_FRACTION set for the call; 0.2 is
+    the default since 2026-12-02, 0.47 the one before);
   * numbalsoda LSODA (ODEPACK) with a scalar Numba cfunc (t, u, du, p) written for NF4
     (libm tanh; checked against the model's field): the fastest one-trajectory RHS we have,
     about 6x cheaper per call than narrowflow's lane-batched flow called on one lane; LSODA
@@ -113,10 +114,10 @@ NF_METHODS = ("auto", "bdf", "rodas5p", "rodas4", "dop853")   # also the referen
 # handing over to Rodas5P at the same tolerances (its stiff method before BDF); "auto" and
 # "bdf" with BDF's Jacobian renewed only when Newton fails (jacobian_every = 0, as before
 # the scheduled renewal) or every 10 accepted steps (jacobian_every = 10), or with up to 6
-# Newton iterations per step (newton_maxiter = 6); "auto-early" switching at 0.2 of the stability
-# boundary (STIFF_FRACTION)
+# Newton iterations per step (newton_maxiter = 6); "auto-early" and "auto-late" switching at
+# 0.2 (the default) and 0.47 (the default before) of the stability boundary (STIFF_FRACTION)
 NF_EXTRA = ("taylor", "vern7", "auto-dop853", "auto-vern7", "auto-taylor", "auto-rodas5p",
-            "auto-early",
+            "auto-early", "auto-late",
             "auto-jac0", "bdf-jac0", "auto-jac10", "bdf-jac10", "auto-newton6", "bdf-newton6")
 # the explicit methods: held back by step stability in the stiff tail (a capped N there)
 STABILITY_HELD = ("dop853", "vern7", "taylor")
@@ -124,7 +125,8 @@ AUTO_VARIANTS = {"auto-dop853": {"AUTO_TAYLOR_RTOL": 0.0, "AUTO_NONSTIFF": "dop8
                  "auto-vern7": {"AUTO_TAYLOR_RTOL": 0.0, "AUTO_NONSTIFF": "vern7"},
                  "auto-taylor": {"AUTO_TAYLOR_RTOL": 1.0},
                  "auto-rodas5p": {"AUTO_STIFF": "rodas5p", "AUTO_STIFF_TOL": 1.0},
-                 "auto-early": {"STIFF_FRACTION": 0.2}}
+                 "auto-early": {"STIFF_FRACTION": 0.2},
+                 "auto-late": {"STIFF_FRACTION": 0.47}}
 # variants of a method with other fields of BDF's MultistepMethod: name -> (method, fields)
 BDF_VARIANTS = {"auto-jac0": ("auto", {"jacobian_every": 0}),
                 "bdf-jac0": ("bdf", {"jacobian_every": 0}),
@@ -145,7 +147,7 @@ LABELS = {"auto": "narrowflow auto", "bdf": "narrowflow bdf", "rodas5p": "narrow
           "vern7": "narrowflow vern7", "auto-vern7": "auto, vern7 start",
           "taylor": "narrowflow taylor", "auto-dop853": "auto, dop853 start",
           "auto-taylor": "auto, taylor start", "auto-rodas5p": "auto, rodas5p tail",
-          "auto-early": "auto, switch at 0.2",
+          "auto-early": "auto, switch at 0.2", "auto-late": "auto, switch at 0.47",
           "auto-jac0": "auto, J on failure only", "bdf-jac0": "bdf, J on failure only",
           "auto-jac10": "auto, J every 10 steps", "bdf-jac10": "bdf, J every 10 steps",
           "auto-newton6": "auto, 6 Newton its", "bdf-newton6": "bdf, 6 Newton its",
@@ -153,7 +155,7 @@ LABELS = {"auto": "narrowflow auto", "bdf": "narrowflow bdf", "rodas5p": "narrow
           "scipy-lsoda": "scipy LSODA + jac"}
 MARKERS = {"auto": "o", "bdf": "*", "rodas5p": "s", "rodas4": "D", "dop853": "^", "lsoda": "v",
            "taylor": "h", "vern7": "4", "auto-vern7": "3", "auto-dop853": "<", "auto-taylor": ">",
-           "auto-rodas5p": "d", "auto-early": "|",
+           "auto-rodas5p": "d", "auto-early": "|", "auto-late": "_",
            "auto-jac0": "8", "bdf-jac0": "p", "auto-jac10": "H", "bdf-jac10": "x",
            "auto-newton6": "1", "bdf-newton6": "2",
            "scipy-radau": "P", "scipy-lsoda": "X"}
