@@ -238,6 +238,22 @@ def test_auto_switches_only_when_stiff(monkeypatch, start):
     assert 0.9 * boundary < 50.0 * h_mean < 1.1 * boundary
 
 
+def test_auto_on_a_mild_problem_switches_only_at_loose_tolerances():
+    """The switch at a fifth of the stability boundary (ensemble.STIFF_FRACTION) has a price
+    on a problem that is not stiff: at rtol 1e-4 Vern7's accuracy-limited step reaches it
+    (h|λ| about 1.8 against 0.93) and BDF takes over. The answer must stay as accurate as
+    Vern7's alone; at rtol 1e-8 the step stays below the threshold and nothing switches."""
+    mild = stiff_matrix(np.array([0.5, 1.0, 2.0]), seed=8)
+    y0 = np.random.default_rng(6).normal(size=(4, 3))
+    exact = y0 @ expm(-mild * 10.0).T
+    for rtol, switched in ((1e-4, True), (1e-8, False)):
+        kw = dict(t_span=(0.0, 10.0), rtol=rtol, atol=rtol / 100, threads=1)
+        a = nf.solve_ensemble(system(mild), y0, method="auto", **kw)
+        v = nf.solve_ensemble(system(mild), y0, method="vern7", **kw)
+        assert np.any(a.njev > 0) == switched
+        assert np.abs(a.y_final - exact).max() <= 2.0 * np.abs(v.y_final - exact).max()
+
+
 def test_auto_chooses_its_start():
     """"auto" starts a GradientFlow with the Taylor method at rtol <= AUTO_TAYLOR_RTOL,
     everything else (looser rtol, a CompiledSystem) with AUTO_NONSTIFF."""
