@@ -115,9 +115,11 @@ NF_METHODS = ("auto", "bdf", "rodas5p", "rodas4", "dop853")   # also the referen
 # "bdf" with BDF's Jacobian renewed only when Newton fails (jacobian_every = 0, as before
 # the scheduled renewal) or every 10 accepted steps (jacobian_every = 10), or with up to 6
 # Newton iterations per step (newton_maxiter = 6); "auto-early" and "auto-late" switching at
-# 0.2 (the default) and 0.47 (the default before) of the stability boundary (STIFF_FRACTION)
+# 0.2 (the default) and 0.47 (the default before) of the stability boundary (STIFF_FRACTION);
+# "auto-tratio300" / "auto-tratio1000": the Taylor start's switch held back further
+# (TAYLOR_STIFF_RATIO 300 / 1000 instead of 100)
 NF_EXTRA = ("taylor", "vern7", "auto-dop853", "auto-vern7", "auto-taylor", "auto-rodas5p",
-            "auto-early", "auto-late",
+            "auto-early", "auto-late", "auto-tratio300", "auto-tratio1000",
             "auto-jac0", "bdf-jac0", "auto-jac10", "bdf-jac10", "auto-newton6", "bdf-newton6")
 # the explicit methods: held back by step stability in the stiff tail (a capped N there)
 STABILITY_HELD = ("dop853", "vern7", "taylor")
@@ -126,7 +128,9 @@ AUTO_VARIANTS = {"auto-dop853": {"AUTO_TAYLOR_RTOL": 0.0, "AUTO_NONSTIFF": "dop8
                  "auto-taylor": {"AUTO_TAYLOR_RTOL": 1.0},
                  "auto-rodas5p": {"AUTO_STIFF": "rodas5p", "AUTO_STIFF_TOL": 1.0},
                  "auto-early": {"STIFF_FRACTION": 0.2},
-                 "auto-late": {"STIFF_FRACTION": 0.47}}
+                 "auto-late": {"STIFF_FRACTION": 0.47},
+                 "auto-tratio300": {"TAYLOR_STIFF_RATIO": 300.0},
+                 "auto-tratio1000": {"TAYLOR_STIFF_RATIO": 1000.0}}
 # variants of a method with other fields of BDF's MultistepMethod: name -> (method, fields)
 BDF_VARIANTS = {"auto-jac0": ("auto", {"jacobian_every": 0}),
                 "bdf-jac0": ("bdf", {"jacobian_every": 0}),
@@ -148,6 +152,7 @@ LABELS = {"auto": "narrowflow auto", "bdf": "narrowflow bdf", "rodas5p": "narrow
           "taylor": "narrowflow taylor", "auto-dop853": "auto, dop853 start",
           "auto-taylor": "auto, taylor start", "auto-rodas5p": "auto, rodas5p tail",
           "auto-early": "auto, switch at 0.2", "auto-late": "auto, switch at 0.47",
+          "auto-tratio300": "auto, Taylor ratio 300", "auto-tratio1000": "auto, Taylor ratio 1000",
           "auto-jac0": "auto, J on failure only", "bdf-jac0": "bdf, J on failure only",
           "auto-jac10": "auto, J every 10 steps", "bdf-jac10": "bdf, J every 10 steps",
           "auto-newton6": "auto, 6 Newton its", "bdf-newton6": "bdf, 6 Newton its",
@@ -156,6 +161,7 @@ LABELS = {"auto": "narrowflow auto", "bdf": "narrowflow bdf", "rodas5p": "narrow
 MARKERS = {"auto": "o", "bdf": "*", "rodas5p": "s", "rodas4": "D", "dop853": "^", "lsoda": "v",
            "taylor": "h", "vern7": "4", "auto-vern7": "3", "auto-dop853": "<", "auto-taylor": ">",
            "auto-rodas5p": "d", "auto-early": "|", "auto-late": "_",
+           "auto-tratio300": "+", "auto-tratio1000": "x",
            "auto-jac0": "8", "bdf-jac0": "p", "auto-jac10": "H", "bdf-jac10": "x",
            "auto-newton6": "1", "bdf-newton6": "2",
            "scipy-radau": "P", "scipy-lsoda": "X"}
