@@ -59,7 +59,7 @@ AUTO_STIFF_TOL = 0.01         # at rtol and atol times this (not below rtol 1e-1
 # boundary (`stiff_hlam`) switch a trajectory to AUTO_STIFF. Hairer uses 6.1 (about DOP853's
 # boundary, 6.39) and 15. With the cheap BDF tail, switching at a fifth of the boundary (1.28
 # for DOP853, 0.93 for Vern7) saves evaluations at every horizon on NF4 and on wider networks:
-# at equal max error 1.2-1.34x as fast to T = 1e2, level to 1.24x later (0.47, half the
+# at equal max error 1.0-1.34x as fast to T = 1e2, level to 1.24x later (0.47, half the
 # boundary, before; benchmarks/README.md, "Switching earlier")
 STIFF_FRACTION = 0.2
 STIFF_STEPS = 5
