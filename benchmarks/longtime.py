@@ -29,14 +29,13 @@ Solvers (each at its own tolerances: default rtol 1e-8, atol 1e-10; --tols for a
 
   * narrowflow `solve_ensemble` methods "auto", "rodas5p", "rodas4", "dop853", whichever
     `narrowflow.ensemble.METHODS` holds (missing ones are skipped with a message); on request
-    (--methods) also "taylor" and "vern7", and "auto-dop853" / "auto-vern7" / "auto-taylor":
-    "auto" held to a DOP853, Vern7 or Taylor start at every rtol (ensemble.AUTO_TAYLOR_RTOL
-    and AUTO_NONSTIFF set for the call), and
-    "auto-rodas5p": "auto" handing stiff trajectories to Rodas5P at the same tolerances, as
-    narrowflow 0.1 did (ensemble.AUTO_STIFF and AUTO_STIFF_TOL set for the call);
-    "auto-early" / "auto-late": "auto" whose stiffness test fires at 0.2 / 0.47 of the
-    explicit method's stability boundary (ensemble.STIFF_FRACTION set for the call; 0.2 is
-    the default since 2026-12-02, 0.47 the one before);
+    (--methods) also "taylor", "vern7" and the variants of `VARIANTS` below, each a method
+    run with some module settings of narrowflow.ensemble or fields of BDF's MultistepMethod
+    changed for the call. Among them: "auto-dop853" / "auto-vern7" / "auto-taylor", "auto"
+    held to one start at every rtol; "auto-rodas5p", "auto" handing stiff trajectories to
+    Rodas5P at the same tolerances, as narrowflow 0.1 did; "auto-early" / "auto-late", the
+    stiffness test at 0.2 (the default) / 0.47 of the stability boundary;
+    "auto-stol<f>", the BDF tail at f times the tolerances (AUTO_STIFF_TOL, default 0.01);
   * numbalsoda LSODA (ODEPACK) with a scalar Numba cfunc (t, u, du, p) written for NF4
     (libm tanh; checked against the model's field): the fastest one-trajectory RHS we have,
     about 6x cheaper per call than narrowflow's lane-batched flow called on one lane; LSODA
@@ -93,6 +92,7 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import itertools
 import json
 import math
 import re
@@ -108,63 +108,69 @@ sys.path.insert(0, str(HERE))
 import peers  # noqa: E402  (nf4_data, the Numba RHS, interp_throughput, machine)
 
 NF_METHODS = ("auto", "bdf", "rodas5p", "rodas4", "dop853")   # also the reference-method preference
-# on request only (--methods): the Taylor method and Vern7 alone, "auto" held to a DOP853
-# or a Vern7 start (ensemble.AUTO_TAYLOR_RTOL = 0 and AUTO_NONSTIFF) or to its Taylor start
-# (AUTO_TAYLOR_RTOL = 1) at every rtol, and "auto"
-# handing over to Rodas5P at the same tolerances (its stiff method before BDF); "auto" and
-# "bdf" with BDF's Jacobian renewed only when Newton fails (jacobian_every = 0, as before
-# the scheduled renewal) or every 10 accepted steps (jacobian_every = 10), or with up to 6
-# Newton iterations per step (newton_maxiter = 6); "auto-early" and "auto-late" switching at
-# 0.2 (the default) and 0.47 (the default before) of the stability boundary (STIFF_FRACTION);
-# "auto-tratio300" / "auto-tratio1000": the Taylor start's switch held back further
-# (TAYLOR_STIFF_RATIO 300 / 1000 instead of 100)
-NF_EXTRA = ("taylor", "vern7", "auto-dop853", "auto-vern7", "auto-taylor", "auto-rodas5p",
-            "auto-early", "auto-late", "auto-tratio300", "auto-tratio1000",
-            "auto-jac0", "bdf-jac0", "auto-jac10", "bdf-jac10", "auto-newton6", "bdf-newton6")
 # the explicit methods: held back by step stability in the stiff tail (a capped N there)
 STABILITY_HELD = ("dop853", "vern7", "taylor")
-AUTO_VARIANTS = {"auto-dop853": {"AUTO_TAYLOR_RTOL": 0.0, "AUTO_NONSTIFF": "dop853"},
-                 "auto-vern7": {"AUTO_TAYLOR_RTOL": 0.0, "AUTO_NONSTIFF": "vern7"},
-                 "auto-taylor": {"AUTO_TAYLOR_RTOL": 1.0},
-                 "auto-rodas5p": {"AUTO_STIFF": "rodas5p", "AUTO_STIFF_TOL": 1.0},
-                 "auto-early": {"STIFF_FRACTION": 0.2},
-                 "auto-late": {"STIFF_FRACTION": 0.47},
-                 "auto-tratio300": {"TAYLOR_STIFF_RATIO": 300.0},
-                 "auto-tratio1000": {"TAYLOR_STIFF_RATIO": 1000.0}}
-# variants of a method with other fields of BDF's MultistepMethod: name -> (method, fields)
-BDF_VARIANTS = {"auto-jac0": ("auto", {"jacobian_every": 0}),
-                "bdf-jac0": ("bdf", {"jacobian_every": 0}),
-                "auto-jac10": ("auto", {"jacobian_every": 10}),
-                "bdf-jac10": ("bdf", {"jacobian_every": 10}),
-                "auto-newton6": ("auto", {"newton_maxiter": 6}),
-                "bdf-newton6": ("bdf", {"newton_maxiter": 6})}
 PEER_KEYS = ("lsoda", "scipy-radau", "scipy-lsoda")
+
+
+@dataclasses.dataclass(frozen=True)
+class Variant:
+    """A narrowflow method run with some of its settings changed, on request (--methods).
+
+    base: the method passed to solve_ensemble; module: narrowflow.ensemble attributes set for
+    the call; bdf: fields of BDF's MultistepMethod replaced for the call."""
+    base: str
+    label: str
+    module: dict = dataclasses.field(default_factory=dict)
+    bdf: dict = dataclasses.field(default_factory=dict)
+
+
+VARIANTS = {
+    "taylor": Variant("taylor", "narrowflow taylor"),
+    "vern7": Variant("vern7", "narrowflow vern7"),
+    # "auto" held to a DOP853 or Vern7 start, or to its Taylor start, at every rtol
+    "auto-dop853": Variant("auto", "auto, dop853 start",
+                           {"AUTO_TAYLOR_RTOL": 0.0, "AUTO_NONSTIFF": "dop853"}),
+    "auto-vern7": Variant("auto", "auto, vern7 start",
+                          {"AUTO_TAYLOR_RTOL": 0.0, "AUTO_NONSTIFF": "vern7"}),
+    "auto-taylor": Variant("auto", "auto, taylor start", {"AUTO_TAYLOR_RTOL": 1.0}),
+    # "auto" handing over to Rodas5P at the same tolerances (its stiff method before BDF)
+    "auto-rodas5p": Variant("auto", "auto, rodas5p tail",
+                            {"AUTO_STIFF": "rodas5p", "AUTO_STIFF_TOL": 1.0}),
+    # the stiffness test at 0.2 (the default) and 0.47 (the one before) of the stability
+    # boundary; the Taylor start's switch held back (the default ratio is 100)
+    "auto-early": Variant("auto", "auto, switch at 0.2", {"STIFF_FRACTION": 0.2}),
+    "auto-late": Variant("auto", "auto, switch at 0.47", {"STIFF_FRACTION": 0.47}),
+    "auto-tratio300": Variant("auto", "auto, Taylor ratio 300", {"TAYLOR_STIFF_RATIO": 300.0}),
+    "auto-tratio1000": Variant("auto", "auto, Taylor ratio 1000",
+                               {"TAYLOR_STIFF_RATIO": 1000.0}),
+    # the BDF tail at other multiples of the tolerances (the default AUTO_STIFF_TOL is 0.01)
+    **{f"auto-stol{f:g}": Variant("auto", f"auto, tail at {f:g} tol", {"AUTO_STIFF_TOL": f})
+       for f in (0.001, 0.003, 0.03, 0.1)},
+    # BDF's Jacobian renewed only when Newton fails (as before the scheduled renewal) or
+    # every 10 accepted steps; up to 6 Newton iterations per step
+    "auto-jac0": Variant("auto", "auto, J on failure only", bdf={"jacobian_every": 0}),
+    "bdf-jac0": Variant("bdf", "bdf, J on failure only", bdf={"jacobian_every": 0}),
+    "auto-jac10": Variant("auto", "auto, J every 10 steps", bdf={"jacobian_every": 10}),
+    "bdf-jac10": Variant("bdf", "bdf, J every 10 steps", bdf={"jacobian_every": 10}),
+    "auto-newton6": Variant("auto", "auto, 6 Newton its", bdf={"newton_maxiter": 6}),
+    "bdf-newton6": Variant("bdf", "bdf, 6 Newton its", bdf={"newton_maxiter": 6}),
+}
+NF_EXTRA = tuple(VARIANTS)
 
 
 def base_method(m: str) -> str:
     """The narrowflow method a (variant) name runs through solve_ensemble."""
-    return "auto" if m in AUTO_VARIANTS else BDF_VARIANTS.get(m, (m,))[0]
+    return VARIANTS[m].base if m in VARIANTS else m
 
 
 LABELS = {"auto": "narrowflow auto", "bdf": "narrowflow bdf", "rodas5p": "narrowflow rodas5p",
           "rodas4": "narrowflow rodas4", "dop853": "narrowflow dop853",
-          "vern7": "narrowflow vern7", "auto-vern7": "auto, vern7 start",
-          "taylor": "narrowflow taylor", "auto-dop853": "auto, dop853 start",
-          "auto-taylor": "auto, taylor start", "auto-rodas5p": "auto, rodas5p tail",
-          "auto-early": "auto, switch at 0.2", "auto-late": "auto, switch at 0.47",
-          "auto-tratio300": "auto, Taylor ratio 300", "auto-tratio1000": "auto, Taylor ratio 1000",
-          "auto-jac0": "auto, J on failure only", "bdf-jac0": "bdf, J on failure only",
-          "auto-jac10": "auto, J every 10 steps", "bdf-jac10": "bdf, J every 10 steps",
-          "auto-newton6": "auto, 6 Newton its", "bdf-newton6": "bdf, 6 Newton its",
+          **{m: v.label for m, v in VARIANTS.items()},
           "lsoda": "numbalsoda LSODA", "scipy-radau": "scipy Radau + jac",
           "scipy-lsoda": "scipy LSODA + jac"}
-MARKERS = {"auto": "o", "bdf": "*", "rodas5p": "s", "rodas4": "D", "dop853": "^", "lsoda": "v",
-           "taylor": "h", "vern7": "4", "auto-vern7": "3", "auto-dop853": "<", "auto-taylor": ">",
-           "auto-rodas5p": "d", "auto-early": "|", "auto-late": "_",
-           "auto-tratio300": "+", "auto-tratio1000": "x",
-           "auto-jac0": "8", "bdf-jac0": "p", "auto-jac10": "H", "bdf-jac10": "x",
-           "auto-newton6": "1", "bdf-newton6": "2",
-           "scipy-radau": "P", "scipy-lsoda": "X"}
+# the figure's markers, one per solver in the order of LABELS (peers dashed)
+MARKERS = dict(zip(LABELS, itertools.cycle("o*sD^4h3<>d|_+x8pH12vPX")))
 HORIZONS = (1e2, 1e3, 1e4, 1e5, 1e6, "conv")
 GTOL = 1e-8
 CONV_FALLBACK_T1 = 1e8
@@ -331,8 +337,8 @@ def make_narrowflow(problem, method, conv_t1):
     from narrowflow import ensemble
     from narrowflow import tableaus
     flow = problem.flow
-    patch = AUTO_VARIANTS.get(method)
-    base, fields = base_method(method), BDF_VARIANTS.get(method, (None, None))[1]
+    variant = VARIANTS.get(method, Variant(method, method))
+    base, patch, fields = variant.base, variant.module, variant.bdf
 
     def run(y0, targets, rtol, atol, horizon):
         if horizon == "conv":
@@ -685,11 +691,10 @@ def main(argv=None) -> int:
     have = set(ensemble.METHODS)
     say(f"narrowflow {nf.__version__}: ensemble.METHODS = {', '.join(ensemble.METHODS)}")
     nf_methods = []
-    have.update(m for m, patch in AUTO_VARIANTS.items()
-                if all(hasattr(ensemble, k) for k in patch))
     from narrowflow import tableaus
-    have.update(m for m, (_, fields) in BDF_VARIANTS.items()
-                if all(hasattr(tableaus.get_multistep("bdf"), k) for k in fields))
+    have.update(m for m, v in VARIANTS.items()
+                if v.base in have and all(hasattr(ensemble, k) for k in v.module)
+                and all(hasattr(tableaus.get_multistep("bdf"), k) for k in v.bdf))
     for m in NF_METHODS + NF_EXTRA:
         if m not in requested:
             continue
