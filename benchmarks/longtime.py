@@ -148,11 +148,15 @@ VARIANTS = {
     **{f"auto-stol{f:g}": Variant("auto", f"auto, tail at {f:g} tol", {"AUTO_STIFF_TOL": f})
        for f in (0.001, 0.003, 0.03, 0.1)},
     # BDF's Jacobian renewed only when Newton fails (as before the scheduled renewal) or
-    # every 10 accepted steps; up to 6 Newton iterations per step
+    # every 10 accepted steps; up to 4, 5 or 6 Newton iterations per step
     "auto-jac0": Variant("auto", "auto, J on failure only", bdf={"jacobian_every": 0}),
     "bdf-jac0": Variant("bdf", "bdf, J on failure only", bdf={"jacobian_every": 0}),
     "auto-jac10": Variant("auto", "auto, J every 10 steps", bdf={"jacobian_every": 10}),
     "bdf-jac10": Variant("bdf", "bdf, J every 10 steps", bdf={"jacobian_every": 10}),
+    "auto-newton4": Variant("auto", "auto, 4 Newton its", bdf={"newton_maxiter": 4}),
+    "bdf-newton4": Variant("bdf", "bdf, 4 Newton its", bdf={"newton_maxiter": 4}),
+    "auto-newton5": Variant("auto", "auto, 5 Newton its", bdf={"newton_maxiter": 5}),
+    "bdf-newton5": Variant("bdf", "bdf, 5 Newton its", bdf={"newton_maxiter": 5}),
     "auto-newton6": Variant("auto", "auto, 6 Newton its", bdf={"newton_maxiter": 6}),
     "bdf-newton6": Variant("bdf", "bdf, 6 Newton its", bdf={"newton_maxiter": 6}),
 }

@@ -684,7 +684,8 @@ class MultistepMethod:
     error_const : ndarray of float64, shape (max_order + 1,)
         ``kappa_q gamma_q + 1/(q + 1)``: the local error is ``error_const[q] * d``.
     newton_maxiter : int, optional
-        Most Newton iterations per step.
+        Most Newton iterations per step (scipy's BDF: 4). The fifth pays on wider networks,
+        where the Hessian a failed iteration asks for costs many flows (docs/integrators.md).
     newton_kappa : float, optional
         Newton stops once its correction times its convergence rate is this fraction of
         what the error test allows (CVODE's test).
@@ -704,7 +705,7 @@ class MultistepMethod:
     gamma: np.ndarray
     alpha: np.ndarray
     error_const: np.ndarray
-    newton_maxiter: int = 4
+    newton_maxiter: int = 5
     newton_kappa: float = 0.01
     min_growth: float = 1.2
     min_factor: float = 0.2
